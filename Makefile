@@ -1,0 +1,31 @@
+# Everything installs into .venv; torch is pinned to the CPU build that lies on this machine's disk
+# (an unpinned torch would pull a multi-GB CUDA build). GPU users: pip install -e . into an env with torch.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+TORCH   ?= torch==2.13.0
+
+.PHONY: install demo test test-slow bench clean
+
+$(BIN)/modicl: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/modicl
+
+demo: install
+	$(BIN)/modicl train --preset quick --out runs/demo --overwrite
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+bench: install
+	$(BIN)/modicl bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,97 @@
+"""Training-throughput benchmark: steps/s, tokens/s, model FLOP/s and the ratio to a matmul ceiling.
+
+Model FLOPs per step count the matmuls exactly (forward ×3 for forward + backward, the usual
+approximation of Kaplan et al. 2020): per token and layer 24·d² for the qkv, output and MLP
+projections (mlp_ratio 4), 2·d·V for the tied unembedding, and per sequence and layer 4·d·T(T+1)/2
+for the causal QKᵀ and attention-times-V products. The ceiling is a square-ish matmul of the model's
+largest shape, (B·T × d) @ (d × mlp_ratio·d), timed on the spot in the same dtype and thread count.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .config import RunConfig
+from .data import sample_sequences
+from .model import Transformer
+from .train import TrainStep, autocast_for, build_optimizer, resolve_device
+from .tasks import make_task_set
+
+
+def train_flops_per_step(cfg: RunConfig) -> float:
+    """Model FLOPs of one training step (forward + backward) of ``cfg``; see the module docstring."""
+    d, L, V = cfg.model.d_model, cfg.model.n_layers, cfg.task.p
+    B, T = cfg.train.batch_size, 3 * cfg.task.n_ctx - 1
+    per_token = L * (2 * (3 * d * d + d * d) + 2 * 2 * cfg.model.mlp_ratio * d * d) + 2 * d * V
+    attention = L * 4 * d * T * (T + 1) / 2
+    return 3.0 * (B * T * per_token + B * attention)
+
+
+def matmul_ceiling(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, repeats: int = 20) -> float:
+    """Measured FLOP/s of an [m, k] @ [k, n] matmul in ``dtype`` on ``device``."""
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2.0 * m * k * n * repeats / (time.perf_counter() - t)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int = 5) -> dict:
+    """Time ``steps`` training steps of ``cfg`` (after ``warmup``) in ``dtype`` ('fp32' or 'bf16').
+
+    Returns:
+        {'dtype', 'device', 'threads', 'attention', 'compile', 'steps_per_s', 'tokens_per_s',
+         'gflop_per_step', 'gflop_per_s', 'ceiling_gflop_per_s', 'ratio_to_ceiling'}; tokens are the
+        model's input tokens, batch_size · (3·n_ctx − 1) per step.
+    """
+    device = resolve_device(cfg.train.device)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    tasks = make_task_set(cfg.task, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
+    opt = build_optimizer(model, cfg.train, device)
+    compile_on = cfg.train.compile == "on" or (cfg.train.compile == "auto" and device.type == "cuda")
+    step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on)
+    id_tasks = torch.as_tensor(tasks.id_tasks, device=device)
+    pairs = torch.as_tensor(tasks.train_pairs, device=device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+    per_task = cfg.train.batch_size // cfg.task.n_id
+
+    def one() -> torch.Tensor:
+        tokens = sample_sequences(id_tasks, pairs, per_task, cfg.task.n_ctx, cfg.task.p, gen)
+        return step(tokens)
+
+    for _ in range(warmup):
+        one()
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        loss = one()
+    loss.item()
+    _sync(device)
+    dt = (time.perf_counter() - t) / steps
+    flops = train_flops_per_step(cfg)
+    B, T, d = cfg.train.batch_size, 3 * cfg.task.n_ctx - 1, cfg.model.d_model
+    ceiling = matmul_ceiling(B * T, d, cfg.model.mlp_ratio * d, tdtype, device)
+    return {
+        "dtype": dtype, "device": str(device), "threads": torch.get_num_threads(),
+        "attention": cfg.model.attention, "compile": compile_on,
+        "steps_per_s": round(1 / dt, 3), "tokens_per_s": round(B * T / dt),
+        "gflop_per_step": round(flops / 1e9, 2), "gflop_per_s": round(flops / dt / 1e9, 1),
+        "ceiling_gflop_per_s": round(ceiling / 1e9, 1), "ratio_to_ceiling": round(flops / dt / ceiling, 3),
+    }

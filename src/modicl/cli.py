@@ -1,0 +1,224 @@
+"""``modicl`` command line: a thin layer over the library, flags generated from the config dataclasses.
+
+    modicl train [--preset quick|quick-memorize|paper] [--out DIR] [--resume] [--task.n-id 8 …]
+    modicl eval RUN_DIR [--checkpoint last|best_ood] [--sequences 4096]
+    modicl bench [--preset …] [--task.p 29 …] [--steps 20] [--dtypes fp32 bf16]
+
+A configuration that cannot work, an unknown preset or flag, or a missing checkpoint ends with one
+line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+
+from .config import ConfigError, RunConfig, config_hash, preset, validate
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    """Train one model on in-context modular arithmetic and evaluate it on the four sets."""
+
+    config: Annotated[RunConfig, tyro.conf.arg(name="")] = field(default_factory=RunConfig)
+    preset: str = "quick"
+    """named starting point: quick (CPU, p = 7), quick-memorize (quick with n_id = 8), paper (PAPER.md §2.3, GPU)."""
+    out: Path | None = None
+    """run directory (default: runs/PRESET-CONFIGHASH)."""
+    resume: bool = False
+    """continue from OUT/checkpoints/last."""
+    overwrite: bool = False
+    """delete OUT first if it holds a run."""
+    progress: bool = True
+    """show a progress bar."""
+
+
+@dataclass(frozen=True)
+class EvalCommand:
+    """Re-evaluate a checkpoint of a run on the four sets; write the k-shot curve."""
+
+    run_dir: tyro.conf.Positional[Path]
+    checkpoint: str = "best_ood"
+    """checkpoint name: best_ood or last."""
+    sequences: int = 4096
+    """sequences per evaluation set."""
+    device: str = "auto"
+    seed: int = 12345
+    """seed of the evaluation sequences."""
+
+
+@dataclass(frozen=True)
+class BenchCommand:
+    """Measure training throughput: steps/s, tokens/s, model FLOP/s and its ratio to a matmul ceiling."""
+
+    config: Annotated[RunConfig, tyro.conf.arg(name="")] = field(default_factory=RunConfig)
+    preset: str = "bench"
+    """named starting point; 'bench' is the reference: p 29, d_model 128, 2 layers, 4 heads, bs 128, n_ctx 32."""
+    steps: int = 20
+    """timed steps per dtype (after 5 warm-up steps)."""
+    dtypes: tuple[Literal["fp32", "bf16"], ...] = ("fp32", "bf16")
+
+
+def _bench_preset() -> RunConfig:
+    base = preset("paper")
+    return dataclasses.replace(
+        base,
+        task=dataclasses.replace(base.task, n_id=128, n_ctx=32),
+        model=dataclasses.replace(base.model, d_model=128, n_layers=2, n_heads=4),
+        train=dataclasses.replace(base.train, batch_size=128, threads=2),
+    )
+
+
+def _flags(cls, prefix: str = "") -> list[str]:
+    out = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else None):
+            out += _flags(f.type, f"{prefix}{f.name}.")
+        else:
+            out.append("--" + (prefix + f.name).replace("_", "-"))
+    return out
+
+
+def _known_flags(command) -> list[str]:
+    from .config import ModelConfig, TaskConfig, TrainConfig
+
+    flags = [f"--{p}.{n}" for p, cls in (("task", TaskConfig), ("model", ModelConfig), ("train", TrainConfig))
+             for n in (fl[2:] for fl in _flags(cls))]
+    flags += _flags(RunConfig)
+    flags += [fl for fl in _flags(command) if fl != "--config"]
+    return flags
+
+
+def _pop_preset(argv: list[str], default: str) -> tuple[str, list[str]]:
+    rest, name, i = [], default, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--preset" and i + 1 < len(argv):
+            name, i = argv[i + 1], i + 2
+            continue
+        if a.startswith("--preset="):
+            name = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        i += 1
+    return name, rest
+
+
+def _parse(command, argv: list[str], default, prog: str):
+    parsed, unknown = tyro.cli(command, args=argv, default=default, prog=prog, return_unknown_args=True)
+    if unknown:
+        bad = next((u for u in unknown if u.startswith("-")), unknown[0])
+        known = _known_flags(command)
+        close = difflib.get_close_matches(bad.split("=")[0].replace("_", "-"), known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"unknown option {bad!r}{hint} (see {prog} --help)")
+    return parsed
+
+
+def _resolve_preset(name: str) -> RunConfig:
+    return _bench_preset() if name == "bench" else preset(name)
+
+
+def cmd_train(argv: list[str]) -> int:
+    from .metrics import PHASE_LABELS, format_table
+    from .train import train
+
+    name, rest = _pop_preset(argv, "quick")
+    base = _resolve_preset(name)
+    args = _parse(TrainCommand, rest, TrainCommand(config=base, preset=name), "modicl train")
+    cfg = validate(args.config)
+    out = args.out or Path("runs") / f"{name}-{config_hash(cfg)}"
+    if args.overwrite and out.exists():
+        shutil.rmtree(out)
+    print(f"run directory: {out}", file=sys.stderr)
+    summary = train(cfg, out, resume=args.resume, progress=args.progress)
+    print(f"\nfinal (step {summary['steps']}):")
+    print(format_table(summary["final"], cfg.task.p))
+    print(f"\nbest o.o.d. checkpoint (step {summary['best_ood']['step']}):")
+    print(format_table(summary["best_ood"]))
+    print(f"\nphase: {PHASE_LABELS[summary['phase']]}  (a set counts as solved at last-position accuracy ≥ {cfg.phase_threshold})")
+    print(f"wall time {summary['wall_s']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s; results in {out}")
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    import torch
+
+    from .metrics import PHASE_LABELS, classify_phase, evaluate, format_table
+    from .plots import kshot_plot
+    from .rundir import load_checkpoint, write_json
+    from .train import _task_tensors, autocast_for, eval_sets, resolve_device, resolve_dtype
+
+    args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
+    device = resolve_device(args.device)
+    ck = load_checkpoint(args.run_dir, args.checkpoint, device)
+    cfg = ck.config
+    g = torch.Generator(device=device)
+    g.manual_seed(args.seed)
+    autocast = autocast_for(device, resolve_dtype(cfg.train.dtype, device))
+    res = evaluate(ck.model, eval_sets(_task_tensors(ck.tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p,
+                   sequences=args.sequences, batch_size=cfg.train.eval_batch_size, generator=g, autocast=autocast,
+                   shared_inputs=cfg.task.shared_inputs, replacement=cfg.task.replacement)
+    phase = classify_phase(res, cfg.phase_threshold)
+    out = {"checkpoint": args.checkpoint, "step": ck.step, "sequences_per_set": args.sequences, "seed": args.seed,
+           "phase": phase, **res}
+    (args.run_dir / "eval").mkdir(exist_ok=True)
+    write_json(args.run_dir / "eval" / f"{args.checkpoint}.json", out)
+    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, args.run_dir / "plots" / "kshot.png", p=cfg.task.p)
+    print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}), {args.sequences} sequences per set:")
+    print(format_table(res, cfg.task.p))
+    print("k-shot accuracy (o.o.d. test):", " ".join(f"{a:.2f}" for a in res["ood_test"]["kshot"]))
+    print(f"phase: {PHASE_LABELS[phase]}; wrote {args.run_dir / 'eval' / (args.checkpoint + '.json')} and plots/kshot.png")
+    return 0
+
+
+def cmd_bench(argv: list[str]) -> int:
+    from .bench import benchmark
+
+    name, rest = _pop_preset(argv, "bench")
+    base = _resolve_preset(name)
+    args = _parse(BenchCommand, rest, BenchCommand(config=base, preset=name), "modicl bench")
+    cfg = validate(args.config)
+    results = [benchmark(cfg, dtype=d, steps=args.steps) for d in args.dtypes]
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"modicl: unknown command {argv[0]!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+            return 2
+        print(__doc__)
+        return 0
+    from .rundir import CheckpointError
+    from .train import TrainingDiverged
+
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except (ConfigError, CheckpointError) as e:
+        print(f"modicl {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"modicl {argv[0]}: training diverged: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nmodicl {argv[0]}: interrupted; the last checkpoint is kept, continue with the same command plus --resume",
+              file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

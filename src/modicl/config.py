@@ -1,0 +1,255 @@
+"""Typed, validated run configurations and the named presets.
+
+A run is fully described by a frozen :class:`RunConfig` made of three parts: :class:`TaskConfig` (the
+task family of He et al. 2024, PAPER.md §1: modulus, pre-training task rule, n_id, α split, sequence
+format), :class:`ModelConfig` (the GPT-style decoder, PAPER.md §2.1) and :class:`TrainConfig` (AdamW
+and the warmup + cosine schedule, PAPER.md §2.3; evaluation cadence; numerics). :func:`validate`
+turns every configuration that cannot work into a :class:`ConfigError` whose one-line message says
+what to change, before any tensor is built. Presets: ``paper`` is PAPER.md §2.3 exactly (for a GPU);
+``quick`` is the same family scaled down so the i.d. → o.o.d. transition shows on two CPU cores.
+This module imports no torch code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message is one line saying what to change."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The in-context modular-arithmetic task family (PAPER.md §1).
+
+    Attributes:
+        p: prime modulus; tokens are the p residues 0…p-1.
+        rule: pre-training task rule, ``rectangular`` (PAPER.md §1.4, every main result) or ``random``.
+        n_id: number of pre-training (i.d.) task vectors, all of them (4 per rectangle).
+        n_ood: cap on the number of held-out o.o.d. task vectors (the complement, shuffled).
+        alpha: fraction of the p² input pairs (x, y) used for pre-training (PAPER.md §1.5).
+        n_ctx: examples (x, y, z) per sequence; the model sees 3·n_ctx − 1 tokens.
+        shared_inputs: every task's j-th sequence in a batch uses the same (x, y) stream, as the
+            official code does (PAPER.md §1.8); False draws inputs independently per sequence.
+        replacement: draw training pairs with replacement (the official near-replacement sampler).
+        split_seed: seed of the α split of input pairs (the official data_seed = 0).
+    """
+
+    p: int = 29
+    rule: Literal["rectangular", "random"] = "rectangular"
+    n_id: int = 512
+    n_ood: int = 256
+    alpha: float = 0.6
+    n_ctx: int = 32
+    shared_inputs: bool = True
+    replacement: bool = True
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The pre-LN RoPE decoder (PAPER.md §2.1).
+
+    Attributes:
+        d_model: residual-stream width.
+        n_layers: number of transformer blocks (the paper's depth d).
+        n_heads: attention heads per block; d_model must be divisible by it.
+        mlp_ratio: MLP hidden width as a multiple of d_model (ReLU MLP ×4 in the paper).
+        rope_theta: RoPE base θ.
+        attention: ``sdpa`` (PyTorch fused kernel), ``manual`` (explicit softmax), or ``auto``
+            (manual on the CPU, where it is faster in bf16; sdpa elsewhere).
+    """
+
+    d_model: int = 512
+    n_layers: int = 2
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    rope_theta: float = 10_000.0
+    attention: Literal["auto", "sdpa", "manual"] = "auto"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, evaluation and numerics (PAPER.md §2.3).
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: sequences per step; a multiple of n_id (balanced batches, PAPER.md §1.8).
+        lr: peak learning rate.
+        weight_decay: decoupled AdamW weight decay on parameters with ≥ 2 dims only.
+        warmup_steps: linear warmup from ``warmup_start``·lr to lr.
+        warmup_start: warmup starts at this fraction of lr (0.01 in the paper).
+        final_lr_ratio: cosine decay ends at this fraction of lr (0.1 in the paper).
+        beta1, beta2, eps: AdamW constants.
+        eval_every: evaluate (and checkpoint ``last``) every this many steps, and at the end.
+        eval_sequences: sequences per evaluation set, spread evenly over the set's tasks.
+        eval_batch_size: sequences per forward pass during evaluation.
+        dtype: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), ``fp32``, ``bf16``.
+        compile: ``auto`` (on for CUDA only), ``on`` or ``off``; falls back to eager with a warning.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` …
+        threads: CPU threads for torch (0 leaves torch's default).
+    """
+
+    steps: int = 200_000
+    batch_size: int = 1024
+    lr: float = 1.5e-4
+    weight_decay: float = 2.0
+    warmup_steps: int = 10_000
+    warmup_start: float = 0.01
+    final_lr_ratio: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-8
+    eval_every: int = 1000
+    eval_sequences: int = 1024
+    eval_batch_size: int = 512
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
+    device: str = "auto"
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; saved as ``config.json`` in the run directory.
+
+    Attributes:
+        task, model, train: the three parts above.
+        seed: seeds task sampling, the o.o.d. shuffle, model init and the data stream.
+        phase_threshold: a set counts as solved at last-position accuracy ≥ this (see metrics.py).
+    """
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 1
+    phase_threshold: float = 0.5
+
+
+def _quick() -> RunConfig:
+    # Scaled-down paper setting for 2 CPU cores; the search behind it is in docs/quick-preset.md.
+    return RunConfig(
+        task=TaskConfig(p=7, rule="rectangular", n_id=32, alpha=0.8, n_ctx=16),
+        model=ModelConfig(d_model=128, n_layers=4, n_heads=4),
+        train=TrainConfig(
+            steps=4500, batch_size=64, lr=2e-3, weight_decay=0.5, warmup_steps=200,
+            eval_every=250, eval_sequences=512, eval_batch_size=512,
+        ),
+        seed=1,
+    )
+
+
+PRESETS: dict[str, RunConfig] = {
+    "paper": RunConfig(),  # PAPER.md §2.3: p 29, d_model 512, 4 heads, bs 1024, lr 1.5e-4, wd 2, 200k steps
+    "quick": _quick(),
+    "quick-memorize": dataclasses.replace(_quick(), task=dataclasses.replace(_quick().task, n_id=8)),
+}
+
+
+def preset(name: str) -> RunConfig:
+    """Return the named preset; raises ConfigError naming the known presets."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def is_prime(n: int) -> bool:
+    """Trial-division primality test (n is at most a few hundred here)."""
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, int(n**0.5) + 1))
+
+
+def _nearest_multiples(n: int, k: int) -> str:
+    lo = max(k, (n // k) * k)
+    hi = lo + k if lo <= n else lo
+    return f"{lo}" if lo == hi else f"{lo} or {hi}"
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check that ``cfg`` can work; return it unchanged.
+
+    Raises:
+        ConfigError: with a one-line message naming the field and what to change, for a non-prime p,
+            n_id ≥ p² (no o.o.d. task left) or < 1, n_id not a multiple of 4 under the rectangular rule,
+            α outside (0, 1) or leaving an empty split, n_ctx < 1, a batch size that is not a multiple of
+            n_id, d_model not divisible by n_heads (or an odd head dimension, which RoPE cannot rotate),
+            and non-positive sizes or learning rates.
+    """
+    t, m, tr = cfg.task, cfg.model, cfg.train
+    if not is_prime(t.p):
+        raise ConfigError(f"task.p = {t.p} is not prime; tasks live in Z_p, use a prime such as 7, 11, 13 or 29")
+    if t.rule not in ("rectangular", "random"):
+        raise ConfigError(f"task.rule = {t.rule!r}; use 'rectangular' or 'random'")
+    if not 1 <= t.n_id < t.p**2:
+        raise ConfigError(f"task.n_id = {t.n_id} must be in [1, p² - 1 = {t.p**2 - 1}] so that o.o.d. tasks remain")
+    if t.rule == "rectangular":
+        if t.n_id % 4:
+            raise ConfigError(
+                f"task.n_id = {t.n_id} is not a multiple of 4 (rectangular rule: 4 tasks per rectangle); "
+                f"use {_nearest_multiples(t.n_id, 4)}, or --task.rule random"
+            )
+        if t.p < 4:
+            raise ConfigError(f"task.p = {t.p} is too small for the rectangular rule; use p ≥ 5")
+    if t.n_ood < 1:
+        raise ConfigError(f"task.n_ood = {t.n_ood} must be ≥ 1")
+    if not 0.0 < t.alpha < 1.0:
+        raise ConfigError(f"task.alpha = {t.alpha} must lie strictly between 0 and 1")
+    n_train = round(t.p**2 * t.alpha)
+    if not 1 <= n_train < t.p**2:
+        raise ConfigError(f"task.alpha = {t.alpha} leaves an empty train or test split of the {t.p**2} input pairs")
+    if t.n_ctx < 1:
+        raise ConfigError(f"task.n_ctx = {t.n_ctx} must be ≥ 1 example per sequence")
+    if not t.replacement and t.n_ctx > n_train:
+        raise ConfigError(
+            f"task.n_ctx = {t.n_ctx} exceeds the {n_train} training pairs; use --task.replacement True or a larger alpha"
+        )
+    if tr.batch_size < 1 or tr.batch_size % t.n_id:
+        raise ConfigError(
+            f"train.batch_size = {tr.batch_size} is not a multiple of task.n_id = {t.n_id} (balanced batches); "
+            f"use {_nearest_multiples(tr.batch_size, t.n_id)}"
+        )
+    if m.d_model < 1 or m.n_heads < 1 or m.n_layers < 1 or m.mlp_ratio < 1:
+        raise ConfigError("model.d_model, model.n_heads, model.n_layers and model.mlp_ratio must be ≥ 1")
+    if m.d_model % m.n_heads:
+        raise ConfigError(
+            f"model.d_model = {m.d_model} is not divisible by model.n_heads = {m.n_heads}; "
+            f"use n_heads in {[h for h in range(1, 17) if m.d_model % h == 0]}"
+        )
+    if (m.d_model // m.n_heads) % 2:
+        raise ConfigError(f"head dimension {m.d_model // m.n_heads} is odd; RoPE rotates pairs, make d_model / n_heads even")
+    if tr.steps < 1 or tr.eval_every < 1 or tr.eval_sequences < 1 or tr.eval_batch_size < 1:
+        raise ConfigError("train.steps, train.eval_every, train.eval_sequences and train.eval_batch_size must be ≥ 1")
+    if not tr.lr > 0 or tr.weight_decay < 0 or tr.warmup_steps < 0:
+        raise ConfigError("train.lr must be > 0, train.weight_decay and train.warmup_steps ≥ 0")
+    if not 0.0 < cfg.phase_threshold <= 1.0:
+        raise ConfigError(f"phase_threshold = {cfg.phase_threshold} must be in (0, 1]")
+    return cfg
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The config as plain JSON-able nested dicts."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any]) -> RunConfig:
+    """Inverse of :func:`to_dict`; unknown keys raise ConfigError (a config from a newer modicl)."""
+    parts = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
+    kwargs: dict[str, Any] = {}
+    try:
+        for key, value in d.items():
+            kwargs[key] = parts[key](**value) if key in parts else value
+        return RunConfig(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"config does not match this modicl version: {e}") from None
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """A stable 12-hex-digit hash of the resolved config (run directories are named by it)."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

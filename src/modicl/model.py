@@ -1,0 +1,201 @@
+"""The GPT-style decoder of He et al. 2024 (PAPER.md §2.1–2.2), with named hook points.
+
+Pre-LayerNorm blocks x ← x + Attn(LN₁ x); x ← x + MLP(LN₂ x); a final LayerNorm; no positional
+embedding but rotary position embedding (RoPE, Su et al. 2021) on queries and keys, rotating adjacent
+pairs of each head's dimensions with base θ = 10 000, as the ``rotary_embedding_torch`` defaults the
+authors used; causal attention; bias-free linears; a ReLU MLP of width mlp_ratio·d_model; the token
+embedding tied to the unembedding. The vocabulary is the p number tokens. Init follows the official
+code: every weight ~ N(0, 0.02²), the MLP output projection further divided by √(2·n_layers).
+
+Hook points are named as in TransformerLens (``blocks.0.attn.hook_pattern`` …); pass
+``hooks={name: fn}`` to :meth:`Transformer.forward` to read or replace an activation, or call
+:meth:`Transformer.run_with_cache`. With hooks, attention is computed explicitly (so the pattern
+exists); without, through ``scaled_dot_product_attention`` or the explicit path (``attention``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+
+Hook = Callable[[Tensor], "Tensor | None"]
+Hooks = Mapping[str, Hook]
+
+
+def hook_names(n_layers: int) -> list[str]:
+    """Every hook point of a model with ``n_layers`` blocks, in forward order. Shapes (B batch, T positions,
+    H heads, D head dim, d d_model): hook_embed, resid_*, attn_out, mlp_out, ln_final [B, T, d];
+    attn.hook_q/k/v/z [B, H, T, D] (q and k after RoPE); attn.hook_pattern [B, H, T, T];
+    attn.hook_result [B, T, H, d] (each head's output after W_O); hook_mlp_post [B, T, mlp_ratio·d]."""
+    names = ["hook_embed"]
+    for i in range(n_layers):
+        b = f"blocks.{i}"
+        names += [f"{b}.hook_resid_pre"]
+        names += [f"{b}.attn.hook_{s}" for s in ("q", "k", "v", "pattern", "z", "result")]
+        names += [f"{b}.hook_attn_out", f"{b}.hook_resid_mid", f"{b}.hook_mlp_post", f"{b}.hook_mlp_out", f"{b}.hook_resid_post"]
+    return names + ["ln_final.hook_normalized"]
+
+
+def _hook(hooks: Hooks | None, name: str, x: Tensor) -> Tensor:
+    if hooks is not None and name in hooks:
+        out = hooks[name](x)
+        if out is not None:
+            return out
+    return x
+
+
+def rope_tables(n_pos: int, head_dim: int, theta: float = 10_000.0) -> tuple[Tensor, Tensor]:
+    """cos and sin tables, fp32 [n_pos, head_dim/2]: angle(t, i) = t · θ^(−2i/head_dim)."""
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.arange(n_pos, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate adjacent pairs (x[2i], x[2i+1]) of the last dim by the position's angle, in fp32.
+
+    Args:
+        x: [..., T, D] queries or keys (any float dtype; the result has the same dtype).
+        cos, sin: fp32 [≥T, D/2] from :func:`rope_tables`.
+    """
+    T = x.shape[-2]
+    c, s = cos[:T], sin[:T]
+    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack([x0 * c - x1 * s, x1 * c + x0 * s], dim=-1).flatten(-2).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention with RoPE; fused bias-free qkv and output projections."""
+
+    def __init__(self, cfg: ModelConfig, name: str):
+        super().__init__()
+        self.n_heads, self.name, self.impl = cfg.n_heads, name, cfg.attention
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.o = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, hooks: Hooks | None = None) -> Tensor:
+        B, T, d = x.shape
+        H = self.n_heads
+        q, k, v = self.qkv(x).view(B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        n = self.name
+        if hooks is not None:
+            q, k, v = (_hook(hooks, f"{n}.hook_{s}", t) for s, t in (("q", q), ("k", k), ("v", v)))
+        explicit = hooks is not None or self.impl == "manual" or (self.impl == "auto" and x.device.type == "cpu")
+        if explicit:
+            scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            pattern = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+            pattern = _hook(hooks, f"{n}.hook_pattern", pattern)
+            z = pattern.to(v.dtype) @ v
+        else:
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        z = _hook(hooks, f"{n}.hook_z", z)
+        if hooks is not None and f"{n}.hook_result" in hooks:
+            w_o = self.o.weight.view(d, H, d // H)  # [d_out, H, D]
+            result = torch.einsum("bhtk,ehk->bthe", z, w_o.to(z.dtype))
+            result = _hook(hooks, f"{n}.hook_result", result)
+            return result.sum(dim=2)
+        return self.o(z.transpose(1, 2).reshape(B, T, d))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + Attn(LN₁ x), then + MLP(LN₂ x) with a ReLU MLP."""
+
+    def __init__(self, cfg: ModelConfig, index: int):
+        super().__init__()
+        self.name = f"blocks.{index}"
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg, f"{self.name}.attn")
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, hooks: Hooks | None = None) -> Tensor:
+        n = self.name
+        x = _hook(hooks, f"{n}.hook_resid_pre", x)
+        x = x + _hook(hooks, f"{n}.hook_attn_out", self.attn(self.ln1(x), cos, sin, hooks))
+        x = _hook(hooks, f"{n}.hook_resid_mid", x)
+        h = _hook(hooks, f"{n}.hook_mlp_post", F.relu(self.fc(self.ln2(x))))
+        x = x + _hook(hooks, f"{n}.hook_mlp_out", self.proj(h))
+        return _hook(hooks, f"{n}.hook_resid_post", x)
+
+
+class Transformer(nn.Module):
+    """The decoder. Input int64 tokens [B, T] with values in [0, p) and T ≤ max_len; output logits
+    [B, T, p] (float, the autocast dtype under autocast).
+
+    Args:
+        cfg: the model config.
+        vocab_size: number of tokens (p).
+        max_len: longest sequence the RoPE tables cover (3·n_ctx − 1 for the task).
+    """
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, max_len: int):
+        super().__init__()
+        self.cfg, self.vocab_size, self.max_len = cfg, vocab_size, max_len
+        self.wte = nn.Embedding(vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        cos, sin = rope_tables(max_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The official init (PAPER.md §2.2): N(0, 0.02²) everywhere, MLP out-projection / √(2·n_layers);
+        the scaling keeps the residual stream's variance from growing with depth (GPT-2)."""
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                nn.init.normal_(p, mean=0.0, std=0.02)
+                if name.endswith("proj.weight"):
+                    with torch.no_grad():
+                        p.div_(math.sqrt(2 * self.cfg.n_layers))
+            elif name.endswith("weight"):
+                nn.init.ones_(p)
+            else:
+                nn.init.zeros_(p)
+
+    def forward(self, tokens: Tensor, hooks: Hooks | None = None) -> Tensor:
+        if tokens.shape[1] > self.max_len:
+            raise ValueError(f"sequence of {tokens.shape[1]} tokens exceeds the model's max_len {self.max_len}")
+        x = _hook(hooks, "hook_embed", self.wte(tokens))
+        for block in self.blocks:
+            x = block(x, self.rope_cos, self.rope_sin, hooks)
+        x = _hook(hooks, "ln_final.hook_normalized", self.ln_f(x))
+        return F.linear(x, self.wte.weight)
+
+    def run_with_cache(self, tokens: Tensor, names: Iterable[str] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Forward pass that records activations.
+
+        Args:
+            tokens: int64 [B, T].
+            names: hook points to record (default: all of :func:`hook_names`); unknown names raise KeyError.
+        Returns:
+            (logits [B, T, vocab], {name: detached activation}).
+        """
+        valid = hook_names(self.cfg.n_layers)
+        names = list(valid if names is None else names)
+        unknown = set(names) - set(valid)
+        if unknown:
+            raise KeyError(f"unknown hook points {sorted(unknown)}; see modicl.model.hook_names()")
+        cache: dict[str, Tensor] = {}
+
+        def recorder(name: str) -> Hook:
+            def record(t: Tensor) -> None:
+                cache[name] = t.detach()
+            return record
+
+        logits = self.forward(tokens, hooks={n: recorder(n) for n in names})
+        return logits, cache
+
+
+def n_params(model: nn.Module) -> int:
+    """Number of parameters, the tied embedding counted once."""
+    return sum(p.numel() for p in model.parameters())

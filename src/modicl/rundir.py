@@ -1,0 +1,149 @@
+"""The run directory on disk: config, task lists, metrics log, checkpoints, summary.
+
+Layout (DESIGN.md "On disk")::
+
+    RUN_DIR/config.json            resolved RunConfig (everything needed to re-run)
+    RUN_DIR/tasks.json             the pre-training and o.o.d. task vectors and the input split, as used
+    RUN_DIR/metrics.jsonl          one JSON line per evaluation, appended as training goes
+    RUN_DIR/checkpoints/{last,best_ood}.safetensors   model weights (the tied embedding stored once)
+    RUN_DIR/checkpoints/{last,best_ood}.json          sidecar: step, config, task lists, metrics, version
+    RUN_DIR/checkpoints/last.state.pt                 optimizer and data-stream state, for --resume
+    RUN_DIR/summary.json           final and best-o.o.d. metrics, phase, wall time, tokens/s
+    RUN_DIR/plots/                 learning_curves.png, kshot.png
+
+Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import ConfigError, RunConfig, from_dict, to_dict
+from .model import Transformer
+from .tasks import TaskSet
+
+
+class CheckpointError(ConfigError):
+    """A missing or unreadable checkpoint; the message says which file and what to do."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda t: t.write_text(json.dumps(obj, indent=1)))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; is this a modicl run directory?") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is corrupt ({e.msg}); delete the run directory and train again") from None
+
+
+def append_metrics(run_dir: Path, row: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_metrics(run_dir: Path, up_to_step: int | None = None) -> list[dict]:
+    """Rows of metrics.jsonl (those with step ≤ up_to_step if given); a torn last line is ignored."""
+    path = run_dir / "metrics.jsonl"
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if up_to_step is None or row["step"] <= up_to_step:
+                rows.append(row)
+    return rows
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop rows logged after ``step`` (written after the checkpoint a resume starts from)."""
+    rows = read_metrics(run_dir, step)
+    _atomic_write(run_dir / "metrics.jsonl", lambda t: t.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+
+
+def save_checkpoint(
+    run_dir: Path, name: str, model: Transformer, cfg: RunConfig, tasks: TaskSet, step: int,
+    metrics: dict | None = None, state: dict | None = None,
+) -> None:
+    """Write ``checkpoints/{name}.safetensors`` + ``{name}.json`` (+ ``{name}.state.pt`` when ``state``)."""
+    ck = run_dir / "checkpoints"
+    ck.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    if state is not None:
+        _atomic_write(ck / f"{name}.state.pt", lambda t: torch.save(state, t))
+    _atomic_write(ck / f"{name}.safetensors", lambda t: save_file(weights, str(t), metadata={"step": str(step)}))
+    sidecar = {
+        "step": step, "modicl_version": __version__, "config": to_dict(cfg),
+        "tasks": json.loads(tasks.to_json()), "metrics": metrics,
+    }
+    write_json(ck / f"{name}.json", sidecar)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (eval mode, CPU unless moved), its config, tasks, step and sidecar."""
+
+    model: Transformer
+    config: RunConfig
+    tasks: TaskSet
+    step: int
+    sidecar: dict
+
+
+def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch.device = "cpu") -> Checkpoint:
+    """Load ``RUN_DIR/checkpoints/{name}`` into a fresh model.
+
+    Raises:
+        CheckpointError: run directory, weights or sidecar missing or corrupt.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist")
+    ck = run_dir / "checkpoints"
+    if not (ck / f"{name}.safetensors").exists():
+        have = sorted(p.stem for p in ck.glob("*.safetensors")) if ck.exists() else []
+        raise CheckpointError(f"no checkpoint {name!r} in {run_dir}; available: {', '.join(have) or 'none (train first)'}")
+    sidecar = read_json(ck / f"{name}.json")
+    cfg = from_dict(sidecar["config"])
+    tasks = TaskSet.from_json(json.dumps(sidecar["tasks"]))
+    model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx)
+    try:
+        weights = load_file(str(ck / f"{name}.safetensors"))
+        model.load_state_dict(weights)
+    except (SafetensorError, RuntimeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {ck / name}.safetensors is corrupt or does not match its config: {first}") from None
+    model.to(device).eval()
+    return Checkpoint(model, cfg, tasks, int(sidecar["step"]), sidecar)
+
+
+def load_state(run_dir: Path, name: str = "last") -> dict:
+    path = run_dir / "checkpoints" / f"{name}.state.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; the run cannot be resumed, train it again without --resume") from None
+    except Exception as e:  # torch raises several types for a truncated file
+        raise CheckpointError(f"{path} is corrupt ({type(e).__name__}); train again without --resume") from None

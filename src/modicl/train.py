@@ -1,0 +1,345 @@
+"""The training loop (PAPER.md §2.3): AdamW, linear warmup + cosine decay, evaluation, checkpoints.
+
+AdamW with β = (0.9, 0.98) and decoupled weight decay on parameters with ≥ 2 dims only (LayerNorm
+gains and biases are not pulled to zero: decaying them would shrink the normalised scale, not a
+weight). The learning-rate multiplier rises linearly from ``warmup_start`` to 1 over the warmup, then
+follows a cosine to ``final_lr_ratio``. Every ``eval_every`` steps the four sets are evaluated,
+a line is appended to ``metrics.jsonl``, ``checkpoints/last`` is rewritten with the optimizer and
+data-stream state, and ``checkpoints/best_ood`` keeps the weights of the highest o.o.d. test accuracy
+(the paper's early stopping for transient o.o.d. generalization). ``resume=True`` continues from
+``last`` and ends with the same metrics as an uninterrupted run. Numerics: bf16 autocast on CUDA and
+on CPUs that compute bf16 natively (else fp32); fused AdamW and optional ``torch.compile`` on CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, to_dict, validate
+from .data import model_inputs, sample_sequences, z_logits, z_targets
+from .metrics import PHASE_LABELS, SETS, classify_phase, evaluate
+from .model import Transformer, n_params
+from .rundir import (
+    append_metrics, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint, truncate_metrics, write_json,
+)
+from .tasks import TaskSet, make_task_set
+
+log = logging.getLogger("modicl")
+
+# Fields that change how a run executes but not what it computes; they may differ on --resume.
+_EXECUTION_FIELDS = ("device", "threads", "compile")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the message names the step and the checkpoint that was kept."""
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 matmul instructions (x86 avx512_bf16 / amx_bf16, Arm bf16)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU. Raises ConfigError for a CUDA device that is absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device = {name!r} is not a device; use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device asks for CUDA but none is available; use --train.device cpu")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` → bf16 on CUDA and on CPUs with native bf16, else fp32."""
+    if name == "fp32":
+        return torch.float32
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """bf16 autocast for the forward pass, or a no-op context in fp32."""
+    if dtype == torch.bfloat16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lr_multiplier(step: int, cfg: TrainConfig) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` (0-based), PAPER.md §2.3.
+
+    Linear from ``warmup_start`` (step 0) to 1 (step warmup_steps), then cosine from 1 to
+    ``final_lr_ratio`` at step ``steps``.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.warmup_start + (1.0 - cfg.warmup_start) * step / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
+
+
+def z_loss(model: torch.nn.Module, tokens: Tensor) -> Tensor:
+    """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, 3·n_ctx] → scalar fp32."""
+    logits = z_logits(model(model_inputs(tokens)))
+    return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens).flatten())
+
+
+class TrainStep:
+    """One optimizer step (forward under autocast, backward, AdamW). With ``compile`` the model is
+    wrapped by ``torch.compile``; if compilation fails on first use it warns and runs eagerly."""
+
+    def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool):
+        self.model, self.opt, self.autocast = model, opt, autocast
+        self.forward_model = torch.compile(model) if compile else model
+        self._untested = compile
+
+    def _run(self, fwd, tokens: Tensor) -> Tensor:
+        self.opt.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss = z_loss(fwd, tokens)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        if not self._untested:
+            return self._run(self.forward_model, tokens)
+        self._untested = False
+        try:
+            return self._run(self.forward_model, tokens)
+        except Exception as e:  # torch.compile failures come in many exception types
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training eagerly instead")
+            self.forward_model = self.model
+            return self._run(self.model, tokens)
+
+
+def _task_tensors(tasks: TaskSet, device: torch.device) -> dict[str, Tensor]:
+    return {k: torch.as_tensor(getattr(tasks, k), device=device) for k in ("id_tasks", "ood_tasks", "train_pairs", "test_pairs")}
+
+
+def eval_sets(t: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+    """The four sets of PAPER.md §1.7 as (tasks, pairs)."""
+    return {
+        "id_train": (t["id_tasks"], t["train_pairs"]),
+        "id_test": (t["id_tasks"], t["test_pairs"]),
+        "ood_train": (t["ood_tasks"], t["train_pairs"]),
+        "ood_test": (t["ood_tasks"], t["test_pairs"]),
+    }
+
+
+def eval_seed(seed: int, step: int) -> int:
+    """Seed of the evaluation sequences at ``step``: fresh draws each time, identical on resume."""
+    return int(np.random.SeedSequence([seed, step, 0xE7A1]).generate_state(1)[0])
+
+
+def _same_run(a: RunConfig, b: RunConfig) -> bool:
+    strip = lambda c: dataclasses.replace(c, train=dataclasses.replace(c.train, **{f: getattr(TrainConfig(), f) for f in _EXECUTION_FIELDS}))
+    return strip(a) == strip(b)
+
+
+def train(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict | None:
+    """Train one model and write its run directory.
+
+    Args:
+        cfg: the run config (validated here).
+        run_dir: output directory; created if absent.
+        resume: continue from ``run_dir/checkpoints/last`` (the saved config must equal ``cfg`` except for
+            device, threads and compile). Without a checkpoint there, starts fresh.
+        progress: show a tqdm progress bar.
+        stop_after: stop (as if interrupted) once this global step is checkpointed; for tests.
+
+    Returns:
+        The summary dict written to ``summary.json`` (None when stopped by ``stop_after``).
+
+    Raises:
+        ConfigError: invalid config, run directory already holding a run without ``resume``, or a
+            mismatching config on resume.
+        TrainingDiverged: NaN/inf loss; ``checkpoints/last`` keeps the last good evaluation step.
+    """
+    cfg = validate(cfg)
+    run_dir = Path(run_dir)
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    dtype = resolve_dtype(tc.dtype, device)
+    autocast = autocast_for(device, dtype)
+    has_ckpt = (run_dir / "checkpoints" / "last.safetensors").exists()
+
+    if has_ckpt and not resume:
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and has_ckpt:
+        saved = from_dict(read_json(run_dir / "config.json"))
+        if not _same_run(saved, cfg):
+            raise ConfigError(f"the config differs from the one saved in {run_dir}/config.json; resume with the same settings")
+        ck = load_checkpoint(run_dir, "last", device)
+        model, tasks, start = ck.model.train(), ck.tasks, ck.step
+        state = load_state(run_dir)
+        truncate_metrics(run_dir, start)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        write_json(run_dir / "config.json", to_dict(cfg))
+        tasks = make_task_set(cfg.task, cfg.seed)
+        (run_dir / "tasks.json").write_text(tasks.to_json())
+        torch.manual_seed(cfg.seed)
+        model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
+        start, state = 0, None
+
+    opt = build_optimizer(model, tc, device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed + 0x5EED)
+    best = {"acc": -1.0, "step": -1}
+    elapsed = {"wall_s": 0.0, "train_s": 0.0}
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        best, elapsed = state["best"], state["elapsed"]
+
+    use_compile = tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda")
+    step_fn = TrainStep(model, opt, autocast, use_compile)
+    t_dev = _task_tensors(tasks, device)
+    sets = eval_sets(t_dev)
+    per_task = tc.batch_size // cfg.task.n_id
+    tokens_per_step = tc.batch_size * (3 * cfg.task.n_ctx - 1)
+
+    def run_eval(step: int, train_loss: float | None) -> dict:
+        g = torch.Generator(device=device)
+        g.manual_seed(eval_seed(cfg.seed, step))
+        m = evaluate(
+            model, sets, n_ctx=cfg.task.n_ctx, p=cfg.task.p, sequences=tc.eval_sequences,
+            batch_size=tc.eval_batch_size, generator=g, autocast=autocast,
+            shared_inputs=cfg.task.shared_inputs, replacement=cfg.task.replacement,
+        )
+        row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
+               "wall_s": elapsed["wall_s"] + time.perf_counter() - t0, **m}
+        append_metrics(run_dir, row)
+        return row
+
+    def checkpoint(step: int, row: dict) -> None:
+        nonlocal best
+        if row["ood_test"]["acc"] > best["acc"]:
+            best = {"acc": row["ood_test"]["acc"], "step": step}
+            save_checkpoint(run_dir, "best_ood", model, cfg, tasks, step, metrics=row)
+        elapsed_now = {"wall_s": row["wall_s"], "train_s": elapsed["train_s"] + train_time}
+        st = {"optimizer": opt.state_dict(), "generator": gen.get_state(), "best": best, "elapsed": elapsed_now}
+        save_checkpoint(run_dir, "last", model, cfg, tasks, step, metrics=row, state=st)
+
+    t0 = time.perf_counter()
+    train_time = 0.0
+    if start == 0:
+        checkpoint(0, run_eval(0, None))
+    bar = tqdm(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
+    loss_sum = torch.zeros((), device=device)
+    bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+    n_since, last_good, ood_last = 0, start, "-"
+    for step in range(start, tc.steps):
+        for group in opt.param_groups:
+            group["lr"] = tc.lr * lr_multiplier(step, tc)
+        t_step = time.perf_counter()
+        tokens = sample_sequences(
+            t_dev["id_tasks"], t_dev["train_pairs"], per_task, cfg.task.n_ctx, cfg.task.p, gen,
+            cfg.task.shared_inputs, cfg.task.replacement,
+        )
+        loss = step_fn(tokens)
+        bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step + 1, bad_step)
+        loss_sum += loss
+        n_since += 1
+        done = step + 1
+        bar.update(1)
+        is_eval = done % tc.eval_every == 0 or done == tc.steps
+        if done % 25 == 0 or is_eval:
+            if bad_step.item() >= 0:
+                bar.close()
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at step {bad_step.item()}; checkpoints/last in {run_dir} keeps step "
+                    f"{last_good}; lower train.lr or use --train.dtype fp32"
+                )
+            bar.set_postfix(loss=f"{loss.item():.3f}", ood_last=ood_last)
+        train_time += time.perf_counter() - t_step
+        if is_eval:
+            row = run_eval(done, (loss_sum / n_since).item())
+            loss_sum.zero_()
+            n_since = 0
+            checkpoint(done, row)
+            elapsed["train_s"] += train_time
+            train_time = 0.0
+            last_good = done
+            ood_last = f"{row['ood_train']['acc_last']:.2f}/{row['ood_test']['acc_last']:.2f}"
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_last=ood_last)
+            if stop_after is not None and done >= stop_after and done < tc.steps:
+                bar.close()
+                return None
+    bar.close()
+    return finish(run_dir, tokens_per_step=tokens_per_step, n_parameters=n_params(model), dtype=str(dtype).removeprefix("torch."), device=str(device))
+
+
+def finish(run_dir: Path, **extra) -> dict:
+    """Write ``summary.json`` and the plots from the run's metrics and checkpoints; return the summary."""
+    from .plots import kshot_plot, learning_curves_plot
+
+    cfg = from_dict(read_json(run_dir / "config.json"))
+    rows = read_metrics(run_dir)
+    state = load_state(run_dir)
+    final = rows[-1]
+    best_row = next(r for r in rows if r["step"] == state["best"]["step"])
+    keep = ("acc", "acc_last", "loss")
+    thr = cfg.phase_threshold
+    summary = {
+        "phase": classify_phase(final, thr),
+        "phase_label": PHASE_LABELS[classify_phase(final, thr)],
+        "phase_best_ood": classify_phase(best_row, thr),
+        "phase_threshold": thr,
+        "steps": final["step"],
+        "wall_s": state["elapsed"]["wall_s"],
+        "train_s": state["elapsed"]["train_s"],
+        "tokens_per_s": extra.pop("tokens_per_step") * final["step"] / max(state["elapsed"]["train_s"], 1e-9),
+        "config_hash": config_hash(cfg),
+        **extra,
+        "final": {s: {k: final[s][k] for k in keep} for s in SETS},
+        "best_ood": {"step": best_row["step"], **{s: {k: best_row[s][k] for k in keep} for s in SETS}},
+    }
+    write_json(run_dir / "summary.json", summary)
+    (run_dir / "plots").mkdir(exist_ok=True)
+    learning_curves_plot(rows, run_dir / "plots" / "learning_curves.png", p=cfg.task.p, best_step=best_row["step"])
+    kshot_plot({"final": final, "best o.o.d.": best_row}, run_dir / "plots" / "kshot.png", p=cfg.task.p)
+    return summary

@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from modicl.cli import main
+
+TINY = ["--task.p", "5", "--task.n-id", "4", "--task.n-ctx", "4", "--model.d-model", "32", "--model.n-layers", "1",
+        "--model.n-heads", "2", "--train.batch-size", "16", "--train.steps", "40", "--train.eval-every", "20",
+        "--train.eval-sequences", "32", "--train.dtype", "fp32", "--train.warmup-steps", "5", "--no-progress"]
+
+
+def test_train_prints_the_table_that_summary_json_holds_and_eval_rewrites_kshot(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "quick", *TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    ood = summary["final"]["ood_test"]
+    assert f"o.o.d. test   {ood['acc']:>11.3f}{ood['acc_last']:>12.3f}{ood['loss']:>9.3f}" in printed
+    assert "phase:" in printed
+    for key in ("phase", "steps", "wall_s", "tokens_per_s"):
+        assert key in summary
+    assert set(summary["best_ood"]) == {"step", "id_train", "id_test", "ood_train", "ood_test"}
+    assert set(summary["final"]["id_test"]) == {"acc", "acc_last", "loss"}
+    assert main(["eval", str(out), "--checkpoint", "last", "--sequences", "64"]) == 0
+    ev = json.loads((out / "eval" / "last.json").read_text())
+    assert len(ev["ood_test"]["kshot"]) == 4 and ev["step"] == 40
+    assert (out / "plots" / "kshot.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--task.p", "8"], "task.p = 8 is not prime"),
+        (["train", "--task.n-id", "49"], "task.n_id = 49"),
+        (["train", "--task.n-id", "30"], "multiple of 4"),
+        (["train", "--task.alpha", "1.5"], "strictly between 0 and 1"),
+        (["train", "--task.n-ctx", "0"], "task.n_ctx = 0"),
+        (["train", "--train.batch-size", "100"], "not a multiple of task.n_id = 32 (balanced batches); use 96 or 128"),
+        (["train", "--model.n-heads", "3"], "not divisible"),
+        (["train", "--preset", "huge"], "unknown preset 'huge'"),
+        (["train", "--train.stepz", "5"], "unknown option '--train.stepz'; did you mean --train.steps?"),
+        (["eval", "/nonexistent/run"], "does not exist"),
+        (["frobnicate"], "unknown command"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(args, message):
+    proc = subprocess.run([sys.executable, "-m", "modicl", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_checkpoint_is_reported_in_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    (out / "checkpoints" / "best_ood.json").write_text("{not json")
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,52 @@
+import dataclasses
+
+import pytest
+
+from modicl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, from_dict, preset, to_dict, validate
+
+
+def _cfg(task=None, model=None, train=None):
+    base = preset("quick")
+    return RunConfig(
+        task=dataclasses.replace(base.task, **(task or {})),
+        model=dataclasses.replace(base.model, **(model or {})),
+        train=dataclasses.replace(base.train, **(train or {})),
+    )
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"task": {"p": 9}}, "task.p = 9 is not prime"),
+        ({"task": {"n_id": 49}}, "task.n_id = 49 must be in"),
+        ({"task": {"n_id": 30}}, "not a multiple of 4"),
+        ({"task": {"alpha": 1.0}}, "strictly between 0 and 1"),
+        ({"task": {"alpha": 0.0}}, "strictly between 0 and 1"),
+        ({"task": {"n_ctx": 0}}, "task.n_ctx = 0 must be"),
+        ({"train": {"batch_size": 70}}, "use 64 or 96"),
+        ({"model": {"n_heads": 3}}, "not divisible by model.n_heads = 3"),
+    ],
+)
+def test_configs_that_cannot_work_raise_one_line_errors(kw, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        validate(_cfg(**kw))
+    assert "\n" not in str(e.value)
+
+
+def test_presets_validate_and_paper_preset_matches_paper_section_2_3():
+    for name in ("quick", "quick-memorize", "paper"):
+        validate(preset(name))
+    p = preset("paper")
+    assert (p.task.p, p.task.n_ctx, p.model.d_model, p.model.n_heads, p.train.batch_size) == (29, 32, 512, 4, 1024)
+    assert (p.train.lr, p.train.weight_decay, p.train.warmup_steps, p.train.steps) == (1.5e-4, 2.0, 10_000, 200_000)
+    assert (p.train.beta1, p.train.beta2, p.train.warmup_start, p.train.final_lr_ratio) == (0.9, 0.98, 0.01, 0.1)
+    assert preset("quick-memorize").task.n_id == 8
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        preset("nope")
+
+
+def test_config_roundtrips_through_dict():
+    cfg = preset("quick")
+    assert from_dict(to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError):
+        from_dict({**to_dict(cfg), "task": {"p": 7, "bogus": 1}})

@@ -1,0 +1,54 @@
+import torch
+
+from modicl.data import model_inputs, sample_sequences, z_logits, z_targets
+
+
+def _gen(seed=0):
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def test_hand_worked_sequence_layout():
+    # one task (2, 3) mod 5, one pair (4, 1): z = 2·4 + 3·1 = 11 ≡ 1
+    tok = sample_sequences(torch.tensor([[2, 3]]), torch.tensor([[4, 1]]), 1, 3, 5, _gen())
+    assert tok.tolist() == [[4, 1, 1, 4, 1, 1, 4, 1, 1]]
+    assert model_inputs(tok).tolist() == [[4, 1, 1, 4, 1, 1, 4, 1]]
+    assert z_targets(tok).tolist() == [[1, 1, 1]]
+    logits = torch.arange(8.0).view(1, 8, 1)  # position index as the "logit"
+    assert z_logits(logits).flatten().tolist() == [1.0, 4.0, 7.0]  # the y positions predict z
+
+
+def test_every_z_is_a_x_plus_b_y_mod_p_and_batches_are_task_major():
+    p = 11
+    tasks = torch.tensor([[1, 2], [3, 4], [0, 7], [10, 10]])
+    pairs = torch.tensor([(x, y) for x in range(p) for y in range(p)])
+    for shared in (True, False):
+        tok = sample_sequences(tasks, pairs, 5, 8, p, _gen(1), shared_inputs=shared)
+        assert tok.shape == (20, 24)
+        ex = tok.view(4, 5, 8, 3)
+        a, b = tasks[:, 0].view(4, 1, 1), tasks[:, 1].view(4, 1, 1)
+        assert torch.equal(ex[..., 2], (a * ex[..., 0] + b * ex[..., 1]) % p)
+
+
+def test_shared_inputs_give_every_task_the_same_xy_stream():
+    tasks = torch.tensor([[1, 2], [3, 4], [5, 6]])
+    pairs = torch.tensor([(x, y) for x in range(7) for y in range(7)])
+    ex = sample_sequences(tasks, pairs, 4, 6, 7, _gen(), shared_inputs=True).view(3, 4, 6, 3)
+    assert torch.equal(ex[0, ..., :2], ex[1, ..., :2]) and torch.equal(ex[0, ..., :2], ex[2, ..., :2])
+    ex = sample_sequences(tasks, pairs, 4, 6, 7, _gen(), shared_inputs=False).view(3, 4, 6, 3)
+    assert not torch.equal(ex[0, ..., :2], ex[1, ..., :2])
+
+
+def test_inputs_come_only_from_the_given_pairs_and_without_replacement_are_distinct():
+    pairs = torch.tensor([[0, 1], [2, 3], [4, 5], [6, 0], [1, 1]])
+    tok = sample_sequences(torch.tensor([[1, 1]]), pairs, 50, 5, 7, _gen(), replacement=False)
+    xy = tok.view(50, 5, 3)[..., :2]
+    allowed = {tuple(r) for r in pairs.tolist()}
+    for seq in xy.tolist():
+        assert {tuple(r) for r in seq} == allowed  # 5 distinct draws of 5 pairs = all of them
+
+
+def test_same_generator_state_gives_same_batch():
+    tasks, pairs = torch.tensor([[1, 2]]), torch.tensor([(x, y) for x in range(5) for y in range(5)])
+    assert torch.equal(sample_sequences(tasks, pairs, 3, 4, 5, _gen(9)), sample_sequences(tasks, pairs, 3, 4, 5, _gen(9)))

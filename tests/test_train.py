@@ -1,0 +1,110 @@
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from modicl.config import ConfigError, TrainConfig
+from modicl.model import Transformer
+from modicl.rundir import CheckpointError, load_checkpoint, read_metrics
+from modicl import train as train_mod
+from modicl.train import TrainingDiverged, build_optimizer, lr_multiplier, train
+
+
+def test_lr_schedule_warms_up_from_one_percent_then_cosines_to_ten_percent():
+    cfg = TrainConfig(steps=1000, warmup_steps=100)
+    assert lr_multiplier(0, cfg) == pytest.approx(0.01)
+    assert lr_multiplier(50, cfg) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert lr_multiplier(100, cfg) == pytest.approx(1.0)
+    assert lr_multiplier(550, cfg) == pytest.approx(0.1 + 0.9 * 0.5)  # cosine midpoint
+    assert lr_multiplier(1000, cfg) == pytest.approx(0.1)
+
+
+def test_weight_decay_applies_to_matrices_only():
+    cfg = tiny_config()
+    m = Transformer(cfg.model, 5, 12)
+    opt = build_optimizer(m, cfg.train, torch.device("cpu"))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == cfg.train.weight_decay and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+    assert any(p is m.wte.weight for p in decay["params"])  # the tied embedding is decayed, as in the paper
+    assert opt.defaults["betas"] == (0.9, 0.98)
+
+
+def test_a_few_hundred_steps_cut_the_loss_and_memorise_four_tasks(tmp_path):
+    cfg = tiny_config(steps=400, eval_every=100, lr=3e-3, warmup_steps=20, weight_decay=0.0)
+    summary = train(cfg, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run")
+    assert rows[0]["id_train"]["loss"] > 1.5  # ≈ ln 5 = 1.61 at init
+    assert summary["final"]["id_train"]["loss"] < 0.5 * rows[0]["id_train"]["loss"]
+    assert summary["final"]["id_train"]["acc_last"] >= 0.9  # the 4 tasks are told apart in context
+    assert summary["steps"] == 400 and summary["phase"] != "none"
+    assert (tmp_path / "run" / "plots" / "learning_curves.png").stat().st_size > 10_000
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert on_disk["final"] == summary["final"]
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
+    cfg = tiny_config(steps=60, eval_every=20)
+    train(cfg, tmp_path / "full", progress=False)
+    assert train(cfg, tmp_path / "cut", progress=False, stop_after=20) is None
+    assert [r["step"] for r in read_metrics(tmp_path / "cut")] == [0, 20]
+    with pytest.raises(ConfigError, match="--resume"):
+        train(cfg, tmp_path / "cut", progress=False)
+    train(cfg, tmp_path / "cut", progress=False, resume=True)
+    assert _strip(read_metrics(tmp_path / "cut")) == _strip(read_metrics(tmp_path / "full"))
+    a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")
+    assert all(torch.equal(a.model.state_dict()[k], b.model.state_dict()[k]) for k in a.model.state_dict())
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+    cfg = tiny_config(steps=40, eval_every=20)
+    train(cfg, tmp_path / "r", progress=False, stop_after=20)
+    with pytest.raises(ConfigError, match="differs"):
+        train(dataclasses.replace(cfg, seed=99), tmp_path / "r", progress=False, resume=True)
+
+
+def test_checkpoints_hold_tasks_config_and_best_ood(tmp_path):
+    cfg = tiny_config(steps=40, eval_every=20)
+    train(cfg, tmp_path / "r", progress=False)
+    ck = load_checkpoint(tmp_path / "r", "best_ood")
+    rows = read_metrics(tmp_path / "r")
+    best = max(rows, key=lambda r: r["ood_test"]["acc"])
+    assert ck.step == best["step"] and ck.config == cfg
+    saved_tasks = json.loads((tmp_path / "r" / "tasks.json").read_text())
+    assert ck.tasks.id_tasks.tolist() == saved_tasks["id_tasks"]
+    assert ck.sidecar["modicl_version"]
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = train_mod.z_loss
+    calls = {"n": 0}
+
+    def poisoned(model, tokens):
+        calls["n"] += 1
+        loss = real(model, tokens)
+        return loss * float("nan") if calls["n"] == 30 else loss
+
+    monkeypatch.setattr(train_mod, "z_loss", poisoned)
+    cfg = tiny_config(steps=60, eval_every=20)
+    with pytest.raises(TrainingDiverged, match=r"step 30; checkpoints/last .* keeps step 20"):
+        train(cfg, tmp_path / "r", progress=False)
+    assert load_checkpoint(tmp_path / "r").step == 20
+
+
+def test_missing_and_corrupt_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope")
+    cfg = tiny_config(steps=20, eval_every=20)
+    train(cfg, tmp_path / "r", progress=False)
+    with pytest.raises(CheckpointError, match="no checkpoint 'step7'"):
+        load_checkpoint(tmp_path / "r", "step7")
+    (tmp_path / "r" / "checkpoints" / "last.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(tmp_path / "r", "last")
