@@ -26,7 +26,7 @@ def test_train_prints_the_table_that_summary_json_holds_and_eval_rewrites_kshot(
     assert main(["eval", str(out), "--checkpoint", "last", "--sequences", "64"]) == 0
     ev = json.loads((out / "eval" / "last.json").read_text())
     assert len(ev["ood_test"]["kshot"]) == 4 and ev["step"] == 40
-    assert (out / "plots" / "kshot.png").exists()
+    assert (out / "eval" / "kshot_last.png").exists() and (out / "plots" / "kshot.png").exists()
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ class TrainCommand:
 
 @dataclass(frozen=True)
 class EvalCommand:
-    """Re-evaluate a checkpoint of a run on the four sets; write the k-shot curve."""
+    """Re-evaluate a checkpoint of a run on the four sets; write eval/CHECKPOINT.json and eval/kshot_CHECKPOINT.png."""
 
     run_dir: tyro.conf.Positional[Path]
     checkpoint: str = "best_ood"
@@ -77,24 +77,21 @@ def _bench_preset() -> RunConfig:
     )
 
 
-def _flags(cls, prefix: str = "") -> list[str]:
-    out = []
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else None):
-            out += _flags(f.type, f"{prefix}{f.name}.")
-        else:
-            out.append("--" + (prefix + f.name).replace("_", "-"))
-    return out
+def _flags(cls) -> list[str]:
+    return ["--" + f.name.replace("_", "-") for f in dataclasses.fields(cls)]
 
 
 def _known_flags(command) -> list[str]:
+    """Every flag ``command`` accepts, for 'did you mean' hints."""
     from .config import ModelConfig, TaskConfig, TrainConfig
 
-    flags = [f"--{p}.{n}" for p, cls in (("task", TaskConfig), ("model", ModelConfig), ("train", TrainConfig))
-             for n in (fl[2:] for fl in _flags(cls))]
-    flags += _flags(RunConfig)
-    flags += [fl for fl in _flags(command) if fl != "--config"]
-    return flags
+    own = [fl for fl in _flags(command) if fl != "--config"]
+    if "--config" not in _flags(command):
+        return own
+    nested = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
+    flags = [f"--{part}.{fl[2:]}" for part, cls in nested.items() for fl in _flags(cls)]
+    flags += [fl for fl in _flags(RunConfig) if fl[2:] not in nested]
+    return flags + own
 
 
 def _pop_preset(argv: list[str], default: str) -> tuple[str, list[str]]:
@@ -138,7 +135,7 @@ def cmd_train(argv: list[str]) -> int:
     out = args.out or Path("runs") / f"{name}-{config_hash(cfg)}"
     if args.overwrite and out.exists():
         shutil.rmtree(out)
-    print(f"run directory: {out}", file=sys.stderr)
+    print(f"run directory: {out}")
     summary = train(cfg, out, resume=args.resume, progress=args.progress)
     print(f"\nfinal (step {summary['steps']}):")
     print(format_table(summary["final"], cfg.task.p))
@@ -155,7 +152,7 @@ def cmd_eval(argv: list[str]) -> int:
     from .metrics import PHASE_LABELS, classify_phase, evaluate, format_table
     from .plots import kshot_plot
     from .rundir import load_checkpoint, write_json
-    from .train import _task_tensors, autocast_for, eval_sets, resolve_device, resolve_dtype
+    from .train import task_tensors, autocast_for, eval_sets, resolve_device, resolve_dtype
 
     args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
     device = resolve_device(args.device)
@@ -164,7 +161,7 @@ def cmd_eval(argv: list[str]) -> int:
     g = torch.Generator(device=device)
     g.manual_seed(args.seed)
     autocast = autocast_for(device, resolve_dtype(cfg.train.dtype, device))
-    res = evaluate(ck.model, eval_sets(_task_tensors(ck.tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p,
+    res = evaluate(ck.model, eval_sets(task_tensors(ck.tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p,
                    sequences=args.sequences, batch_size=cfg.train.eval_batch_size, generator=g, autocast=autocast,
                    shared_inputs=cfg.task.shared_inputs, replacement=cfg.task.replacement)
     phase = classify_phase(res, cfg.phase_threshold)
@@ -172,11 +169,11 @@ def cmd_eval(argv: list[str]) -> int:
            "phase": phase, **res}
     (args.run_dir / "eval").mkdir(exist_ok=True)
     write_json(args.run_dir / "eval" / f"{args.checkpoint}.json", out)
-    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, args.run_dir / "plots" / "kshot.png", p=cfg.task.p)
+    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, args.run_dir / "eval" / f"kshot_{args.checkpoint}.png", p=cfg.task.p)
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}), {args.sequences} sequences per set:")
     print(format_table(res, cfg.task.p))
     print("k-shot accuracy (o.o.d. test):", " ".join(f"{a:.2f}" for a in res["ood_test"]["kshot"]))
-    print(f"phase: {PHASE_LABELS[phase]}; wrote {args.run_dir / 'eval' / (args.checkpoint + '.json')} and plots/kshot.png")
+    print(f"phase: {PHASE_LABELS[phase]}; wrote {args.run_dir / 'eval' / (args.checkpoint + '.json')} and eval/kshot_{args.checkpoint}.png")
     return 0
 
 

@@ -14,7 +14,6 @@ on CPUs that compute bf16 natively (else fp32); fused AdamW and optional ``torch
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import time
@@ -145,7 +144,8 @@ class TrainStep:
             return self._run(self.model, tokens)
 
 
-def _task_tensors(tasks: TaskSet, device: torch.device) -> dict[str, Tensor]:
+def task_tensors(tasks: TaskSet, device: torch.device) -> dict[str, Tensor]:
+    """The task set's arrays as int64 tensors on ``device``, keyed by TaskSet field name."""
     return {k: torch.as_tensor(getattr(tasks, k), device=device) for k in ("id_tasks", "ood_tasks", "train_pairs", "test_pairs")}
 
 
@@ -164,9 +164,16 @@ def eval_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step, 0xE7A1]).generate_state(1)[0])
 
 
-def _same_run(a: RunConfig, b: RunConfig) -> bool:
-    strip = lambda c: dataclasses.replace(c, train=dataclasses.replace(c.train, **{f: getattr(TrainConfig(), f) for f in _EXECUTION_FIELDS}))
-    return strip(a) == strip(b)
+def _run_differences(a: RunConfig, b: RunConfig) -> list[str]:
+    """Dotted names of the fields where ``a`` and ``b`` differ, ignoring execution-only fields."""
+    da, db = to_dict(a), to_dict(b)
+    out = []
+    for key in da:
+        if isinstance(da[key], dict):
+            out += [f"{key}.{k}" for k in da[key] if da[key][k] != db[key][k] and not (key == "train" and k in _EXECUTION_FIELDS)]
+        elif da[key] != db[key]:
+            out.append(key)
+    return out
 
 
 def train(
@@ -209,8 +216,9 @@ def train(
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if resume and has_ckpt:
         saved = from_dict(read_json(run_dir / "config.json"))
-        if not _same_run(saved, cfg):
-            raise ConfigError(f"the config differs from the one saved in {run_dir}/config.json; resume with the same settings")
+        diff = _run_differences(saved, cfg)
+        if diff:
+            raise ConfigError(f"--resume with settings that differ from {run_dir}/config.json in {', '.join(diff)}; use the saved values")
         ck = load_checkpoint(run_dir, "last", device)
         model, tasks, start = ck.model.train(), ck.tasks, ck.step
         state = load_state(run_dir)
@@ -237,7 +245,7 @@ def train(
 
     use_compile = tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda")
     step_fn = TrainStep(model, opt, autocast, use_compile)
-    t_dev = _task_tensors(tasks, device)
+    t_dev = task_tensors(tasks, device)
     sets = eval_sets(t_dev)
     per_task = tc.batch_size // cfg.task.n_id
     tokens_per_step = tc.batch_size * (3 * cfg.task.n_ctx - 1)
