@@ -16,7 +16,7 @@ import torch
 from .config import RunConfig
 from .data import sample_sequences
 from .model import Transformer
-from .train import TrainStep, autocast_for, build_optimizer, resolve_device
+from .train import TrainStep, autocast_for, build_optimizer, resolve_compile, resolve_device
 from .tasks import make_task_set
 
 
@@ -64,7 +64,7 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     torch.manual_seed(cfg.seed)
     model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
     opt = build_optimizer(model, cfg.train, device)
-    compile_on = cfg.train.compile == "on" or (cfg.train.compile == "auto" and device.type == "cuda")
+    compile_on = resolve_compile(cfg.train.compile, device)
     step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on)
     id_tasks = torch.as_tensor(tasks.id_tasks, device=device)
     pairs = torch.as_tensor(tasks.train_pairs, device=device)
@@ -88,10 +88,11 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     flops = train_flops_per_step(cfg)
     B, T, d = cfg.train.batch_size, 3 * cfg.task.n_ctx - 1, cfg.model.d_model
     ceiling = matmul_ceiling(B * T, d, cfg.model.mlp_ratio * d, tdtype, device)
+    sig = lambda x: float(f"{x:.4g}")  # 4 significant figures, whatever the model's size
     return {
         "dtype": dtype, "device": str(device), "threads": torch.get_num_threads(),
         "attention": cfg.model.attention, "compile": compile_on,
-        "steps_per_s": round(1 / dt, 3), "tokens_per_s": round(B * T / dt),
-        "gflop_per_step": round(flops / 1e9, 2), "gflop_per_s": round(flops / dt / 1e9, 1),
-        "ceiling_gflop_per_s": round(ceiling / 1e9, 1), "ratio_to_ceiling": round(flops / dt / ceiling, 3),
+        "steps_per_s": sig(1 / dt), "tokens_per_s": round(B * T / dt),
+        "gflop_per_step": sig(flops / 1e9), "gflop_per_s": sig(flops / dt / 1e9),
+        "ceiling_gflop_per_s": sig(ceiling / 1e9), "ratio_to_ceiling": sig(flops / dt / ceiling),
     }

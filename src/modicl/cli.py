@@ -30,7 +30,7 @@ class TrainCommand:
 
     config: Annotated[RunConfig, tyro.conf.arg(name="")] = field(default_factory=RunConfig)
     preset: str = "quick"
-    """named starting point: quick (CPU, p = 7), quick-memorize (quick with n_id = 8), paper (PAPER.md §2.3, GPU)."""
+    """named starting point: quick (CPU, p = 7), quick-memorize (quick with n_id = 8), paper (PAPER.md §2.3, GPU), bench."""
     out: Path | None = None
     """run directory (default: runs/PRESET-CONFIGHASH)."""
     resume: bool = False
@@ -65,16 +65,6 @@ class BenchCommand:
     steps: int = 20
     """timed steps per dtype (after 5 warm-up steps)."""
     dtypes: tuple[Literal["fp32", "bf16"], ...] = ("fp32", "bf16")
-
-
-def _bench_preset() -> RunConfig:
-    base = preset("paper")
-    return dataclasses.replace(
-        base,
-        task=dataclasses.replace(base.task, n_id=128, n_ctx=32),
-        model=dataclasses.replace(base.model, d_model=128, n_layers=2, n_heads=4),
-        train=dataclasses.replace(base.train, batch_size=128, threads=2),
-    )
 
 
 def _flags(cls) -> list[str]:
@@ -120,16 +110,12 @@ def _parse(command, argv: list[str], default, prog: str):
     return parsed
 
 
-def _resolve_preset(name: str) -> RunConfig:
-    return _bench_preset() if name == "bench" else preset(name)
-
-
 def cmd_train(argv: list[str]) -> int:
     from .metrics import PHASE_LABELS, format_table
     from .train import train
 
     name, rest = _pop_preset(argv, "quick")
-    base = _resolve_preset(name)
+    base = preset(name)
     args = _parse(TrainCommand, rest, TrainCommand(config=base, preset=name), "modicl train")
     cfg = validate(args.config)
     out = args.out or Path("runs") / f"{name}-{config_hash(cfg)}"
@@ -149,10 +135,10 @@ def cmd_train(argv: list[str]) -> int:
 def cmd_eval(argv: list[str]) -> int:
     import torch
 
-    from .metrics import PHASE_LABELS, classify_phase, evaluate, format_table
+    from .metrics import PHASE_LABELS, classify_phase, format_table
     from .plots import kshot_plot
     from .rundir import load_checkpoint, write_json
-    from .train import task_tensors, autocast_for, eval_sets, resolve_device, resolve_dtype
+    from .train import autocast_for, evaluate_run, resolve_device, resolve_dtype
 
     args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
     device = resolve_device(args.device)
@@ -161,9 +147,7 @@ def cmd_eval(argv: list[str]) -> int:
     g = torch.Generator(device=device)
     g.manual_seed(args.seed)
     autocast = autocast_for(device, resolve_dtype(cfg.train.dtype, device))
-    res = evaluate(ck.model, eval_sets(task_tensors(ck.tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p,
-                   sequences=args.sequences, batch_size=cfg.train.eval_batch_size, generator=g, autocast=autocast,
-                   shared_inputs=cfg.task.shared_inputs, replacement=cfg.task.replacement)
+    res = evaluate_run(ck.model, cfg, ck.tasks, sequences=args.sequences, generator=g, autocast=autocast)
     phase = classify_phase(res, cfg.phase_threshold)
     out = {"checkpoint": args.checkpoint, "step": ck.step, "sequences_per_set": args.sequences, "seed": args.seed,
            "phase": phase, **res}
@@ -181,7 +165,7 @@ def cmd_bench(argv: list[str]) -> int:
     from .bench import benchmark
 
     name, rest = _pop_preset(argv, "bench")
-    base = _resolve_preset(name)
+    base = preset(name)
     args = _parse(BenchCommand, rest, BenchCommand(config=base, preset=name), "modicl bench")
     cfg = validate(args.config)
     results = [benchmark(cfg, dtype=d, steps=args.steps) for d in args.dtypes]

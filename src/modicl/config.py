@@ -144,10 +144,21 @@ def _quick() -> RunConfig:
     )
 
 
+def _bench() -> RunConfig:
+    # The speed reference of issue 3 (the authors' code ran it at 33.2k tokens/s on a 2-core CPU).
+    paper = RunConfig()
+    return RunConfig(
+        task=dataclasses.replace(paper.task, n_id=128, n_ctx=32),
+        model=dataclasses.replace(paper.model, d_model=128, n_layers=2, n_heads=4),
+        train=dataclasses.replace(paper.train, batch_size=128, threads=2),
+    )
+
+
 PRESETS: dict[str, RunConfig] = {
     "paper": RunConfig(),  # PAPER.md §2.3: p 29, d_model 512, 4 heads, bs 1024, lr 1.5e-4, wd 2, 200k steps
     "quick": _quick(),
     "quick-memorize": dataclasses.replace(_quick(), task=dataclasses.replace(_quick().task, n_id=8)),
+    "bench": _bench(),  # p 29, d_model 128, 2 layers, 4 heads, bs 128, n_ctx 32: the throughput reference
 }
 
 

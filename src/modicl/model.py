@@ -79,7 +79,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.o = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, hooks: Hooks | None = None) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None) -> Tensor:
+        """x [B, T, d_model] → attention output [B, T, d_model]; rope = (cos, sin, causal mask) tables."""
+        cos, sin, causal = rope
         B, T, d = x.shape
         H = self.n_heads
         q, k, v = self.qkv(x).view(B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)
@@ -90,8 +92,7 @@ class Attention(nn.Module):
         explicit = hooks is not None or self.impl == "manual" or (self.impl == "auto" and x.device.type == "cpu")
         if explicit:
             scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
-            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            pattern = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+            pattern = scores.masked_fill(~causal[:T, :T], float("-inf")).softmax(dim=-1)
             pattern = _hook(hooks, f"{n}.hook_pattern", pattern)
             z = pattern.to(v.dtype) @ v
         else:
@@ -117,10 +118,11 @@ class Block(nn.Module):
         self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, hooks: Hooks | None = None) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None) -> Tensor:
+        """Residual stream [B, T, d_model] in and out."""
         n = self.name
         x = _hook(hooks, f"{n}.hook_resid_pre", x)
-        x = x + _hook(hooks, f"{n}.hook_attn_out", self.attn(self.ln1(x), cos, sin, hooks))
+        x = x + _hook(hooks, f"{n}.hook_attn_out", self.attn(self.ln1(x), rope, hooks))
         x = _hook(hooks, f"{n}.hook_resid_mid", x)
         h = _hook(hooks, f"{n}.hook_mlp_post", F.relu(self.fc(self.ln2(x))))
         x = x + _hook(hooks, f"{n}.hook_mlp_out", self.proj(h))
@@ -146,6 +148,7 @@ class Transformer(nn.Module):
         cos, sin = rope_tables(max_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer("causal", torch.ones(max_len, max_len, dtype=torch.bool).tril(), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -163,11 +166,14 @@ class Transformer(nn.Module):
                 nn.init.zeros_(p)
 
     def forward(self, tokens: Tensor, hooks: Hooks | None = None) -> Tensor:
+        """int64 tokens [B, T] → logits [B, T, vocab]; ``hooks`` maps hook-point names to functions that may
+        return a replacement activation. Raises ValueError when T exceeds max_len."""
         if tokens.shape[1] > self.max_len:
             raise ValueError(f"sequence of {tokens.shape[1]} tokens exceeds the model's max_len {self.max_len}")
         x = _hook(hooks, "hook_embed", self.wte(tokens))
+        tables = (self.rope_cos, self.rope_sin, self.causal)
         for block in self.blocks:
-            x = block(x, self.rope_cos, self.rope_sin, hooks)
+            x = block(x, tables, hooks)
         x = _hook(hooks, "ln_final.hook_normalized", self.ln_f(x))
         return F.linear(x, self.wte.weight)
 

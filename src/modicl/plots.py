@@ -5,6 +5,7 @@ Only drawing happens here; every number comes from ``metrics.jsonl`` rows or eva
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,8 +34,6 @@ def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step:
         p: modulus, for the chance lines (accuracy 1/p, loss ln p).
         best_step: step of the best o.o.d. checkpoint, marked with a vertical line.
     """
-    import math
-
     steps = [r["step"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, key, title in zip(axes, ("acc_last", "acc", "loss"), ("last-position accuracy", "all-position accuracy", "loss on z tokens")):

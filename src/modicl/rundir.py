@@ -43,10 +43,12 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
     _atomic_write(path, lambda t: t.write_text(json.dumps(obj, indent=1)))
 
 
 def read_json(path: Path) -> Any:
+    """Parse a JSON file; raises CheckpointError naming the file when it is missing or corrupt."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -56,6 +58,7 @@ def read_json(path: Path) -> Any:
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:
+    """Append one evaluation row to metrics.jsonl and fsync it, so a crash loses no logged evaluation."""
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
         f.flush()
@@ -140,6 +143,11 @@ def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch
 
 
 def load_state(run_dir: Path, name: str = "last") -> dict:
+    """The optimizer / data-stream / best-so-far state saved with checkpoint ``name``.
+
+    Raises:
+        CheckpointError: the state file is missing or unreadable.
+    """
     path = run_dir / "checkpoints" / f"{name}.state.pt"
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

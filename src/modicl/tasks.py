@@ -37,10 +37,12 @@ class TaskSet:
     test_pairs: np.ndarray
 
     def to_json(self) -> str:
+        """All fields as JSON lists (the run directory's tasks.json)."""
         return json.dumps({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()})
 
     @staticmethod
     def from_json(text: str) -> "TaskSet":
+        """Inverse of :meth:`to_json`."""
         d = json.loads(text)
         arr = {k: np.asarray(d[k], dtype=np.int64).reshape(-1, 2) for k in ("id_tasks", "ood_tasks", "train_pairs", "test_pairs")}
         return TaskSet(p=int(d["p"]), **arr)
@@ -75,8 +77,8 @@ def _try_rectangles(p: int, n_base: int, rng: np.random.Generator, tries_per_bas
     taken = set(bases)
     out: list[tuple[int, int]] = []
     for a, b in bases:
+        xs = [v for v in range(p) if v not in (a, b)]
         for _ in range(tries_per_base):
-            xs = [v for v in range(p) if v not in (a, b)]
             x2 = int(rng.choice(xs))
             ys = [v for v in range(p) if v not in (a, b, x2)]
             y2 = int(rng.choice(ys))

@@ -14,7 +14,6 @@ on CPUs that compute bf16 natively (else fp32); fused AdamW and optional ``torch
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import time
 import warnings
@@ -34,8 +33,6 @@ from .rundir import (
     append_metrics, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint, truncate_metrics, write_json,
 )
 from .tasks import TaskSet, make_task_set
-
-log = logging.getLogger("modicl")
 
 # Fields that change how a run executes but not what it computes; they may differ on --resume.
 _EXECUTION_FIELDS = ("device", "threads", "compile")
@@ -87,6 +84,11 @@ def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.Abstrac
     if dtype == torch.bfloat16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def resolve_compile(name: str, device: torch.device) -> bool:
+    """``auto`` → compile on CUDA only (on a CPU compilation costs more than it saves on short runs)."""
+    return name == "on" or (name == "auto" and device.type == "cuda")
 
 
 def lr_multiplier(step: int, cfg: TrainConfig) -> float:
@@ -157,6 +159,22 @@ def eval_sets(t: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
         "ood_train": (t["ood_tasks"], t["train_pairs"]),
         "ood_test": (t["ood_tasks"], t["test_pairs"]),
     }
+
+
+def evaluate_run(
+    model: Transformer, cfg: RunConfig, tasks: TaskSet, *, sequences: int, generator: torch.Generator,
+    autocast: contextlib.AbstractContextManager,
+) -> dict[str, dict]:
+    """Evaluate ``model`` on the four sets of a run (PAPER.md §1.7) with the run's sequence format.
+
+    Returns {set: {'acc', 'acc_last', 'loss', 'kshot', 'n_sequences'}}; see :func:`modicl.metrics.evaluate`.
+    """
+    device = next(model.parameters()).device
+    return evaluate(
+        model, eval_sets(task_tensors(tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p, sequences=sequences,
+        batch_size=cfg.train.eval_batch_size, generator=generator, autocast=autocast,
+        shared_inputs=cfg.task.shared_inputs, replacement=cfg.task.replacement,
+    )
 
 
 def eval_seed(seed: int, step: int) -> int:
@@ -237,29 +255,24 @@ def train(
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed + 0x5EED)
     best = {"acc": -1.0, "step": -1}
-    elapsed = {"wall_s": 0.0, "train_s": 0.0}
+    wall_before, train_s = 0.0, 0.0  # seconds spent by earlier sessions of this run; train_s excludes evaluation
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
-        best, elapsed = state["best"], state["elapsed"]
+        best = state["best"]
+        wall_before, train_s = state["elapsed"]["wall_s"], state["elapsed"]["train_s"]
 
-    use_compile = tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda")
-    step_fn = TrainStep(model, opt, autocast, use_compile)
+    step_fn = TrainStep(model, opt, autocast, resolve_compile(tc.compile, device))
     t_dev = task_tensors(tasks, device)
-    sets = eval_sets(t_dev)
     per_task = tc.batch_size // cfg.task.n_id
     tokens_per_step = tc.batch_size * (3 * cfg.task.n_ctx - 1)
 
     def run_eval(step: int, train_loss: float | None) -> dict:
         g = torch.Generator(device=device)
         g.manual_seed(eval_seed(cfg.seed, step))
-        m = evaluate(
-            model, sets, n_ctx=cfg.task.n_ctx, p=cfg.task.p, sequences=tc.eval_sequences,
-            batch_size=tc.eval_batch_size, generator=g, autocast=autocast,
-            shared_inputs=cfg.task.shared_inputs, replacement=cfg.task.replacement,
-        )
+        m = evaluate_run(model, cfg, tasks, sequences=tc.eval_sequences, generator=g, autocast=autocast)
         row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
-               "wall_s": elapsed["wall_s"] + time.perf_counter() - t0, **m}
+               "wall_s": wall_before + time.perf_counter() - t0, **m}
         append_metrics(run_dir, row)
         return row
 
@@ -268,12 +281,11 @@ def train(
         if row["ood_test"]["acc"] > best["acc"]:
             best = {"acc": row["ood_test"]["acc"], "step": step}
             save_checkpoint(run_dir, "best_ood", model, cfg, tasks, step, metrics=row)
-        elapsed_now = {"wall_s": row["wall_s"], "train_s": elapsed["train_s"] + train_time}
-        st = {"optimizer": opt.state_dict(), "generator": gen.get_state(), "best": best, "elapsed": elapsed_now}
+        elapsed = {"wall_s": row["wall_s"], "train_s": train_s}
+        st = {"optimizer": opt.state_dict(), "generator": gen.get_state(), "best": best, "elapsed": elapsed}
         save_checkpoint(run_dir, "last", model, cfg, tasks, step, metrics=row, state=st)
 
     t0 = time.perf_counter()
-    train_time = 0.0
     if start == 0:
         checkpoint(0, run_eval(0, None))
     bar = tqdm(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
@@ -303,14 +315,12 @@ def train(
                     f"{last_good}; lower train.lr or use --train.dtype fp32"
                 )
             bar.set_postfix(loss=f"{loss.item():.3f}", ood_last=ood_last)
-        train_time += time.perf_counter() - t_step
+        train_s += time.perf_counter() - t_step
         if is_eval:
             row = run_eval(done, (loss_sum / n_since).item())
             loss_sum.zero_()
             n_since = 0
             checkpoint(done, row)
-            elapsed["train_s"] += train_time
-            train_time = 0.0
             last_good = done
             ood_last = f"{row['ood_train']['acc_last']:.2f}/{row['ood_test']['acc_last']:.2f}"
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_last=ood_last)
@@ -318,7 +328,8 @@ def train(
                 bar.close()
                 return None
     bar.close()
-    return finish(run_dir, tokens_per_step=tokens_per_step, n_parameters=n_params(model), dtype=str(dtype).removeprefix("torch."), device=str(device))
+    return finish(run_dir, tokens_per_step=tokens_per_step, n_parameters=n_params(model),
+                  dtype=str(dtype).removeprefix("torch."), device=str(device))
 
 
 def finish(run_dir: Path, **extra) -> dict:
