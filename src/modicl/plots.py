@@ -43,6 +43,7 @@ def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step:
         if best_step is not None:
             ax.axvline(best_step, color="k", ls="--", lw=0.8, label="best o.o.d.")
         ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy (nats)" if key == "loss" else "accuracy")
         ax.set_title(title)
         if key != "loss":
             ax.set_ylim(0, 1.02)
