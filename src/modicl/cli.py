@@ -32,7 +32,7 @@ class TrainCommand:
     preset: str = "quick"
     """named starting point: quick (CPU, p = 7), quick-memorize (quick with n_id = 8), paper (PAPER.md §2.3, GPU), bench."""
     out: Path | None = None
-    """run directory (default: runs/PRESET-CONFIGHASH)."""
+    """run directory; None means runs/PRESET-CONFIGHASH."""
     resume: bool = False
     """continue from OUT/checkpoints/last."""
     overwrite: bool = False
