@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from .allocator import keep_freed_memory
 from .config import RunConfig
 from .data import sample_sequences
 from .model import Transformer
@@ -59,6 +60,8 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     device = resolve_device(cfg.train.device)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
     tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     tasks = make_task_set(cfg.task, cfg.seed)
     torch.manual_seed(cfg.seed)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .allocator import keep_freed_memory
 from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .metrics import PHASE_LABELS, SETS, classify_phase, evaluate
@@ -226,6 +227,8 @@ def train(
     device = resolve_device(tc.device)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
     dtype = resolve_dtype(tc.dtype, device)
     autocast = autocast_for(device, dtype)
     has_ckpt = (run_dir / "checkpoints" / "last.safetensors").exists()
