@@ -3,6 +3,8 @@
     modicl train [--preset quick|quick-memorize|paper] [--out DIR] [--resume] [--task.n-id 8 …]
     modicl eval RUN_DIR [--checkpoint last|best_ood] [--sequences 4096]
     modicl bench [--preset …] [--task.p 29 …] [--steps 20] [--dtypes fp32 bf16]
+    modicl sweep SPEC [--out DIR] [--axis n_id=8,16,32 …] [--set train.steps=3000 …] [--dry-run]
+    modicl plot SWEEP_DIR
 
 A configuration that cannot work, an unknown preset or flag, or a missing checkpoint ends with one
 line on stderr and exit code 2.
@@ -65,6 +67,30 @@ class BenchCommand:
     steps: int = 20
     """timed steps per dtype (after 5 warm-up steps)."""
     dtypes: tuple[Literal["fp32", "bf16"], ...] = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class SweepCommand:
+    """Run (or continue) a grid of runs: finished points are skipped, interrupted ones resumed, failed ones re-run."""
+
+    spec: tyro.conf.Positional[str]
+    """a built-in spec (phase-diagram, depth, quick-phase-diagram, …) or a TOML file."""
+    out: Path | None = None
+    """sweep directory; None means sweeps/SPEC-NAME."""
+    axis: tuple[str, ...] = ()
+    """extra or replacement axes, FIELD=V1,V2,… (e.g. n_id=8,16,32 or seed=1,2,3)."""
+    set: tuple[str, ...] = ()
+    """fixed overrides for every point, FIELD=VALUE (e.g. train.steps=3000)."""
+    dry_run: bool = False
+    """list the grid points and their status; run nothing."""
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class PlotCommand:
+    """Draw a sweep's figures into SWEEP_DIR/plots: phase diagram, per-set heatmaps, o.o.d. accuracy vs n_id, training curves."""
+
+    sweep_dir: tyro.conf.Positional[Path]
 
 
 def _flags(cls) -> list[str]:
@@ -173,7 +199,45 @@ def cmd_bench(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench}
+def cmd_sweep(argv: list[str]) -> int:
+    from .sweep import expand, load_spec, parse_assignment, point_status, run_sweep
+
+    args = _parse(SweepCommand, argv, tyro.MISSING_NONPROP, "modicl sweep")
+    sets = {}
+    for text in args.set:
+        name, values = parse_assignment(text)
+        if len(values) != 1:
+            raise ConfigError(f"--set {text!r} gives {len(values)} values; use --axis for several")
+        sets[name] = values[0]
+    axes = dict(parse_assignment(t) for t in args.axis)
+    spec = load_spec(args.spec, overrides=sets, axes=axes)
+    out = args.out or Path("sweeps") / spec.name
+    points = expand(spec)
+    if args.dry_run:
+        for p in points:
+            label = ", ".join(f"{k}={v}" for k, v in p.axes.items())
+            print(f"{p.hash}  {point_status(out / 'runs' / p.hash):11s}  {label}")
+        print(f"{len(points)} points in {out}")
+        return 0
+    print(f"sweep {spec.name}: {len(points)} points in {out}")
+    report = run_sweep(spec, out, progress=args.progress)
+    print(f"finished {len(report.finished)}, already done {len(report.skipped)}, failed {len(report.failed)}; "
+          f"results in {out / 'results.csv'} (and .parquet)")
+    for h, err in report.failed.items():
+        print(f"  failed {h}: {err} (details in {out / 'runs' / h / 'error.txt'})", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    from .sweep_plots import plot_sweep
+
+    args = _parse(PlotCommand, argv, tyro.MISSING_NONPROP, "modicl plot")
+    for path in plot_sweep(args.sweep_dir):
+        print(path)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "sweep": cmd_sweep, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

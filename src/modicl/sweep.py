@@ -1,0 +1,425 @@
+"""Idempotent grids of runs: the paper's phase diagrams and depth study (PAPER.md §3, Fig. 1b, Fig. 3).
+
+A :class:`SweepSpec` names a preset, fixed overrides (``set``) and axes; its grid is the product of the
+axes. Every grid point is an ordinary run directory ``OUT/runs/HASH``, where HASH is the hash of the
+resolved config without the execution-only fields (device, threads, compile), so the same point is
+the same directory on any machine. Running a sweep skips finished points, resumes interrupted ones
+from ``checkpoints/last`` and re-runs failed ones; one failing point never stops the others. The
+results table (``results.csv`` and ``results.parquet``) is rebuilt from the run directories after
+every point, so a killed and relaunched sweep neither loses nor duplicates a row.
+
+Spec files are TOML::
+
+    name = "my-grid"
+    preset = "quick"
+    [set]
+    "train.steps" = 3000
+    [axes]
+    "task.n_id" = [8, 16, 32]
+    "task.alpha" = [0.4, 0.8]
+    seed = [1, 2, 3]
+
+Field names are ``part.field`` (``task.n_id``) or a bare field name when it is unique (``n_id``).
+A sweep is a list of independent, serialisable :class:`Job` s (plain data: configs and paths), so an
+executor other than the in-process one only has to run ``run_job`` somewhere else.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import json
+import shutil
+import sys
+import time
+import traceback
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, config_hash, preset, validate
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_PARTS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
+_EXECUTION = {"train.device", "train.threads", "train.compile"}
+SETS = ("id_train", "id_test", "ood_train", "ood_test")
+# Columns every results row has, under short names; other axes keep their full field name.
+_SHORT = {"task.p", "task.n_id", "task.alpha", "model.n_layers", "seed"}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A grid of runs.
+
+    Attributes:
+        name: shown in messages and written to ``OUT/spec.json``.
+        preset: the starting config (see ``modicl.config.PRESETS``).
+        set: field → value applied to every point.
+        axes: field → list of values; the grid is their product, in the order given.
+        base: a starting config that replaces ``preset`` (for notebook use; not expressible in TOML).
+    """
+
+    name: str
+    preset: str = "quick"
+    set: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    base: RunConfig | None = None
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point: its axis values, resolved config and directory name."""
+
+    axes: dict[str, Any]
+    config: RunConfig
+    hash: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """Work for one executor call: one run, or several runs with the same architecture trained together.
+
+    Plain data (config dicts and paths) so it pickles for a cluster executor."""
+
+    points: tuple[Point, ...]
+    run_dirs: tuple[Path, ...]
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: hashes per outcome, and the error message of each failed point."""
+
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _field_types() -> dict[str, Any]:
+    types = {}
+    for part, cls in _PARTS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            types[f"{part}.{f.name}"] = hints[f.name]
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in _PARTS:
+            types[f.name] = hints[f.name]
+    return types
+
+
+def resolve_field(name: str) -> str:
+    """``n_id`` or ``task.n_id`` → ``task.n_id``. Raises ConfigError for an unknown or ambiguous name."""
+    types = _field_types()
+    name = name.replace("-", "_")
+    if name in types:
+        return name
+    matches = [k for k in types if k.split(".")[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ConfigError(f"field {name!r} is ambiguous; write one of {', '.join(matches)}")
+    import difflib
+
+    short = {k.split(".")[-1]: k for k in types}
+    close = difflib.get_close_matches(name, list(types) + list(short), n=1)
+    hint = f"; did you mean {short.get(close[0], close[0])}?" if close else ""
+    raise ConfigError(f"unknown config field {name!r}{hint}")
+
+
+def _coerce(path: str, value: Any) -> Any:
+    tp = _field_types()[path]
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{path} = {value!r}; choose one of {', '.join(map(str, typing.get_args(tp)))}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} = {value!r} must be true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path} = {value!r} must be an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} = {value!r} must be a number")
+        return float(value)
+    if tp is str and not isinstance(value, str):
+        raise ConfigError(f"{path} = {value!r} must be a string")
+    return value
+
+
+def with_field(cfg: RunConfig, path: str, value: Any) -> RunConfig:
+    """A copy of ``cfg`` with the (resolved) field ``path`` set to ``value``, type-checked."""
+    path = resolve_field(path)
+    value = _coerce(path, value)
+    if "." not in path:
+        return dataclasses.replace(cfg, **{path: value})
+    part, name = path.split(".")
+    return dataclasses.replace(cfg, **{part: dataclasses.replace(getattr(cfg, part), **{name: value})})
+
+
+def point_hash(cfg: RunConfig) -> str:
+    """Hash of ``cfg`` with the execution-only fields at their defaults: the point's directory name."""
+    t = dataclasses.replace(cfg.train, device="auto", threads=0, compile="auto")
+    return config_hash(dataclasses.replace(cfg, train=t))
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def expand(spec: SweepSpec) -> list[Point]:
+    """The grid points of ``spec``, validated. Raises ConfigError (one line, naming the point) for an
+    unknown preset or field, an empty axis, a mistyped value, a config that cannot work, or two
+    points with the same config."""
+    base = spec.base if spec.base is not None else preset(spec.preset)
+    for path, value in spec.set.items():
+        base = with_field(base, path, value)
+    axes = {}
+    for name, values in spec.axes.items():
+        if not isinstance(values, (list, tuple)) or len(values) == 0:
+            raise ConfigError(f"axis {name!r} of sweep {spec.name!r} is empty; give it at least one value")
+        axes[resolve_field(name)] = list(values)
+    points, seen = [], {}
+    for combo in itertools.product(*axes.values()):
+        values = dict(zip(axes, combo))
+        cfg = base
+        for path, value in values.items():
+            cfg = with_field(cfg, path, value)
+        label = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or "the base config"
+        try:
+            validate(cfg)
+        except ConfigError as e:
+            raise ConfigError(f"grid point {label}: {e}") from None
+        h = point_hash(cfg)
+        if h in seen:
+            raise ConfigError(f"grid points {seen[h]} and {label} are the same config; remove the duplicate axis value")
+        seen[h] = label
+        points.append(Point(values, cfg, h))
+    return points
+
+
+def load_spec(source: str | Path, *, overrides: dict[str, Any] | None = None, axes: dict[str, list[Any]] | None = None) -> SweepSpec:
+    """A built-in spec (see :data:`BUILTIN`) or a TOML file, with optional extra ``overrides`` and axes
+    (which replace axes of the same field). Raises ConfigError for a missing or malformed file or
+    unknown top-level keys."""
+    if str(source) in BUILTIN:
+        spec = BUILTIN[str(source)]
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"sweep spec {source!r} is neither a built-in ({', '.join(BUILTIN)}) nor a file")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}") from None
+        unknown = set(data) - {"name", "preset", "set", "axes"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a spec has name, preset, [set] and [axes]")
+        if not isinstance(data.get("set", {}), dict) or not isinstance(data.get("axes", {}), dict):
+            raise ConfigError(f"{path}: [set] and [axes] must be tables")
+        spec = SweepSpec(name=data.get("name", path.stem), preset=data.get("preset", "quick"),
+                         set=dict(data.get("set", {})), axes=dict(data.get("axes", {})))
+    if overrides:
+        spec = dataclasses.replace(spec, set={**spec.set, **overrides})
+    if axes:
+        merged = {resolve_field(k): v for k, v in spec.axes.items()}
+        merged.update({resolve_field(k): v for k, v in axes.items()})
+        spec = dataclasses.replace(spec, axes=merged)
+    return spec
+
+
+def parse_assignment(text: str) -> tuple[str, list[Any]]:
+    """``"n_id=8,16,32"`` → ``("n_id", [8, 16, 32])``; values are parsed as TOML scalars (bare words as
+    strings). Raises ConfigError for text without ``=`` or an empty value list."""
+    if "=" not in text:
+        raise ConfigError(f"{text!r} is not FIELD=VALUE[,VALUE…]")
+    name, raw = text.split("=", 1)
+    values = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            values.append(tomllib.loads(f"v = {item}")["v"])
+        except tomllib.TOMLDecodeError:
+            values.append(item)
+    if not values:
+        raise ConfigError(f"{name.strip()!r} has no values in {text!r}")
+    return name.strip(), values
+
+
+# --------------------------------------------------------------------------------------------- status
+
+
+def point_status(run_dir: Path) -> str:
+    """``done`` (summary.json written), ``interrupted`` (a checkpoint, no summary), ``failed``
+    (error.txt from an earlier attempt) or ``new``."""
+    if (run_dir / "summary.json").exists():
+        return "done"
+    if (run_dir / "error.txt").exists():
+        return "failed"
+    if (run_dir / "checkpoints" / "last.safetensors").exists():
+        return "interrupted"
+    return "new"
+
+
+def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
+    """Run every point of ``job`` to completion (resuming where a checkpoint exists); return
+    {hash: None on success, else a one-line error}. Never raises for a failing point (a
+    KeyboardInterrupt still stops it: the checkpoint is kept for the next launch)."""
+    from .train import train
+
+    out: dict[str, str | None] = {}
+    for point, run_dir in zip(job.points, job.run_dirs):
+        status = point_status(run_dir)
+        if status == "done":
+            out[point.hash] = None
+            continue
+        if status == "failed" or (status == "new" and run_dir.exists()):
+            shutil.rmtree(run_dir)
+        try:
+            train(point.config, run_dir, resume=status == "interrupted", progress=progress)
+            out[point.hash] = None
+        except Exception as e:  # one failing point must not stop the sweep
+            msg = f"{type(e).__name__}: {e}".splitlines()[0]
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(msg + "\n\n" + traceback.format_exc())
+            out[point.hash] = msg
+    return out
+
+
+def make_jobs(points: Sequence[Point], out_dir: Path) -> list[Job]:
+    """One job per point (ensembles of compatible points are a later addition)."""
+    return [Job((p,), (out_dir / "runs" / p.hash,)) for p in points]
+
+
+def write_index(spec: SweepSpec, points: Sequence[Point], out_dir: Path) -> None:
+    """``OUT/spec.json`` and ``OUT/index.csv`` (hash, axis values, status), rewritten atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "spec.json.tmp"
+    tmp.write_text(json.dumps(dataclasses.asdict(spec), indent=1))
+    tmp.replace(out_dir / "spec.json")
+    axes = list(points[0].axes) if points else []
+    tmp = out_dir / "index.csv.tmp"
+    with tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["hash", *axes, "status", "run_dir"])
+        for p in points:
+            run_dir = out_dir / "runs" / p.hash
+            w.writerow([p.hash, *(p.axes[a] for a in axes), point_status(run_dir), f"runs/{p.hash}"])
+    tmp.replace(out_dir / "index.csv")
+
+
+def collect_results(points: Sequence[Point], out_dir: Path):
+    """The results table as a pandas DataFrame, one row per finished point: hash, p, n_id, alpha,
+    n_layers, seed, the other axes (by full field name), the final and best-o.o.d. accuracies (acc and acc_last) and losses of the
+    four sets, the best-o.o.d. step, the phase labels (final and at the best-o.o.d. step), steps and
+    wall time in seconds. Points without summary.json are left out."""
+    import pandas as pd
+
+    rows = []
+    for p in points:
+        path = out_dir / "runs" / p.hash / "summary.json"
+        if not path.exists():
+            continue
+        s = json.loads(path.read_text())
+        cfg = p.config
+        row: dict[str, Any] = {"hash": p.hash, "p": cfg.task.p, "n_id": cfg.task.n_id, "alpha": cfg.task.alpha,
+                               "n_layers": cfg.model.n_layers, "seed": cfg.seed}
+        row.update({k: v for k, v in p.axes.items() if k not in _SHORT})
+        for which in ("final", "best_ood"):
+            for st in SETS:
+                for k in ("acc", "acc_last", "loss"):
+                    row[f"{which}.{st}.{k}"] = s[which][st][k]
+        row["best_ood_step"] = s["best_ood"]["step"]
+        row["phase"], row["phase_best_ood"] = s["phase"], s["phase_best_ood"]
+        row["steps"], row["wall_s"] = s["steps"], s["wall_s"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_results(points: Sequence[Point], out_dir: Path):
+    """Rebuild ``results.csv`` and ``results.parquet`` from the run directories; return the DataFrame."""
+    df = collect_results(points, out_dir)
+    tmp = out_dir / "results.csv.tmp"
+    df.to_csv(tmp, index=False)
+    tmp.replace(out_dir / "results.csv")
+    tmp = out_dir / "results.parquet.tmp"
+    df.to_parquet(tmp, index=False)
+    tmp.replace(out_dir / "results.parquet")
+    return df
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    executor: Callable[[Job], dict[str, str | None]] | None = None,
+) -> SweepReport:
+    """Run (or continue) the sweep ``spec`` in ``out_dir``.
+
+    Args:
+        spec: the grid; validated before anything runs.
+        out_dir: the sweep directory (created).
+        progress: progress bars over grid points and within each run.
+        executor: runs one job and returns {hash: error or None}; default: in this process.
+    Returns:
+        A :class:`SweepReport`; the results table is in ``out_dir/results.csv`` / ``results.parquet``.
+    Raises:
+        ConfigError: a spec that cannot run (before any point starts).
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    points = expand(spec)
+    write_index(spec, points, out_dir)
+    report = SweepReport()
+    todo = []
+    for p in points:
+        if point_status(out_dir / "runs" / p.hash) == "done":
+            report.skipped.append(p.hash)
+        else:
+            todo.append(p)
+    run = executor or (lambda job: run_job(job, progress=progress))
+    bar = tqdm(total=len(points), initial=len(report.skipped), disable=not progress, unit="run", desc=spec.name, position=0)
+    for job in make_jobs(todo, out_dir):
+        t0 = time.perf_counter()
+        outcome = run(job)
+        for h, err in outcome.items():
+            (report.failed.__setitem__(h, err) if err else report.finished.append(h))
+        bar.update(len(job.points))
+        bar.set_postfix(last=f"{time.perf_counter() - t0:.0f}s", failed=len(report.failed))
+        write_index(spec, points, out_dir)
+        write_results(points, out_dir)
+    bar.close()
+    write_index(spec, points, out_dir)
+    write_results(points, out_dir)
+    return report
+
+
+# ---------------------------------------------------------------------------------------- built-ins
+
+BUILTIN: dict[str, SweepSpec] = {
+    # PAPER.md §3 Fig. 1b / Fig. 3 (depth 6 in the paper; the depth is an axis to override): 7 × 7 runs of
+    # the paper config, for a GPU.
+    "phase-diagram": SweepSpec(
+        "phase-diagram", preset="paper", set={"model.n_layers": 6},
+        axes={"task.n_id": [8, 16, 32, 64, 128, 256, 512], "task.alpha": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
+    ),
+    # PAPER.md §3 depth study: o.o.d. accuracy against n_id for depths 1, 2, 4, 6 at α = 0.6, for a GPU.
+    "depth": SweepSpec(
+        "depth", preset="paper", set={"task.alpha": 0.6},
+        axes={"model.n_layers": [1, 2, 4, 6], "task.n_id": [32, 64, 128, 256, 512]},
+    ),
+}

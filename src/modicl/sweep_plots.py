@@ -1,0 +1,187 @@
+"""Figures of a sweep (PAPER.md §3): the phase diagram in the layout of Fig. 1b, the per-set accuracy
+heatmaps of Fig. 3a, o.o.d. accuracy against n_id per depth, and training curves that show transient
+o.o.d. generalization. Everything is read from the sweep's ``results.csv`` and run directories.
+
+Seeds are averaged: a cell's accuracies are the mean over its seeds of the final last-position
+accuracies, and its phase is classified from those means with the runs' phase threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from .config import ConfigError  # noqa: E402
+from .metrics import PHASE_LABELS, SET_LABELS, SETS, classify_phase  # noqa: E402
+
+PHASE_ORDER = ("none", "id_memorization", "id_generalization", "ood_memorization", "ood_generalization")
+PHASE_COLORS = ("#d9d9d9", "#9ecae1", "#3182bd", "#fdae6b", "#e6550d")
+
+
+def _save(fig, path: Path) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for suffix in (".png", ".pdf"):
+        fig.savefig(path.with_suffix(suffix), dpi=130, bbox_inches="tight")
+        out.append(path.with_suffix(suffix))
+    plt.close(fig)
+    return out
+
+
+def _load(sweep_dir: Path):
+    import pandas as pd
+
+    path = sweep_dir / "results.csv"
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist; run `modicl sweep` into {sweep_dir} first")
+    df = pd.read_csv(path)
+    if df.empty:
+        raise ConfigError(f"{path} has no finished runs yet")
+    spec = json.loads((sweep_dir / "spec.json").read_text())
+    return df, spec
+
+
+def _threshold(sweep_dir: Path, df) -> float:
+    cfg = json.loads((sweep_dir / "runs" / df["hash"].iloc[0] / "config.json").read_text())
+    return float(cfg.get("phase_threshold", 0.5))
+
+
+def _group_keys(df) -> list[str]:
+    """Axes other than n_id, alpha and seed that vary (p, n_layers, any other swept field): one figure
+    per combination of their values."""
+    axes = ["p", "n_layers"] + [c for c in df.columns if "." in c and not c.startswith(("final.", "best_ood."))]
+    return [c for c in axes if df[c].nunique() > 1]
+
+
+def _cells(df, thr: float) -> list[dict]:
+    cells = []
+    for (n_id, alpha), g in df.groupby(["n_id", "alpha"]):
+        acc = {s: float(g[f"final.{s}.acc_last"].mean()) for s in SETS}
+        cells.append({"n_id": int(n_id), "alpha": float(alpha), "acc": acc, "n": len(g),
+                      "phase": classify_phase({s: {"acc_last": a} for s, a in acc.items()}, thr)})
+    return cells
+
+
+def phase_diagram(df, thr: float, path: Path, title: str) -> list[Path]:
+    """Fig. 1b layout: log₂ n_id on x, α on y, the phase as colour, each cell labelled with its mean
+    last-position accuracies (i.d. train / test over o.o.d. train / test)."""
+    cells = _cells(df, thr)
+    xs, ys = sorted({c["n_id"] for c in cells}), sorted({c["alpha"] for c in cells})
+    fig, ax = plt.subplots(figsize=(1.25 * len(xs) + 2.5, 0.9 * len(ys) + 1.6))
+    grid = [[math.nan] * len(xs) for _ in ys]
+    for c in cells:
+        grid[ys.index(c["alpha"])][xs.index(c["n_id"])] = PHASE_ORDER.index(c["phase"])
+    ax.imshow(grid, cmap=ListedColormap(PHASE_COLORS), vmin=-0.5, vmax=len(PHASE_ORDER) - 0.5, origin="lower", aspect="auto")
+    for c in cells:
+        a = c["acc"]
+        ax.text(xs.index(c["n_id"]), ys.index(c["alpha"]),
+                f"{a['id_train']:.2f}/{a['id_test']:.2f}\n{a['ood_train']:.2f}/{a['ood_test']:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(xs)), [f"$2^{{{math.log2(x):g}}}$" if math.log2(x).is_integer() else str(x) for x in xs])
+    ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+    ax.set_xlabel("n_id (pre-training task vectors)")
+    ax.set_ylabel("α (fraction of input pairs in pre-training)")
+    seeds = max(c["n"] for c in cells)
+    ax.set_title(f"{title}\ncells: last-position acc. i.d. train/test, o.o.d. train/test (mean of ≤ {seeds} seeds)", fontsize=9)
+    ax.legend(handles=[Patch(color=col, label=PHASE_LABELS[ph]) for ph, col in zip(PHASE_ORDER, PHASE_COLORS)],
+              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return _save(fig, path)
+
+
+def set_heatmaps(df, path: Path, title: str) -> list[Path]:
+    """Fig. 3a: one panel per set, the mean final last-position accuracy over the (n_id, α) grid."""
+    xs, ys = sorted(df["n_id"].unique()), sorted(df["alpha"].unique())
+    mean = df.groupby(["n_id", "alpha"])[[f"final.{s}.acc_last" for s in SETS]].mean()
+    fig, axes = plt.subplots(1, 4, figsize=(4 * (0.7 * len(xs) + 1.2), 0.7 * len(ys) + 1.6), sharey=True)
+    for ax, s in zip(axes, SETS):
+        grid = [[mean.loc[(x, y), f"final.{s}.acc_last"] if (x, y) in mean.index else math.nan for x in xs] for y in ys]
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                if not math.isnan(grid[i][j]):
+                    ax.text(j, i, f"{grid[i][j]:.2f}", ha="center", va="center", fontsize=7, color="w" if grid[i][j] < 0.6 else "k")
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+        ax.set_title(SET_LABELS[s], fontsize=9)
+        ax.set_xlabel("n_id")
+    axes[0].set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+    axes[0].set_ylabel("α")
+    fig.colorbar(im, ax=list(axes), shrink=0.8, label="last-position accuracy")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def ood_vs_n_id(df, path: Path, title: str) -> list[Path]:
+    """O.o.d. test accuracy (final and best checkpoint, mean over seeds) against n_id, one line per
+    depth and α."""
+    depth_col = "n_layers"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (depth, alpha), g in df.groupby([depth_col, "alpha"]):
+        m = g.groupby("n_id")[["final.ood_test.acc_last", "best_ood.ood_test.acc_last"]].mean()
+        line, = ax.plot(m.index, m["final.ood_test.acc_last"], "o-", label=f"depth {depth}, α {alpha:g} (final)")
+        ax.plot(m.index, m["best_ood.ood_test.acc_last"], "o--", color=line.get_color(), alpha=0.6, label=f"depth {depth}, α {alpha:g} (best)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("n_id")
+    ax.set_ylabel("o.o.d. test last-position accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def training_curves(df, sweep_dir: Path, path: Path, title: str, max_runs: int = 24) -> list[Path]:
+    """O.o.d. test last-position accuracy against step for up to ``max_runs`` runs (largest n_id first),
+    the best-o.o.d. step marked: transient o.o.d. generalization shows as a peak before the end."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    rows = df.sort_values(["n_id", "alpha"], ascending=False).head(max_runs)
+    cmap = plt.get_cmap("viridis")
+    n_ids = sorted(df["n_id"].unique())
+    for _, r in rows.iterrows():
+        lines = (sweep_dir / "runs" / r["hash"] / "metrics.jsonl").read_text().splitlines()
+        pts = [json.loads(line) for line in lines]
+        steps = [m["step"] for m in pts]
+        acc = [m["ood_test"]["acc_last"] for m in pts]
+        color = cmap(n_ids.index(r["n_id"]) / max(len(n_ids) - 1, 1))
+        ax.plot(steps, acc, color=color, lw=1, alpha=0.8)
+        best = int(r["best_ood_step"])
+        if best in steps:
+            ax.plot(best, acc[steps.index(best)], "*", color=color, ms=8)
+    for n in n_ids:
+        ax.plot([], [], color=cmap(n_ids.index(n) / max(len(n_ids) - 1, 1)), label=f"n_id {n}")
+    ax.plot([], [], "k*", label="best o.o.d. checkpoint")
+    ax.set_xlabel("step")
+    ax.set_ylabel("o.o.d. test last-position accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_sweep(sweep_dir: str | Path) -> list[Path]:
+    """Draw every figure of the sweep in ``sweep_dir/plots`` (PNG and PDF); return the paths written.
+    Raises ConfigError when the sweep has no results yet."""
+    sweep_dir = Path(sweep_dir)
+    df, spec = _load(sweep_dir)
+    thr = _threshold(sweep_dir, df)
+    out = sweep_dir / "plots"
+    written: list[Path] = []
+    keys = _group_keys(df)
+    groups = df.groupby(keys) if keys else [((), df)]
+    for values, g in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        tag = "_".join(f"{k.split('.')[-1]}{v}" for k, v in zip(keys, values))
+        title = spec["name"] + ("" if not tag else " (" + ", ".join(f"{k}={v}" for k, v in zip(keys, values)) + ")")
+        suffix = f"_{tag}" if tag else ""
+        if g["n_id"].nunique() > 1 or g["alpha"].nunique() > 1:
+            written += phase_diagram(g, thr, out / f"phase_diagram{suffix}", title)
+            written += set_heatmaps(g, out / f"accuracy_heatmaps{suffix}", title)
+        written += training_curves(g, sweep_dir, out / f"training_curves{suffix}", title)
+    if df["n_id"].nunique() > 1:
+        written += ood_vs_n_id(df, out / "ood_vs_n_id", spec["name"])
+    return written

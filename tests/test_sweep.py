@@ -1,0 +1,153 @@
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+import modicl.train
+from modicl.cli import main
+from modicl.config import ConfigError
+from modicl.sweep import SweepSpec, expand, load_spec, parse_assignment, point_hash, point_status, run_sweep
+
+from conftest import tiny_config
+
+
+def _spec(**axes):
+    base = tiny_config(steps=20, eval_every=10)
+    return SweepSpec("t", base=base, axes=axes or {"n_id": [4, 8], "seed": [1, 2]})
+
+
+def _count_trains(monkeypatch, fail_seed=None, interrupt_after=None):
+    calls = []
+    real = modicl.train.train
+
+    def counting(cfg, run_dir, **kw):
+        if interrupt_after is not None and len(calls) == interrupt_after:
+            raise KeyboardInterrupt
+        calls.append((cfg.task.n_id, cfg.seed, kw.get("resume", False)))
+        if cfg.seed == fail_seed:
+            raise RuntimeError("injected failure\nsecond line")
+        return real(cfg, run_dir, **kw)
+
+    monkeypatch.setattr(modicl.train, "train", counting)
+    return calls
+
+
+def test_expand_is_the_grid_product_in_axis_order_with_machine_independent_hashes():
+    pts = expand(_spec(n_id=[4, 8], alpha=[0.6, 0.8], seed=[1]))
+    assert [(p.axes["task.n_id"], p.axes["task.alpha"]) for p in pts] == [(4, 0.6), (4, 0.8), (8, 0.6), (8, 0.8)]
+    assert [p.config.task.n_id for p in pts] == [4, 4, 8, 8]
+    assert len({p.hash for p in pts}) == 4
+    cfg = pts[0].config
+    other_machine = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=7, device="cuda", compile="on"))
+    assert point_hash(other_machine) == pts[0].hash
+    assert point_hash(dataclasses.replace(cfg, seed=99)) != pts[0].hash
+
+
+@pytest.mark.parametrize(
+    "axes, message",
+    [
+        ({"n_idd": [4]}, "unknown config field 'n_idd'; did you mean"),
+        ({"n_id": []}, "axis 'n_id' of sweep 't' is empty"),
+        ({"n_id": [4, 6]}, "grid point task.n_id=6: task.n_id = 6 is not a multiple of 4"),
+        ({"alpha": ["high"]}, "task.alpha = 'high' must be a number"),
+        ({"rule": ["square"]}, "task.rule = 'square'; choose one of rectangular, random"),
+        ({"n_id": [4, 4]}, "are the same config"),
+    ],
+)
+def test_bad_specs_fail_before_anything_runs_with_one_line(axes, message, tmp_path):
+    with pytest.raises(ConfigError, match=message) as e:
+        run_sweep(_spec(**axes), tmp_path / "s", progress=False)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "s").exists()
+
+
+def test_toml_spec_and_command_line_axes(tmp_path):
+    f = tmp_path / "grid.toml"
+    f.write_text('name = "g"\npreset = "quick"\n[set]\n"train.steps" = 100\n[axes]\nn_id = [8, 16]\nseed = [1, 2]\n')
+    spec = load_spec(f, axes={"seed": [5]}, overrides={"lr": 1e-3})
+    pts = expand(spec)
+    assert [(p.config.task.n_id, p.config.seed) for p in pts] == [(8, 5), (16, 5)]
+    assert {p.config.train.steps for p in pts} == {100} and {p.config.train.lr for p in pts} == {1e-3}
+    (tmp_path / "bad.toml").write_text("name = 'x'\n[axes\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_spec(tmp_path / "bad.toml")
+    (tmp_path / "extra.toml").write_text("name = 'x'\ngrid = 3\n")
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_spec(tmp_path / "extra.toml")
+    assert parse_assignment("n_id=8, 16,32") == ("n_id", [8, 16, 32])
+    assert parse_assignment("alpha=0.5") == ("alpha", [0.5])
+    assert parse_assignment("rule=random") == ("rule", ["random"])
+
+
+def test_relaunch_skips_finished_points_and_the_table_has_one_row_per_point(tmp_path, monkeypatch):
+    calls = _count_trains(monkeypatch)
+    spec, out = _spec(), tmp_path / "s"
+    report = run_sweep(spec, out, progress=False)
+    assert len(report.finished) == 4 and not report.failed and len(calls) == 4
+    again = run_sweep(spec, out, progress=False)
+    assert len(calls) == 4 and sorted(again.skipped) == sorted(report.finished)
+    df = pd.read_csv(out / "results.csv")
+    assert sorted(df["hash"]) == sorted(report.finished)
+    assert pd.read_parquet(out / "results.parquet").shape == df.shape
+    row = df.set_index("hash").loc[report.finished[0]]
+    summary = json.loads((out / "runs" / report.finished[0] / "summary.json").read_text())
+    assert row["final.ood_test.acc_last"] == summary["final"]["ood_test"]["acc_last"]
+    assert row["best_ood.id_train.acc"] == summary["best_ood"]["id_train"]["acc"]
+    assert row["best_ood_step"] == summary["best_ood"]["step"]
+    assert row["phase"] == summary["phase"] and row["steps"] == 20 and row["wall_s"] > 0
+    assert {"p", "n_id", "alpha", "n_layers", "seed", "phase_best_ood"} <= set(df.columns)
+    index = pd.read_csv(out / "index.csv")
+    assert list(index["status"]) == ["done"] * 4
+
+
+def test_a_failing_point_is_reported_and_rerun_on_relaunch_while_the_others_finish(tmp_path, monkeypatch):
+    calls = _count_trains(monkeypatch, fail_seed=2)
+    spec, out = _spec(), tmp_path / "s"
+    report = run_sweep(spec, out, progress=False)
+    assert len(report.finished) == 2 and len(report.failed) == 2
+    assert all(msg == "RuntimeError: injected failure" for msg in report.failed.values())
+    for h in report.failed:
+        assert point_status(out / "runs" / h) == "failed"
+        assert "Traceback" in (out / "runs" / h / "error.txt").read_text()
+    assert len(pd.read_csv(out / "results.csv")) == 2
+    monkeypatch.undo()  # the fault is gone
+    report2 = run_sweep(spec, out, progress=False)
+    assert sorted(report2.finished) == sorted(report.failed) and sorted(report2.skipped) == sorted(report.finished)
+    assert len(pd.read_csv(out / "results.csv")) == 4
+
+
+def test_killed_sweep_resumes_the_interrupted_point_and_redoes_nothing(tmp_path, monkeypatch):
+    spec, out = _spec(), tmp_path / "s"
+    first = expand(spec)[0]
+    # an interrupted point: a checkpoint at step 10 of 20, no summary
+    modicl.train.train(first.config, out / "runs" / first.hash, progress=False, stop_after=10)
+    assert point_status(out / "runs" / first.hash) == "interrupted"
+    calls = _count_trains(monkeypatch, interrupt_after=2)  # Ctrl-C when the third point starts
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, out, progress=False)
+    assert calls == [(4, 1, True), (4, 2, False)]
+    assert len(pd.read_csv(out / "results.csv")) == 2
+    monkeypatch.undo()
+    calls = _count_trains(monkeypatch)
+    report = run_sweep(spec, out, progress=False)
+    assert calls == [(8, 1, False), (8, 2, False)] and len(report.skipped) == 2
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 4 and df["hash"].is_unique
+    rows = (out / "runs" / first.hash / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [0, 10, 20]
+
+
+def test_cli_sweep_dry_run_and_one_line_errors(tmp_path, capsys):
+    f = tmp_path / "grid.toml"
+    f.write_text('name = "g"\npreset = "quick"\n[axes]\nn_id = [8, 16]\n')
+    assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--dry-run", "--axis", "seed=1,2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("new") == 4 and "4 points" in out
+    assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--axis", "n_id=8,10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("modicl sweep: error: grid point task.n_id=10") and "\n" not in err
+    assert main(["sweep", "no-such-spec"]) == 2
+    assert "neither a built-in" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+    assert "run `modicl sweep`" in capsys.readouterr().err
