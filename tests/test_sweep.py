@@ -83,9 +83,9 @@ def test_toml_spec_and_command_line_axes(tmp_path):
 def test_relaunch_skips_finished_points_and_the_table_has_one_row_per_point(tmp_path, monkeypatch):
     calls = _count_trains(monkeypatch)
     spec, out = _spec(), tmp_path / "s"
-    report = run_sweep(spec, out, progress=False)
+    report = run_sweep(spec, out, progress=False, ensemble=False)
     assert len(report.finished) == 4 and not report.failed and len(calls) == 4
-    again = run_sweep(spec, out, progress=False)
+    again = run_sweep(spec, out, progress=False, ensemble=False)
     assert len(calls) == 4 and sorted(again.skipped) == sorted(report.finished)
     df = pd.read_csv(out / "results.csv")
     assert sorted(df["hash"]) == sorted(report.finished)
@@ -104,7 +104,7 @@ def test_relaunch_skips_finished_points_and_the_table_has_one_row_per_point(tmp_
 def test_a_failing_point_is_reported_and_rerun_on_relaunch_while_the_others_finish(tmp_path, monkeypatch):
     calls = _count_trains(monkeypatch, fail_seed=2)
     spec, out = _spec(), tmp_path / "s"
-    report = run_sweep(spec, out, progress=False)
+    report = run_sweep(spec, out, progress=False, ensemble=False)
     assert len(report.finished) == 2 and len(report.failed) == 2
     assert all(msg == "RuntimeError: injected failure" for msg in report.failed.values())
     for h in report.failed:
@@ -112,7 +112,7 @@ def test_a_failing_point_is_reported_and_rerun_on_relaunch_while_the_others_fini
         assert "Traceback" in (out / "runs" / h / "error.txt").read_text()
     assert len(pd.read_csv(out / "results.csv")) == 2
     monkeypatch.undo()  # the fault is gone
-    report2 = run_sweep(spec, out, progress=False)
+    report2 = run_sweep(spec, out, progress=False, ensemble=False)
     assert sorted(report2.finished) == sorted(report.failed) and sorted(report2.skipped) == sorted(report.finished)
     assert len(pd.read_csv(out / "results.csv")) == 4
 
@@ -125,12 +125,12 @@ def test_killed_sweep_resumes_the_interrupted_point_and_redoes_nothing(tmp_path,
     assert point_status(out / "runs" / first.hash) == "interrupted"
     calls = _count_trains(monkeypatch, interrupt_after=2)  # Ctrl-C when the third point starts
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(spec, out, progress=False)
+        run_sweep(spec, out, progress=False, ensemble=False)
     assert calls == [(4, 1, True), (4, 2, False)]
     assert len(pd.read_csv(out / "results.csv")) == 2
     monkeypatch.undo()
     calls = _count_trains(monkeypatch)
-    report = run_sweep(spec, out, progress=False)
+    report = run_sweep(spec, out, progress=False, ensemble=False)
     assert calls == [(8, 1, False), (8, 2, False)] and len(report.skipped) == 2
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 4 and df["hash"].is_unique

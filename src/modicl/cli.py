@@ -83,6 +83,8 @@ class SweepCommand:
     """fixed overrides for every point, FIELD=VALUE (e.g. train.steps=3000)."""
     dry_run: bool = False
     """list the grid points and their status; run nothing."""
+    ensemble: bool = True
+    """train points that differ only in their data together (--no-ensemble: one run at a time)."""
     progress: bool = True
 
 
@@ -220,7 +222,7 @@ def cmd_sweep(argv: list[str]) -> int:
         print(f"{len(points)} points in {out}")
         return 0
     print(f"sweep {spec.name}: {len(points)} points in {out}")
-    report = run_sweep(spec, out, progress=args.progress)
+    report = run_sweep(spec, out, progress=args.progress, ensemble=args.ensemble)
     print(f"finished {len(report.finished)}, already done {len(report.skipped)}, failed {len(report.failed)}; "
           f"results in {out / 'results.csv'} (and .parquet)")
     for h, err in report.failed.items():

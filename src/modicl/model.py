@@ -70,17 +70,24 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class _Rope(torch.autograd.Function):
     """RoPE as one autograd node: the backward of a rotation is the rotation by the opposite angle,
     so nothing but the tables is saved and the backward costs one forward (instead of the six
-    elementwise backward kernels autograd would record)."""
+    elementwise backward kernels autograd would record). Written in the torch.func style
+    (``setup_context``, generated vmap rule) so ensembles can ``vmap`` the model."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        ctx.save_for_backward(cos, sin)
+    def forward(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         return _rotate(x, cos, sin)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        _, cos, sin = inputs
+        ctx.save_for_backward(cos, sin)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         cos, sin = ctx.saved_tensors
-        return _rotate(grad, cos, -sin), None, None
+        return _Rope.apply(grad, cos, -sin), None, None
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

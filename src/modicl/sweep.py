@@ -21,7 +21,9 @@ Spec files are TOML::
 
 Field names are ``part.field`` (``task.n_id``) or a bare field name when it is unique (``n_id``).
 A sweep is a list of independent, serialisable :class:`Job` s (plain data: configs and paths), so an
-executor other than the in-process one only has to run ``run_job`` somewhere else.
+executor other than the in-process one only has to run ``run_job`` somewhere else. Points that differ
+only in their data (n_id, α, seed, …) form one job and train together as an ensemble
+(:mod:`modicl.ensemble`) unless ``ensemble=False``.
 """
 
 from __future__ import annotations
@@ -273,34 +275,73 @@ def point_status(run_dir: Path) -> str:
     return "new"
 
 
+def _prepare(run_dir: Path) -> str:
+    """Clear what cannot be resumed (a failed attempt, a directory without a checkpoint); return the status."""
+    status = point_status(run_dir)
+    if status == "failed" or (status == "new" and run_dir.exists()):
+        shutil.rmtree(run_dir)
+    return status
+
+
+def _record_failure(run_dir: Path, e: BaseException) -> str:
+    msg = f"{type(e).__name__}: {e}".splitlines()[0]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.txt").write_text(msg + "\n\n" + "".join(traceback.format_exception(e)))
+    return msg
+
+
 def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
-    """Run every point of ``job`` to completion (resuming where a checkpoint exists); return
-    {hash: None on success, else a one-line error}. Never raises for a failing point (a
-    KeyboardInterrupt still stops it: the checkpoint is kept for the next launch)."""
-    from .train import train
+    """Run every point of ``job`` to completion (resuming where a checkpoint exists): alone when the job
+    has one point, else as one ensemble (:func:`modicl.ensemble.train_ensemble`). Returns {hash: None on
+    success, else a one-line error, also written to RUN_DIR/error.txt}. Never raises for a failing
+    point (a KeyboardInterrupt still stops it: the checkpoints are kept for the next launch)."""
+    from . import train as train_mod
+    from .ensemble import train_ensemble
 
     out: dict[str, str | None] = {}
-    for point, run_dir in zip(job.points, job.run_dirs):
-        status = point_status(run_dir)
-        if status == "done":
-            out[point.hash] = None
-            continue
-        if status == "failed" or (status == "new" and run_dir.exists()):
-            shutil.rmtree(run_dir)
+    todo = [(p, d) for p, d in zip(job.points, job.run_dirs) if point_status(d) != "done"]
+    out.update({p.hash: None for p, d in zip(job.points, job.run_dirs) if point_status(d) == "done"})
+    if len(todo) == 1:
+        point, run_dir = todo[0]
+        status = _prepare(run_dir)
         try:
-            train(point.config, run_dir, resume=status == "interrupted", progress=progress)
+            train_mod.train(point.config, run_dir, resume=status == "interrupted", progress=progress)
             out[point.hash] = None
         except Exception as e:  # one failing point must not stop the sweep
-            msg = f"{type(e).__name__}: {e}".splitlines()[0]
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "error.txt").write_text(msg + "\n\n" + traceback.format_exc())
-            out[point.hash] = msg
+            out[point.hash] = _record_failure(run_dir, e)
+    elif todo:
+        for _, run_dir in todo:
+            _prepare(run_dir)
+        try:
+            errors = train_ensemble([p.config for p, _ in todo], [d for _, d in todo], resume=True, progress=progress)
+        except Exception as e:  # the shared step failed: every member failed with it
+            errors = [e] * len(todo)
+        for (point, run_dir), err in zip(todo, errors):
+            if isinstance(err, BaseException):
+                err = _record_failure(run_dir, err)
+            elif err is not None:
+                (run_dir / "error.txt").write_text(err + "\n")
+            out[point.hash] = err
     return out
 
 
-def make_jobs(points: Sequence[Point], out_dir: Path) -> list[Job]:
-    """One job per point (ensembles of compatible points are a later addition)."""
-    return [Job((p,), (out_dir / "runs" / p.hash,)) for p in points]
+def make_jobs(points: Sequence[Point], out_dir: Path, ensemble: bool = True, max_members: int = 64) -> list[Job]:
+    """Jobs for ``points``: with ``ensemble``, points that can share an ensemble
+    (:func:`modicl.ensemble.ensemble_key`) are grouped, at most ``max_members`` per job, in grid order;
+    otherwise one job per point."""
+    from .ensemble import ensemble_key
+
+    if not ensemble:
+        return [Job((p,), (out_dir / "runs" / p.hash,)) for p in points]
+    groups: dict[str, list[Point]] = {}
+    for p in points:
+        groups.setdefault(ensemble_key(p.config), []).append(p)
+    jobs = []
+    for members in groups.values():
+        for i in range(0, len(members), max_members):
+            chunk = tuple(members[i:i + max_members])
+            jobs.append(Job(chunk, tuple(out_dir / "runs" / p.hash for p in chunk)))
+    return jobs
 
 
 def write_index(spec: SweepSpec, points: Sequence[Point], out_dir: Path) -> None:
@@ -365,6 +406,7 @@ def run_sweep(
     out_dir: str | Path,
     *,
     progress: bool = True,
+    ensemble: bool = True,
     executor: Callable[[Job], dict[str, str | None]] | None = None,
 ) -> SweepReport:
     """Run (or continue) the sweep ``spec`` in ``out_dir``.
@@ -373,6 +415,8 @@ def run_sweep(
         spec: the grid; validated before anything runs.
         out_dir: the sweep directory (created).
         progress: progress bars over grid points and within each run.
+        ensemble: train points that share an architecture and training settings together
+            (:mod:`modicl.ensemble`); False runs every point alone.
         executor: runs one job and returns {hash: error or None}; default: in this process.
     Returns:
         A :class:`SweepReport`; the results table is in ``out_dir/results.csv`` / ``results.parquet``.
@@ -393,7 +437,7 @@ def run_sweep(
             todo.append(p)
     run = executor or (lambda job: run_job(job, progress=progress))
     bar = tqdm(total=len(points), initial=len(report.skipped), disable=not progress, unit="run", desc=spec.name, position=0)
-    for job in make_jobs(todo, out_dir):
+    for job in make_jobs(todo, out_dir, ensemble=ensemble):
         t0 = time.perf_counter()
         outcome = run(job)
         for h, err in outcome.items():

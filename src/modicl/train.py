@@ -195,6 +195,104 @@ def _run_differences(a: RunConfig, b: RunConfig) -> list[str]:
     return out
 
 
+class RunState:
+    """One run inside a training loop: config, run directory, model, optimizer, data stream, the
+    best-o.o.d. record and timing. :func:`train` drives one; :mod:`modicl.ensemble` drives several.
+
+    Opening a run validates ``cfg`` and either starts it fresh (writing config.json and tasks.json) or,
+    with ``resume`` and a checkpoint present, restores the model, optimizer, data-stream state and
+    metrics up to the checkpoint.
+
+    Raises:
+        ConfigError: a run directory that already holds a run without ``resume``, or a config that
+            differs from the saved one on resume.
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: bool, device: torch.device, dtype: torch.dtype):
+        self.cfg, self.run_dir, self.device, self.dtype = cfg, Path(run_dir), device, dtype
+        self.autocast = autocast_for(device, dtype)
+        run_dir, tc = self.run_dir, cfg.train
+        has_ckpt = (run_dir / "checkpoints" / "last.safetensors").exists()
+        if has_ckpt and not resume:
+            raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        state = None
+        if resume and has_ckpt:
+            saved = from_dict(read_json(run_dir / "config.json"))
+            diff = _run_differences(saved, cfg)
+            if diff:
+                raise ConfigError(f"--resume with settings that differ from {run_dir}/config.json in {', '.join(diff)}; use the saved values")
+            ck = load_checkpoint(run_dir, "last", device)
+            self.model, self.tasks, self.start = ck.model.train(), ck.tasks, ck.step
+            state = load_state(run_dir)
+            truncate_metrics(run_dir, self.start)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            write_json(run_dir / "config.json", to_dict(cfg))
+            self.tasks = make_task_set(cfg.task, cfg.seed)
+            (run_dir / "tasks.json").write_text(self.tasks.to_json())
+            torch.manual_seed(cfg.seed)
+            self.model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
+            self.start = 0
+        self.opt = build_optimizer(self.model, tc, device)
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(cfg.seed + 0x5EED)
+        self.best = {"acc": -1.0, "step": -1}
+        self.wall_before, self.train_s = 0.0, 0.0  # seconds of earlier sessions; train_s excludes evaluation
+        if state is not None:
+            self.opt.load_state_dict(state["optimizer"])
+            self.gen.set_state(state["generator"])
+            self.best = state["best"]
+            self.wall_before, self.train_s = state["elapsed"]["wall_s"], state["elapsed"]["train_s"]
+        self.t_dev = task_tensors(self.tasks, device)
+        self.per_task = tc.batch_size // cfg.task.n_id
+        self.tokens_per_step = tc.batch_size * (3 * cfg.task.n_ctx - 1)
+        self.t0 = time.perf_counter()
+
+    def set_lr(self, step: int) -> None:
+        """The scheduled learning rate for 0-based optimizer step ``step``."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.train.lr * lr_multiplier(step, self.cfg.train)
+
+    def batch(self) -> Tensor:
+        """The next training batch of this run's data stream, int64 [batch_size, 3·n_ctx]."""
+        t = self.cfg.task
+        return sample_sequences(self.t_dev["id_tasks"], self.t_dev["train_pairs"], self.per_task, t.n_ctx, t.p, self.gen,
+                                t.shared_inputs, t.replacement)
+
+    def evaluate(self, step: int, train_loss: float | None) -> dict:
+        """Evaluate the four sets, append the row to metrics.jsonl, update the checkpoints; return the row."""
+        cfg, tc = self.cfg, self.cfg.train
+        g = torch.Generator(device=self.device)
+        g.manual_seed(eval_seed(cfg.seed, step))
+        m = evaluate_run(self.model, cfg, self.tasks, sequences=tc.eval_sequences, generator=g, autocast=self.autocast)
+        row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
+               "wall_s": self.wall_before + time.perf_counter() - self.t0, **m}
+        append_metrics(self.run_dir, row)
+        if row["ood_test"]["acc"] > self.best["acc"]:
+            self.best = {"acc": row["ood_test"]["acc"], "step": step}
+            save_checkpoint(self.run_dir, "best_ood", self.model, cfg, self.tasks, step, metrics=row)
+        elapsed = {"wall_s": row["wall_s"], "train_s": self.train_s}
+        st = {"optimizer": self.opt.state_dict(), "generator": self.gen.get_state(), "best": self.best, "elapsed": elapsed}
+        save_checkpoint(self.run_dir, "last", self.model, cfg, self.tasks, step, metrics=row, state=st)
+        return row
+
+    def finish(self) -> dict:
+        """Write summary.json and the plots; return the summary."""
+        return finish(self.run_dir, tokens_per_step=self.tokens_per_step, n_parameters=n_params(self.model),
+                      dtype=str(self.dtype).removeprefix("torch."), device=str(self.device))
+
+
+def setup_process(tc: TrainConfig) -> tuple[torch.device, torch.dtype]:
+    """Resolve the device and compute dtype of ``tc``; set the thread count and, on CPUs, the allocator."""
+    device = resolve_device(tc.device)
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
+    return device, resolve_dtype(tc.dtype, device)
+
+
 def train(
     cfg: RunConfig,
     run_dir: str | Path,
@@ -222,88 +320,21 @@ def train(
         TrainingDiverged: NaN/inf loss; ``checkpoints/last`` keeps the last good evaluation step.
     """
     cfg = validate(cfg)
-    run_dir = Path(run_dir)
     tc = cfg.train
-    device = resolve_device(tc.device)
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
-    if device.type == "cpu":
-        keep_freed_memory()
-    dtype = resolve_dtype(tc.dtype, device)
-    autocast = autocast_for(device, dtype)
-    has_ckpt = (run_dir / "checkpoints" / "last.safetensors").exists()
+    device, dtype = setup_process(tc)
+    run = RunState(cfg, run_dir, resume=resume, device=device, dtype=dtype)
+    step_fn = TrainStep(run.model, run.opt, run.autocast, resolve_compile(tc.compile, device))
 
-    if has_ckpt and not resume:
-        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    if resume and has_ckpt:
-        saved = from_dict(read_json(run_dir / "config.json"))
-        diff = _run_differences(saved, cfg)
-        if diff:
-            raise ConfigError(f"--resume with settings that differ from {run_dir}/config.json in {', '.join(diff)}; use the saved values")
-        ck = load_checkpoint(run_dir, "last", device)
-        model, tasks, start = ck.model.train(), ck.tasks, ck.step
-        state = load_state(run_dir)
-        truncate_metrics(run_dir, start)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        write_json(run_dir / "config.json", to_dict(cfg))
-        tasks = make_task_set(cfg.task, cfg.seed)
-        (run_dir / "tasks.json").write_text(tasks.to_json())
-        torch.manual_seed(cfg.seed)
-        model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
-        start, state = 0, None
-
-    opt = build_optimizer(model, tc, device)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed + 0x5EED)
-    best = {"acc": -1.0, "step": -1}
-    wall_before, train_s = 0.0, 0.0  # seconds spent by earlier sessions of this run; train_s excludes evaluation
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        best = state["best"]
-        wall_before, train_s = state["elapsed"]["wall_s"], state["elapsed"]["train_s"]
-
-    step_fn = TrainStep(model, opt, autocast, resolve_compile(tc.compile, device))
-    t_dev = task_tensors(tasks, device)
-    per_task = tc.batch_size // cfg.task.n_id
-    tokens_per_step = tc.batch_size * (3 * cfg.task.n_ctx - 1)
-
-    def run_eval(step: int, train_loss: float | None) -> dict:
-        g = torch.Generator(device=device)
-        g.manual_seed(eval_seed(cfg.seed, step))
-        m = evaluate_run(model, cfg, tasks, sequences=tc.eval_sequences, generator=g, autocast=autocast)
-        row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
-               "wall_s": wall_before + time.perf_counter() - t0, **m}
-        append_metrics(run_dir, row)
-        return row
-
-    def checkpoint(step: int, row: dict) -> None:
-        nonlocal best
-        if row["ood_test"]["acc"] > best["acc"]:
-            best = {"acc": row["ood_test"]["acc"], "step": step}
-            save_checkpoint(run_dir, "best_ood", model, cfg, tasks, step, metrics=row)
-        elapsed = {"wall_s": row["wall_s"], "train_s": train_s}
-        st = {"optimizer": opt.state_dict(), "generator": gen.get_state(), "best": best, "elapsed": elapsed}
-        save_checkpoint(run_dir, "last", model, cfg, tasks, step, metrics=row, state=st)
-
-    t0 = time.perf_counter()
-    if start == 0:
-        checkpoint(0, run_eval(0, None))
-    bar = tqdm(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
+    if run.start == 0:
+        run.evaluate(0, None)
+    bar = tqdm(total=tc.steps, initial=run.start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
     loss_sum = torch.zeros((), device=device)
     bad_step = torch.full((), -1, dtype=torch.int64, device=device)
-    n_since, last_good, ood_last = 0, start, "-"
-    for step in range(start, tc.steps):
-        for group in opt.param_groups:
-            group["lr"] = tc.lr * lr_multiplier(step, tc)
+    n_since, last_good, ood_last = 0, run.start, "-"
+    for step in range(run.start, tc.steps):
+        run.set_lr(step)
         t_step = time.perf_counter()
-        tokens = sample_sequences(
-            t_dev["id_tasks"], t_dev["train_pairs"], per_task, cfg.task.n_ctx, cfg.task.p, gen,
-            cfg.task.shared_inputs, cfg.task.replacement,
-        )
-        loss = step_fn(tokens)
+        loss = step_fn(run.batch())
         bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step + 1, bad_step)
         loss_sum += loss
         n_since += 1
@@ -314,16 +345,15 @@ def train(
             if bad_step.item() >= 0:
                 bar.close()
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at step {bad_step.item()}; checkpoints/last in {run_dir} keeps step "
+                    f"loss became {loss.item()} at step {bad_step.item()}; checkpoints/last in {run.run_dir} keeps step "
                     f"{last_good}; lower train.lr or use --train.dtype fp32"
                 )
             bar.set_postfix(loss=f"{loss.item():.3f}", ood_last=ood_last)
-        train_s += time.perf_counter() - t_step
+        run.train_s += time.perf_counter() - t_step
         if is_eval:
-            row = run_eval(done, (loss_sum / n_since).item())
+            row = run.evaluate(done, (loss_sum / n_since).item())
             loss_sum.zero_()
             n_since = 0
-            checkpoint(done, row)
             last_good = done
             ood_last = f"{row['ood_train']['acc_last']:.2f}/{row['ood_test']['acc_last']:.2f}"
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_last=ood_last)
@@ -331,8 +361,7 @@ def train(
                 bar.close()
                 return None
     bar.close()
-    return finish(run_dir, tokens_per_step=tokens_per_step, n_parameters=n_params(model),
-                  dtype=str(dtype).removeprefix("torch."), device=str(device))
+    return run.finish()
 
 
 def finish(run_dir: Path, **extra) -> dict:

@@ -1,0 +1,236 @@
+"""Several runs of one architecture trained together in one process (issue 4, PAPER.md §3 sweeps).
+
+Members may differ in everything that only changes their data (n_id, α, task rule, n_ood, split seed,
+input sampling, seed); they must share the architecture, p, n_ctx and every training setting
+(:func:`ensemble_key`), so one learning-rate schedule and one weight decay hold for all. Each member
+keeps its own task set, α split, initialisation, data stream, metrics, checkpoints and run directory,
+exactly as if trained alone by :func:`modicl.train.train`.
+
+Two backends:
+
+* ``vmap``: the members' parameters are stacked along a leading dimension (``torch.func``:
+  ``stack_module_state``, ``functional_call``, ``vmap``), so one forward/backward and one AdamW step
+  serve all members. AdamW is element-wise, so a stacked AdamW is the members' AdamW exactly. This is
+  what pays on a GPU, where one small model leaves the device mostly idle.
+* ``loop``: one optimizer step per member in turn. On 2 CPU cores a single model of the quick
+  architecture is already compute-bound, and the vmapped step measured 0.90–0.94× the member-steps/s of
+  this loop (BENCHMARKS.md), so ``auto`` picks ``loop`` on CPUs: the ensemble then costs nothing and
+  still gives one process, one progress bar and one data pipeline per grid.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .config import ConfigError, RunConfig, validate
+from .data import model_inputs, z_logits, z_targets
+from .train import RunState, TrainingDiverged, TrainStep, resolve_compile, setup_process
+
+# Fields that only change a member's data; everything else must be equal across an ensemble.
+DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement"),
+               "top": ("seed", "phase_threshold")}
+
+
+def ensemble_key(cfg: RunConfig) -> str:
+    """A string equal for configs that can train in one ensemble: the config without its data-only
+    fields and without the execution-only fields that do not change results (threads)."""
+    task = dataclasses.replace(cfg.task, **{f: getattr(RunConfig().task, f) for f in DATA_FIELDS["task"]})
+    train = dataclasses.replace(cfg.train, threads=0)
+    return repr((task, cfg.model, train))
+
+
+class VmapStep:
+    """One AdamW step of all members at once on stacked parameters.
+
+    ``sync()`` copies the stacked parameters and optimizer state back into each member's own model and
+    optimizer (in the format a single run saves), before evaluation and checkpoints."""
+
+    def __init__(self, runs: Sequence[RunState]):
+        from torch.func import stack_module_state
+
+        self.runs = list(runs)
+        self.autocast = runs[0].autocast
+        tc = runs[0].cfg.train
+        models = [r.model for r in runs]
+        params, self.buffers = stack_module_state(models)
+        self.params = params
+        self.base = copy.deepcopy(models[0]).to("meta")
+        names = list(params)
+        # the same groups as build_optimizer: decay on parameters that are ≥ 2-D per member
+        decay = [params[n] for n in names if params[n].dim() - 1 >= 2]
+        no_decay = [params[n] for n in names if params[n].dim() - 1 < 2]
+        groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        self.opt = torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.eps,
+                                     fused=runs[0].device.type == "cuda")
+        member_params = [dict(m.named_parameters()) for m in models]
+        for n in names:  # resume: stack the members' optimizer states
+            states = [r.opt.state.get(mp[n]) for r, mp in zip(runs, member_params)]
+            if all(states):
+                self.opt.state[params[n]] = {
+                    "step": states[0]["step"].clone(),
+                    "exp_avg": torch.stack([s["exp_avg"] for s in states]),
+                    "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in states]),
+                }
+
+    def _member_loss(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
+        from torch.func import functional_call
+
+        logits = functional_call(self.base, (params, buffers), (model_inputs(tokens),))
+        return F.cross_entropy(z_logits(logits).float().flatten(0, 1), z_targets(tokens).flatten())
+
+    def __call__(self, batches: Sequence[Tensor]) -> list[Tensor]:
+        from torch.func import vmap
+
+        for group, member_group in zip(self.opt.param_groups, self.runs[0].opt.param_groups):
+            group["lr"] = member_group["lr"]
+        self.opt.zero_grad(set_to_none=True)
+        with self.autocast:
+            losses = vmap(self._member_loss)(self.params, self.buffers, torch.stack(list(batches)))
+        losses.sum().backward()
+        self.opt.step()
+        return list(losses.detach().unbind(0))
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        for i, run in enumerate(self.runs):
+            for n, p in run.model.named_parameters():
+                p.copy_(self.params[n][i])
+                st = self.opt.state.get(self.params[n])
+                if st:
+                    run.opt.state[p] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][i].clone(),
+                                        "exp_avg_sq": st["exp_avg_sq"][i].clone()}
+
+
+class LoopStep:
+    """One optimizer step per member in turn: the single-run step, bit for bit."""
+
+    def __init__(self, runs: Sequence[RunState]):
+        compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
+        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on) for r in runs]
+
+    def __call__(self, batches: Sequence[Tensor]) -> list[Tensor]:
+        return [step(tokens) for step, tokens in zip(self.steps, batches)]
+
+    def sync(self) -> None:
+        pass
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """``auto`` → ``vmap`` on CUDA, ``loop`` elsewhere (see the module docstring)."""
+    if name not in ("auto", "vmap", "loop"):
+        raise ConfigError(f"ensemble backend {name!r}; use auto, vmap or loop")
+    return ("vmap" if device.type == "cuda" else "loop") if name == "auto" else name
+
+
+def train_ensemble(
+    cfgs: Sequence[RunConfig],
+    run_dirs: Sequence[str | Path],
+    *,
+    resume: bool = True,
+    backend: str = "auto",
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> list[str | None]:
+    """Train the runs ``cfgs`` (into ``run_dirs``) together as one ensemble.
+
+    Args:
+        cfgs: member configs; all must have the same :func:`ensemble_key`.
+        run_dirs: one run directory per member (as :func:`modicl.train.train` writes it).
+        resume: continue members that have a checkpoint; members resumed at different steps train in
+            groups of equal step, one group after another.
+        backend: ``auto``, ``vmap`` or ``loop`` (see the module docstring).
+        progress: one progress bar over the ensemble's steps.
+        stop_after: stop every member once this step is checkpointed (as if interrupted); for tests.
+
+    Returns:
+        Per member, None when it finished (summary.json written) or a one-line error (a member whose
+        loss becomes NaN stops with TrainingDiverged; the others go on).
+
+    Raises:
+        ConfigError: members that cannot share an ensemble, or a config that cannot work.
+    """
+    cfgs = [validate(c) for c in cfgs]
+    if len(cfgs) != len(run_dirs) or not cfgs:
+        raise ConfigError("train_ensemble needs one run directory per config, and at least one config")
+    keys = {ensemble_key(c) for c in cfgs}
+    if len(keys) > 1:
+        raise ConfigError("ensemble members differ in more than their data (n_id, α, rule, seed, …); train them in separate ensembles")
+    device, dtype = setup_process(cfgs[0].train)
+    backend = resolve_backend(backend, device)
+    outcome: list[str | None] = [None] * len(cfgs)
+    runs: dict[int, RunState] = {}
+    for i, (cfg, d) in enumerate(zip(cfgs, run_dirs)):
+        try:
+            runs[i] = RunState(cfg, d, resume=resume, device=device, dtype=dtype)
+        except ConfigError as e:
+            outcome[i] = f"ConfigError: {e}"
+    for start in sorted({r.start for r in runs.values()}):
+        group = {i: r for i, r in runs.items() if r.start == start}
+        for i, err in _train_group(group, backend, progress, stop_after).items():
+            outcome[i] = err
+    return outcome
+
+
+def _train_group(runs: dict[int, RunState], backend: str, progress: bool, stop_after: int | None) -> dict[int, str | None]:
+    first = next(iter(runs.values()))
+    tc, start, device = first.cfg.train, first.start, first.device
+    errors: dict[int, str | None] = {}
+    active = dict(runs)
+    stepper = (VmapStep if backend == "vmap" else LoopStep)(list(active.values()))
+    if start == 0:
+        for r in active.values():
+            r.evaluate(0, None)
+    bar = tqdm(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
+               desc=f"ensemble of {len(active)}")
+    loss_sum = {i: torch.zeros((), device=device) for i in active}
+    bad = {i: torch.full((), -1, dtype=torch.int64, device=device) for i in active}
+    n_since, last_good = 0, start
+    for step in range(start, tc.steps):
+        t_step = time.perf_counter()
+        for r in active.values():
+            r.set_lr(step)
+        losses = stepper([r.batch() for r in active.values()])
+        for i, loss in zip(active, losses):
+            bad[i] = torch.where((bad[i] < 0) & ~torch.isfinite(loss), step + 1, bad[i])
+            loss_sum[i] += loss
+        n_since += 1
+        done = step + 1
+        bar.update(1)
+        share = (time.perf_counter() - t_step) / len(active)
+        for r in active.values():
+            r.train_s += share
+        is_eval = done % tc.eval_every == 0 or done == tc.steps
+        if done % 25 == 0 or is_eval:
+            diverged = [i for i in active if bad[i].item() >= 0]
+            for i in diverged:
+                errors[i] = (f"TrainingDiverged: loss became non-finite at step {bad[i].item()}; checkpoints/last in "
+                             f"{active[i].run_dir} keeps step {last_good}")
+                del active[i]
+            if diverged:
+                if not active:
+                    break
+                stepper.sync()
+                stepper = (VmapStep if backend == "vmap" else LoopStep)(list(active.values()))
+        if is_eval:
+            stepper.sync()
+            for i, r in active.items():
+                r.evaluate(done, (loss_sum[i] / n_since).item())
+                loss_sum[i].zero_()
+            n_since, last_good = 0, done
+            if stop_after is not None and done >= stop_after and done < tc.steps:
+                bar.close()
+                return errors
+    bar.close()
+    for i, r in active.items():
+        r.finish()
+        errors[i] = None
+    return errors

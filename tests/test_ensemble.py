@@ -1,0 +1,92 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from modicl.config import ConfigError
+from modicl.ensemble import ensemble_key, train_ensemble
+from modicl.rundir import load_checkpoint
+from modicl.sweep import SweepSpec, run_sweep
+from modicl.train import train
+
+from conftest import tiny_config
+
+
+def _members():
+    base = tiny_config(steps=40, eval_every=20)
+    return [
+        dataclasses.replace(base, seed=1),
+        dataclasses.replace(base, seed=2, task=dataclasses.replace(base.task, n_id=8)),
+        dataclasses.replace(base, seed=3, task=dataclasses.replace(base.task, alpha=0.6, rule="random", n_id=8)),
+    ]
+
+
+def _rows(d):
+    return [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+
+
+def _assert_same_run(a, b, exact):
+    ra, rb = _rows(a), _rows(b)
+    assert [r["step"] for r in ra] == [r["step"] for r in rb] == [0, 20, 40]
+    for x, y in zip(ra, rb):
+        for s in ("id_train", "id_test", "ood_train", "ood_test"):
+            for k in ("acc", "acc_last", "loss"):
+                if exact:
+                    assert x[s][k] == y[s][k], (s, k)
+                else:
+                    assert x[s][k] == pytest.approx(y[s][k], abs=1e-5)
+    assert (a / "tasks.json").read_text() == (b / "tasks.json").read_text()
+    wa, wb = load_checkpoint(a, "last").model.state_dict(), load_checkpoint(b, "last").model.state_dict()
+    for name in wa:
+        if exact:
+            assert torch.equal(wa[name], wb[name]), name
+        else:
+            torch.testing.assert_close(wa[name], wb[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["loop", "vmap"])
+def test_a_member_trained_in_an_ensemble_matches_the_same_config_trained_alone(backend, tmp_path):
+    cfgs = _members()
+    for i, c in enumerate(cfgs):
+        train(c, tmp_path / f"single{i}", progress=False)
+    errors = train_ensemble(cfgs, [tmp_path / f"ens{i}" for i in range(3)], backend=backend, progress=False)
+    assert errors == [None, None, None]
+    for i in range(3):
+        # loop: the same kernels in the same order, bit for bit; vmap: batched matmuls, fp32 rounding
+        _assert_same_run(tmp_path / f"single{i}", tmp_path / f"ens{i}", exact=backend == "loop")
+        assert json.loads((tmp_path / f"ens{i}" / "summary.json").read_text())["steps"] == 40
+
+
+def test_an_interrupted_vmap_ensemble_resumes_to_the_uninterrupted_result(tmp_path):
+    cfgs = _members()
+    dirs = [tmp_path / f"a{i}" for i in range(3)]
+    train_ensemble(cfgs, dirs, backend="vmap", progress=False)
+    stopped = [tmp_path / f"b{i}" for i in range(3)]
+    train_ensemble(cfgs, stopped, backend="vmap", progress=False, stop_after=20)
+    assert not (stopped[0] / "summary.json").exists()
+    train_ensemble(cfgs, stopped, backend="vmap", progress=False, resume=True)
+    for a, b in zip(dirs, stopped):
+        _assert_same_run(a, b, exact=False)
+
+
+def test_members_that_differ_beyond_their_data_are_refused(tmp_path):
+    a, b = _members()[:2]
+    assert ensemble_key(a) == ensemble_key(b)
+    c = dataclasses.replace(b, train=dataclasses.replace(b.train, lr=1e-2))
+    assert ensemble_key(a) != ensemble_key(c)
+    with pytest.raises(ConfigError, match="differ in more than their data"):
+        train_ensemble([a, c], [tmp_path / "a", tmp_path / "c"], progress=False)
+
+
+def test_sweep_trains_compatible_points_as_one_ensemble_and_relaunch_skips_them(tmp_path, monkeypatch):
+    import modicl.ensemble
+
+    calls = []
+    real = modicl.ensemble.train_ensemble
+    monkeypatch.setattr(modicl.ensemble, "train_ensemble", lambda cfgs, dirs, **kw: calls.append(len(cfgs)) or real(cfgs, dirs, **kw))
+    spec = SweepSpec("e", base=tiny_config(steps=20, eval_every=10), axes={"n_id": [4, 8], "seed": [1, 2], "d_model": [16, 32]})
+    report = run_sweep(spec, tmp_path / "s", progress=False)
+    assert calls == [4, 4] and len(report.finished) == 8  # one ensemble per width
+    again = run_sweep(spec, tmp_path / "s", progress=False)
+    assert calls == [4, 4] and len(again.skipped) == 8
