@@ -9,6 +9,8 @@ largest shape, (B·T × d) @ (d × mlp_ratio·d), timed on the spot in the same 
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 import time
 
 import torch
@@ -99,3 +101,43 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
         "gflop_per_step": sig(flops / 1e9), "gflop_per_s": sig(flops / dt / 1e9),
         "ceiling_gflop_per_s": sig(ceiling / 1e9), "ratio_to_ceiling": sig(flops / dt / ceiling),
     }
+
+
+def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtype: str = "bf16", steps: int = 10,
+                       warmup: int = 3) -> dict:
+    """Member-steps/s of an ensemble of ``members`` copies of ``cfg`` (seeds 1…members) against one model
+    alone, timed back to back in ``dtype``; ``backend`` as in :func:`modicl.ensemble.train_ensemble`.
+
+    Returns:
+        {'members', 'backend', 'dtype', 'device', 'single_steps_per_s', 'ensemble_member_steps_per_s',
+         'ratio'}; ratio > 1 means the ensemble trains more member-steps per second than single runs.
+    """
+    from .ensemble import LoopStep, VmapStep
+    from .train import RunState
+
+    device = resolve_device(cfg.train.device)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
+    tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [RunState(dataclasses.replace(cfg, seed=s + 1), f"{tmp}/{s}", resume=False, device=device, dtype=tdtype)
+                for s in range(members)]
+
+        def rate(stepper, rs) -> float:
+            for _ in range(warmup):
+                stepper([r.batch() for r in rs])
+            _sync(device)
+            t = time.perf_counter()
+            for _ in range(steps):
+                losses = stepper([r.batch() for r in rs])
+            float(losses[-1])
+            _sync(device)
+            return steps / (time.perf_counter() - t)
+
+        single = rate(LoopStep(runs[:1]), runs[:1])
+        ens = rate((VmapStep if backend == "vmap" else LoopStep)(runs), runs) * members
+    sig = lambda x: float(f"{x:.4g}")
+    return {"members": members, "backend": backend, "dtype": dtype, "device": str(device),
+            "single_steps_per_s": sig(single), "ensemble_member_steps_per_s": sig(ens), "ratio": sig(ens / single)}

@@ -2,7 +2,7 @@
 
     modicl train [--preset quick|quick-memorize|paper] [--out DIR] [--resume] [--task.n-id 8 …]
     modicl eval RUN_DIR [--checkpoint last|best_ood] [--sequences 4096]
-    modicl bench [--preset …] [--task.p 29 …] [--steps 20] [--dtypes fp32 bf16]
+    modicl bench [--preset …] [--task.p 29 …] [--steps 20] [--dtypes fp32 bf16] [--ensemble 16 --backend vmap]
     modicl sweep SPEC [--out DIR] [--axis n_id=8,16,32 …] [--set train.steps=3000 …] [--dry-run]
     modicl plot SWEEP_DIR
 
@@ -67,6 +67,10 @@ class BenchCommand:
     steps: int = 20
     """timed steps per dtype (after 5 warm-up steps)."""
     dtypes: tuple[Literal["fp32", "bf16"], ...] = ("fp32", "bf16")
+    ensemble: int = 0
+    """if > 0: instead, compare an ensemble of this many members with one model (member-steps/s)."""
+    backend: Literal["vmap", "loop"] = "vmap"
+    """ensemble backend for --ensemble."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,12 @@ def cmd_bench(argv: list[str]) -> int:
     base = preset(name)
     args = _parse(BenchCommand, rest, BenchCommand(config=base, preset=name), "modicl bench")
     cfg = validate(args.config)
-    results = [benchmark(cfg, dtype=d, steps=args.steps) for d in args.dtypes]
+    if args.ensemble > 0:
+        from .bench import benchmark_ensemble
+
+        results = [benchmark_ensemble(cfg, args.ensemble, args.backend, dtype=d, steps=args.steps) for d in args.dtypes]
+    else:
+        results = [benchmark(cfg, dtype=d, steps=args.steps) for d in args.dtypes]
     print(json.dumps(results, indent=1))
     return 0
 
