@@ -44,6 +44,16 @@ def test_expand_is_the_grid_product_in_axis_order_with_machine_independent_hashe
     assert point_hash(dataclasses.replace(cfg, seed=99)) != pts[0].hash
 
 
+def test_zip_axes_vary_together_as_one_more_axis():
+    spec = dataclasses.replace(_spec(seed=[1, 2]), zip={"n_id": [4, 8, 12], "batch_size": [16, 16, 24]})
+    got = [(p.config.seed, p.config.task.n_id, p.config.train.batch_size) for p in expand(spec)]
+    assert got == [(1, 4, 16), (1, 8, 16), (1, 12, 24), (2, 4, 16), (2, 8, 16), (2, 12, 24)]
+    with pytest.raises(ConfigError, match="of one length"):
+        expand(dataclasses.replace(spec, zip={"n_id": [4, 8], "batch_size": [16]}))
+    with pytest.raises(ConfigError, match="both an axis and a zip axis"):
+        expand(dataclasses.replace(spec, zip={"seed": [1], "batch_size": [16]}))
+
+
 @pytest.mark.parametrize(
     "axes, message",
     [

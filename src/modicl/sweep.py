@@ -18,6 +18,9 @@ Spec files are TOML::
     "task.n_id" = [8, 16, 32]
     "task.alpha" = [0.4, 0.8]
     seed = [1, 2, 3]
+    [zip]                       # optional: fields that vary together, as one more axis
+    "task.n_id" = [8, 24, 40]
+    "train.batch_size" = [64, 72, 80]
 
 Field names are ``part.field`` (``task.n_id``) or a bare field name when it is unique (``n_id``).
 A sweep is a list of independent, serialisable :class:`Job` s (plain data: configs and paths), so an
@@ -65,6 +68,8 @@ class SweepSpec:
         preset: the starting config (see ``modicl.config.PRESETS``).
         set: field → value applied to every point.
         axes: field → list of values; the grid is their product, in the order given.
+        zip: fields whose equal-length value lists vary together as one more axis (e.g. n_id with a
+            batch size that stays a multiple of it).
         base: a starting config that replaces ``preset`` (for notebook use; not expressible in TOML).
     """
 
@@ -72,6 +77,7 @@ class SweepSpec:
     preset: str = "quick"
     set: dict[str, Any] = field(default_factory=dict)
     axes: dict[str, list[Any]] = field(default_factory=dict)
+    zip: dict[str, list[Any]] = field(default_factory=dict)
     base: RunConfig | None = None
 
 
@@ -186,14 +192,22 @@ def expand(spec: SweepSpec) -> list[Point]:
     base = spec.base if spec.base is not None else preset(spec.preset)
     for path, value in spec.set.items():
         base = with_field(base, path, value)
-    axes = {}
+    axes: dict[str, list[Any]] = {}
     for name, values in spec.axes.items():
         if not isinstance(values, (list, tuple)) or len(values) == 0:
             raise ConfigError(f"axis {name!r} of sweep {spec.name!r} is empty; give it at least one value")
         axes[resolve_field(name)] = list(values)
+    zipped = {resolve_field(k): list(v) if isinstance(v, (list, tuple)) else v for k, v in spec.zip.items()}
+    lengths = {len(v) if isinstance(v, list) else -1 for v in zipped.values()}
+    if zipped and (len(lengths) != 1 or lengths & {0, -1}):
+        raise ConfigError(f"the zip axes of sweep {spec.name!r} ({', '.join(zipped)}) need non-empty value lists of one length")
+    overlap = set(axes) & set(zipped)
+    if overlap:
+        raise ConfigError(f"{', '.join(sorted(overlap))} is both an axis and a zip axis; keep one")
+    zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
     points, seen = [], {}
-    for combo in itertools.product(*axes.values()):
-        values = dict(zip(axes, combo))
+    for combo, extra in itertools.product(itertools.product(*axes.values()), zip_rows):
+        values = {**dict(zip(axes, combo)), **extra}
         cfg = base
         for path, value in values.items():
             cfg = with_field(cfg, path, value)
@@ -224,13 +238,13 @@ def load_spec(source: str | Path, *, overrides: dict[str, Any] | None = None, ax
             data = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path} is not valid TOML: {e}") from None
-        unknown = set(data) - {"name", "preset", "set", "axes"}
+        unknown = set(data) - {"name", "preset", "set", "axes", "zip"}
         if unknown:
-            raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a spec has name, preset, [set] and [axes]")
-        if not isinstance(data.get("set", {}), dict) or not isinstance(data.get("axes", {}), dict):
-            raise ConfigError(f"{path}: [set] and [axes] must be tables")
+            raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a spec has name, preset, [set], [axes] and [zip]")
+        if not all(isinstance(data.get(k, {}), dict) for k in ("set", "axes", "zip")):
+            raise ConfigError(f"{path}: [set], [axes] and [zip] must be tables")
         spec = SweepSpec(name=data.get("name", path.stem), preset=data.get("preset", "quick"),
-                         set=dict(data.get("set", {})), axes=dict(data.get("axes", {})))
+                         set=dict(data.get("set", {})), axes=dict(data.get("axes", {})), zip=dict(data.get("zip", {})))
     if overrides:
         spec = dataclasses.replace(spec, set={**spec.set, **overrides})
     if axes:
