@@ -161,3 +161,14 @@ def test_cli_sweep_dry_run_and_one_line_errors(tmp_path, capsys):
     assert "neither a built-in" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     assert "run `modicl sweep`" in capsys.readouterr().err
+
+
+def test_builtin_specs_expand_to_the_paper_grids():
+    pd_points = expand(load_spec("phase-diagram"))
+    assert len(pd_points) == 49  # PAPER.md §3: n_id 2³…2⁹ × α 0.2…0.8
+    assert {p.config.task.n_id for p in pd_points} == {8, 16, 32, 64, 128, 256, 512}
+    assert {p.config.task.p for p in pd_points} == {29} and {p.config.train.batch_size for p in pd_points} == {1024}
+    depth = expand(load_spec("depth"))
+    assert {p.config.model.n_layers for p in depth} == {1, 2, 4, 6}
+    quick = expand(load_spec("quick-phase-diagram"))
+    assert len(quick) == 15 and all(p.config.train.batch_size % p.config.task.n_id == 0 for p in quick)

@@ -475,6 +475,13 @@ BUILTIN: dict[str, SweepSpec] = {
         "phase-diagram", preset="paper", set={"model.n_layers": 6},
         axes={"task.n_id": [8, 16, 32, 64, 128, 256, 512], "task.alpha": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
     ),
+    # The reduced CPU phase diagram (issue 4): the quick preset's architecture and schedule, 5 values of n_id
+    # around its critical n_id (docs/quick-preset.md) × 3 of α; the batch stays a multiple of n_id.
+    "quick-phase-diagram": SweepSpec(
+        "quick-phase-diagram", preset="quick",
+        axes={"task.alpha": [0.4, 0.6, 0.8]},
+        zip={"task.n_id": [8, 16, 24, 32, 40], "train.batch_size": [64, 64, 72, 64, 80]},
+    ),
     # PAPER.md §3 depth study: o.o.d. accuracy against n_id for depths 1, 2, 4, 6 at α = 0.6, for a GPU.
     "depth": SweepSpec(
         "depth", preset="paper", set={"task.alpha": 0.6},
