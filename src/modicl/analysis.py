@@ -1,0 +1,268 @@
+"""Interpretability analyses of a trained model (PAPER.md §4.4–4.8), as plain functions on tensors.
+
+Every function is batched over the p² query pairs (no Python loop over queries) and returns numbers;
+:mod:`modicl.analysis_plots` draws them and ``modicl analyze`` runs them on a checkpoint.
+
+* :func:`probe_batch`: the probe batch of §4.4 (example k sweeps all p² pairs, the others fixed).
+* :func:`head_scores`: per attention head, the attention mass on the previous token, two tokens back,
+  the first token (sink), itself, and on one token type of all earlier examples (stripes every 3).
+* :func:`centered_pca` and :func:`circularity`: the "circle of circles" of §4.5, with centred PCA and a
+  fixed sign convention (the official helper projected uncentred data, PAPER.md §6).
+* :func:`cosine_matrix` and :func:`ratio_invariance`: the "kaleidoscope" of §4.6.
+* :func:`kshot_grid`: correctness over all p² queries for a given context at chosen shot counts (§4.7).
+* :func:`algorithm_curves`: k-shot accuracy of the model, ratio matching, modular regression and the
+  i.d. Bayes predictor, and the per-k agreement of the model with each (the algorithmic shift, §4.3).
+* :func:`label_noise` and :func:`logit_lens` (§4.8).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+
+import torch
+from torch import Tensor
+
+from .algorithms import bayes_id, modular_regression, ratio_matching
+from .data import model_inputs, sample_sequences, z_logits, z_targets
+from .model import Transformer
+
+
+def all_pairs(p: int, device: torch.device | str = "cpu") -> Tensor:
+    """int64 [p², 2]: every (x, y), in lexicographic order (index p·x + y)."""
+    return torch.tensor(list(itertools.product(range(p), repeat=2)), dtype=torch.int64, device=device)
+
+
+def probe_batch(task: tuple[int, int], p: int, n_ctx: int, k: int, generator: torch.Generator) -> Tensor:
+    """The probe batch of PAPER.md §4.4: p² sequences of one task whose k-th example (0-based) is the
+    (x, y) pair of the row's index (lexicographic) and whose other examples are one fixed random draw.
+
+    Returns:
+        int64 [p², 3·n_ctx] full sequences (z included); feed ``model_inputs`` of it to the model.
+    Raises:
+        ValueError: k outside [0, n_ctx).
+    """
+    if not 0 <= k < n_ctx:
+        raise ValueError(f"probe position k = {k} must be in [0, n_ctx = {n_ctx})")
+    grid = all_pairs(p)
+    xy = torch.randint(0, p, (n_ctx, 2), generator=generator).expand(p * p, -1, -1).clone()
+    xy[:, k] = grid
+    z = (xy * torch.tensor(task)).sum(-1) % p
+    return torch.cat([xy, z[..., None]], dim=-1).flatten(1)
+
+
+def head_scores(pattern: Tensor) -> dict[str, Tensor]:
+    """Scores naming recognisable attention heads (PAPER.md §4.4).
+
+    Args:
+        pattern: [B, H, T, T] attention probabilities (rows sum to 1, causal).
+    Returns:
+        {score: [H]} for 'previous' (mass on t−1), 'two_back' (t−2), 'sink' (position 0, t ≥ 1),
+        'self' (t), 'stripe' (the largest mass on one of the three token types among the examples at
+        least 3 positions back, s ≤ t−3 with (t − s) mod 3 fixed); each averaged over queries t and the
+        batch, all in [0, 1].
+    """
+    a = pattern.float().mean(0)  # [H, T, T]
+    T = a.shape[-1]
+    t = torch.arange(T)
+    diag = lambda off: a[:, t[off:], t[off:] - off].mean(-1)
+    offset = t[:, None] - t[None, :]
+    stripes = torch.stack([(a * ((offset >= 3) & (offset % 3 == r))).sum(-1)[:, 6:].mean(-1) for r in range(3)])
+    return {"previous": diag(1), "two_back": diag(2), "sink": a[:, 1:, 0].mean(-1), "self": diag(0),
+            "stripe": stripes.max(0).values}
+
+
+def name_head(scores: dict[str, Tensor], h: int, threshold: float = 0.4) -> str:
+    """The best-scoring kind of head ``h``, or 'diffuse' when no score reaches ``threshold``."""
+    best = max(scores, key=lambda k: float(scores[k][h]))
+    return best if float(scores[best][h]) >= threshold else "diffuse"
+
+
+def centered_pca(features: Tensor, n: int = 2) -> tuple[Tensor, Tensor]:
+    """Centred PCA with a fixed sign convention: each direction's largest-magnitude coordinate is
+    positive (so repeated runs give the same picture).
+
+    Args:
+        features: [N, D] float.
+    Returns:
+        (projections [N, n], explained-variance fractions [n]).
+    """
+    x = features.double() - features.double().mean(0)
+    _, s, vt = torch.linalg.svd(x, full_matrices=False)
+    v = vt[:n]
+    sign = torch.sign(v.gather(1, v.abs().argmax(1, keepdim=True)))
+    v = v * sign
+    return (x @ v.T).float(), (s[:n] ** 2 / (s**2).sum()).float()
+
+
+def circularity(points: Tensor, x: Tensor, y: Tensor) -> dict[str, float]:
+    """How much a 2-D projection of the p² pairs is a "circle of circles" (PAPER.md §4.5).
+
+    Args:
+        points: [p², 2] projections; x, y: int64 [p²] the pair of each point.
+    Returns:
+        'x_separation': share of the variance explained by the per-x centroids (1: the plane is
+        organised by x); 'outer_ring': 1 − CV of the centroids' distances to their mean (1: the
+        centroids lie on a circle); 'inner_rings': the same within each x-group around its centroid,
+        averaged over x (1: each group lies on a circle).
+    """
+    pts = points.double()
+    xs = torch.unique(x)
+    centroids = torch.stack([pts[x == v].mean(0) for v in xs])
+    total = ((pts - pts.mean(0)) ** 2).sum()
+    between = sum(((centroids[i] - pts.mean(0)) ** 2).sum() * (x == v).sum() for i, v in enumerate(xs))
+    r = (centroids - centroids.mean(0)).norm(dim=1)
+    inner = []
+    for i, v in enumerate(xs):
+        d = (pts[x == v] - centroids[i]).norm(dim=1)
+        inner.append(1 - (d.std() / d.mean().clamp_min(1e-12)).item())
+    return {"x_separation": float(between / total), "outer_ring": 1 - float(r.std() / r.mean().clamp_min(1e-12)),
+            "inner_rings": float(sum(inner) / len(inner))}
+
+
+def cosine_matrix(vectors: Tensor) -> Tensor:
+    """[N, N] Pearson-style similarity of PAPER.md §4.6: each vector standardised over its dims (mean
+    0, unbiased std + 1e-8), L2-normalised, then all dot products. vectors: [N, D]."""
+    v = vectors.double()
+    v = (v - v.mean(1, keepdim=True)) / (v.std(1, keepdim=True) + 1e-8)
+    v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (v @ v.T).float()
+
+
+def ratio_classes(pairs: Tensor, p: int) -> Tensor:
+    """int64 [N]: the line through the origin of each (x, y): y·x⁻¹ for x ≠ 0, p for x = 0, −1 for (0, 0)."""
+    from .algorithms import inverse_table
+
+    x, y = pairs[:, 0], pairs[:, 1]
+    cls = torch.where(x != 0, (y * inverse_table(p)[x]) % p, torch.full_like(x, p))
+    return torch.where((x == 0) & (y == 0), torch.full_like(x, -1), cls)
+
+
+def ratio_invariance(sim: Tensor, pairs: Tensor, p: int) -> dict[str, float]:
+    """Mean similarity of distinct pairs on the same line through the origin vs on different lines
+    (the origin excluded); a large gap means the representation depends on (x, y) through y/x."""
+    cls = ratio_classes(pairs, p)
+    keep = cls >= 0
+    s, c = sim[keep][:, keep], cls[keep]
+    same = c[:, None] == c[None, :]
+    off = ~torch.eye(len(c), dtype=torch.bool)
+    a, b = float(s[same & off].mean()), float(s[~same].mean())
+    return {"same_line": a, "different_line": b, "gap": a - b}
+
+
+@torch.no_grad()
+def predict_last(model: Transformer, tokens: Tensor, batch_size: int = 1024,
+                 autocast: contextlib.AbstractContextManager | None = None) -> Tensor:
+    """Argmax prediction at every z position: int64 [B, n_ctx] for full sequences [B, 3·n_ctx]."""
+    out = []
+    for chunk in tokens.split(batch_size):
+        with autocast or contextlib.nullcontext():
+            out.append(z_logits(model(model_inputs(chunk))).argmax(-1))
+    return torch.cat(out)
+
+
+def kshot_grid(model: Transformer, task: tuple[int, int], context: Tensor, shots: list[int], p: int,
+               autocast: contextlib.AbstractContextManager | None = None) -> dict[int, dict[str, Tensor]]:
+    """Correctness over all p² queries after k context examples (PAPER.md §4.7, Fig. 5).
+
+    Args:
+        context: int64 [K, 2] the context inputs (x_i, y_i) in order (their z is computed from task).
+        shots: shot counts k ≤ K.
+    Returns:
+        {k: {'model': bool [p, p], 'ratio_matching': bool [p, p], 'difference': int [p, p] (model − RM),
+        'accuracy': float tensor}} indexed [x, y].
+    Raises:
+        ValueError: a shot count larger than the context or larger than the model's context length.
+    """
+    device = next(model.parameters()).device
+    grid = all_pairs(p, device)
+    w = torch.tensor(task, device=device)
+    out = {}
+    for k in shots:
+        if not 0 <= k <= len(context) or 3 * (k + 1) - 1 > model.max_len:
+            raise ValueError(f"shot count {k} needs k ≤ {len(context)} context examples and 3(k+1)−1 ≤ {model.max_len} tokens")
+        ctx = context[:k].to(device)
+        xy = torch.cat([ctx.expand(p * p, -1, -1), grid[:, None]], dim=1)  # [p², k+1, 2]
+        z = (xy * w).sum(-1) % p
+        tokens = torch.cat([xy, z[..., None]], dim=-1).flatten(1)
+        pred = predict_last(model, tokens, autocast=autocast)[:, -1]
+        correct = pred == z[:, -1]
+        rm = ratio_matching(xy[:, :k], z[:, :k], grid, p) == z[:, -1] if k else (grid == 0).all(-1)
+        out[k] = {"model": correct.view(p, p).cpu(), "ratio_matching": rm.view(p, p).cpu(),
+                  "difference": (correct.int() - rm.int()).view(p, p).cpu(), "accuracy": correct.float().mean().cpu()}
+    return out
+
+
+def algorithm_curves(model: Transformer, tasks: Tensor, pairs: Tensor, id_tasks: Tensor, n_ctx: int, p: int,
+                     sequences: int, generator: torch.Generator,
+                     autocast: contextlib.AbstractContextManager | None = None) -> dict[str, list[float]]:
+    """k-shot accuracy of the model and of the reference algorithms on the same sequences, and how
+    often the model's prediction equals each algorithm's (PAPER.md §4.1–4.3).
+
+    Args:
+        tasks: int64 [n_tasks, 2] the tasks to test (e.g. the o.o.d. set); pairs: the inputs to draw.
+        id_tasks: the pre-training tasks (for the Bayes predictor).
+        sequences: sequences per task.
+    Returns:
+        {'model', 'ratio_matching', 'modular_regression', 'bayes_id': accuracy at k = 0…n_ctx−1;
+         'agree_ratio_matching', 'agree_modular_regression', 'agree_bayes_id': share of predictions
+         equal to the algorithm's, among positions where the algorithm predicts}.
+    """
+    device = next(model.parameters()).device
+    tokens = sample_sequences(tasks.to(device), pairs.to(device), sequences, n_ctx, p, generator, shared_inputs=False)
+    pred = predict_last(model, tokens, autocast=autocast).cpu()
+    tokens = tokens.cpu()
+    seq = tokens.view(len(tokens), n_ctx, 3)
+    xy, z = seq[..., :2], seq[..., 2]
+    algos = {"ratio_matching": lambda c, cz, q: ratio_matching(c, cz, q, p),
+             "modular_regression": lambda c, cz, q: modular_regression(c, cz, q, p),
+             "bayes_id": lambda c, cz, q: bayes_id(c, cz, q, id_tasks.cpu(), p)[0]}
+    out: dict[str, list[float]] = {"model": (pred == z_targets(tokens)).float().mean(0).tolist()}
+    for name, fn in algos.items():
+        acc, agree = [], []
+        for k in range(n_ctx):
+            if k == 0 and name != "bayes_id":  # no example: only the origin is known (z = 0)
+                a = torch.where((xy[:, 0] == 0).all(-1), 0, -1)
+            else:
+                a = fn(xy[:, :k], z[:, :k], xy[:, k])
+            acc.append(float((a == z[:, k]).float().mean()))
+            has = a >= 0
+            agree.append(float((pred[:, k][has] == a[has]).float().mean()) if has.any() else float("nan"))
+        out[name], out[f"agree_{name}"] = acc, agree
+    return out
+
+
+def label_noise(model: Transformer, tasks: Tensor, pairs: Tensor, n_ctx: int, p: int, sequences: int,
+                generator: torch.Generator, autocast: contextlib.AbstractContextManager | None = None) -> list[float]:
+    """Last-position accuracy with j = 0…n_ctx−1 corrupted context labels (PAPER.md §4.8 (i)): a label is
+    corrupted by z ← z + r mod p with r uniform on 1…p−1 (always wrong), at j random context positions;
+    the scored last label stays clean. Returns the accuracy for each j."""
+    device = next(model.parameters()).device
+    clean = sample_sequences(tasks.to(device), pairs.to(device), sequences, n_ctx, p, generator, shared_inputs=False)
+    out = []
+    for j in range(n_ctx):
+        tok = clean.clone().view(len(clean), n_ctx, 3)
+        if j:
+            order = torch.rand(len(tok), n_ctx - 1, generator=generator, device=device).argsort(-1)[:, :j]
+            shift = torch.randint(1, p, (len(tok), j), generator=generator, device=device)
+            rows = torch.arange(len(tok), device=device)[:, None]
+            tok[rows, order, 2] = (tok[rows, order, 2] + shift) % p
+        tok = tok.flatten(1)
+        pred = predict_last(model, tok, autocast=autocast)[:, -1]
+        out.append(float((pred == tok[:, -1]).float().mean()))
+    return out
+
+
+@torch.no_grad()
+def logit_lens(model: Transformer, tokens: Tensor) -> list[float]:
+    """Last-position accuracy when the residual stream after each block is read out through the final
+    LayerNorm and the unembedding (PAPER.md §4.8); the last entry equals the model's accuracy.
+    tokens: full sequences [B, 3·n_ctx]."""
+    names = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+    _, cache = model.run_with_cache(model_inputs(tokens), names)
+    target = z_targets(tokens)[:, -1]
+    out = []
+    for n in names:
+        logits = model.ln_f(cache[n][:, -1]) @ model.wte.weight.T
+        out.append(float((logits.argmax(-1) == target).float().mean()))
+    return out
