@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -134,3 +135,24 @@ def test_label_noise_and_logit_lens():
     from modicl.analysis import predict_last
 
     assert len(lens) == 2 and lens[-1] == pytest.approx((predict_last(model, tokens)[:, -1] == tokens[:, -1]).float().mean().item())
+
+
+def test_modicl_analyze_writes_every_figure_and_the_numbers(tmp_path, capsys):
+    from conftest import tiny_config
+
+    from modicl.cli import main
+    from modicl.train import train
+
+    train(tiny_config(steps=20, eval_every=10), tmp_path / "run", progress=False)
+    assert main(["analyze", str(tmp_path / "run"), "--task", "1,2", "--context", "1,1;2,3;0,4", "--shots", "1", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "probe task (1, 2)" in out and "k-shot grid accuracy" in out
+    res = json.loads((tmp_path / "run" / "analysis" / "analysis.json").read_text())
+    assert set(res) >= {"attention", "pca", "kaleidoscope", "kshot", "algorithms", "label_noise", "logit_lens"}
+    assert res["kshot"]["context"] == [[1, 1], [2, 3], [0, 4]] and set(res["kshot"]) == {"context", "1", "3"}
+    assert len(res["algorithms"]["o.o.d."]["model"]) == 4 and len(res["logit_lens"]["i.d."]) == 1
+    for fig in res["figures"]:
+        assert (tmp_path / "run" / fig).exists() and (tmp_path / "run" / fig).with_suffix(".pdf").exists()
+    assert main(["analyze", str(tmp_path / "run"), "--task", "1,9"]) == 2
+    assert "two residues mod p = 5" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "nope")]) == 2

@@ -5,6 +5,7 @@
     modicl bench [--preset …] [--task.p 29 …] [--steps 20] [--dtypes fp32 bf16] [--ensemble 16 --backend vmap]
     modicl sweep SPEC [--out DIR] [--axis n_id=8,16,32 …] [--set train.steps=3000 …] [--dry-run]
     modicl plot SWEEP_DIR
+    modicl analyze RUN_DIR [--checkpoint best_ood|last] [--task 3,5] [--what attention pca …]
 
 A configuration that cannot work, an unknown preset or flag, or a missing checkpoint ends with one
 line on stderr and exit code 2.
@@ -97,6 +98,26 @@ class PlotCommand:
     """Draw a sweep's figures into SWEEP_DIR/plots: phase diagram, per-set heatmaps, o.o.d. accuracy vs n_id, training curves."""
 
     sweep_dir: tyro.conf.Positional[Path]
+
+
+@dataclass(frozen=True)
+class AnalyzeCommand:
+    """Open up a trained model: attention maps, circle-of-circles PCA, kaleidoscope similarity, k-shot grids,
+    ratio matching vs modular regression, label noise, logit lens; writes RUN_DIR/analysis/."""
+
+    run_dir: tyro.conf.Positional[Path]
+    checkpoint: str = "best_ood"
+    """checkpoint name: best_ood or last."""
+    task: str | None = None
+    """probe task 'a,b' (default: the run's first o.o.d. task)."""
+    what: tuple[Literal["attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens"], ...] = (
+        "attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens")
+    context: str | None = None
+    """k-shot grid context 'x,y;x,y;…' (default: distinct random pairs)."""
+    shots: tuple[int, ...] = ()
+    """k-shot grid shot counts (default 1, 2, n_ctx/2, n_ctx−1)."""
+    device: str = "auto"
+    seed: int = 0
 
 
 def _flags(cls) -> list[str]:
@@ -248,7 +269,43 @@ def cmd_plot(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "sweep": cmd_sweep, "plot": cmd_plot}
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} must be integers separated by commas") from None
+
+
+def cmd_analyze(argv: list[str]) -> int:
+    from .analyze import run_analyses
+
+    args = _parse(AnalyzeCommand, argv, tyro.MISSING_NONPROP, "modicl analyze")
+    task = _ints(args.task, "--task") if args.task else None
+    context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None
+    res = run_analyses(args.run_dir, args.checkpoint, task, args.what, context, args.shots or None, args.device, args.seed)
+    print(f"{args.run_dir} checkpoint {args.checkpoint} (step {res['step']}), probe task {tuple(res['task'])} "
+          f"({'pre-training' if res['task_is_pretraining'] else 'o.o.d.'})")
+    if "attention" in res:
+        named = [f"{h}={v['name']}" for h, v in res["attention"].items() if v["name"] != "diffuse"]
+        print("heads:", ", ".join(named) or "all diffuse")
+    if "pca" in res:
+        b = res["pca"]["best_head"]
+        c = res["pca"]["heads"][b]
+        print(f"most circular head {b}: outer ring {c['outer_ring']:.2f}, inner rings {c['inner_rings']:.2f}, x separation {c['x_separation']:.2f}")
+    if "kaleidoscope" in res:
+        print("same-line minus different-line similarity per block:", ", ".join(f"{b} {v['gap']:.2f}" for b, v in res["kaleidoscope"].items()))
+    if "kshot" in res:
+        print("k-shot grid accuracy (model / ratio matching):", ", ".join(
+            f"{k}: {v['accuracy']:.2f}/{v['ratio_matching_accuracy']:.2f}" for k, v in res["kshot"].items() if k != "context"))
+    if "algorithms" in res:
+        c = res["algorithms"]["o.o.d."]
+        print(f"o.o.d. last-shot accuracy: model {c['model'][-1]:.2f}, RM {c['ratio_matching'][-1]:.2f}, MR {c['modular_regression'][-1]:.2f}; "
+              f"agreement with RM {c['agree_ratio_matching'][-1]:.2f}, with MR {c['agree_modular_regression'][-1]:.2f}")
+    print(f"figures and analysis.json in {args.run_dir / 'analysis'}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "sweep": cmd_sweep, "plot": cmd_plot, "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,146 @@
+"""Run the interpretability analyses on a checkpoint and write RUN_DIR/analysis/ (``modicl analyze``).
+
+Figures (PNG + PDF) and ``analysis.json`` with every number behind them. The probe task defaults to the
+run's first o.o.d. task; the probe example k to the middle of the context.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from . import analysis as A
+from . import analysis_plots as P
+from .config import ConfigError
+from .data import model_inputs
+from .rundir import load_checkpoint, write_json
+from .train import autocast_for, resolve_device, resolve_dtype
+
+ANALYSES = ("attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens")
+
+
+def run_analyses(
+    run_dir: str | Path,
+    checkpoint: str = "best_ood",
+    task: tuple[int, int] | None = None,
+    what: Sequence[str] = ANALYSES,
+    context: Sequence[tuple[int, int]] | None = None,
+    shots: Sequence[int] | None = None,
+    device: str = "auto",
+    seed: int = 0,
+) -> dict:
+    """Run the analyses ``what`` on ``run_dir``'s ``checkpoint``; write figures and analysis.json under
+    ``run_dir/analysis``; return the numbers.
+
+    Args:
+        task: the probe task (a, b); default the first o.o.d. task.
+        context: explicit k-shot-grid context inputs [(x, y), …]; default distinct random pairs.
+        shots: k-shot-grid shot counts; default 1, 2, n_ctx/2, n_ctx − 1.
+    Raises:
+        ConfigError: unknown analysis name, task outside Z_p², or a missing checkpoint.
+    """
+    unknown = set(what) - set(ANALYSES)
+    if unknown:
+        raise ConfigError(f"unknown analyses {sorted(unknown)}; choose from {', '.join(ANALYSES)}")
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    ck = load_checkpoint(run_dir, checkpoint, dev)
+    model, cfg, tasks = ck.model.eval(), ck.config, ck.tasks
+    p, n_ctx = cfg.task.p, cfg.task.n_ctx
+    autocast = autocast_for(dev, resolve_dtype(cfg.train.dtype, dev))
+    task = tuple(task) if task is not None else tuple(int(v) for v in tasks.ood_tasks[0])
+    if len(task) != 2 or not all(0 <= v < p for v in task):
+        raise ConfigError(f"--task {task} must be two residues mod p = {p}")
+    is_id = any(tuple(t) == task for t in tasks.id_tasks.tolist())
+    out_dir = run_dir / "analysis"
+    g = torch.Generator().manual_seed(seed)
+    k = max(1, min(n_ctx // 2, n_ctx - 2))
+    probe = A.probe_batch(task, p, n_ctx, k, g).to(dev)
+    pairs = A.all_pairs(p)
+    res: dict = {"run_dir": str(run_dir), "checkpoint": checkpoint, "step": ck.step, "task": list(task),
+                 "task_is_pretraining": is_id, "probe_example": k}
+    figures: list[Path] = []
+    cache: dict = {}
+    if {"attention", "pca", "kaleidoscope"} & set(what):
+        with torch.no_grad():
+            _, cache = model.run_with_cache(model_inputs(probe))
+        cache = {n: t.float().cpu() for n, t in cache.items()}
+    L, H = cfg.model.n_layers, cfg.model.n_heads
+    if "attention" in what:
+        pats = [cache[f"blocks.{i}.attn.hook_pattern"] for i in range(L)]
+        scores = [A.head_scores(pt) for pt in pats]
+        names = [[A.name_head(s, h) for h in range(H)] for s in scores]
+        res["attention"] = {f"L{i}H{h}": {"name": names[i][h], **{k2: float(v[h]) for k2, v in scores[i].items()}}
+                            for i in range(L) for h in range(H)}
+        figures += P.attention_maps(pats, names, out_dir / "attention")
+    if "pca" in what:
+        per_head, best = {}, None
+        for i in range(L):
+            r = cache[f"blocks.{i}.attn.hook_result"]  # [p², T, H, d]
+            for h in range(H):
+                feats = torch.cat([r[:, 3 * k, h], r[:, 3 * k + 1, h]], dim=1)
+                proj, var = A.centered_pca(feats)
+                c = A.circularity(proj, pairs[:, 0], pairs[:, 1])
+                per_head[f"L{i}H{h}"] = {**c, "explained_variance": var.tolist()}
+                score = c["outer_ring"] + c["inner_rings"] + c["x_separation"]
+                if best is None or score > best[0]:
+                    best = (score, f"L{i}H{h}", proj)
+        res["pca"] = {"heads": per_head, "best_head": best[1]}
+        figures += P.pca_scatter(best[2], pairs, p, out_dir / "pca_best_head",
+                                 f"head {best[1]} outputs at x_k, y_k (k = {k}), centred PCA; task {task}")
+        emb, var = A.centered_pca(model.wte.weight.detach().float().cpu())
+        res["pca"]["embedding_explained_variance"] = var.tolist()
+        figures += P.embedding_scatter(emb, out_dir / "pca_embedding", "token embeddings, centred PCA")
+    if "kaleidoscope" in what:
+        gaps = {}
+        for i in range(L):
+            sim = A.cosine_matrix(cache[f"blocks.{i}.hook_resid_post"][:, 3 * k + 2])
+            gaps[f"block{i}"] = A.ratio_invariance(sim, pairs, p)
+            figures += P.similarity_matrix(sim, out_dir / f"kaleidoscope_block{i}",
+                                           f"block {i} output at z_k (k = {k}); same-line gap {gaps[f'block{i}']['gap']:.2f}")
+        res["kaleidoscope"] = gaps
+    if "kshot" in what:
+        ctx = torch.tensor(context) if context else A.all_pairs(p)[torch.randperm(p * p, generator=g)[: n_ctx - 1]]
+        shot_list = list(shots) if shots else sorted({1, 2, n_ctx // 2, n_ctx - 1})
+        grid = A.kshot_grid(model, task, ctx, shot_list, p, autocast=autocast)
+        res["kshot"] = {"context": ctx.tolist(), **{str(s): {"accuracy": float(v["accuracy"]),
+                        "ratio_matching_accuracy": float(v["ratio_matching"].float().mean()),
+                        "model_right_rm_wrong": int((v["difference"] > 0).sum()),
+                        "model_wrong_rm_right": int((v["difference"] < 0).sum())} for s, v in grid.items()}}
+        figures += P.kshot_grids(grid, out_dir / "kshot_grid", f"task {task} ({'i.d.' if is_id else 'o.o.d.'}), context {ctx[:4].tolist()}…")
+    id_t = torch.as_tensor(tasks.id_tasks)
+    sets = {"i.d.": id_t, "o.o.d.": torch.as_tensor(tasks.ood_tasks)}
+    train_pairs = torch.as_tensor(tasks.train_pairs)
+    if "algorithms" in what:
+        curves = {name: A.algorithm_curves(model, t, train_pairs, id_t, n_ctx, p, max(1, 1024 // len(t)), _gen(dev, seed), autocast)
+                  for name, t in sets.items()}
+        res["algorithms"] = curves
+        figures += P.algorithm_curves_plot(curves, out_dir / "algorithms")
+    if "noise" in what:
+        noise = {name: A.label_noise(model, t, train_pairs, n_ctx, p, max(1, 512 // len(t)), _gen(dev, seed), autocast)
+                 for name, t in sets.items()}
+        res["label_noise"] = noise
+        figures += P.line_plot(noise, out_dir / "label_noise", "corrupted context labels", "last-position accuracy",
+                               f"label noise (training inputs, {n_ctx - 1} context examples)")
+    if "lens" in what:
+        from .data import sample_sequences
+
+        lens = {}
+        for name, t in sets.items():
+            toks = sample_sequences(t.to(dev), train_pairs.to(dev), max(1, 512 // len(t)), n_ctx, p, _gen(dev, seed), shared_inputs=False)
+            with autocast:
+                lens[name] = A.logit_lens(model, toks)
+        res["logit_lens"] = lens
+        figures += P.line_plot(lens, out_dir / "logit_lens", "block", "last-position accuracy", "logit lens")
+    res["figures"] = [str(f.relative_to(run_dir)) for f in figures if f.suffix == ".png"]
+    write_json(out_dir / "analysis.json", json.loads(json.dumps(res, default=float)))
+    return res
+
+
+def _gen(device: torch.device, seed: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed + 1)
+    return g
