@@ -33,7 +33,7 @@ def attention_maps(patterns: list[Tensor], names: list[list[str]], path: Path, m
             a = pat[0, h, :max_pos, :max_pos].float().clone()
             a[torch.ones_like(a, dtype=torch.bool).triu(1)] = float("nan")
             ax = axes[layer][h]
-            ax.imshow(a, cmap="viridis", vmin=0, vmax=1)
+            ax.imshow(a.numpy(), cmap="viridis", vmin=0, vmax=1)
             ax.set_title(f"L{layer}H{h}: {names[layer][h]}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -46,7 +46,7 @@ def pca_scatter(proj: Tensor, pairs: Tensor, p: int, path: Path, title: str) -> 
     fig, ax = plt.subplots(figsize=(7, 7))
     cmap = plt.get_cmap("hsv")
     colors = [cmap(int(x) / p) for x in pairs[:, 0]]
-    ax.scatter(proj[:, 0], proj[:, 1], c=colors, s=12)
+    ax.scatter(proj[:, 0].numpy(), proj[:, 1].numpy(), c=colors, s=12)
     if p <= 31:
         for (x, y), (u, v) in zip(pairs.tolist(), proj.tolist()):
             ax.annotate(f"{x},{y}", (u, v), fontsize=5, alpha=0.7)
@@ -59,7 +59,7 @@ def pca_scatter(proj: Tensor, pairs: Tensor, p: int, path: Path, title: str) -> 
 def embedding_scatter(proj: Tensor, path: Path, title: str) -> list[Path]:
     """Top-2 PCA projection of the token embeddings, each annotated with its number."""
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(proj[:, 0], proj[:, 1], s=14)
+    ax.scatter(proj[:, 0].numpy(), proj[:, 1].numpy(), s=14)
     for n, (u, v) in enumerate(proj.tolist()):
         ax.annotate(str(n), (u, v), fontsize=8)
     ax.set_title(title, fontsize=9)
@@ -69,7 +69,7 @@ def embedding_scatter(proj: Tensor, path: Path, title: str) -> list[Path]:
 def similarity_matrix(sim: Tensor, path: Path, title: str) -> list[Path]:
     """A cosine-similarity ("kaleidoscope") matrix over pairs in lexicographic order."""
     fig, ax = plt.subplots(figsize=(6, 6))
-    im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
+    im = ax.imshow(sim.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
     fig.colorbar(im, ax=ax, shrink=0.8)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("pair index p·x + y")
@@ -84,7 +84,7 @@ def kshot_grids(grid: dict[int, dict[str, Tensor]], path: Path, title: str) -> l
         g = grid[k]
         for i, (key, cmap, lo) in enumerate((("model", "Greys", 0), ("ratio_matching", "Greys", 0), ("difference", "bwr", -1))):
             ax = axes[i][j]
-            ax.imshow(g[key].float(), cmap=cmap, vmin=lo, vmax=1)
+            ax.imshow(g[key].float().numpy(), cmap=cmap, vmin=lo, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
