@@ -28,4 +28,4 @@ bench: install
 	$(BIN)/modicl bench
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs sweeps .pytest_cache

@@ -156,3 +156,9 @@ def test_modicl_analyze_writes_every_figure_and_the_numbers(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "run"), "--task", "1,9"]) == 2
     assert "two residues mod p = 5" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "nope")]) == 2
+    capsys.readouterr()
+    assert main(["analyze", str(tmp_path / "run"), "--what", "kshot", "--context", "1,2;9,9"]) == 2
+    assert "two residues mod p = 5" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "run"), "--what", "kshot", "--shots", "99"]) == 2
+    assert "shot counts must be in [0, 3]" in capsys.readouterr().err
+    assert "NaN" not in (tmp_path / "run" / "analysis" / "analysis.json").read_text()

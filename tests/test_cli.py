@@ -43,6 +43,10 @@ def test_train_prints_the_table_that_summary_json_holds_and_eval_rewrites_kshot(
         (["train", "--train.stepz", "5"], "unknown option '--train.stepz'; did you mean --train.steps?"),
         (["eval", "/nonexistent/run"], "does not exist"),
         (["frobnicate"], "unknown command"),
+        (["train", "--model.rope-theta", "0"], "model.rope_theta = 0.0 must be > 1"),
+        (["train", "--train.warmup-start", "-1"], "train.warmup_start must be in (0, 1]"),
+        (["eval", "/nonexistent/run", "--sequences", "0"], "--sequences 0 must be ≥ 1"),
+        (["bench", "--steps", "0"], "--steps must be ≥ 1"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2(args, message):
@@ -60,3 +64,29 @@ def test_corrupt_checkpoint_is_reported_in_one_line(tmp_path, capsys):
     assert main(["eval", str(out)]) == 2
     err = capsys.readouterr().err
     assert "corrupt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_overwrite_replaces_only_run_directories_and_out_must_be_a_directory(tmp_path, capsys):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "file.txt").write_text("keep me")
+    assert main(["train", *TINY, "--out", str(precious), "--overwrite"]) == 2
+    assert "holds no modicl run" in capsys.readouterr().err and (precious / "file.txt").exists()
+    (tmp_path / "afile").write_text("x")
+    assert main(["train", *TINY, "--out", str(tmp_path / "afile")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    assert main(["train", *TINY, "--out", str(run), "--overwrite"]) == 0  # a run directory is replaced
+
+
+def test_resume_of_a_run_stopped_at_step_0_logs_step_0_once(tmp_path):
+    from conftest import tiny_config
+
+    from modicl.train import train
+
+    cfg = tiny_config(steps=20, eval_every=10)
+    train(cfg, tmp_path / "r", progress=False, stop_after=0)  # checkpoint at step 0 only
+    train(cfg, tmp_path / "r", progress=False, resume=True)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 10, 20]

@@ -151,9 +151,10 @@ def test_killed_sweep_resumes_the_interrupted_point_and_redoes_nothing(tmp_path,
 def test_cli_sweep_dry_run_and_one_line_errors(tmp_path, capsys):
     f = tmp_path / "grid.toml"
     f.write_text('name = "g"\npreset = "quick"\n[axes]\nn_id = [8, 16]\n')
-    assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--dry-run", "--axis", "seed=1,2"]) == 0
+    assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--dry-run", "--axis", "seed=1,2", "--axis", "alpha=0.6,0.8",
+                 "--set", "train.steps=7", "--set", "lr=0.01"]) == 0
     out = capsys.readouterr().out
-    assert out.count("new") == 4 and "4 points" in out
+    assert out.count("new") == 8 and "8 points" in out  # both repeated --axis flags count
     assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--axis", "n_id=8,10"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("modicl sweep: error: grid point task.n_id=10") and "\n" not in err
@@ -172,3 +173,10 @@ def test_builtin_specs_expand_to_the_paper_grids():
     assert {p.config.model.n_layers for p in depth} == {1, 2, 4, 6}
     quick = expand(load_spec("quick-phase-diagram"))
     assert len(quick) == 15 and all(p.config.train.batch_size % p.config.task.n_id == 0 for p in quick)
+
+
+def test_plot_of_a_sweep_where_every_point_failed_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    _count_trains(monkeypatch, fail_seed=1)
+    run_sweep(_spec(n_id=[4], seed=[1]), tmp_path / "s", progress=False, ensemble=False)
+    assert main(["plot", str(tmp_path / "s")]) == 2
+    assert "no finished runs" in capsys.readouterr().err

@@ -33,10 +33,11 @@ def attention_maps(patterns: list[Tensor], names: list[list[str]], path: Path, m
             a = pat[0, h, :max_pos, :max_pos].float().clone()
             a[torch.ones_like(a, dtype=torch.bool).triu(1)] = float("nan")
             ax = axes[layer][h]
-            ax.imshow(a.numpy(), cmap="viridis", vmin=0, vmax=1)
+            im = ax.imshow(a.numpy(), cmap="viridis", vmin=0, vmax=1)
             ax.set_title(f"L{layer}H{h}: {names[layer][h]}", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, label="attention probability")
     fig.suptitle("attention patterns (query down, key across; tokens x y z x y z …)", fontsize=9)
     return _save(fig, path)
 
@@ -85,10 +86,10 @@ def kshot_grids(grid: dict[int, dict[str, Tensor]], path: Path, title: str) -> l
         for i, (key, cmap, lo) in enumerate((("model", "Greys", 0), ("ratio_matching", "Greys", 0), ("difference", "bwr", -1))):
             ax = axes[i][j]
             ax.imshow(g[key].float().numpy(), cmap=cmap, vmin=lo, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set_xlabel("y", fontsize=8)
             if j == 0:
-                ax.set_ylabel({"model": "model correct", "ratio_matching": "ratio matching", "difference": "model − RM"}[key])
+                ax.set_ylabel({"model": "model correct (black)\nx", "ratio_matching": "ratio matching solves (black)\nx",
+                               "difference": "model − RM (red +1, blue −1)\nx"}[key], fontsize=8)
         axes[0][j].set_title(f"{k}-shot: {float(g['accuracy']):.2f}", fontsize=9)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
@@ -119,6 +120,7 @@ def line_plot(values: dict[str, list[float]], path: Path, xlabel: str, ylabel: s
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, v in values.items():
         ax.plot(range(len(v)), v, "o-", label=name)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)

@@ -103,8 +103,14 @@ def run_analyses(
                                            f"block {i} output at z_k (k = {k}); same-line gap {gaps[f'block{i}']['gap']:.2f}")
         res["kaleidoscope"] = gaps
     if "kshot" in what:
+        if context and not all(len(c) == 2 and 0 <= c[0] < p and 0 <= c[1] < p for c in context):
+            raise ConfigError(f"--context {list(context)}: every example must be two residues mod p = {p}")
         ctx = torch.tensor(context) if context else A.all_pairs(p)[torch.randperm(p * p, generator=g)[: n_ctx - 1]]
-        shot_list = list(shots) if shots else sorted({1, 2, n_ctx // 2, n_ctx - 1})
+        top = min(len(ctx), n_ctx - 1)
+        shot_list = list(shots) if shots else sorted(s for s in {1, 2, n_ctx // 2, n_ctx - 1} if s <= top)
+        bad = [s for s in shot_list if not 0 <= s <= top]
+        if bad:
+            raise ConfigError(f"--shots {bad}: shot counts must be in [0, {top}] (the context has {len(ctx)} examples, the model reads {n_ctx - 1})")
         grid = A.kshot_grid(model, task, ctx, shot_list, p, autocast=autocast)
         res["kshot"] = {"context": ctx.tolist(), **{str(s): {"accuracy": float(v["accuracy"]),
                         "ratio_matching_accuracy": float(v["ratio_matching"].float().mean()),
@@ -136,8 +142,19 @@ def run_analyses(
         res["logit_lens"] = lens
         figures += P.line_plot(lens, out_dir / "logit_lens", "block", "last-position accuracy", "logit lens")
     res["figures"] = [str(f.relative_to(run_dir)) for f in figures if f.suffix == ".png"]
-    write_json(out_dir / "analysis.json", json.loads(json.dumps(res, default=float)))
+    write_json(out_dir / "analysis.json", _finite(res))
     return res
+
+
+def _finite(obj):
+    """NaN (an agreement with no support) → None, so analysis.json is strict JSON."""
+    if isinstance(obj, float):
+        return None if obj != obj else obj
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _gen(device: torch.device, seed: int) -> torch.Generator:

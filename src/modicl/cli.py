@@ -82,10 +82,10 @@ class SweepCommand:
     """a built-in spec (phase-diagram, depth, quick-phase-diagram, …) or a TOML file."""
     out: Path | None = None
     """sweep directory; None means sweeps/SPEC-NAME."""
-    axis: tuple[str, ...] = ()
-    """extra or replacement axes, FIELD=V1,V2,… (e.g. n_id=8,16,32 or seed=1,2,3)."""
-    set: tuple[str, ...] = ()
-    """fixed overrides for every point, FIELD=VALUE (e.g. train.steps=3000)."""
+    axis: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """extra or replacement axis FIELD=V1,V2,… (e.g. n_id=8,16,32); repeat the flag for several."""
+    set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """fixed override FIELD=VALUE for every point (e.g. train.steps=3000); repeat the flag for several."""
     dry_run: bool = False
     """list the grid points and their status; run nothing."""
     ensemble: bool = True
@@ -172,7 +172,11 @@ def cmd_train(argv: list[str]) -> int:
     args = _parse(TrainCommand, rest, TrainCommand(config=base, preset=name), "modicl train")
     cfg = validate(args.config)
     out = args.out or Path("runs") / f"{name}-{config_hash(cfg)}"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a directory")
     if args.overwrite and out.exists():
+        if any(out.iterdir()) and not (out / "config.json").exists():
+            raise ConfigError(f"--out {out} is not empty and holds no modicl run; --overwrite only replaces run directories")
         shutil.rmtree(out)
     print(f"run directory: {out}")
     summary = train(cfg, out, resume=args.resume, progress=args.progress)
@@ -194,6 +198,8 @@ def cmd_eval(argv: list[str]) -> int:
     from .train import autocast_for, evaluate_run, resolve_device, resolve_dtype
 
     args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
+    if args.sequences < 1:
+        raise ConfigError(f"--sequences {args.sequences} must be ≥ 1")
     device = resolve_device(args.device)
     ck = load_checkpoint(args.run_dir, args.checkpoint, device)
     cfg = ck.config
@@ -221,6 +227,8 @@ def cmd_bench(argv: list[str]) -> int:
     base = preset(name)
     args = _parse(BenchCommand, rest, BenchCommand(config=base, preset=name), "modicl bench")
     cfg = validate(args.config)
+    if args.steps < 1 or args.ensemble < 0:
+        raise ConfigError("--steps must be ≥ 1 and --ensemble ≥ 0")
     if args.ensemble > 0:
         from .bench import benchmark_ensemble
 
@@ -328,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modicl {argv[0]}: training diverged: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\nmodicl {argv[0]}: interrupted; the last checkpoint is kept, continue with the same command plus --resume",
-              file=sys.stderr)
+        how = {"train": "the same command plus --resume", "sweep": "the same command (finished points are skipped)"}
+        print(f"\nmodicl {argv[0]}: interrupted; " + (f"the last checkpoint is kept, continue with {how[argv[0]]}"
+              if argv[0] in how else "nothing was written"), file=sys.stderr)
         return 130
 
 

@@ -238,6 +238,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.steps, train.eval_every, train.eval_sequences and train.eval_batch_size must be ≥ 1")
     if not tr.lr > 0 or tr.weight_decay < 0 or tr.warmup_steps < 0:
         raise ConfigError("train.lr must be > 0, train.weight_decay and train.warmup_steps ≥ 0")
+    if not 0.0 < tr.warmup_start <= 1.0 or not 0.0 <= tr.final_lr_ratio <= 1.0:
+        raise ConfigError("train.warmup_start must be in (0, 1] and train.final_lr_ratio in [0, 1] (fractions of lr)")
+    if not m.rope_theta > 1.0:
+        raise ConfigError(f"model.rope_theta = {m.rope_theta} must be > 1 (the RoPE base; 10 000 in the paper)")
     if not 0.0 < cfg.phase_threshold <= 1.0:
         raise ConfigError(f"phase_threshold = {cfg.phase_threshold} must be in (0, 1]")
     return cfg

@@ -186,8 +186,8 @@ def _train_group(runs: dict[int, RunState], backend: str, progress: bool, stop_a
     errors: dict[int, str | None] = {}
     active = dict(runs)
     stepper = (VmapStep if backend == "vmap" else LoopStep)(list(active.values()))
-    if start == 0:
-        for r in active.values():
+    for r in active.values():
+        if r.start == 0 and not r.resumed:
             r.evaluate(0, None)
     bar = tqdm(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
                desc=f"ensemble of {len(active)}")

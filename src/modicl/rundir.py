@@ -154,4 +154,4 @@ def load_state(run_dir: Path, name: str = "last") -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; the run cannot be resumed, train it again without --resume") from None
     except Exception as e:  # torch raises several types for a truncated file
-        raise CheckpointError(f"{path} is corrupt ({type(e).__name__}); train again without --resume") from None
+        raise CheckpointError(f"{path} is corrupt ({type(e).__name__}); start the run again with --overwrite") from None

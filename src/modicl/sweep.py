@@ -194,7 +194,9 @@ def expand(spec: SweepSpec) -> list[Point]:
         base = with_field(base, path, value)
     axes: dict[str, list[Any]] = {}
     for name, values in spec.axes.items():
-        if not isinstance(values, (list, tuple)) or len(values) == 0:
+        if not isinstance(values, (list, tuple)):
+            raise ConfigError(f"axis {name!r} of sweep {spec.name!r} must be a list of values, got {values!r}")
+        if len(values) == 0:
             raise ConfigError(f"axis {name!r} of sweep {spec.name!r} is empty; give it at least one value")
         axes[resolve_field(name)] = list(values)
     zipped = {resolve_field(k): list(v) if isinstance(v, (list, tuple)) else v for k, v in spec.zip.items()}
@@ -451,16 +453,19 @@ def run_sweep(
             todo.append(p)
     run = executor or (lambda job: run_job(job, progress=progress))
     bar = tqdm(total=len(points), initial=len(report.skipped), disable=not progress, unit="run", desc=spec.name, position=0)
-    for job in make_jobs(todo, out_dir, ensemble=ensemble):
-        t0 = time.perf_counter()
-        outcome = run(job)
-        for h, err in outcome.items():
-            (report.failed.__setitem__(h, err) if err else report.finished.append(h))
-        bar.update(len(job.points))
-        bar.set_postfix(last=f"{time.perf_counter() - t0:.0f}s", failed=len(report.failed))
+    try:
+        for job in make_jobs(todo, out_dir, ensemble=ensemble):
+            t0 = time.perf_counter()
+            outcome = run(job)
+            for h, err in outcome.items():
+                (report.failed.__setitem__(h, err) if err else report.finished.append(h))
+            bar.update(len(job.points))
+            bar.set_postfix(last=f"{time.perf_counter() - t0:.0f}s", failed=len(report.failed))
+            write_index(spec, points, out_dir)
+            write_results(points, out_dir)
+    finally:  # an interrupt still leaves an index that says which points are interrupted
+        bar.close()
         write_index(spec, points, out_dir)
-        write_results(points, out_dir)
-    bar.close()
     write_index(spec, points, out_dir)
     write_results(points, out_dir)
     return report

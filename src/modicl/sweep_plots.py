@@ -42,7 +42,10 @@ def _load(sweep_dir: Path):
     path = sweep_dir / "results.csv"
     if not path.exists():
         raise ConfigError(f"{path} does not exist; run `modicl sweep` into {sweep_dir} first")
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        df = pd.DataFrame()
     if df.empty:
         raise ConfigError(f"{path} has no finished runs yet")
     spec = json.loads((sweep_dir / "spec.json").read_text())
@@ -113,7 +116,7 @@ def set_heatmaps(df, path: Path, title: str) -> list[Path]:
     axes[0].set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
     axes[0].set_ylabel("α")
     fig.colorbar(im, ax=list(axes), shrink=0.8, label="last-position accuracy")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.04)
     return _save(fig, path)
 
 

@@ -65,7 +65,7 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"train.device = {name!r} is not a device; use auto, cpu or cuda[:N]") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device asks for CUDA but none is available; use --train.device cpu")
+        raise ConfigError(f"device {name!r} asks for CUDA but none is available; use the cpu device")
     return device
 
 
@@ -216,7 +216,8 @@ class RunState:
         if has_ckpt and not resume:
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         state = None
-        if resume and has_ckpt:
+        self.resumed = resume and has_ckpt
+        if self.resumed:
             saved = from_dict(read_json(run_dir / "config.json"))
             diff = _run_differences(saved, cfg)
             if diff:
@@ -325,7 +326,7 @@ def train(
     run = RunState(cfg, run_dir, resume=resume, device=device, dtype=dtype)
     step_fn = TrainStep(run.model, run.opt, run.autocast, resolve_compile(tc.compile, device))
 
-    if run.start == 0:
+    if run.start == 0 and not run.resumed:
         run.evaluate(0, None)
     bar = tqdm(total=tc.steps, initial=run.start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
     loss_sum = torch.zeros((), device=device)
