@@ -91,17 +91,26 @@ def run_analyses(
         res["pca"] = {"heads": per_head, "best_head": best[1]}
         figures += P.pca_scatter(best[2], pairs, p, out_dir / "pca_best_head",
                                  f"head {best[1]} outputs at x_k, y_k (k = {k}), centred PCA; task {task}")
-        emb, var = A.centered_pca(model.wte.weight.detach().float().cpu())
+        n_pc = min(4, p)
+        emb, var = A.centered_pca(model.wte.weight.detach().float().cpu(), n_pc)
         res["pca"]["embedding_explained_variance"] = var.tolist()
-        figures += P.embedding_scatter(emb, out_dir / "pca_embedding", "token embeddings, centred PCA")
+        figures += P.embedding_scatter(emb[:, :2], out_dir / "pca_embedding", "token embeddings, centred PCA: PC 1–2")
+        if n_pc == 4:  # the paper's Fig. 1e shows a second plane (even/odd structure) where present
+            figures += P.embedding_scatter(emb[:, 2:4], out_dir / "pca_embedding_pc34", "token embeddings, centred PCA: PC 3–4")
     if "kaleidoscope" in what:
-        gaps = {}
+        gaps, heads = {}, {}
         for i in range(L):
-            sim = A.cosine_matrix(cache[f"blocks.{i}.hook_resid_post"][:, 3 * k + 2])
-            gaps[f"block{i}"] = A.ratio_invariance(sim, pairs, p)
-            figures += P.similarity_matrix(sim, out_dir / f"kaleidoscope_block{i}",
-                                           f"block {i} output at z_k (k = {k}); same-line gap {gaps[f'block{i}']['gap']:.2f}")
-        res["kaleidoscope"] = gaps
+            block = cache[f"blocks.{i}.hook_resid_post"]
+            for pos, off in (("x", 0), ("y", 1), ("z", 2)):
+                sim = A.cosine_matrix(block[:, 3 * k + off])
+                gaps[f"block{i}_{pos}"] = A.ratio_invariance(sim, pairs, p)
+                if pos == "z":
+                    figures += P.similarity_matrix(sim, out_dir / f"kaleidoscope_block{i}",
+                                                   f"block {i} output at z_k (k = {k}); same-line gap {gaps[f'block{i}_z']['gap']:.2f}")
+            result = cache[f"blocks.{i}.attn.hook_result"]
+            for h in range(H):
+                heads[f"L{i}H{h}_z"] = A.ratio_invariance(A.cosine_matrix(result[:, 3 * k + 2, h]), pairs, p)
+        res["kaleidoscope"] = {"blocks": gaps, "heads": heads}
     if "kshot" in what:
         if context and not all(len(c) == 2 and 0 <= c[0] < p and 0 <= c[1] < p for c in context):
             raise ConfigError(f"--context {list(context)}: every example must be two residues mod p = {p}")

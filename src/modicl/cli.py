@@ -301,7 +301,8 @@ def cmd_analyze(argv: list[str]) -> int:
         c = res["pca"]["heads"][b]
         print(f"most circular head {b}: outer ring {c['outer_ring']:.2f}, inner rings {c['inner_rings']:.2f}, x separation {c['x_separation']:.2f}")
     if "kaleidoscope" in res:
-        print("same-line minus different-line similarity per block:", ", ".join(f"{b} {v['gap']:.2f}" for b, v in res["kaleidoscope"].items()))
+        print("same-line minus different-line similarity of block outputs at z_k:",
+              ", ".join(f"{b.removesuffix('_z')} {v['gap']:.2f}" for b, v in res["kaleidoscope"]["blocks"].items() if b.endswith("_z")))
     if "kshot" in res:
         print("k-shot grid accuracy (model / ratio matching):", ", ".join(
             f"{k}: {v['accuracy']:.2f}/{v['ratio_matching_accuracy']:.2f}" for k, v in res["kshot"].items() if k != "context"))
