@@ -172,7 +172,7 @@ def test_builtin_specs_expand_to_the_paper_grids():
     depth = expand(load_spec("depth"))
     assert {p.config.model.n_layers for p in depth} == {1, 2, 4, 6}
     quick = expand(load_spec("quick-phase-diagram"))
-    assert len(quick) == 15 and all(p.config.train.batch_size % p.config.task.n_id == 0 for p in quick)
+    assert len(quick) == 12 and all(p.config.train.batch_size % p.config.task.n_id == 0 for p in quick)
 
 
 def test_plot_of_a_sweep_where_every_point_failed_is_a_one_line_error(tmp_path, monkeypatch, capsys):
