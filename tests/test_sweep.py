@@ -180,3 +180,14 @@ def test_plot_of_a_sweep_where_every_point_failed_is_a_one_line_error(tmp_path, 
     run_sweep(_spec(n_id=[4], seed=[1]), tmp_path / "s", progress=False, ensemble=False)
     assert main(["plot", str(tmp_path / "s")]) == 2
     assert "no finished runs" in capsys.readouterr().err
+
+
+def test_two_worker_processes_finish_every_point_and_share_the_table(tmp_path):
+    spec, out = _spec(), tmp_path / "s"
+    report = run_sweep(spec, out, progress=False, workers=2)
+    assert len(report.finished) == 4 and not report.failed
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 4 and df["hash"].is_unique
+    cfg = json.loads((out / "runs" / report.finished[0] / "config.json").read_text())
+    assert cfg["train"]["threads"] >= 1
+    assert run_sweep(spec, out, progress=False, workers=2).skipped  # relaunch: nothing redone

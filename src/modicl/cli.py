@@ -90,6 +90,8 @@ class SweepCommand:
     """list the grid points and their status; run nothing."""
     ensemble: bool = True
     """train points that differ only in their data together (--no-ensemble: one run at a time)."""
+    workers: int = 1
+    """runs at once, in separate processes sharing the CPU threads (2 on a 2-core machine: +18 %)."""
     progress: bool = True
 
 
@@ -260,7 +262,7 @@ def cmd_sweep(argv: list[str]) -> int:
         print(f"{len(points)} points in {out}")
         return 0
     print(f"sweep {spec.name}: {len(points)} points in {out}")
-    report = run_sweep(spec, out, progress=args.progress, ensemble=args.ensemble)
+    report = run_sweep(spec, out, progress=args.progress, ensemble=args.ensemble, workers=args.workers)
     print(f"finished {len(report.finished)}, already done {len(report.skipped)}, failed {len(report.failed)}; "
           f"results in {out / 'results.csv'} (and .parquet)")
     for h, err in report.failed.items():
