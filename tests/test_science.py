@@ -9,9 +9,10 @@ from modicl.train import train
 @pytest.mark.slow
 def test_quick_preset_generalises_out_of_distribution(tmp_path):
     summary = train(preset("quick"), tmp_path / "quick", progress=False)
-    best = summary["best_ood"]
-    assert best["ood_train"]["acc_last"] >= 0.6  # unseen tasks, training inputs (chance 1/7)
-    assert best["ood_test"]["acc_last"] >= 0.4  # unseen tasks, held-out inputs
+    final = summary["final"]  # docs/quick-preset.md: 0.72 / 0.59 on this machine (1 thread, seed 2)
+    assert final["ood_train"]["acc_last"] >= 0.6  # unseen tasks, training inputs (chance 1/7)
+    assert final["ood_test"]["acc_last"] >= 0.4  # unseen tasks, held-out inputs
+    assert summary["phase"] == "ood_generalization"
 
 
 @pytest.mark.slow

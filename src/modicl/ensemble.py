@@ -13,8 +13,8 @@ Two backends:
   serve all members. AdamW is element-wise, so a stacked AdamW is the members' AdamW exactly. This is
   what pays on a GPU, where one small model leaves the device mostly idle.
 * ``loop``: one optimizer step per member in turn. On 2 CPU cores a single model of the quick
-  architecture is already compute-bound, and the vmapped step measured 0.90–0.94× the member-steps/s of
-  this loop (BENCHMARKS.md), so ``auto`` picks ``loop`` on CPUs: the ensemble then costs nothing and
+  architecture is already compute-bound, and a 16-member vmapped step measured 0.79× the member-steps/s
+  of one model, against 0.95–0.99× for this loop (BENCHMARKS.md), so ``auto`` picks ``loop`` on CPUs: the ensemble then costs nothing and
   still gives one process, one progress bar and one data pipeline per grid.
 """
 
