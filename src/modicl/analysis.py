@@ -23,7 +23,7 @@ import itertools
 import torch
 from torch import Tensor
 
-from .algorithms import bayes_id, modular_regression, ratio_matching
+from .algorithms import bayes_id, inverse_table, modular_regression, ratio_matching
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .model import Transformer
 
@@ -131,8 +131,6 @@ def cosine_matrix(vectors: Tensor) -> Tensor:
 
 def ratio_classes(pairs: Tensor, p: int) -> Tensor:
     """int64 [N]: the line through the origin of each (x, y): y·x⁻¹ for x ≠ 0, p for x = 0, −1 for (0, 0)."""
-    from .algorithms import inverse_table
-
     x, y = pairs[:, 0], pairs[:, 1]
     cls = torch.where(x != 0, (y * inverse_table(p)[x]) % p, torch.full_like(x, p))
     return torch.where((x == 0) & (y == 0), torch.full_like(x, -1), cls)

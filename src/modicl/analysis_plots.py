@@ -9,18 +9,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from .plots import save_figure  # noqa: E402
+
 
 def _save(fig, path: Path) -> list[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for suffix in (".png", ".pdf"):
-        fig.savefig(path.with_suffix(suffix), dpi=120, bbox_inches="tight")
-        out.append(path.with_suffix(suffix))
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=120)
 
 
 def attention_maps(patterns: list[Tensor], names: list[list[str]], path: Path, max_pos: int = 48) -> list[Path]:

@@ -15,11 +15,10 @@ import time
 
 import torch
 
-from .allocator import keep_freed_memory
 from .config import RunConfig
 from .data import sample_sequences
 from .model import Transformer
-from .train import TrainStep, autocast_for, build_optimizer, resolve_compile, resolve_device
+from .train import TrainStep, autocast_for, build_optimizer, resolve_compile, setup_process
 from .tasks import make_task_set
 
 
@@ -59,11 +58,7 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
          'gflop_per_step', 'gflop_per_s', 'ceiling_gflop_per_s', 'ratio_to_ceiling'}; tokens are the
         model's input tokens, batch_size · (3·n_ctx − 1) per step.
     """
-    device = resolve_device(cfg.train.device)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    if device.type == "cpu":
-        keep_freed_memory()
+    device, _ = setup_process(cfg.train)
     tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     tasks = make_task_set(cfg.task, cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -115,11 +110,7 @@ def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtyp
     from .ensemble import LoopStep, VmapStep
     from .train import RunState
 
-    device = resolve_device(cfg.train.device)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    if device.type == "cpu":
-        keep_freed_memory()
+    device, _ = setup_process(cfg.train)
     tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     with tempfile.TemporaryDirectory() as tmp:
         runs = [RunState(dataclasses.replace(cfg, seed=s + 1), f"{tmp}/{s}", resume=False, device=device, dtype=tdtype)

@@ -19,10 +19,18 @@ from .metrics import SET_LABELS, SETS  # noqa: E402
 _COLORS = {"id_train": "tab:blue", "id_test": "tab:cyan", "ood_train": "tab:red", "ood_test": "tab:orange"}
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path, suffixes: Sequence[str] = (".png", ".pdf"), dpi: int = 120) -> list[Path]:
+    """Write ``fig`` as ``path`` with each suffix (PNG and PDF by default), close it; return the paths."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    out = [path.with_suffix(s) for s in suffixes]
+    for target in out:
+        fig.savefig(target, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+    return out
+
+
+def _save(fig, path: Path) -> None:
+    save_figure(fig, path, suffixes=(path.suffix,))
 
 
 def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step: int | None = None) -> None:

@@ -314,9 +314,9 @@ def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
     from . import train as train_mod
     from .ensemble import train_ensemble
 
-    out: dict[str, str | None] = {}
-    todo = [(p, d) for p, d in zip(job.points, job.run_dirs) if point_status(d) != "done"]
-    out.update({p.hash: None for p, d in zip(job.points, job.run_dirs) if point_status(d) == "done"})
+    done = [point_status(d) == "done" for d in job.run_dirs]
+    out: dict[str, str | None] = {p.hash: None for p, finished in zip(job.points, done) if finished}
+    todo = [(p, d) for p, d, finished in zip(job.points, job.run_dirs, done) if not finished]
     if len(todo) == 1:
         point, run_dir = todo[0]
         status = _prepare(run_dir)
@@ -470,7 +470,10 @@ def run_sweep(
 
     def record(job: Job, outcome: dict[str, str | None]) -> None:
         for h, err in outcome.items():
-            (report.failed.__setitem__(h, err) if err else report.finished.append(h))
+            if err:
+                report.failed[h] = err
+            else:
+                report.finished.append(h)
         bar.update(len(job.points))
         bar.set_postfix(failed=len(report.failed))
         write_index(spec, points, out_dir)

@@ -16,10 +16,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from .config import ConfigError  # noqa: E402
+from .plots import save_figure  # noqa: E402
 from .metrics import PHASE_LABELS, SET_LABELS, SETS, classify_phase  # noqa: E402
 
 PHASE_ORDER = ("none", "id_memorization", "id_generalization", "ood_memorization", "ood_generalization")
@@ -27,13 +29,7 @@ PHASE_COLORS = ("#d9d9d9", "#9ecae1", "#3182bd", "#fdae6b", "#e6550d")
 
 
 def _save(fig, path: Path) -> list[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for suffix in (".png", ".pdf"):
-        fig.savefig(path.with_suffix(suffix), dpi=130, bbox_inches="tight")
-        out.append(path.with_suffix(suffix))
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=130)
 
 
 def _load(sweep_dir: Path):
