@@ -191,3 +191,29 @@ def test_two_worker_processes_finish_every_point_and_share_the_table(tmp_path):
     cfg = json.loads((out / "runs" / report.finished[0] / "config.json").read_text())
     assert cfg["train"]["threads"] >= 1
     assert run_sweep(spec, out, progress=False, workers=2).skipped  # relaunch: nothing redone
+
+
+def test_a_point_being_trained_elsewhere_is_left_alone_and_shown_running(tmp_path):
+    from modicl.runlock import RunLocked, is_locked, lock_run
+    from modicl.slurm import sweep_status
+    from modicl.sweep import Job, load_sweep, run_job
+
+    spec = _spec(seed=[1])
+    run_sweep(spec, tmp_path, progress=False)
+    _, (point,) = load_sweep(tmp_path)
+    run_dir = tmp_path / "runs" / point.hash
+    assert not is_locked(run_dir)  # released after training
+    (run_dir / "summary.json").unlink()  # now interrupted after its last checkpoint
+    held = lock_run(run_dir)  # as another process training it would
+    try:
+        assert sweep_status(tmp_path)[0]["state"] == "running"
+        with pytest.raises(RunLocked, match="being trained by another process"):
+            modicl.train.train(point.config, run_dir, resume=True)
+        out = run_job(Job((point,), (run_dir,)))
+        assert out[point.hash].startswith("RunLocked:")
+        assert not (run_dir / "error.txt").exists() and (run_dir / "checkpoints" / "last.safetensors").exists()
+    finally:
+        held.close()
+    assert sweep_status(tmp_path)[0]["state"] == "interrupted"
+    assert run_job(Job((point,), (run_dir,))) == {point.hash: None}
+    assert point_status(run_dir) == "done"

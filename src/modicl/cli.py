@@ -4,6 +4,8 @@
     modicl eval RUN_DIR [--checkpoint last|best_ood] [--sequences 4096]
     modicl bench [--preset …] [--task.p 29 …] [--steps 20] [--dtypes fp32 bf16] [--ensemble 16 --backend vmap]
     modicl sweep SPEC [--out DIR] [--axis n_id=8,16,32 …] [--set train.steps=3000 …] [--dry-run]
+                      [--executor slurm --slurm.partition P --slurm.gpus-per-job 1 --slurm.time 6:00:00 [--wait]]
+    modicl status SWEEP_DIR
     modicl plot SWEEP_DIR
     modicl analyze RUN_DIR [--checkpoint best_ood|last] [--task 3,5] [--what attention pca …]
 
@@ -25,6 +27,7 @@ from typing import Annotated, Literal
 import tyro
 
 from .config import ConfigError, RunConfig, config_hash, preset, validate
+from .slurm import SlurmOptions
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,18 @@ class SweepCommand:
     workers: int = 1
     """runs at once, in separate processes sharing the CPU threads (2 on a 2-core machine: +18 %)."""
     progress: bool = True
+    executor: Literal["local", "slurm"] = "local"
+    """local: run here; slurm: submit the jobs as a SLURM job array (through submitit) and return."""
+    wait: bool = False
+    """with --executor slurm: follow the jobs with a progress bar until they end, then write the results table."""
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+
+@dataclass(frozen=True)
+class StatusCommand:
+    """Show the state of every point of a sweep: done, running, queued, interrupted, new, or failed with its error."""
+
+    sweep_dir: tyro.conf.Positional[Path]
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,9 @@ def _known_flags(command) -> list[str]:
     from .config import ModelConfig, TaskConfig, TrainConfig
 
     own = [fl for fl in _flags(command) if fl != "--config"]
+    if "--slurm" in own:
+        own.remove("--slurm")
+        own += [f"--slurm.{fl[2:]}" for fl in _flags(SlurmOptions)]
     if "--config" not in _flags(command):
         return own
     nested = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
@@ -261,6 +279,8 @@ def cmd_sweep(argv: list[str]) -> int:
             print(f"{p.hash}  {point_status(out / 'runs' / p.hash):11s}  {label}")
         print(f"{len(points)} points in {out}")
         return 0
+    if args.executor == "slurm":
+        return _sweep_slurm(args, spec, out)
     print(f"sweep {spec.name}: {len(points)} points in {out}")
     report = run_sweep(spec, out, progress=args.progress, ensemble=args.ensemble, workers=args.workers)
     print(f"finished {len(report.finished)}, already done {len(report.skipped)}, failed {len(report.failed)}; "
@@ -268,6 +288,34 @@ def cmd_sweep(argv: list[str]) -> int:
     for h, err in report.failed.items():
         print(f"  failed {h}: {err} (details in {out / 'runs' / h / 'error.txt'})", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
+    from .slurm import format_status, submit_sweep, wait_for_sweep
+
+    if args.workers != 1:
+        raise ConfigError("--workers is for the local executor; with --executor slurm use --slurm.cpus-per-job and --slurm.array-parallelism")
+    subs = submit_sweep(spec, out, args.slurm, ensemble=args.ensemble)
+    if not subs:
+        print(f"sweep {spec.name}: nothing to submit in {out} (every point is done, queued or running); see modicl status {out}")
+    else:
+        n = sum(len(s.hashes) for s in subs)
+        print(f"sweep {spec.name}: submitted {n} points as {len(subs)} SLURM jobs: {' '.join(s.job_id for s in subs)}")
+        print(f"logs in {out / 'slurm'}; follow with: modicl status {out}")
+    if not args.wait:
+        return 0
+    rows = wait_for_sweep(out, [s.job_id for s in subs], progress=args.progress)
+    print(format_status(rows))
+    print(f"results in {out / 'results.csv'} (and .parquet)")
+    return 1 if any(r["state"] != "done" for r in rows) else 0
+
+
+def cmd_status(argv: list[str]) -> int:
+    from .slurm import format_status, sweep_status
+
+    args = _parse(StatusCommand, argv, tyro.MISSING_NONPROP, "modicl status")
+    print(format_status(sweep_status(args.sweep_dir)))
+    return 0
 
 
 def cmd_plot(argv: list[str]) -> int:
@@ -316,7 +364,8 @@ def cmd_analyze(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "sweep": cmd_sweep, "plot": cmd_plot, "analyze": cmd_analyze}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "sweep": cmd_sweep, "status": cmd_status, "plot": cmd_plot,
+            "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, RunConfig, validate
 from .data import model_inputs, z_logits, z_targets
+from .runlock import RunLocked
 from .train import RunState, TrainingDiverged, TrainStep, resolve_compile, setup_process
 
 # Fields that only change a member's data; everything else must be equal across an ensemble.
@@ -171,12 +172,18 @@ def train_ensemble(
     for i, (cfg, d) in enumerate(zip(cfgs, run_dirs)):
         try:
             runs[i] = RunState(cfg, d, resume=resume, device=device, dtype=dtype)
+        except RunLocked as e:
+            outcome[i] = f"RunLocked: {e}"
         except ConfigError as e:
             outcome[i] = f"ConfigError: {e}"
-    for start in sorted({r.start for r in runs.values()}):
-        group = {i: r for i, r in runs.items() if r.start == start}
-        for i, err in _train_group(group, backend, progress, stop_after).items():
-            outcome[i] = err
+    try:
+        for start in sorted({r.start for r in runs.values()}):
+            group = {i: r for i, r in runs.items() if r.start == start}
+            for i, err in _train_group(group, backend, progress, stop_after).items():
+                outcome[i] = err
+    finally:  # release every member's run directory, however training ended
+        for r in runs.values():
+            r.close()
     return outcome
 
 

@@ -314,15 +314,26 @@ def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
     from . import train as train_mod
     from .ensemble import train_ensemble
 
+    from .runlock import RunLocked, is_locked
+
     done = [point_status(d) == "done" for d in job.run_dirs]
     out: dict[str, str | None] = {p.hash: None for p, finished in zip(job.points, done) if finished}
-    todo = [(p, d) for p, d, finished in zip(job.points, job.run_dirs, done) if not finished]
+    todo = []
+    for p, d, finished in zip(job.points, job.run_dirs, done):
+        if finished:
+            continue
+        if is_locked(d):  # leave its directory alone: another process is training this point
+            out[p.hash] = f"RunLocked: {d} is being trained by another process"
+        else:
+            todo.append((p, d))
     if len(todo) == 1:
         point, run_dir = todo[0]
         status = _prepare(run_dir)
         try:
             train_mod.train(point.config, run_dir, resume=status == "interrupted", progress=progress)
             out[point.hash] = None
+        except RunLocked as e:  # taken between the check and the start: not this job's failure to record
+            out[point.hash] = f"RunLocked: {e}"
         except Exception as e:  # one failing point must not stop the sweep
             out[point.hash] = _record_failure(run_dir, e)
     elif todo:
@@ -335,7 +346,7 @@ def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
         for (point, run_dir), err in zip(todo, errors):
             if isinstance(err, BaseException):
                 err = _record_failure(run_dir, err)
-            elif err is not None:
+            elif err is not None and not err.startswith("RunLocked:"):
                 (run_dir / "error.txt").write_text(err + "\n")
             out[point.hash] = err
     return out
@@ -422,6 +433,36 @@ def write_results(points: Sequence[Point], out_dir: Path):
     df.to_parquet(tmp, index=False)
     tmp.replace(out_dir / "results.parquet")
     return df
+
+
+def load_sweep(out_dir: str | Path) -> tuple[SweepSpec, list[Point]]:
+    """The spec and grid points of the sweep in ``out_dir`` (from its ``spec.json``).
+    Raises ConfigError when ``out_dir`` holds no sweep or a spec this modicl version cannot read."""
+    from .config import from_dict
+
+    path = Path(out_dir) / "spec.json"
+    if not path.is_file():
+        raise ConfigError(f"{out_dir} is not a sweep directory (no spec.json); give the directory `modicl sweep` wrote")
+    d = json.loads(path.read_text())
+    try:
+        base = from_dict(d.pop("base")) if d.get("base") is not None else None
+        spec = SweepSpec(**{**d, "base": base})
+    except TypeError as e:
+        raise ConfigError(f"{path} does not match this modicl version: {e}") from None
+    return spec, expand(spec)
+
+
+def refresh_tables(out_dir: str | Path) -> None:
+    """Rewrite ``index.csv`` and the results table of the sweep in ``out_dir`` from its run directories,
+    under a file lock, so that jobs finishing at the same time on a cluster each leave a complete table."""
+    import fcntl
+
+    out_dir = Path(out_dir)
+    spec, points = load_sweep(out_dir)
+    with open(out_dir / ".tables.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_index(spec, points, out_dir)
+        write_results(points, out_dir)
 
 
 def run_sweep(

@@ -14,7 +14,10 @@ on CPUs that compute bf16 natively (else fp32); fused AdamW and optional ``torch
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -30,6 +33,7 @@ from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict,
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .metrics import PHASE_LABELS, SETS, classify_phase, evaluate
 from .model import Transformer, n_params
+from .runlock import lock_run
 from .rundir import (
     append_metrics, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint, truncate_metrics, write_json,
 )
@@ -183,6 +187,14 @@ def eval_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step, 0xE7A1]).generate_state(1)[0])
 
 
+def _slurm_job_id() -> str | None:
+    """This process's SLURM job id as squeue shows it (ARRAYID_TASK for an array task), or None."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
 def _run_differences(a: RunConfig, b: RunConfig) -> list[str]:
     """Dotted names of the fields where ``a`` and ``b`` differ, ignoring execution-only fields."""
     da, db = to_dict(a), to_dict(b)
@@ -210,6 +222,7 @@ class RunState:
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: bool, device: torch.device, dtype: torch.dtype):
         self.cfg, self.run_dir, self.device, self.dtype = cfg, Path(run_dir), device, dtype
+        self._lock = lock_run(self.run_dir)  # released by close(), or by the kernel when the process ends
         self.autocast = autocast_for(device, dtype)
         run_dir, tc = self.run_dir, cfg.train
         has_ckpt = (run_dir / "checkpoints" / "last.safetensors").exists()
@@ -229,6 +242,7 @@ class RunState:
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            (run_dir / "sessions.jsonl").unlink(missing_ok=True)
             write_json(run_dir / "config.json", to_dict(cfg))
             self.tasks = make_task_set(cfg.task, cfg.seed)
             (run_dir / "tasks.json").write_text(self.tasks.to_json())
@@ -249,6 +263,10 @@ class RunState:
         self.per_task = tc.batch_size // cfg.task.n_id
         self.tokens_per_step = tc.batch_size * (3 * cfg.task.n_ctx - 1)
         self.t0 = time.perf_counter()
+        # One line per process that trained this run: where each resume started, and on which host or SLURM job.
+        with (run_dir / "sessions.jsonl").open("a") as fh:
+            fh.write(json.dumps({"start_step": self.start, "resumed": self.resumed, "host": socket.gethostname(),
+                                 "slurm_job_id": _slurm_job_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
 
     def set_lr(self, step: int) -> None:
         """The scheduled learning rate for 0-based optimizer step ``step``."""
@@ -279,9 +297,16 @@ class RunState:
         return row
 
     def finish(self) -> dict:
-        """Write summary.json and the plots; return the summary."""
-        return finish(self.run_dir, tokens_per_step=self.tokens_per_step, n_parameters=n_params(self.model),
-                      dtype=str(self.dtype).removeprefix("torch."), device=str(self.device))
+        """Write summary.json and the plots; return the summary. Releases the run directory."""
+        try:
+            return finish(self.run_dir, tokens_per_step=self.tokens_per_step, n_parameters=n_params(self.model),
+                          dtype=str(self.dtype).removeprefix("torch."), device=str(self.device))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the run directory's training lock (:mod:`modicl.runlock`)."""
+        self._lock.close()
 
 
 def setup_process(tc: TrainConfig) -> tuple[torch.device, torch.dtype]:
@@ -324,45 +349,46 @@ def train(
     tc = cfg.train
     device, dtype = setup_process(tc)
     run = RunState(cfg, run_dir, resume=resume, device=device, dtype=dtype)
-    step_fn = TrainStep(run.model, run.opt, run.autocast, resolve_compile(tc.compile, device))
+    with contextlib.closing(run):  # the run directory stays locked until training ends, however it ends
+        step_fn = TrainStep(run.model, run.opt, run.autocast, resolve_compile(tc.compile, device))
 
-    if run.start == 0 and not run.resumed:
-        run.evaluate(0, None)
-    bar = tqdm(total=tc.steps, initial=run.start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
-    loss_sum = torch.zeros((), device=device)
-    bad_step = torch.full((), -1, dtype=torch.int64, device=device)
-    n_since, last_good, ood_last = 0, run.start, "-"
-    for step in range(run.start, tc.steps):
-        run.set_lr(step)
-        t_step = time.perf_counter()
-        loss = step_fn(run.batch())
-        bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step + 1, bad_step)
-        loss_sum += loss
-        n_since += 1
-        done = step + 1
-        bar.update(1)
-        is_eval = done % tc.eval_every == 0 or done == tc.steps
-        if done % 25 == 0 or is_eval:
-            if bad_step.item() >= 0:
-                bar.close()
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at step {bad_step.item()}; checkpoints/last in {run.run_dir} keeps step "
-                    f"{last_good}; lower train.lr or use --train.dtype fp32"
-                )
-            bar.set_postfix(loss=f"{loss.item():.3f}", ood_last=ood_last)
-        run.train_s += time.perf_counter() - t_step
-        if is_eval:
-            row = run.evaluate(done, (loss_sum / n_since).item())
-            loss_sum.zero_()
-            n_since = 0
-            last_good = done
-            ood_last = f"{row['ood_train']['acc_last']:.2f}/{row['ood_test']['acc_last']:.2f}"
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_last=ood_last)
-            if stop_after is not None and done >= stop_after and done < tc.steps:
-                bar.close()
-                return None
-    bar.close()
-    return run.finish()
+        if run.start == 0 and not run.resumed:
+            run.evaluate(0, None)
+        bar = tqdm(total=tc.steps, initial=run.start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
+        loss_sum = torch.zeros((), device=device)
+        bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+        n_since, last_good, ood_last = 0, run.start, "-"
+        for step in range(run.start, tc.steps):
+            run.set_lr(step)
+            t_step = time.perf_counter()
+            loss = step_fn(run.batch())
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step + 1, bad_step)
+            loss_sum += loss
+            n_since += 1
+            done = step + 1
+            bar.update(1)
+            is_eval = done % tc.eval_every == 0 or done == tc.steps
+            if done % 25 == 0 or is_eval:
+                if bad_step.item() >= 0:
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at step {bad_step.item()}; checkpoints/last in {run.run_dir} keeps step "
+                        f"{last_good}; lower train.lr or use --train.dtype fp32"
+                    )
+                bar.set_postfix(loss=f"{loss.item():.3f}", ood_last=ood_last)
+            run.train_s += time.perf_counter() - t_step
+            if is_eval:
+                row = run.evaluate(done, (loss_sum / n_since).item())
+                loss_sum.zero_()
+                n_since = 0
+                last_good = done
+                ood_last = f"{row['ood_train']['acc_last']:.2f}/{row['ood_test']['acc_last']:.2f}"
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_last=ood_last)
+                if stop_after is not None and done >= stop_after and done < tc.steps:
+                    bar.close()
+                    return None
+        bar.close()
+        return run.finish()
 
 
 def finish(run_dir: Path, **extra) -> dict:

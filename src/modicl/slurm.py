@@ -1,0 +1,351 @@
+"""Sweeps on a SLURM cluster through submitit: submit, follow, and report per-point state.
+
+:func:`submit_sweep` sends the jobs of a sweep (:class:`modicl.sweep.Job`: one run, or an ensemble of runs
+that share an architecture) to SLURM as one job array; each array task runs :class:`SweepTask`, which is
+:func:`modicl.sweep.run_job` followed by a locked rewrite of the sweep's index and results table. The run
+directories are the same as with the local executor, so finished points are skipped, interrupted ones
+resume from ``checkpoints/last``, and the results table is the same table.
+
+Requeue: a job gets SIGUSR2 ``signal_delay_s`` before its time limit (or on pre-emption); submitit then
+calls :meth:`SweepTask.checkpoint`, which resubmits the same job, and requeues it (``scontrol requeue``,
+at most ``max_requeues`` times). The requeued job resumes each run from its last periodic checkpoint
+(every ``train.eval_every`` steps), so at most ``eval_every`` steps are redone.
+
+SLURM's own state (queued, running) comes from ``squeue``; submitit's job watcher is not used because it
+reads ``sacct``, which needs SLURM accounting, and small clusters often run without it. The array task
+ids of every submission are kept in ``SWEEP_DIR/slurm/submissions.jsonl``; submitit's pickles and the
+jobs' logs are in ``SWEEP_DIR/slurm/ARRAYID_TASK_*``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError
+from .runlock import is_locked
+from .sweep import Job, SweepSpec, expand, make_jobs, point_status, refresh_tables, run_job, with_threads, write_index
+
+# squeue states shown as "queued" and "running"; any other state is shown in lower case.
+_QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
+_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Resources and behaviour of the SLURM jobs of a sweep (one job per sweep job, as a job array)."""
+
+    partition: str | None = None
+    """partition to submit to (None: the cluster's default partition)."""
+    gpus_per_job: int = 0
+    """GPUs per job (runs and ensembles use CUDA when one is present)."""
+    cpus_per_job: int = 2
+    """CPUs per job; training uses this many threads."""
+    time: str = "6:00:00"
+    """time limit per job, in SLURM's formats: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS."""
+    mem_gb: float | None = None
+    """memory per job in GB (None: the partition's default)."""
+    array_parallelism: int = 64
+    """at most this many jobs of the array run at once."""
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    signal_delay_s: int = 90
+    """seconds before the time limit at which a job requeues itself (it resumes from its checkpoints)."""
+    max_requeues: int = 3
+    """how many times a job may requeue itself after a time-out."""
+    setup: tuple[str, ...] = ()
+    """shell lines run before python in each job, e.g. 'module load cuda'."""
+
+
+def time_minutes(text: str) -> int:
+    """A SLURM time limit (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``) in whole
+    minutes, rounded up. Raises ConfigError for anything else or a limit of zero."""
+    days, rest = 0, text.strip()
+    try:
+        if "-" in rest:
+            d, rest = rest.split("-", 1)
+            days = int(d)
+            parts = [int(x) for x in rest.split(":")]
+            if not 1 <= len(parts) <= 3:
+                raise ValueError
+            h, m, s = (parts + [0, 0])[:3]
+        else:
+            parts = [int(x) for x in rest.split(":")]
+            if len(parts) == 1:
+                h, m, s = 0, parts[0], 0
+            elif len(parts) == 2:
+                h, m, s = 0, parts[0], parts[1]
+            elif len(parts) == 3:
+                h, m, s = parts
+            else:
+                raise ValueError
+        if min(days, h, m, s) < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--slurm.time {text!r} is not a SLURM time limit; write e.g. 90, 6:00:00 or 1-12:00:00") from None
+    total = days * 1440 + h * 60 + m + -(-s // 60)
+    if total < 1:
+        raise ConfigError(f"--slurm.time {text!r} is zero; give the jobs time to run")
+    return total
+
+
+def check_slurm() -> None:
+    """Raise ConfigError (one line) unless submitit is installed and a SLURM controller answers ``sinfo``."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise ConfigError("--executor slurm needs submitit: pip install 'modicl[slurm]' (or pip install submitit)") from None
+    for prog in ("sbatch", "squeue", "sinfo"):
+        if shutil.which(prog) is None:
+            raise ConfigError(f"--executor slurm needs SLURM's {prog} on PATH (run on a login node; to try it on this machine: "
+                              "scripts/slurm-single-node.sh start)")
+    try:
+        res = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise ConfigError("SLURM is not reachable: sinfo did not answer within 60 s") from None
+    if res.returncode != 0:
+        first = (res.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ConfigError(f"SLURM is not reachable: sinfo failed ({first}); is SLURM_CONF set and slurmctld running?")
+
+
+class SweepTask:
+    """What each SLURM job runs: :func:`modicl.sweep.run_job` on its sweep job, then a rewrite of the
+    sweep's index and results table. Returns {point hash: None or the one-line error}.
+
+    Its ``checkpoint`` method (called by submitit on time-out or pre-emption) resubmits the same call: the
+    runs resume from the checkpoints in their run directories."""
+
+    def __call__(self, job: Job, out_dir: str) -> dict[str, str | None]:
+        outcome = run_job(job, progress=False)
+        refresh_tables(out_dir)
+        return outcome
+
+    def checkpoint(self, job: Job, out_dir: str):
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, job, out_dir)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One SLURM array task: its id as squeue shows it (``ARRAYID_TASK``) and the points it trains."""
+
+    job_id: str
+    hashes: tuple[str, ...]
+
+
+def _submissions_path(out_dir: Path) -> Path:
+    return out_dir / "slurm" / "submissions.jsonl"
+
+
+def read_submissions(out_dir: str | Path) -> dict[str, str]:
+    """{point hash: the SLURM job id of its latest submission} of the sweep in ``out_dir``."""
+    path = _submissions_path(Path(out_dir))
+    latest: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                for h in rec["hashes"]:
+                    latest[h] = rec["job_id"]
+    return latest
+
+
+def queue_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """{job id: SLURM state} for those of ``job_ids`` (``ARRAYID_TASK`` or plain ids) that squeue still
+    lists; finished jobs are absent. Raises ConfigError when squeue fails for another reason."""
+    ids = set(job_ids)
+    if not ids:
+        return {}
+    mains = sorted({i.split("_")[0] for i in ids})
+    try:
+        res = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(mains)],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ConfigError(f"squeue failed: {e}") from None
+    if res.returncode != 0:
+        if "Invalid job id" in res.stderr:  # every job has left the queue
+            return {}
+        first = (res.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ConfigError(f"squeue failed: {first}")
+    states = {}
+    for line in res.stdout.splitlines():
+        jid, _, state = line.strip().partition("|")
+        if jid in ids:
+            states[jid] = state
+    return states
+
+
+def _executor(out_dir: Path, opts: SlurmOptions, name: str):
+    import submitit
+
+    try:
+        ex = submitit.SlurmExecutor(folder=out_dir / "slurm" / "%j", max_num_timeout=opts.max_requeues)
+    except RuntimeError as e:  # no srun
+        raise ConfigError(f"--executor slurm: {e}") from None
+    params: dict[str, Any] = {
+        "job_name": f"modicl-{name}", "time": time_minutes(opts.time), "cpus_per_task": opts.cpus_per_job,
+        "array_parallelism": opts.array_parallelism, "signal_delay_s": opts.signal_delay_s, "stderr_to_stdout": True,
+    }
+    optional = {"partition": opts.partition, "account": opts.account, "qos": opts.qos, "constraint": opts.constraint,
+                "gpus_per_node": opts.gpus_per_job or None, "setup": list(opts.setup) or None,
+                "mem": f"{int(opts.mem_gb * 1024)}MB" if opts.mem_gb else None}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    ex.update_parameters(**params)
+    return ex
+
+
+def _validate(opts: SlurmOptions) -> None:
+    time_minutes(opts.time)
+    bad = [f"--slurm.{k.replace('_', '-')} {v}" for k, v in (("cpus_per_job", opts.cpus_per_job), ("array_parallelism", opts.array_parallelism))
+           if v < 1]
+    bad += [f"--slurm.{k.replace('_', '-')} {v}" for k, v in (("gpus_per_job", opts.gpus_per_job), ("max_requeues", opts.max_requeues),
+                                                             ("signal_delay_s", opts.signal_delay_s)) if v < 0]
+    if opts.mem_gb is not None and opts.mem_gb <= 0:
+        bad.append(f"--slurm.mem-gb {opts.mem_gb}")
+    if bad:
+        raise ConfigError(f"{', '.join(bad)}: must be positive (CPUs, array parallelism, memory) or ≥ 0")
+
+
+def submit_sweep(spec: SweepSpec, out_dir: str | Path, opts: SlurmOptions = SlurmOptions(), *, ensemble: bool = True) -> list[Submission]:
+    """Submit the unfinished points of ``spec`` to SLURM as one job array and return without waiting.
+
+    Points already done are skipped, and so are points whose latest job is still queued or running
+    (re-submitting a sweep never trains a point twice at once); interrupted points resume from their
+    checkpoints, failed ones start again.
+
+    Args:
+        spec: the grid (validated before anything is submitted).
+        out_dir: the sweep directory; it must be on a file system that the compute nodes share.
+        opts: resources per job.
+        ensemble: group points that share an architecture into one job (:mod:`modicl.ensemble`).
+    Returns:
+        One :class:`Submission` per array task (empty when nothing is left to run).
+    Raises:
+        ConfigError: invalid spec or options, no submitit, SLURM unreachable, or sbatch refusing the job.
+    """
+    _validate(opts)
+    out_dir = Path(out_dir).resolve()
+    points = expand(spec)
+    check_slurm()
+    write_index(spec, points, out_dir)
+    latest = read_submissions(out_dir)
+    active = queue_states(latest.values())
+    todo = [p for p in points if point_status(out_dir / "runs" / p.hash) != "done" and latest.get(p.hash) not in active]
+    if not todo:
+        return []
+    jobs = [with_threads(j, opts.cpus_per_job) for j in make_jobs(todo, out_dir, ensemble=ensemble)]
+    ex = _executor(out_dir, opts, spec.name)
+    try:
+        submitted = ex.map_array(SweepTask(), jobs, [str(out_dir)] * len(jobs))
+    except Exception as e:  # sbatch's refusal (bad partition, limits) comes as CalledProcessError or FailedJobError
+        msg = getattr(e, "stderr", None) or getattr(e, "output", None) or str(e)
+        if isinstance(msg, bytes):
+            msg = msg.decode(errors="replace")
+        lines = [line for line in str(msg).strip().splitlines() if line.strip()] or [type(e).__name__]
+        raise ConfigError(f"sbatch refused the sweep: {lines[-1].strip()}") from None
+    subs = [Submission(str(s.job_id), tuple(p.hash for p in j.points)) for s, j in zip(submitted, jobs)]
+    path = _submissions_path(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        for s in subs:
+            fh.write(json.dumps({"job_id": s.job_id, "hashes": list(s.hashes), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+    return subs
+
+
+def _last_step(run_dir: Path) -> int | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    with path.open("rb") as fh:
+        lines = fh.read().splitlines()
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError):
+            continue
+    return None
+
+
+def sweep_status(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Per-point state of the sweep in ``out_dir``, in grid order: dicts with ``hash``, ``axes``,
+    ``state`` (done, failed, running, queued, interrupted or new; another SLURM state in lower case,
+    e.g. suspended), ``job_id`` (latest SLURM submission or None), ``step`` (last evaluated step or None),
+    ``steps`` (the run's total) and ``error`` (first line of error.txt for failed points).
+
+    Raises ConfigError when ``out_dir`` is not a sweep directory or squeue fails."""
+    from .sweep import load_sweep
+
+    out_dir = Path(out_dir)
+    _, points = load_sweep(out_dir)
+    latest = read_submissions(out_dir)
+    queue = queue_states(latest.values()) if latest else {}
+    rows = []
+    for p in points:
+        run_dir = out_dir / "runs" / p.hash
+        state = point_status(run_dir)
+        job_id = latest.get(p.hash)
+        error = None
+        if state == "failed":
+            error = (run_dir / "error.txt").read_text().splitlines()[0]
+        elif state != "done" and job_id in queue:
+            q = queue[job_id]
+            state = "running" if q in _RUNNING else "queued" if q in _QUEUED else q.lower()
+        elif state != "done" and is_locked(run_dir):  # trained by a local process (modicl train / sweep)
+            state = "running"
+        rows.append({"hash": p.hash, "axes": p.axes, "state": state, "job_id": job_id, "step": _last_step(run_dir),
+                     "steps": p.config.train.steps, "error": error})
+    return rows
+
+
+def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: bool = True, poll_s: float = 10.0) -> list[dict[str, Any]]:
+    """Follow ``job_ids`` until none is queued or running, with a progress bar over the sweep's points;
+    then rewrite the index and results table and return :func:`sweep_status`."""
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    rows = sweep_status(out_dir)
+    bar = tqdm(total=len(rows), disable=not progress, unit="run", desc="slurm")
+    try:
+        while True:
+            active = queue_states(job_ids)
+            rows = sweep_status(out_dir)
+            ended = sum(r["state"] in ("done", "failed") for r in rows)
+            bar.n = ended
+            bar.set_postfix(running=sum(r["state"] == "running" for r in rows), queued=sum(r["state"] == "queued" for r in rows),
+                            failed=sum(r["state"] == "failed" for r in rows))
+            bar.refresh()
+            if not active:
+                break
+            time.sleep(poll_s)
+    finally:
+        bar.close()
+    refresh_tables(out_dir)
+    return sweep_status(out_dir)
+
+
+def format_status(rows: Sequence[dict[str, Any]]) -> str:
+    """The table that ``modicl status`` prints: one line per point, then the counts per state."""
+    lines = []
+    for r in rows:
+        label = ", ".join(f"{k}={v}" for k, v in r["axes"].items()) or "-"
+        where = f"job {r['job_id']}" if r["job_id"] else ""
+        step = f"step {r['step']}/{r['steps']}" if r["step"] is not None and r["state"] != "done" else ""
+        extra = r["error"] or " ".join(x for x in (where, step) if x)
+        lines.append(f"{r['hash']}  {r['state']:11s}  {label}" + (f"  ({extra})" if extra else ""))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    lines.append(f"{len(rows)} points: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return "\n".join(lines)
+
+
+__all__ = ["SlurmOptions", "Submission", "SweepTask", "check_slurm", "format_status", "queue_states", "read_submissions",
+           "submit_sweep", "sweep_status", "time_minutes", "wait_for_sweep"]

@@ -1,0 +1,224 @@
+"""The SLURM executor: option parsing and errors without SLURM, and real sweeps against a real cluster.
+
+The tests marked ``slurm`` submit through the real sbatch of a running cluster (``scripts/slurm-single-node.sh
+start``, then ``export SLURM_CONF=…``). Without one they are skipped, unless MODICL_REQUIRE_SLURM=1 (set by
+.ci/run, which starts the cluster), where a missing cluster fails them.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from modicl.cli import main
+from modicl.config import ConfigError
+from modicl.slurm import SlurmOptions, queue_states, submit_sweep, sweep_status, time_minutes, wait_for_sweep
+from modicl.sweep import SweepSpec, load_sweep, run_sweep
+
+from conftest import tiny_config
+
+# A TOML spec for the CLI: the tiny config of conftest.py, three seeds.
+TINY_TOML = """
+name = "tiny"
+preset = "quick"
+[set]
+"task.p" = 5
+"task.n_id" = 4
+"task.n_ctx" = 4
+"model.d_model" = 32
+"model.n_layers" = 1
+"model.n_heads" = 2
+"train.steps" = 40
+"train.batch_size" = 16
+"train.lr" = 3e-3
+"train.weight_decay" = 0.1
+"train.warmup_steps" = 10
+"train.eval_every" = 20
+"train.eval_sequences" = 32
+"train.eval_batch_size" = 64
+"train.dtype" = "fp32"
+"train.device" = "cpu"
+[axes]
+seed = [1, 2, 3]
+"""
+
+
+@pytest.mark.parametrize("text, minutes", [("90", 90), ("1:30", 2), ("0:59", 1), ("6:00:00", 360), ("1-12", 2160),
+                                           ("1-12:30", 2190), ("2-0:0:1", 2881)])
+def test_slurm_time_limits_in_minutes(text, minutes):
+    assert time_minutes(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["abc", "1:2:3:4", "0", "-5", "1-2:3:4:5", ""])
+def test_bad_time_limits_are_refused(text):
+    with pytest.raises(ConfigError, match="slurm.time"):
+        time_minutes(text)
+
+
+def test_bad_slurm_options_and_missing_slurm_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_TOML)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm", "--slurm.time", "soon"]) == 2
+    assert "--slurm.time 'soon' is not a SLURM time limit" in capsys.readouterr().err
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm", "--slurm.cpus-per-job", "0"]) == 2
+    assert "--slurm.cpus-per-job 0" in capsys.readouterr().err
+    assert main(["sweep", str(spec), "--executor", "slurm", "--slurm.partitoin", "gpu"]) == 2
+    assert "did you mean --slurm.partition?" in capsys.readouterr().err
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "needs SLURM's sbatch on PATH" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s" / "runs").exists()
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm"]) == 2
+    assert "needs submitit: pip install 'modicl[slurm]'" in capsys.readouterr().err
+
+
+def test_status_of_a_local_sweep_reports_done_interrupted_failed(tmp_path, capsys):
+    spec = SweepSpec("t", base=tiny_config(steps=20, eval_every=10), axes={"seed": [1, 2, 3]})
+    run_sweep(spec, tmp_path, progress=False)
+    _, points = load_sweep(tmp_path)
+    runs = [tmp_path / "runs" / p.hash for p in points]
+    (runs[1] / "summary.json").unlink()  # as if killed after its last checkpoint
+    (runs[2] / "summary.json").unlink()
+    (runs[2] / "error.txt").write_text("RuntimeError: injected\n\ntraceback")
+    rows = sweep_status(tmp_path)
+    assert [(r["hash"], r["state"], r["step"]) for r in rows] == [
+        (points[0].hash, "done", 20), (points[1].hash, "interrupted", 20), (points[2].hash, "failed", 20)]
+    assert rows[2]["error"] == "RuntimeError: injected"
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{points[1].hash}  interrupted  seed=2  (step 20/20)" in out
+    assert f"{points[2].hash}  failed       seed=3  (RuntimeError: injected)" in out
+    assert out.strip().splitlines()[-1] == "3 points: 1 done, 1 interrupted, 1 failed"
+    assert main(["status", str(tmp_path / "runs")]) == 2
+    assert "is not a sweep directory" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- real SLURM
+
+
+@pytest.fixture
+def slurm():
+    """Skip (or fail under MODICL_REQUIRE_SLURM=1) unless a SLURM controller answers."""
+    ok = shutil.which("sinfo") is not None and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=60).returncode == 0
+    if not ok:
+        if os.environ.get("MODICL_REQUIRE_SLURM") == "1":
+            pytest.fail("MODICL_REQUIRE_SLURM=1 but no SLURM cluster answers; start one: scripts/slurm-single-node.sh start")
+        pytest.skip("no SLURM cluster (scripts/slurm-single-node.sh start; export SLURM_CONF=…)")
+
+
+def _sessions(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "sessions.jsonl").read_text().splitlines()]
+
+
+def _wait_until(pred, timeout: float = 120.0):
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "timed out waiting for the SLURM job"
+        time.sleep(0.1)
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(240)
+def test_cli_sweep_on_slurm_gives_the_local_results_table(slurm, tmp_path, capsys):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_TOML)
+    out = tmp_path / "on-slurm"
+    args = ["sweep", str(spec), "--out", str(out), "--executor", "slurm", "--slurm.cpus-per-job", "1", "--slurm.time", "10",
+            "--no-ensemble", "--no-progress"]
+    assert main([*args, "--wait"]) == 0
+    printed = capsys.readouterr().out
+    assert "submitted 3 points as 3 SLURM jobs" in printed and "3 points: 3 done" in printed
+    subs = [json.loads(line) for line in (out / "slurm" / "submissions.jsonl").read_text().splitlines()]
+    assert len(subs) == 3
+    for s in subs:  # each point was trained by the array task recorded for it
+        assert [x["slurm_job_id"] for x in _sessions(out / "runs" / s["hashes"][0])] == [s["job_id"]]
+
+    # The same sweep run here, in this process: the same rows, value for value.
+    run_sweep(SweepSpec("tiny", preset="quick", **_toml_parts()), tmp_path / "local", progress=False, ensemble=False)
+    on_slurm = pd.read_csv(out / "results.csv").sort_values("hash").reset_index(drop=True)
+    local = pd.read_csv(tmp_path / "local" / "results.csv").sort_values("hash").reset_index(drop=True)
+    metrics = [c for c in local.columns if c.startswith(("final.", "best_ood")) or c in ("hash", "seed", "phase", "steps")]
+    assert len(on_slurm) == 3
+    pd.testing.assert_frame_equal(on_slurm[metrics], local[metrics])
+
+    assert main(args) == 0  # re-submitting a finished sweep submits nothing
+    assert "nothing to submit" in capsys.readouterr().out
+    assert main(["status", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "3 points: 3 done"
+
+
+def _toml_parts():
+    import tomllib
+
+    d = tomllib.loads(TINY_TOML)
+    return {"set": d["set"], "axes": d["axes"]}
+
+
+def _long_spec() -> SweepSpec:
+    return SweepSpec("long", base=tiny_config(steps=4000, eval_every=50, threads=1), axes={"seed": [1]})
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(240)
+def test_scancel_mid_run_then_resubmission_resumes_from_the_checkpoint(slurm, tmp_path):
+    (sub,) = submit_sweep(_long_spec(), tmp_path, SlurmOptions(cpus_per_job=1, time="10"))
+    run_dir = tmp_path / "runs" / sub.hashes[0]
+    _wait_until(lambda: (sweep_status(tmp_path)[0]["step"] or 0) >= 200)
+    assert sweep_status(tmp_path)[0]["state"] == "running"
+    subprocess.run(["scancel", sub.job_id], check=True)
+    _wait_until(lambda: not queue_states([sub.job_id]))
+    (row,) = sweep_status(tmp_path)
+    assert row["state"] == "interrupted" and 200 <= row["step"] < 4000
+    stopped_at = row["step"]
+
+    (again,) = submit_sweep(_long_spec(), tmp_path, SlurmOptions(cpus_per_job=1, time="10"))
+    assert again.job_id != sub.job_id and again.hashes == sub.hashes
+    (row,) = wait_for_sweep(tmp_path, [again.job_id], progress=False, poll_s=0.5)
+    assert row["state"] == "done"
+    sessions = _sessions(run_dir)
+    assert [(s["slurm_job_id"], s["start_step"]) for s in sessions] == [(sub.job_id, 0), (again.job_id, stopped_at)]
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(0, 4001, 50))
+    # resuming is exact: the same numbers as the run trained without interruption, here
+    run_sweep(_long_spec(), tmp_path / "local", progress=False)
+    local = json.loads(next((tmp_path / "local" / "runs").iterdir()).joinpath("summary.json").read_text())
+    assert json.loads((run_dir / "summary.json").read_text())["final"] == local["final"]
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(240)
+def test_a_timed_out_job_requeues_itself_and_resumes(slurm, tmp_path):
+    (sub,) = submit_sweep(_long_spec(), tmp_path, SlurmOptions(cpus_per_job=1, time="10"))
+    _wait_until(lambda: (sweep_status(tmp_path)[0]["step"] or 0) >= 200)
+    # What SLURM sends signal_delay_s before the time limit; submitit checkpoints and requeues the job.
+    subprocess.run(["scancel", "--signal=USR2", sub.job_id], check=True)
+    (row,) = wait_for_sweep(tmp_path, [sub.job_id], progress=False, poll_s=0.5)
+    assert row["state"] == "done"
+    sessions = _sessions(tmp_path / "runs" / sub.hashes[0])
+    assert len(sessions) == 2 and {s["slurm_job_id"] for s in sessions} == {sub.job_id}
+    assert sessions[0]["start_step"] == 0 and 200 <= sessions[1]["start_step"] < 4000 and sessions[1]["resumed"]
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(120)
+def test_an_unreachable_controller_is_a_one_line_error(slurm, tmp_path, monkeypatch, capsys):
+    conf = Path(os.environ["SLURM_CONF"]).read_text() if os.environ.get("SLURM_CONF") else ""
+    lines = [ln for ln in conf.splitlines() if not ln.startswith(("SlurmctldHost", "SlurmctldPort"))]
+    dead = tmp_path / "slurm.conf"
+    dead.write_text("\n".join(["SlurmctldHost=nowhere(127.0.0.1)", "SlurmctldPort=6999", *lines]) + "\n")
+    monkeypatch.setenv("SLURM_CONF", str(dead))
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_TOML)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "SLURM is not reachable: sinfo failed" in err and len(err.strip().splitlines()) == 1
