@@ -173,6 +173,10 @@ def test_builtin_specs_expand_to_the_paper_grids():
     assert {p.config.model.n_layers for p in depth} == {1, 2, 4, 6}
     quick = expand(load_spec("quick-phase-diagram"))
     assert len(quick) == 12 and all(p.config.train.batch_size % p.config.task.n_id == 0 for p in quick)
+    depth = {p.config.model.n_layers: p.hash for p in expand(load_spec("quick-depth"))}
+    assert set(depth) == {1, 2, 4, 6}
+    # its depth-4 point is the quick preset itself, the α = 0.8, n_id = 32 cell of quick-phase-diagram
+    assert depth[4] == next(p.hash for p in quick if p.config.task.alpha == 0.8 and p.config.task.n_id == 32)
 
 
 def test_plot_of_a_sweep_where_every_point_failed_is_a_one_line_error(tmp_path, monkeypatch, capsys):
@@ -217,3 +221,22 @@ def test_a_point_being_trained_elsewhere_is_left_alone_and_shown_running(tmp_pat
     assert sweep_status(tmp_path)[0]["state"] == "interrupted"
     assert run_job(Job((point,), (run_dir,))) == {point.hash: None}
     assert point_status(run_dir) == "done"
+
+
+def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
+    from modicl.sweep_plots import _cells, plot_sweep
+
+    grid = tmp_path / "grid"
+    run_sweep(_spec(n_id=[4, 8], alpha=[0.6, 0.8], seed=[1]), grid, progress=False)
+    written = {p.name for p in plot_sweep(grid)}
+    assert written == {f"{n}.{ext}" for n in ("phase_diagram", "accuracy_heatmaps", "training_curves", "ood_vs_n_id")
+                       for ext in ("png", "pdf")}
+    df = pd.read_csv(grid / "results.csv")
+    # one seed per cell: each cell's phase is its run's own phase
+    phases = {(c["n_id"], c["alpha"]): c["phase"] for c in _cells(df, 0.5)}
+    assert phases == {(r.n_id, r.alpha): r.phase for r in df.itertuples()}
+
+    depth = tmp_path / "depth"
+    run_sweep(_spec(n_layers=[1, 2], seed=[1]), depth, progress=False)
+    written = {p.name for p in plot_sweep(depth)}
+    assert {"depth.png", "depth.pdf", "training_curves_n_layers1.png", "training_curves_n_layers2.png"} <= written

@@ -565,6 +565,9 @@ BUILTIN: dict[str, SweepSpec] = {
         axes={"task.alpha": [0.4, 0.6, 0.8]},
         zip={"task.n_id": [8, 16, 24, 32], "train.batch_size": [64, 64, 72, 64]},
     ),
+    # The depth claim on the CPU preset (PAPER.md §3): the quick preset (n_id 32, α 0.8, seed 2) at depths 1, 2, 4, 6.
+    # Depth 4 is the same config, hence the same run directory name, as the α = 0.8, n_id = 32 point above.
+    "quick-depth": SweepSpec("quick-depth", preset="quick", axes={"model.n_layers": [1, 2, 4, 6]}),
     # PAPER.md §3 depth study: o.o.d. accuracy against n_id for depths 1, 2, 4, 6 at α = 0.6, for a GPU.
     "depth": SweepSpec(
         "depth", preset="paper", set={"task.alpha": 0.6},

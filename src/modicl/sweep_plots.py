@@ -1,6 +1,6 @@
 """Figures of a sweep (PAPER.md §3): the phase diagram in the layout of Fig. 1b, the per-set accuracy
-heatmaps of Fig. 3a, o.o.d. accuracy against n_id per depth, and training curves that show transient
-o.o.d. generalization. Everything is read from the sweep's ``results.csv`` and run directories.
+heatmaps of Fig. 3a, o.o.d. accuracy against n_id per depth, accuracy against depth at one (n_id, α), and
+training curves that show transient o.o.d. generalization. Everything is read from the sweep's ``results.csv`` and run directories.
 
 Seeds are averaged: a cell's accuracies are the mean over its seeds of the final last-position
 accuracies, and its phase is classified from those means with the runs' phase threshold.
@@ -162,6 +162,40 @@ def training_curves(df, sweep_dir: Path, path: Path, title: str, max_runs: int =
     return _save(fig, path)
 
 
+def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
+    """The depth claim (PAPER.md §3): left, the final (solid) and best-o.o.d.-checkpoint (dashed) last-position
+    accuracy of the four sets against n_layers, mean over seeds; right, o.o.d. test accuracy against step
+    per depth (first seed), the best-o.o.d. step marked, where transient o.o.d. generalization shows."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    mean = df.groupby("n_layers")[[f"{w}.{s}.acc_last" for w in ("final", "best_ood") for s in SETS]].mean()
+    depths = list(mean.index)
+    for s in SETS:
+        line, = left.plot(depths, mean[f"final.{s}.acc_last"], "o-", label=SET_LABELS[s])
+        left.plot(depths, mean[f"best_ood.{s}.acc_last"], "o--", color=line.get_color(), alpha=0.6)
+    left.plot([], [], "k--", alpha=0.6, label="at the best o.o.d. checkpoint")
+    left.set_xticks(depths)
+    left.set_xlabel("n_layers (depth)")
+    left.set_ylabel("last-position accuracy")
+    left.set_ylim(0, 1.02)
+    left.legend(fontsize=7)
+    cmap = plt.get_cmap("viridis")
+    for depth in depths:
+        r = df[df["n_layers"] == depth].sort_values("seed").iloc[0]
+        pts = [json.loads(line) for line in (sweep_dir / "runs" / r["hash"] / "metrics.jsonl").read_text().splitlines()]
+        steps, acc = [m["step"] for m in pts], [m["ood_test"]["acc_last"] for m in pts]
+        color = cmap(depths.index(depth) / max(len(depths) - 1, 1))
+        right.plot(steps, acc, color=color, lw=1, label=f"depth {depth}")
+        best = int(r["best_ood_step"])
+        if best in steps:
+            right.plot(best, acc[steps.index(best)], "*", color=color, ms=8)
+    right.set_xlabel("step")
+    right.set_ylabel("o.o.d. test last-position accuracy")
+    right.set_ylim(0, 1.02)
+    right.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 def plot_sweep(sweep_dir: str | Path) -> list[Path]:
     """Draw every figure of the sweep in ``sweep_dir/plots`` (PNG and PDF); return the paths written.
     Raises ConfigError when the sweep has no results yet."""
@@ -183,4 +217,6 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
         written += training_curves(g, sweep_dir, out / f"training_curves{suffix}", title)
     if df["n_id"].nunique() > 1:
         written += ood_vs_n_id(df, out / "ood_vs_n_id", spec["name"])
+    if df["n_layers"].nunique() > 1 and df["n_id"].nunique() == 1 and df["alpha"].nunique() == 1:
+        written += depth_figure(df, sweep_dir, out / "depth", spec["name"])
     return written
