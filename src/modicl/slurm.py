@@ -30,7 +30,7 @@ from typing import Any
 
 from .config import ConfigError
 from .runlock import is_locked
-from .sweep import Job, SweepSpec, expand, make_jobs, point_status, refresh_tables, run_job, with_threads, write_index
+from .sweep import Job, SweepSpec, expand, make_jobs, point_status, refresh_tables, run_job, tables_lock, with_threads, write_index
 
 # squeue states shown as "queued" and "running"; any other state is shown in lower case.
 _QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
@@ -235,7 +235,8 @@ def submit_sweep(spec: SweepSpec, out_dir: str | Path, opts: SlurmOptions = Slur
     out_dir = Path(out_dir).resolve()
     points = expand(spec)
     check_slurm()
-    write_index(spec, points, out_dir)
+    with tables_lock(out_dir):
+        write_index(spec, points, out_dir)
     latest = read_submissions(out_dir)
     active = queue_states(latest.values())
     todo = [p for p in points if point_status(out_dir / "runs" / p.hash) != "done" and latest.get(p.hash) not in active]

@@ -31,10 +31,12 @@ only in their data (n_id, α, seed, …) form one job and train together as an e
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import itertools
 import json
+import os
 import shutil
 import sys
 import time
@@ -378,14 +380,30 @@ def make_jobs(points: Sequence[Point], out_dir: Path, ensemble: bool = True, max
     return jobs
 
 
+def _tmp(path: Path) -> Path:
+    """A temporary name beside ``path``, private to this process (cluster jobs rewrite the tables concurrently)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def tables_lock(out_dir: Path):
+    """Hold the sweep's table lock (``OUT/.tables.lock``) while rewriting its index and results."""
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".tables.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def write_index(spec: SweepSpec, points: Sequence[Point], out_dir: Path) -> None:
     """``OUT/spec.json`` and ``OUT/index.csv`` (hash, axis values, status), rewritten atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "spec.json.tmp"
+    tmp = _tmp(out_dir / "spec.json")
     tmp.write_text(json.dumps(dataclasses.asdict(spec), indent=1))
     tmp.replace(out_dir / "spec.json")
     axes = list(points[0].axes) if points else []
-    tmp = out_dir / "index.csv.tmp"
+    tmp = _tmp(out_dir / "index.csv")
     with tmp.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["hash", *axes, "status", "run_dir"])
@@ -426,10 +444,10 @@ def collect_results(points: Sequence[Point], out_dir: Path):
 def write_results(points: Sequence[Point], out_dir: Path):
     """Rebuild ``results.csv`` and ``results.parquet`` from the run directories; return the DataFrame."""
     df = collect_results(points, out_dir)
-    tmp = out_dir / "results.csv.tmp"
+    tmp = _tmp(out_dir / "results.csv")
     df.to_csv(tmp, index=False)
     tmp.replace(out_dir / "results.csv")
-    tmp = out_dir / "results.parquet.tmp"
+    tmp = _tmp(out_dir / "results.parquet")
     df.to_parquet(tmp, index=False)
     tmp.replace(out_dir / "results.parquet")
     return df
@@ -455,12 +473,9 @@ def load_sweep(out_dir: str | Path) -> tuple[SweepSpec, list[Point]]:
 def refresh_tables(out_dir: str | Path) -> None:
     """Rewrite ``index.csv`` and the results table of the sweep in ``out_dir`` from its run directories,
     under a file lock, so that jobs finishing at the same time on a cluster each leave a complete table."""
-    import fcntl
-
     out_dir = Path(out_dir)
     spec, points = load_sweep(out_dir)
-    with open(out_dir / ".tables.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with tables_lock(out_dir):
         write_index(spec, points, out_dir)
         write_results(points, out_dir)
 
