@@ -7,7 +7,8 @@
 #   export SLURM_CONF=DIR/slurm.conf            # what `start` prints: sbatch/squeue/submitit read it
 #   scripts/slurm-single-node.sh stop [DIR]     # stop the three daemons started from DIR (by pid)
 #
-# DIR defaults to /tmp/modicl-slurm. Nothing outside DIR is written: its own munge key and socket, its own
+# DIR defaults to /tmp/modicl-slurm. The daemons listen on ports 6817 (slurmctld) and 6818 (slurmd); set
+# SLURMCTLD_PORT and SLURMD_PORT to run a second cluster beside the first. Nothing outside DIR is written: its own munge key and socket, its own
 # spool and state directories, so a system munge or slurm configuration is left alone. The node takes all
 # of this machine's CPUs; one partition, "debug", is the default. Two settings are shortened for tests:
 # KillWait=3 so that scancel ends a job within seconds (submitit ignores the first SIGTERM), and
@@ -47,6 +48,8 @@ start)
         die "a cluster from $dir is already running; stop it first: $0 stop $dir"
     fi
     host=$(hostname -s)
+    ctld_port=${SLURMCTLD_PORT:-6817}
+    slurmd_port=${SLURMD_PORT:-6818}
     cpus=$(nproc)
     mkdir -p "$dir"/{munge,spool,state,log}
     chmod 700 "$dir" "$dir/munge"
@@ -58,6 +61,8 @@ start)
     cat > "$dir/slurm.conf" <<EOF
 ClusterName=modicl
 SlurmctldHost=$host(127.0.0.1)
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
 SlurmUser=root
 AuthType=auth/munge
 AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
