@@ -222,3 +222,14 @@ def test_an_unreachable_controller_is_a_one_line_error(slurm, tmp_path, monkeypa
     assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm"]) == 2
     err = capsys.readouterr().err
     assert "SLURM is not reachable: sinfo failed" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(120)
+def test_sbatch_refusing_the_jobs_is_a_one_line_error(slurm, tmp_path, capsys):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_TOML)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm", "--slurm.partition", "no-such-partition"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "modicl sweep: error: sbatch refused the sweep: Batch job submission failed: Invalid partition name specified"
+    assert not (tmp_path / "s" / "slurm" / "submissions.jsonl").exists()

@@ -19,9 +19,12 @@ jobs' logs are in ``SWEEP_DIR/slurm/ARRAYID_TASK_*``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -244,14 +247,14 @@ def submit_sweep(spec: SweepSpec, out_dir: str | Path, opts: SlurmOptions = Slur
         return []
     jobs = [with_threads(j, opts.cpus_per_job) for j in make_jobs(todo, out_dir, ensemble=ensemble)]
     ex = _executor(out_dir, opts, spec.name)
+    err = io.StringIO()
     try:
-        submitted = ex.map_array(SweepTask(), jobs, [str(out_dir)] * len(jobs))
-    except Exception as e:  # sbatch's refusal (bad partition, limits) comes as CalledProcessError or FailedJobError
-        msg = getattr(e, "stderr", None) or getattr(e, "output", None) or str(e)
-        if isinstance(msg, bytes):
-            msg = msg.decode(errors="replace")
-        lines = [line for line in str(msg).strip().splitlines() if line.strip()] or [type(e).__name__]
-        raise ConfigError(f"sbatch refused the sweep: {lines[-1].strip()}") from None
+        with contextlib.redirect_stderr(err):  # submitit prints sbatch's refusal there; keep it for the one-line error
+            submitted = ex.map_array(SweepTask(), jobs, [str(out_dir)] * len(jobs))
+    except Exception as e:  # sbatch's refusal (bad partition, limits) comes as FailedJobError
+        lines = [ln.strip() for ln in (err.getvalue() or str(e)).splitlines() if ln.strip()] or [type(e).__name__]
+        raise ConfigError(f"sbatch refused the sweep: {lines[-1].removeprefix('sbatch: error: ')}") from None
+    sys.stderr.write(err.getvalue())
     subs = [Submission(str(s.job_id), tuple(p.hash for p in j.points)) for s, j in zip(submitted, jobs)]
     path = _submissions_path(out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
