@@ -291,7 +291,7 @@ def cmd_sweep(argv: list[str]) -> int:
 
 
 def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
-    from .slurm import format_status, submit_sweep, wait_for_sweep
+    from .slurm import format_status, read_submissions, submit_sweep, wait_for_sweep
 
     if args.workers != 1:
         raise ConfigError("--workers is for the local executor; with --executor slurm use --slurm.cpus-per-job and --slurm.array-parallelism")
@@ -304,7 +304,8 @@ def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
         print(f"logs in {out / 'slurm'}; follow with: modicl status {out}")
     if not args.wait:
         return 0
-    rows = wait_for_sweep(out, [s.job_id for s in subs], progress=args.progress)
+    # follow every point's latest job, also those an earlier submission left queued or running
+    rows = wait_for_sweep(out, sorted(set(read_submissions(out).values())), progress=args.progress)
     print(format_status(rows))
     print(f"results in {out / 'results.csv'} (and .parquet)")
     return 1 if any(r["state"] != "done" for r in rows) else 0
