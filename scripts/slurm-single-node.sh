@@ -51,6 +51,7 @@ start)
     ctld_port=${SLURMCTLD_PORT:-6817}
     slurmd_port=${SLURMD_PORT:-6818}
     cpus=$(nproc)
+    mem_mb=$(awk '/^MemTotal:/ {printf "%d", $2 * 0.9 / 1024}' /proc/meminfo)
     mkdir -p "$dir"/{munge,spool,state,log}
     chmod 700 "$dir" "$dir/munge"
     # A fresh key per cluster: 1 KiB of random bytes, readable by root only.
@@ -82,7 +83,7 @@ SlurmdSpoolDir=$dir/spool
 StateSaveLocation=$dir/state
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
     export SLURM_CONF=$dir/slurm.conf

@@ -79,7 +79,7 @@ def test_bad_slurm_options_and_missing_slurm_are_one_line_errors(tmp_path, monke
     assert not (tmp_path / "s" / "runs").exists()
     monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed
     assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm"]) == 2
-    assert "needs submitit: pip install 'modicl[slurm]'" in capsys.readouterr().err
+    assert "needs submitit: pip install submitit" in capsys.readouterr().err
 
 
 def test_status_of_a_local_sweep_reports_done_interrupted_failed(tmp_path, capsys):
@@ -233,3 +233,46 @@ def test_sbatch_refusing_the_jobs_is_a_one_line_error(slurm, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.strip() == "modicl sweep: error: sbatch refused the sweep: Batch job submission failed: Invalid partition name specified"
     assert not (tmp_path / "s" / "slurm" / "submissions.jsonl").exists()
+
+
+def test_a_failed_point_with_a_checkpoint_resumes_and_status_survives_without_squeue(tmp_path, monkeypatch, capsys):
+    spec = SweepSpec("t", base=tiny_config(steps=40, eval_every=10), axes={"seed": [1, 2]})
+    run_sweep(spec, tmp_path, progress=False)
+    _, points = load_sweep(tmp_path)
+    run_dir = tmp_path / "runs" / points[0].hash
+    # as a cluster job that ran out of requeues at step 40 leaves it: a checkpoint and an error
+    (run_dir / "summary.json").unlink()
+    (run_dir / "error.txt").write_text("UncompletedJobError: timed out too many times\n")
+    (tmp_path / "slurm").mkdir()
+    (tmp_path / "slurm" / "submissions.jsonl").write_text(json.dumps({"job_id": "77_0", "hashes": [points[0].hash]}) + "\n")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no squeue: the states come from disk, with a note
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == f"{points[0].hash}  failed       seed=1  (UncompletedJobError: timed out too many times)"
+    assert out[-2] == "2 points: 1 failed, 1 done" and out[-1].startswith("squeue failed:") and out[-1].endswith("shown from disk")
+    monkeypatch.undo()
+    run_sweep(spec, tmp_path, progress=False)
+    assert [s["start_step"] for s in _sessions(run_dir)] == [0, 40]  # resumed, not restarted
+    assert sweep_status(tmp_path)[0]["state"] == "done"
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(180)
+def test_a_job_that_dies_before_python_is_failed_and_an_impossible_job_stops_the_wait(slurm, tmp_path, capsys):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_TOML.replace("seed = [1, 2, 3]", "seed = [1]"))
+    out = tmp_path / "s"
+    base = ["sweep", str(spec), "--out", str(out), "--executor", "slurm", "--slurm.cpus-per-job", "1", "--no-progress"]
+    assert main([*base, "--slurm.setup", "echo broken-setup >&2; exit 3", "--wait"]) == 1
+    (row,) = sweep_status(out)
+    assert row["state"] == "failed" and row["error"].startswith(f"SLURM job {row['job_id']} ended before training started; see ")
+    assert row["error"].endswith("_log.out: broken-setup")
+    capsys.readouterr()
+    assert main([*base, "--slurm.cpus-per-job", "64", "--wait"]) == 2  # more CPUs than the node has
+    err = capsys.readouterr().err.strip()
+    assert "can never start (SLURM reason: PartitionConfig)" in err and len(err.splitlines()) == 1
+    (row,) = sweep_status(out)
+    assert row["state"] == "queued" and "PartitionConfig" in row["note"]
+    subprocess.run(["scancel", row["job_id"]], check=True)

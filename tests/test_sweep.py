@@ -154,7 +154,7 @@ def test_cli_sweep_dry_run_and_one_line_errors(tmp_path, capsys):
     assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--dry-run", "--axis", "seed=1,2", "--axis", "alpha=0.6,0.8",
                  "--set", "train.steps=7", "--set", "lr=0.01"]) == 0
     out = capsys.readouterr().out
-    assert out.count("new") == 8 and "8 points" in out  # both repeated --axis flags count
+    assert out.strip().splitlines()[-1] == f"8 points in {tmp_path / 's'}: 8 new"  # both repeated --axis flags count
     assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--axis", "n_id=8,10"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("modicl sweep: error: grid point task.n_id=10") and "\n" not in err

@@ -260,7 +260,7 @@ def cmd_bench(argv: list[str]) -> int:
 
 
 def cmd_sweep(argv: list[str]) -> int:
-    from .sweep import expand, load_spec, parse_assignment, point_status, run_sweep
+    from .sweep import expand, load_spec, parse_assignment, run_sweep
 
     args = _parse(SweepCommand, argv, tyro.MISSING_NONPROP, "modicl sweep")
     sets = {}
@@ -273,11 +273,10 @@ def cmd_sweep(argv: list[str]) -> int:
     spec = load_spec(args.spec, overrides=sets, axes=axes)
     out = args.out or Path("sweeps") / spec.name
     points = expand(spec)
-    if args.dry_run:
-        for p in points:
-            label = ", ".join(f"{k}={v}" for k, v in p.axes.items())
-            print(f"{p.hash}  {point_status(out / 'runs' / p.hash):11s}  {label}")
-        print(f"{len(points)} points in {out}")
+    if args.dry_run:  # the same table as modicl status, SLURM jobs included
+        from .slurm import format_status, sweep_status
+
+        print(format_status(sweep_status(out, points)).replace(" points: ", f" points in {out}: ", 1))
         return 0
     if args.executor == "slurm":
         return _sweep_slurm(args, spec, out)
@@ -305,10 +304,17 @@ def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
     if not args.wait:
         return 0
     # follow every point's latest job, also those an earlier submission left queued or running
-    rows = wait_for_sweep(out, sorted(set(read_submissions(out).values())), progress=args.progress)
+    try:
+        rows = wait_for_sweep(out, sorted(set(read_submissions(out).values())), progress=args.progress)
+    except KeyboardInterrupt:
+        print(f"\nmodicl sweep: stopped following; the SLURM jobs keep running: modicl status {out}", file=sys.stderr)
+        return 130
     print(format_status(rows))
     print(f"results in {out / 'results.csv'} (and .parquet)")
-    return 1 if any(r["state"] != "done" for r in rows) else 0
+    unfinished = sum(r["state"] != "done" for r in rows)
+    if unfinished:
+        print(f"modicl sweep: {unfinished} of {len(rows)} points did not finish (see above and modicl status {out})", file=sys.stderr)
+    return 1 if unfinished else 0
 
 
 def cmd_status(argv: list[str]) -> int:

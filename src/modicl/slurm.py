@@ -104,7 +104,7 @@ def check_slurm() -> None:
     try:
         import submitit  # noqa: F401
     except ImportError:
-        raise ConfigError("--executor slurm needs submitit: pip install 'modicl[slurm]' (or pip install submitit)") from None
+        raise ConfigError("--executor slurm needs submitit: pip install submitit (or, in a modicl checkout, pip install -e '.[slurm]')") from None
     for prog in ("sbatch", "squeue", "sinfo"):
         if shutil.which(prog) is None:
             raise ConfigError(f"--executor slurm needs SLURM's {prog} on PATH (run on a login node; to try it on this machine: "
@@ -161,15 +161,16 @@ def read_submissions(out_dir: str | Path) -> dict[str, str]:
     return latest
 
 
-def queue_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """{job id: SLURM state} for those of ``job_ids`` (``ARRAYID_TASK`` or plain ids) that squeue still
-    lists; finished jobs are absent. Raises ConfigError when squeue fails for another reason."""
+def queue_info(job_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """{job id: (SLURM state, SLURM reason)} for those of ``job_ids`` (``ARRAYID_TASK`` or plain ids) that
+    squeue still lists; finished jobs are absent. Raises ConfigError when squeue is missing or fails for
+    another reason."""
     ids = set(job_ids)
     if not ids:
         return {}
     mains = sorted({i.split("_")[0] for i in ids})
     try:
-        res = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(mains)],
+        res = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(mains)],
                              capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ConfigError(f"squeue failed: {e}") from None
@@ -177,13 +178,23 @@ def queue_states(job_ids: Iterable[str]) -> dict[str, str]:
         if "Invalid job id" in res.stderr:  # every job has left the queue
             return {}
         first = (res.stderr.strip().splitlines() or ["no message"])[-1]
-        raise ConfigError(f"squeue failed: {first}")
-    states = {}
+        raise ConfigError(f"squeue failed: {first}; is SLURM_CONF set and slurmctld running?")
+    info = {}
     for line in res.stdout.splitlines():
-        jid, _, state = line.strip().partition("|")
+        jid, state, reason = (line.strip().split("|") + ["", ""])[:3]
         if jid in ids:
-            states[jid] = state
-    return states
+            info[jid] = (state, reason)
+    return info
+
+
+def queue_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """{job id: SLURM state} of :func:`queue_info`."""
+    return {j: st for j, (st, _) in queue_info(job_ids).items()}
+
+
+def job_log(out_dir: str | Path, job_id: str) -> Path:
+    """Where submitit writes the output of SLURM job ``job_id`` of the sweep in ``out_dir``."""
+    return Path(out_dir) / "slurm" / job_id / f"{job_id}_0_log.out"
 
 
 def _executor(out_dir: Path, opts: SlurmOptions, name: str):
@@ -278,40 +289,90 @@ def _last_step(run_dir: Path) -> int | None:
     return None
 
 
-def sweep_status(out_dir: str | Path) -> list[dict[str, Any]]:
-    """Per-point state of the sweep in ``out_dir``, in grid order: dicts with ``hash``, ``axes``,
-    ``state`` (done, failed, running, queued, interrupted or new; another SLURM state in lower case,
-    e.g. suspended), ``job_id`` (latest SLURM submission or None), ``step`` (last evaluated step or None),
-    ``steps`` (the run's total) and ``error`` (first line of error.txt for failed points).
+# Reasons for which a pending job will never start without a change (sbatch accepts such jobs).
+_NEVER_STARTS = {"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints", "InvalidQOS", "InvalidAccount",
+                 "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob", "QOSMaxWallDurationPerJobLimit"}
 
-    Raises ConfigError when ``out_dir`` is not a sweep directory or squeue fails."""
+
+def _ended_job_error(out_dir: Path, run_dir: Path, job_id: str) -> str | None:
+    """The error of ``job_id`` when it ended without ever training ``run_dir`` (its batch script or the
+    node failed before Python started); None when it trained, or never ran (cancelled while pending)."""
+    log = job_log(out_dir, job_id)
+    if not log.exists():
+        return None
+    sessions = run_dir / "sessions.jsonl"
+    if sessions.exists() and any(json.loads(line).get("slurm_job_id") == job_id for line in sessions.read_text().splitlines() if line.strip()):
+        return None
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    last = f": {lines[-1]}" if lines else " (the log is empty)"
+    return f"SLURM job {job_id} ended before training started; see {log}{last}"
+
+
+def sweep_status(out_dir: str | Path, points: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """Per-point state of the sweep in ``out_dir``, in grid order: dicts with ``hash``, ``axes``,
+    ``state``, ``job_id`` (latest SLURM submission or None), ``step`` (last evaluated step or None),
+    ``steps`` (the run's total), ``error`` (for failed points) and ``note`` (SLURM's reason for a queued
+    job, or why the queue could not be read).
+
+    States: done; running or queued (its latest SLURM job is in the queue, or a local process holds the
+    run's lock), also while an earlier attempt's error is on disk; failed (error.txt, or a SLURM job that
+    ended before training started); interrupted (a checkpoint, nothing running); new; another SLURM state
+    in lower case (e.g. suspended). When squeue cannot be read the states come from disk and ``note`` says so.
+
+    Args:
+        points: the grid points (default: those of ``out_dir/spec.json``).
+    Raises:
+        ConfigError when ``out_dir`` is not a sweep directory."""
     from .sweep import load_sweep
 
     out_dir = Path(out_dir)
-    _, points = load_sweep(out_dir)
+    if points is None:
+        _, points = load_sweep(out_dir)
     latest = read_submissions(out_dir)
-    queue = queue_states(latest.values()) if latest else {}
+    disk = {p.hash: point_status(out_dir / "runs" / p.hash) for p in points}
+    wanted = {latest[h] for h, st in disk.items() if st != "done" and h in latest}
+    queue_error = None
+    try:
+        queue = queue_info(wanted)
+    except ConfigError as e:
+        queue, queue_error = {}, f"{e}; shown from disk"
     rows = []
     for p in points:
         run_dir = out_dir / "runs" / p.hash
-        state = point_status(run_dir)
-        job_id = latest.get(p.hash)
-        error = None
-        if state == "failed":
-            error = (run_dir / "error.txt").read_text().splitlines()[0]
-        elif state != "done" and job_id in queue:
-            q = queue[job_id]
+        state, job_id = disk[p.hash], latest.get(p.hash)
+        error = note = None
+        if state != "done" and job_id in queue:
+            q, reason = queue[job_id]
             state = "running" if q in _RUNNING else "queued" if q in _QUEUED else q.lower()
+            if state == "queued" and reason not in ("", "None", "Priority", "Resources"):
+                note = f"SLURM reason: {reason}" + (" — it can never start; scancel it and re-submit with fewer resources"
+                                                    if reason in _NEVER_STARTS else "")
         elif state != "done" and is_locked(run_dir):  # trained by a local process (modicl train / sweep)
             state = "running"
+        elif state == "failed":
+            error = (run_dir / "error.txt").read_text().splitlines()[0]
+        elif state != "done" and job_id is not None and queue_error is None:
+            error = _ended_job_error(out_dir, run_dir, job_id)
+            state = "failed" if error else state
+        if state != "done" and job_id is not None and queue_error is not None:
+            note = queue_error
         rows.append({"hash": p.hash, "axes": p.axes, "state": state, "job_id": job_id, "step": _last_step(run_dir),
-                     "steps": p.config.train.steps, "error": error})
+                     "steps": p.config.train.steps, "error": error, "note": note})
     return rows
+
+
+class JobsCannotStart(ConfigError):
+    """Every job still queued waits for something SLURM will never grant."""
 
 
 def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: bool = True, poll_s: float = 10.0) -> list[dict[str, Any]]:
     """Follow ``job_ids`` until none is queued or running, with a progress bar over the sweep's points;
-    then rewrite the index and results table and return :func:`sweep_status`."""
+    then rewrite the index and results table and return :func:`sweep_status`.
+
+    Raises:
+        ConfigError: squeue fails.
+        JobsCannotStart: every remaining job is pending for a reason that never clears (e.g. more CPUs
+            than a node has: SLURM reason PartitionConfig); the jobs are left in the queue."""
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
@@ -319,15 +380,18 @@ def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: boo
     bar = tqdm(total=len(rows), disable=not progress, unit="run", desc="slurm")
     try:
         while True:
-            active = queue_states(job_ids)
+            active = queue_info(job_ids)
             rows = sweep_status(out_dir)
-            ended = sum(r["state"] in ("done", "failed") for r in rows)
-            bar.n = ended
+            bar.n = sum(r["state"] in ("done", "failed") for r in rows)
             bar.set_postfix(running=sum(r["state"] == "running" for r in rows), queued=sum(r["state"] == "queued" for r in rows),
                             failed=sum(r["state"] == "failed" for r in rows))
             bar.refresh()
             if not active:
                 break
+            if all(st == "PENDING" and reason in _NEVER_STARTS for st, reason in active.values()):
+                jid, (_, reason) = next(iter(sorted(active.items())))
+                raise JobsCannotStart(f"job {jid} and every other queued job can never start (SLURM reason: {reason}); "
+                                      f"scancel them ({' '.join(sorted(active))}) and re-submit with fewer resources")
             time.sleep(poll_s)
     finally:
         bar.close()
@@ -343,13 +407,17 @@ def format_status(rows: Sequence[dict[str, Any]]) -> str:
         where = f"job {r['job_id']}" if r["job_id"] else ""
         step = f"step {r['step']}/{r['steps']}" if r["step"] is not None and r["state"] != "done" else ""
         extra = r["error"] or " ".join(x for x in (where, step) if x)
+        if r.get("note") and r["note"].startswith("SLURM reason"):
+            extra += f"; {r['note']}"
         lines.append(f"{r['hash']}  {r['state']:11s}  {label}" + (f"  ({extra})" if extra else ""))
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     lines.append(f"{len(rows)} points: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    notes = {r["note"] for r in rows if r.get("note") and not r["note"].startswith("SLURM reason")}
+    lines += sorted(notes)
     return "\n".join(lines)
 
 
-__all__ = ["SlurmOptions", "Submission", "SweepTask", "check_slurm", "format_status", "queue_states", "read_submissions",
-           "submit_sweep", "sweep_status", "time_minutes", "wait_for_sweep"]
+__all__ = ["JobsCannotStart", "SlurmOptions", "Submission", "SweepTask", "check_slurm", "format_status", "job_log", "queue_info",
+           "queue_states", "read_submissions", "submit_sweep", "sweep_status", "time_minutes", "wait_for_sweep"]

@@ -4,7 +4,9 @@ A :class:`SweepSpec` names a preset, fixed overrides (``set``) and axes; its gri
 axes. Every grid point is an ordinary run directory ``OUT/runs/HASH``, where HASH is the hash of the
 resolved config without the execution-only fields (device, threads, compile), so the same point is
 the same directory on any machine. Running a sweep skips finished points, resumes interrupted ones
-from ``checkpoints/last`` and re-runs failed ones; one failing point never stops the others. The
+from ``checkpoints/last`` and re-runs failed ones (from their last checkpoint when they have one: a
+failure mid-run, such as a lost node or a job out of time, must not throw training away); one failing
+point never stops the others. The
 results table (``results.csv`` and ``results.parquet``) is rebuilt from the run directories after
 every point, so a killed and relaunched sweep neither loses nor duplicates a row.
 
@@ -294,10 +296,16 @@ def point_status(run_dir: Path) -> str:
 
 
 def _prepare(run_dir: Path) -> str:
-    """Clear what cannot be resumed (a failed attempt, a directory without a checkpoint); return the status."""
+    """Make ``run_dir`` ready to train and return how: ``interrupted`` (resume from its checkpoint; also a
+    failed attempt that left one, e.g. a cluster job that timed out too often or lost its node) or ``new``
+    (a directory without a checkpoint is cleared)."""
     status = point_status(run_dir)
-    if status == "failed" or (status == "new" and run_dir.exists()):
+    if status == "failed" and (run_dir / "checkpoints" / "last.safetensors").exists():
+        (run_dir / "error.txt").unlink()
+        return "interrupted"
+    if status in ("failed", "new") and run_dir.exists():
         shutil.rmtree(run_dir)
+        return "new"
     return status
 
 
