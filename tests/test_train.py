@@ -114,3 +114,18 @@ def test_missing_and_corrupt_checkpoints_give_clear_errors(tmp_path):
     (tmp_path / "r" / "checkpoints" / "last.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(tmp_path / "r", "last")
+
+
+def test_a_checkpoint_torn_by_a_kill_while_saving_is_refused_on_resume(tmp_path):
+    import shutil
+
+    cfg = tiny_config(steps=40, eval_every=20)
+    train(cfg, tmp_path / "a", progress=False, stop_after=20)
+    shutil.copy(tmp_path / "a" / "checkpoints" / "last.state.pt", tmp_path / "state20.pt")
+    train(cfg, tmp_path / "a", resume=True, progress=False, stop_after=40)
+    assert torch.load(tmp_path / "a" / "checkpoints" / "last.state.pt", weights_only=True)["step"] == 40
+    # the state file of step 20 beside weights and sidecar of step 40: the renames were cut short
+    (tmp_path / "a" / "summary.json").unlink(missing_ok=True)
+    shutil.copy(tmp_path / "state20.pt", tmp_path / "a" / "checkpoints" / "last.state.pt")
+    with pytest.raises(CheckpointError, match="inconsistent .*state at step 20, weights at step 40"):
+        train(cfg, tmp_path / "a", resume=True, progress=False)

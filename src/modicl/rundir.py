@@ -90,18 +90,27 @@ def save_checkpoint(
     run_dir: Path, name: str, model: Transformer, cfg: RunConfig, tasks: TaskSet, step: int,
     metrics: dict | None = None, state: dict | None = None,
 ) -> None:
-    """Write ``checkpoints/{name}.safetensors`` + ``{name}.json`` (+ ``{name}.state.pt`` when ``state``)."""
+    """Write ``checkpoints/{name}.safetensors`` + ``{name}.json`` (+ ``{name}.state.pt`` when ``state``).
+
+    All files are written to temporary names first and then renamed, the sidecar last, so a process
+    killed while saving leaves either the old checkpoint or the new one, except within the microseconds
+    of the renames; :func:`load_state` detects that case by the step recorded in both."""
     ck = run_dir / "checkpoints"
     ck.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    if state is not None:
-        _atomic_write(ck / f"{name}.state.pt", lambda t: torch.save(state, t))
-    _atomic_write(ck / f"{name}.safetensors", lambda t: save_file(weights, str(t), metadata={"step": str(step)}))
     sidecar = {
         "step": step, "modicl_version": __version__, "config": to_dict(cfg),
         "tasks": json.loads(tasks.to_json()), "metrics": metrics,
     }
-    write_json(ck / f"{name}.json", sidecar)
+    staged = []
+    if state is not None:
+        staged.append((ck / f"{name}.state.pt", lambda t: torch.save({**state, "step": step}, t)))
+    staged.append((ck / f"{name}.safetensors", lambda t: save_file(weights, str(t), metadata={"step": str(step)})))
+    staged.append((ck / f"{name}.json", lambda t: t.write_text(json.dumps(sidecar, indent=1))))
+    for path, write in staged:
+        write(path.with_name(path.name + ".tmp"))
+    for path, _ in staged:
+        os.replace(path.with_name(path.name + ".tmp"), path)
 
 
 @dataclass
@@ -150,8 +159,13 @@ def load_state(run_dir: Path, name: str = "last") -> dict:
     """
     path = run_dir / "checkpoints" / f"{name}.state.pt"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; the run cannot be resumed, train it again without --resume") from None
     except Exception as e:  # torch raises several types for a truncated file
         raise CheckpointError(f"{path} is corrupt ({type(e).__name__}); start the run again with --overwrite") from None
+    saved = read_json(run_dir / "checkpoints" / f"{name}.json").get("step")
+    if "step" in state and state["step"] != saved:
+        raise CheckpointError(f"checkpoint {name} of {run_dir} is inconsistent (state at step {state['step']}, weights at step "
+                              f"{saved}: killed while saving); start the run again with --overwrite")
+    return state
