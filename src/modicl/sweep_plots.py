@@ -54,10 +54,12 @@ def _threshold(sweep_dir: Path, df) -> float:
 
 
 def _group_keys(df) -> list[str]:
-    """Axes other than n_id, alpha and seed that vary (p, n_layers, any other swept field): one figure
-    per combination of their values."""
+    """Axes other than n_id, alpha and seed that vary within an (n_id, α) cell (p, n_layers, any other swept
+    field): one figure per combination of their values. A field zipped with n_id or α (a batch size that
+    follows n_id) is constant within each cell and stays in one figure."""
     axes = ["p", "n_layers"] + [c for c in df.columns if "." in c and not c.startswith(("final.", "best_ood."))]
-    return [c for c in axes if df[c].nunique() > 1]
+    cells = df.groupby(["n_id", "alpha"])
+    return [c for c in axes if cells[c].nunique().max() > 1]
 
 
 def _cells(df, thr: float) -> list[dict]:
@@ -88,7 +90,8 @@ def phase_diagram(df, thr: float, path: Path, title: str) -> list[Path]:
     ax.set_xlabel("n_id (pre-training task vectors)")
     ax.set_ylabel("α (fraction of input pairs in pre-training)")
     seeds = max(c["n"] for c in cells)
-    ax.set_title(f"{title}\ncells: last-position acc. i.d. train/test, o.o.d. train/test (mean of ≤ {seeds} seeds)", fontsize=9)
+    seeds_text = "one seed" if seeds == 1 else f"mean of ≤ {seeds} seeds"
+    ax.set_title(f"{title}\ncells: last-position acc. i.d. train/test, o.o.d. train/test ({seeds_text})", fontsize=9)
     ax.legend(handles=[Patch(color=col, label=PHASE_LABELS[ph]) for ph, col in zip(PHASE_ORDER, PHASE_COLORS)],
               loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return _save(fig, path)
