@@ -6,9 +6,9 @@ resolved config without the execution-only fields (device, threads, compile), so
 the same directory on any machine. Running a sweep skips finished points, resumes interrupted ones
 from ``checkpoints/last`` and re-runs failed ones (from their last checkpoint when they have one: a
 failure mid-run, such as a lost node or a job out of time, must not throw training away); one failing
-point never stops the others. The
-results table (``results.csv`` and ``results.parquet``) is rebuilt from the run directories after
-every point, so a killed and relaunched sweep neither loses nor duplicates a row.
+point never stops the others. The results table (``results.csv`` and ``results.parquet``) is rebuilt
+from the run directories after every point, so a killed and relaunched sweep neither loses nor
+duplicates a row.
 
 Spec files are TOML::
 
@@ -323,7 +323,6 @@ def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
     point (a KeyboardInterrupt still stops it: the checkpoints are kept for the next launch)."""
     from . import train as train_mod
     from .ensemble import train_ensemble
-
     from .runlock import RunLocked, is_locked
 
     done = [point_status(d) == "done" for d in job.run_dirs]
