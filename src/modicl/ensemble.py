@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .config import ConfigError, RunConfig, validate
 from .data import model_inputs, z_logits, z_targets
 from .runlock import RunLocked
-from .train import RunState, TrainingDiverged, TrainStep, resolve_compile, setup_process
+from .train import RunState, TrainStep, resolve_compile, setup_process
 
 # Fields that only change a member's data; everything else must be equal across an ensemble.
 DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement"),

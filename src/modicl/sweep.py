@@ -41,7 +41,6 @@ import json
 import os
 import shutil
 import sys
-import time
 import traceback
 import typing
 from collections.abc import Callable, Sequence
