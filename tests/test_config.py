@@ -34,13 +34,15 @@ def test_configs_that_cannot_work_raise_one_line_errors(kw, message):
 
 
 def test_presets_validate_and_paper_preset_matches_paper_section_2_3():
-    for name in ("quick", "quick-memorize", "paper"):
+    for name in ("quick", "quick-depth2", "quick-memorize", "paper"):
         validate(preset(name))
     p = preset("paper")
     assert (p.task.p, p.task.n_ctx, p.model.d_model, p.model.n_heads, p.train.batch_size) == (29, 32, 512, 4, 1024)
     assert (p.train.lr, p.train.weight_decay, p.train.warmup_steps, p.train.steps) == (1.5e-4, 2.0, 10_000, 200_000)
     assert (p.train.beta1, p.train.beta2, p.train.warmup_start, p.train.final_lr_ratio) == (0.9, 0.98, 0.01, 0.1)
     assert preset("quick-memorize").task.n_id == 8
+    d2 = preset("quick-depth2")  # docs/quick-preset.md, session 4: depth 2, d_model 64, a constant lr after warmup
+    assert (d2.model.n_layers, d2.model.d_model, d2.train.final_lr_ratio, d2.seed) == (2, 64, 1.0, 3)
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         preset("nope")
 

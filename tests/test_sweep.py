@@ -6,7 +6,7 @@ import pytest
 
 import modicl.train
 from modicl.cli import main
-from modicl.config import ConfigError
+from modicl.config import ConfigError, preset
 from modicl.sweep import SweepSpec, expand, load_spec, parse_assignment, point_hash, point_status, run_sweep
 
 from conftest import tiny_config
@@ -173,10 +173,15 @@ def test_builtin_specs_expand_to_the_paper_grids():
     assert {p.config.model.n_layers for p in depth} == {1, 2, 4, 6}
     quick = expand(load_spec("quick-phase-diagram"))
     assert len(quick) == 12 and all(p.config.train.batch_size % p.config.task.n_id == 0 for p in quick)
+    assert {(p.config.model.n_layers, p.config.model.d_model) for p in quick} == {(2, 64)}  # the quick-depth2 preset
+    cell = next(p for p in quick if p.config.task.alpha == 0.8 and p.config.task.n_id == 32)
+    assert cell.config == preset("quick-depth2")
+    quick_d4 = expand(load_spec("quick-phase-diagram-d4"))
+    assert len(quick_d4) == 12 and {p.config.model.n_layers for p in quick_d4} == {4}
     depth = {p.config.model.n_layers: p.hash for p in expand(load_spec("quick-depth"))}
     assert set(depth) == {1, 2, 4, 6}
-    # its depth-4 point is the quick preset itself, the α = 0.8, n_id = 32 cell of quick-phase-diagram
-    assert depth[4] == next(p.hash for p in quick if p.config.task.alpha == 0.8 and p.config.task.n_id == 32)
+    # its depth-4 point is the quick preset itself, the α = 0.8, n_id = 32 cell of quick-phase-diagram-d4
+    assert depth[4] == next(p.hash for p in quick_d4 if p.config.task.alpha == 0.8 and p.config.task.n_id == 32)
 
 
 def test_plot_of_a_sweep_where_every_point_failed_is_a_one_line_error(tmp_path, monkeypatch, capsys):

@@ -1,6 +1,6 @@
 """``modicl`` command line: a thin layer over the library, flags generated from the config dataclasses.
 
-    modicl train [--preset quick|quick-memorize|paper] [--out DIR] [--resume] [--task.n-id 8 …]
+    modicl train [--preset quick|quick-depth2|quick-memorize|paper] [--out DIR] [--resume] [--task.n-id 8 …]
     modicl eval RUN_DIR [--checkpoint last|best_ood] [--sequences 4096]
     modicl bench [--preset …] [--task.p 29 …] [--steps 20] [--dtypes fp32 bf16] [--ensemble 16 --backend vmap]
     modicl sweep SPEC [--out DIR] [--axis n_id=8,16,32 …] [--set train.steps=3000 …] [--dry-run]
@@ -36,7 +36,7 @@ class TrainCommand:
 
     config: Annotated[RunConfig, tyro.conf.arg(name="")] = field(default_factory=RunConfig)
     preset: str = "quick"
-    """named starting point: quick (CPU, p = 7), quick-memorize (quick with n_id = 8), paper (PAPER.md §2.3, GPU), bench."""
+    """named starting point: quick (CPU, p = 7, depth 4), quick-depth2 (CPU, depth 2, d_model 64), quick-memorize (quick with n_id = 8), paper (PAPER.md §2.3, GPU), bench."""
     out: Path | None = None
     """run directory; None means runs/PRESET-CONFIGHASH."""
     resume: bool = False

@@ -578,11 +578,18 @@ BUILTIN: dict[str, SweepSpec] = {
         "phase-diagram", preset="paper", set={"model.n_layers": 6},
         axes={"task.n_id": [8, 16, 32, 64, 128, 256, 512], "task.alpha": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
     ),
-    # The reduced CPU phase diagram (issue 4): the quick preset (seed 2, 6 000 steps), 4 values of n_id up to
-    # its critical n_id (docs/quick-preset.md) × 3 of α, 12 runs of ≈ 6 min on 2 cores; the batch stays a
-    # multiple of n_id. (n_id 40 cannot be placed by the rectangular rule at p = 7 for every seed.)
+    # The reduced CPU phase diagram (issue 4): the quick-depth2 preset (seed 3, 14 000 steps of a depth-2,
+    # d_model-64 model), 4 values of n_id up to the critical n_id of the quick presets (docs/quick-preset.md)
+    # × 3 of α: 12 runs of ≈ 7 min, ≈ 45 min on 2 cores with --workers 2. The batch stays a multiple of
+    # n_id. (n_id 40 cannot be placed by the rectangular rule at p = 7 for every seed.)
     "quick-phase-diagram": SweepSpec(
-        "quick-phase-diagram", preset="quick",
+        "quick-phase-diagram", preset="quick-depth2",
+        axes={"task.alpha": [0.4, 0.6, 0.8]},
+        zip={"task.n_id": [8, 16, 24, 32], "train.batch_size": [64, 64, 72, 64]},
+    ),
+    # The same grid on the depth-4 quick preset (seed 2, 6 000 steps): ≈ 72 min on 2 cores (session 3).
+    "quick-phase-diagram-d4": SweepSpec(
+        "quick-phase-diagram-d4", preset="quick",
         axes={"task.alpha": [0.4, 0.6, 0.8]},
         zip={"task.n_id": [8, 16, 24, 32], "train.batch_size": [64, 64, 72, 64]},
     ),
