@@ -54,6 +54,19 @@ def test_zip_axes_vary_together_as_one_more_axis():
         expand(dataclasses.replace(spec, zip={"seed": [1], "batch_size": [16]}))
 
 
+def test_a_fixed_value_on_an_axis_field_is_an_error_not_silently_overwritten():
+    spec = dataclasses.replace(_spec(seed=[1, 2]), zip={"n_id": [4, 8], "batch_size": [16, 16]})
+    with pytest.raises(ConfigError, match=r"seed is fixed by set \(3\) and is also an axis .*use --axis seed=VALUE"):
+        expand(dataclasses.replace(spec, set={"seed": 3}))
+    with pytest.raises(ConfigError, match="train.batch_size is fixed by set .* a TOML spec without that zip axis"):
+        expand(dataclasses.replace(spec, set={"batch_size": 32}))
+    # an axis from the command line replaces a fixed value of the spec (phase-diagram fixes depth 6)
+    depths = {p.config.model.n_layers for p in expand(load_spec("phase-diagram", axes={"n_layers": [2, 4]}))}
+    assert depths == {2, 4}
+    with pytest.raises(ConfigError, match="task.alpha is fixed by set"):
+        expand(load_spec("quick-phase-diagram", overrides={"task.alpha": 0.8}))
+
+
 @pytest.mark.parametrize(
     "axes, message",
     [

@@ -208,7 +208,16 @@ def expand(spec: SweepSpec) -> list[Point]:
         raise ConfigError(f"the zip axes of sweep {spec.name!r} ({', '.join(zipped)}) need non-empty value lists of one length")
     overlap = set(axes) & set(zipped)
     if overlap:
-        raise ConfigError(f"{', '.join(sorted(overlap))} is both an axis and a zip axis; keep one")
+        raise ConfigError(f"{', '.join(sorted(overlap))} is both an axis and a zip axis of sweep {spec.name!r}; keep one "
+                          "(--axis cannot replace a zip axis: write the grid as a TOML spec)")
+    # A fixed value that an axis then overwrites would be ignored without a word.
+    fixed = {resolve_field(k): k for k in spec.set}
+    clash = sorted(set(fixed) & (set(axes) | set(zipped)))
+    if clash:
+        f = clash[0]
+        hint = f"--axis {f}=VALUE" if f in axes else "a TOML spec without that zip axis"
+        raise ConfigError(f"{f} is fixed by set ({spec.set[fixed[f]]!r}) and is also an axis of sweep {spec.name!r}; "
+                          f"to fix it, use {hint} instead")
     zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
     points, seen = [], {}
     for combo, extra in itertools.product(itertools.product(*axes.values()), zip_rows):
@@ -255,7 +264,9 @@ def load_spec(source: str | Path, *, overrides: dict[str, Any] | None = None, ax
     if axes:
         merged = {resolve_field(k): v for k, v in spec.axes.items()}
         merged.update({resolve_field(k): v for k, v in axes.items()})
-        spec = dataclasses.replace(spec, axes=merged)
+        # An axis given here also replaces the spec's fixed value of that field (phase-diagram fixes depth 6).
+        kept = {k: v for k, v in spec.set.items() if resolve_field(k) not in merged}
+        spec = dataclasses.replace(spec, set=kept, axes=merged)
     return spec
 
 
