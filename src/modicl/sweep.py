@@ -591,8 +591,8 @@ BUILTIN: dict[str, SweepSpec] = {
     ),
     # The reduced CPU phase diagram (issue 4): the quick-depth2 preset (seed 3, 14 000 steps of a depth-2,
     # d_model-64 model), 4 values of n_id up to the critical n_id of the quick presets (docs/quick-preset.md)
-    # × 3 of α: 12 runs of ≈ 8 min, 48.5 min on 2 cores with --workers 2 (docs/REPRODUCTION.md). The batch stays a multiple of
-    # n_id. (n_id 40 cannot be placed by the rectangular rule at p = 7 for every seed.)
+    # × 3 of α: 12 runs of ≈ 8 min, 48.5 min on 2 cores with --workers 2 (docs/REPRODUCTION.md). The batch
+    # stays a multiple of n_id. (n_id 40 cannot be placed by the rectangular rule at p = 7 for every seed.)
     "quick-phase-diagram": SweepSpec(
         "quick-phase-diagram", preset="quick-depth2",
         axes={"task.alpha": [0.4, 0.6, 0.8]},
