@@ -582,6 +582,12 @@ def run_sweep(
 
 # ---------------------------------------------------------------------------------------- built-ins
 
+def _quick_grid(name: str, preset_name: str) -> SweepSpec:
+    """The reduced CPU phase diagram's 4 n_id × 3 α grid on a quick preset (batch zipped with n_id)."""
+    return SweepSpec(name, preset=preset_name, axes={"task.alpha": [0.4, 0.6, 0.8]},
+                     zip={"task.n_id": [8, 16, 24, 32], "train.batch_size": [64, 64, 72, 64]})
+
+
 BUILTIN: dict[str, SweepSpec] = {
     # PAPER.md §3 Fig. 1b / Fig. 3 (depth 6 in the paper; the depth is an axis to override): 7 × 7 runs of
     # the paper config, for a GPU.
@@ -593,17 +599,9 @@ BUILTIN: dict[str, SweepSpec] = {
     # d_model-64 model), 4 values of n_id up to the critical n_id of the quick presets (docs/quick-preset.md)
     # × 3 of α: 12 runs of ≈ 8 min, 48.5 min on 2 cores with --workers 2 (docs/REPRODUCTION.md). The batch
     # stays a multiple of n_id. (n_id 40 cannot be placed by the rectangular rule at p = 7 for every seed.)
-    "quick-phase-diagram": SweepSpec(
-        "quick-phase-diagram", preset="quick-depth2",
-        axes={"task.alpha": [0.4, 0.6, 0.8]},
-        zip={"task.n_id": [8, 16, 24, 32], "train.batch_size": [64, 64, 72, 64]},
-    ),
+    "quick-phase-diagram": _quick_grid("quick-phase-diagram", "quick-depth2"),
     # The same grid on the depth-4 quick preset (seed 2, 6 000 steps): ≈ 72 min on 2 cores (session 3).
-    "quick-phase-diagram-d4": SweepSpec(
-        "quick-phase-diagram-d4", preset="quick",
-        axes={"task.alpha": [0.4, 0.6, 0.8]},
-        zip={"task.n_id": [8, 16, 24, 32], "train.batch_size": [64, 64, 72, 64]},
-    ),
+    "quick-phase-diagram-d4": _quick_grid("quick-phase-diagram-d4", "quick"),
     # The depth claim on the CPU preset (PAPER.md §3): the quick preset (n_id 32, α 0.8, seed 2) at depths 1, 2, 4, 6.
     # Depth 4 is the same config, hence the same run directory name, as the α = 0.8, n_id = 32 point above.
     "quick-depth": SweepSpec("quick-depth", preset="quick", axes={"model.n_layers": [1, 2, 4, 6]}),
