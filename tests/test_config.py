@@ -2,7 +2,9 @@ import dataclasses
 
 import pytest
 
-from modicl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, from_dict, preset, to_dict, validate
+from modicl.config import (
+    ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, config_hash, from_dict, preset, to_dict, validate,
+)
 
 
 def _cfg(task=None, model=None, train=None):
@@ -25,6 +27,8 @@ def _cfg(task=None, model=None, train=None):
         ({"task": {"n_ctx": 0}}, "task.n_ctx = 0 must be"),
         ({"train": {"batch_size": 70}}, "use 64 or 96"),
         ({"model": {"n_heads": 3}}, "not divisible by model.n_heads = 3"),
+        ({"train": {"decay_steps": 5801}}, r"train.decay_steps \(5801\) must be between 0 and .* \(5800\)"),
+        ({"train": {"decay_steps": -1}}, "train.decay_steps"),
     ],
 )
 def test_configs_that_cannot_work_raise_one_line_errors(kw, message):
@@ -52,3 +56,13 @@ def test_config_roundtrips_through_dict():
     assert from_dict(to_dict(cfg)) == cfg
     with pytest.raises(ConfigError):
         from_dict({**to_dict(cfg), "task": {"p": 7, "bogus": 1}})
+
+
+def test_fields_added_later_keep_old_run_directory_names_at_their_default():
+    # hashes from before train.decay_steps existed (sessions 1-4 run directories are named by them)
+    assert config_hash(preset("quick")) == "77e1a91a5843"
+    assert config_hash(preset("quick-depth2")) == "cfec5179b103"
+    wsd = preset("quick-depth2")
+    wsd = dataclasses.replace(wsd, train=dataclasses.replace(wsd.train, decay_steps=2000))
+    assert config_hash(wsd) != "cfec5179b103"
+    assert from_dict(to_dict(wsd)) == wsd

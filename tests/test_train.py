@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -19,6 +20,19 @@ def test_lr_schedule_warms_up_from_one_percent_then_cosines_to_ten_percent():
     assert lr_multiplier(100, cfg) == pytest.approx(1.0)
     assert lr_multiplier(550, cfg) == pytest.approx(0.1 + 0.9 * 0.5)  # cosine midpoint
     assert lr_multiplier(1000, cfg) == pytest.approx(0.1)
+
+
+def test_warmup_stable_decay_holds_the_peak_then_cosines_over_the_last_steps():
+    cfg = TrainConfig(steps=1000, warmup_steps=100, final_lr_ratio=0.0, decay_steps=200)
+    assert lr_multiplier(50, cfg) == pytest.approx(0.01 + 0.99 * 0.5)  # warmup unchanged
+    assert [lr_multiplier(s, cfg) for s in (100, 500, 800)] == [1.0, 1.0, 1.0]
+    assert lr_multiplier(900, cfg) == pytest.approx(0.5)  # cosine midpoint of steps 800..1000
+    assert lr_multiplier(850, cfg) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_multiplier(1000, cfg) == pytest.approx(0.0)
+    # decaying over every step after warmup is the paper's schedule
+    full = dataclasses.replace(cfg, decay_steps=900)
+    plain = dataclasses.replace(cfg, decay_steps=0)
+    assert all(lr_multiplier(s, full) == pytest.approx(lr_multiplier(s, plain)) for s in range(0, 1001, 37))
 
 
 def test_weight_decay_applies_to_matrices_only():

@@ -85,6 +85,10 @@ class TrainConfig:
         warmup_steps: linear warmup from ``warmup_start``·lr to lr.
         warmup_start: warmup starts at this fraction of lr (0.01 in the paper).
         final_lr_ratio: cosine decay ends at this fraction of lr (0.1 in the paper).
+        decay_steps: 0 (the paper): the cosine runs over all steps after warmup. N > 0: the lr stays
+            at its peak after warmup and the cosine runs over the last N steps only
+            ("warmup-stable-decay", Hägele et al. 2024, arXiv 2405.18392). Such a run is an exact
+            prefix-copy of the constant-lr run (final_lr_ratio 1) until step ``steps - N``.
         beta1, beta2, eps: AdamW constants.
         eval_every: evaluate (and checkpoint ``last``) every this many steps, and at the end.
         eval_sequences: sequences per evaluation set, spread evenly over the set's tasks.
@@ -102,6 +106,7 @@ class TrainConfig:
     warmup_steps: int = 10_000
     warmup_start: float = 0.01
     final_lr_ratio: float = 0.1
+    decay_steps: int = 0
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-8
@@ -257,6 +262,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.lr must be > 0, train.weight_decay and train.warmup_steps ≥ 0")
     if not 0.0 < tr.warmup_start <= 1.0 or not 0.0 <= tr.final_lr_ratio <= 1.0:
         raise ConfigError("train.warmup_start must be in (0, 1] and train.final_lr_ratio in [0, 1] (fractions of lr)")
+    if not 0 <= tr.decay_steps <= tr.steps - tr.warmup_steps:
+        raise ConfigError(
+            f"train.decay_steps ({tr.decay_steps}) must be between 0 and train.steps - train.warmup_steps "
+            f"({tr.steps - tr.warmup_steps}); 0 decays over all steps after warmup"
+        )
     if not m.rope_theta > 1.0:
         raise ConfigError(f"model.rope_theta = {m.rope_theta} must be > 1 (the RoPE base; 10 000 in the paper)")
     if not 0.0 < cfg.phase_threshold <= 1.0:
@@ -281,7 +291,19 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"config does not match this modicl version: {e}") from None
 
 
+# (part, field) -> default, for fields added after run directories were first named by config_hash.
+_ADDED_FIELDS: dict[tuple[str, str], Any] = {("train", "decay_steps"): 0}
+
+
 def config_hash(cfg: RunConfig) -> str:
-    """A stable 12-hex-digit hash of the resolved config (run directories are named by it)."""
-    blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
+    """A stable 12-hex-digit hash of the resolved config (run directories are named by it).
+
+    Fields added after the first release are left out while they hold their default, so a run
+    directory made before a field existed keeps its name (and its sweep finds it done).
+    """
+    d = to_dict(cfg)
+    for (part, name), default in _ADDED_FIELDS.items():
+        if d[part][name] == default:
+            del d[part][name]
+    blob = json.dumps(d, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

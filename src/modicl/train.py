@@ -3,7 +3,7 @@
 AdamW with β = (0.9, 0.98) and decoupled weight decay on parameters with ≥ 2 dims only (LayerNorm
 gains and biases are not pulled to zero: decaying them would shrink the normalised scale, not a
 weight). The learning-rate multiplier rises linearly from ``warmup_start`` to 1 over the warmup, then
-follows a cosine to ``final_lr_ratio``. Every ``eval_every`` steps the four sets are evaluated,
+follows a cosine to ``final_lr_ratio`` (over the last ``decay_steps`` steps only, if set). Every ``eval_every`` steps the four sets are evaluated,
 a line is appended to ``metrics.jsonl``, ``checkpoints/last`` is rewritten with the optimizer and
 data-stream state, and ``checkpoints/best_ood`` keeps the weights of the highest o.o.d. test accuracy
 (the paper's early stopping for transient o.o.d. generalization). ``resume=True`` continues from
@@ -100,11 +100,15 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     """Learning-rate multiplier at optimizer step ``step`` (0-based), PAPER.md §2.3.
 
     Linear from ``warmup_start`` (step 0) to 1 (step warmup_steps), then cosine from 1 to
-    ``final_lr_ratio`` at step ``steps``.
+    ``final_lr_ratio`` at step ``steps``. With ``decay_steps`` N > 0 the multiplier stays 1 until
+    step ``steps - N`` and the cosine runs over the last N steps (warmup-stable-decay).
     """
     if step < cfg.warmup_steps:
         return cfg.warmup_start + (1.0 - cfg.warmup_start) * step / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    start = max(cfg.warmup_steps, cfg.steps - cfg.decay_steps) if cfg.decay_steps else cfg.warmup_steps
+    if step <= start:
+        return 1.0
+    progress = min(1.0, (step - start) / max(1, cfg.steps - start))
     return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
