@@ -262,10 +262,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("train.lr must be > 0, train.weight_decay and train.warmup_steps ≥ 0")
     if not 0.0 < tr.warmup_start <= 1.0 or not 0.0 <= tr.final_lr_ratio <= 1.0:
         raise ConfigError("train.warmup_start must be in (0, 1] and train.final_lr_ratio in [0, 1] (fractions of lr)")
-    if not 0 <= tr.decay_steps <= tr.steps - tr.warmup_steps:
+    if tr.decay_steps < 0 or tr.decay_steps > max(0, tr.steps - tr.warmup_steps):
         raise ConfigError(
             f"train.decay_steps ({tr.decay_steps}) must be between 0 and train.steps - train.warmup_steps "
-            f"({tr.steps - tr.warmup_steps}); 0 decays over all steps after warmup"
+            f"({max(0, tr.steps - tr.warmup_steps)}); 0 decays over all steps after warmup"
         )
     if not m.rope_theta > 1.0:
         raise ConfigError(f"model.rope_theta = {m.rope_theta} must be > 1 (the RoPE base; 10 000 in the paper)")
