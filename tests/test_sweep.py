@@ -258,3 +258,49 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     run_sweep(_spec(n_layers=[1, 2], seed=[1]), depth, progress=False)
     written = {p.name for p in plot_sweep(depth)}
     assert {"depth.png", "depth.pdf", "training_curves_n_layers1.png", "training_curves_n_layers2.png"} <= written
+
+
+_INTERRUPTIBLE_SWEEP = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from conftest import tiny_config
+from modicl.sweep import SweepSpec, run_sweep
+spec = SweepSpec("t", base=tiny_config(steps=1_000_000, eval_every=20), axes={"seed": [1, 2, 3]})
+try:
+    run_sweep(spec, sys.argv[1], progress=False, workers=2)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_sigint_to_the_sweep_process_alone_stops_its_workers_and_keeps_their_checkpoints(tmp_path):
+    import contextlib
+    import os
+    import pathlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from modicl.runlock import is_locked
+
+    out = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE_SWEEP, str(out), str(pathlib.Path(__file__).parent)],
+                            start_new_session=True)  # its own group, so a failed test leaves no worker behind
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("runs/*/checkpoints/last.safetensors"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the two workers never checkpointed"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)  # as `kill -INT`: the workers do not get it from the terminal
+        assert proc.wait(timeout=60) == 130
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    runs = sorted(out.glob("runs/*"))
+    assert len(runs) == 2  # the third point never started
+    assert [point_status(d) for d in runs] == ["interrupted", "interrupted"]
+    assert not any(is_locked(d) for d in runs)  # no worker is still training
+    sizes = [(d / "metrics.jsonl").stat().st_size for d in runs]
+    time.sleep(2)
+    assert [(d / "metrics.jsonl").stat().st_size for d in runs] == sizes

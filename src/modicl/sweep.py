@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import sys
 import traceback
 import typing
@@ -326,6 +327,33 @@ def _record_failure(run_dir: Path, e: BaseException) -> str:
     return msg
 
 
+# Sweep workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process group, and a second
+# interrupt while a worker writes its checkpoint could corrupt it. The parent stops each worker once,
+# by SIGTERM, which becomes a KeyboardInterrupt inside a running job and refuses the jobs queued after it.
+_WORKER = {"running": False, "stopping": False}
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _WORKER["stopping"] = True
+    if _WORKER["running"]:
+        raise KeyboardInterrupt
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _worker_run_job(job: Job) -> dict[str, str | None]:
+    if _WORKER["stopping"]:
+        raise KeyboardInterrupt
+    _WORKER["running"] = True
+    try:
+        return run_job(job)
+    finally:
+        _WORKER["running"] = False
+
+
 def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
     """Run every point of ``job`` to completion (resuming where a checkpoint exists): alone when the job
     has one point, else as one ensemble (:func:`modicl.ensemble.train_ensemble`). Returns {hash: None on
@@ -563,15 +591,22 @@ def run_sweep(
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             threads = max(1, (os.cpu_count() or workers) // workers)
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(run_job, with_threads(job, threads)): job for job in jobs}
-                for fut in as_completed(futures):
-                    job = futures[fut]
-                    try:
-                        outcome = fut.result()
-                    except Exception as e:  # the worker process itself died
-                        outcome = {p.hash: f"{type(e).__name__}: {e}".splitlines()[0] for p in job.points}
-                    record(job, outcome)
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+                futures = {pool.submit(_worker_run_job, with_threads(job, threads)): job for job in jobs}
+                try:
+                    for fut in as_completed(futures):
+                        job = futures[fut]
+                        try:
+                            outcome = fut.result()
+                        except Exception as e:  # the worker process itself died
+                            outcome = {p.hash: f"{type(e).__name__}: {e}".splitlines()[0] for p in job.points}
+                        record(job, outcome)
+                except KeyboardInterrupt:  # Ctrl-C, or SIGINT to this process alone: stop the workers too
+                    for child in multiprocessing.active_children():
+                        child.terminate()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
     finally:  # an interrupt still leaves an index that says which points are interrupted
         bar.close()
         write_index(spec, points, out_dir)
