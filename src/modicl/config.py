@@ -87,8 +87,8 @@ class TrainConfig:
         final_lr_ratio: cosine decay ends at this fraction of lr (0.1 in the paper).
         decay_steps: 0 (the paper): the cosine runs over all steps after warmup. N > 0: the lr stays
             at its peak after warmup and the cosine runs over the last N steps only
-            ("warmup-stable-decay", Hägele et al. 2024, arXiv 2405.18392). Such a run is an exact
-            prefix-copy of the constant-lr run (final_lr_ratio 1) until step ``steps - N``.
+            ("warmup-stable-decay", Hägele et al. 2024, arXiv 2405.18392). Up to step ``steps - N``
+            such a run is identical to the constant-lr run (final_lr_ratio 1) of the same seed.
         beta1, beta2, eps: AdamW constants.
         eval_every: evaluate (and checkpoint ``last``) every this many steps, and at the end.
         eval_sequences: sequences per evaluation set, spread evenly over the set's tasks.

@@ -592,6 +592,7 @@ def run_sweep(
 
             threads = max(1, (os.cpu_count() or workers) // workers)
             ctx = multiprocessing.get_context("spawn")
+            others = set(multiprocessing.active_children())  # e.g. a notebook's own pools: not ours to stop
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
                 futures = {pool.submit(_worker_run_job, with_threads(job, threads)): job for job in jobs}
                 try:
@@ -603,7 +604,7 @@ def run_sweep(
                             outcome = {p.hash: f"{type(e).__name__}: {e}".splitlines()[0] for p in job.points}
                         record(job, outcome)
                 except KeyboardInterrupt:  # Ctrl-C, or SIGINT to this process alone: stop the workers too
-                    for child in multiprocessing.active_children():
+                    for child in set(multiprocessing.active_children()) - others:
                         child.terminate()
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise

@@ -1,14 +1,15 @@
 """The training loop (PAPER.md §2.3): AdamW, linear warmup + cosine decay, evaluation, checkpoints.
 
-AdamW with β = (0.9, 0.98) and decoupled weight decay on parameters with ≥ 2 dims only (LayerNorm
-gains and biases are not pulled to zero: decaying them would shrink the normalised scale, not a
-weight). The learning-rate multiplier rises linearly from ``warmup_start`` to 1 over the warmup, then
-follows a cosine to ``final_lr_ratio`` (over the last ``decay_steps`` steps only, if set). Every ``eval_every`` steps the four sets are evaluated,
-a line is appended to ``metrics.jsonl``, ``checkpoints/last`` is rewritten with the optimizer and
-data-stream state, and ``checkpoints/best_ood`` keeps the weights of the highest o.o.d. test accuracy
-(the paper's early stopping for transient o.o.d. generalization). ``resume=True`` continues from
-``last`` and ends with the same metrics as an uninterrupted run. Numerics: bf16 autocast on CUDA and
-on CPUs that compute bf16 natively (else fp32); fused AdamW and optional ``torch.compile`` on CUDA.
+AdamW with β = (0.9, 0.98) and decoupled weight decay on parameters with ≥ 2 dims only (LayerNorm gains
+and biases are not pulled to zero: decaying them would shrink the normalised scale, not a weight). The
+learning-rate multiplier rises linearly from ``warmup_start`` to 1 over the warmup, then follows a
+cosine to ``final_lr_ratio`` (over the last ``decay_steps`` steps only, if set). Every ``eval_every``
+steps the four sets are evaluated, a line is appended to ``metrics.jsonl``, ``checkpoints/last`` is
+rewritten with the optimizer and data-stream state, and ``checkpoints/best_ood`` keeps the weights of
+the highest o.o.d. test accuracy (the paper's early stopping for transient o.o.d. generalization).
+``resume=True`` continues from ``last`` and ends with the same metrics as an uninterrupted run.
+Numerics: bf16 autocast on CUDA and on CPUs that compute bf16 natively (else fp32); fused AdamW and
+optional ``torch.compile`` on CUDA.
 """
 
 from __future__ import annotations
@@ -105,9 +106,10 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     """
     if step < cfg.warmup_steps:
         return cfg.warmup_start + (1.0 - cfg.warmup_start) * step / cfg.warmup_steps
-    start = max(cfg.warmup_steps, cfg.steps - cfg.decay_steps) if cfg.decay_steps else cfg.warmup_steps
-    if step <= start:
+    if cfg.decay_steps and step < cfg.steps - cfg.decay_steps:
         return 1.0
+    # with decay_steps 0 this is the paper's schedule, to the bit (runs made before the option replay)
+    start = max(cfg.warmup_steps, cfg.steps - cfg.decay_steps) if cfg.decay_steps else cfg.warmup_steps
     progress = min(1.0, (step - start) / max(1, cfg.steps - start))
     return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
