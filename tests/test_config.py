@@ -29,6 +29,7 @@ def _cfg(task=None, model=None, train=None):
         ({"model": {"n_heads": 3}}, "not divisible by model.n_heads = 3"),
         ({"train": {"decay_steps": 5801}}, r"train.decay_steps \(5801\) must be between 0 and .* \(5800\)"),
         ({"train": {"decay_steps": -1}}, "train.decay_steps"),
+        ({"train": {"decay_steps": 100, "final_lr_ratio": 1.0}}, "has no effect with train.final_lr_ratio = 1"),
     ],
 )
 def test_configs_that_cannot_work_raise_one_line_errors(kw, message):
@@ -63,6 +64,6 @@ def test_fields_added_later_keep_old_run_directory_names_at_their_default():
     assert config_hash(preset("quick")) == "77e1a91a5843"
     assert config_hash(preset("quick-depth2")) == "cfec5179b103"
     wsd = preset("quick-depth2")
-    wsd = dataclasses.replace(wsd, train=dataclasses.replace(wsd.train, decay_steps=2000))
+    wsd = dataclasses.replace(wsd, train=dataclasses.replace(wsd.train, decay_steps=2000, final_lr_ratio=0.0))
     assert config_hash(wsd) != "cfec5179b103"
     assert from_dict(to_dict(wsd)) == wsd

@@ -304,3 +304,39 @@ def test_sigint_to_the_sweep_process_alone_stops_its_workers_and_keeps_their_che
     sizes = [(d / "metrics.jsonl").stat().st_size for d in runs]
     time.sleep(2)
     assert [(d / "metrics.jsonl").stat().st_size for d in runs] == sizes
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_the_sweep_command_stops_its_workers_on_sigterm_and_on_sigint_inherited_as_ignored(tmp_path, sig):
+    # SIGINT: as for `modicl sweep … &` from a script, where the shell makes the job ignore SIGINT
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from modicl.runlock import is_locked
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "sig"\npreset = "quick-depth2"\n[set]\n"train.steps" = 100000\n'
+                    '"train.eval_every" = 20\n"train.eval_sequences" = 32\n[axes]\nseed = [1, 2, 3]\n')
+    out = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "modicl", "sweep", str(spec), "--out", str(out), "--workers", "2",
+                             "--no-ensemble", "--no-progress"], start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("runs/*/checkpoints/last.safetensors"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the two workers never checkpointed"
+            time.sleep(0.5)
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(timeout=60) == 130
+        assert "interrupted" in proc.stderr.read()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    runs = sorted(out.glob("runs/*"))
+    assert [point_status(d) for d in runs] == ["interrupted", "interrupted"]
+    assert not any(is_locked(d) for d in runs)

@@ -92,7 +92,7 @@ class SweepCommand:
     dry_run: bool = False
     """list the grid points and their status; run nothing."""
     ensemble: bool = True
-    """train points that differ only in their data together (--no-ensemble: one run at a time)."""
+    """train points that differ only in their data together (--no-ensemble: every point on its own)."""
     workers: int = 1
     """runs at once, in separate processes sharing the CPU threads (2 on a 2-core machine: +18 %)."""
     progress: bool = True
@@ -375,6 +375,22 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "sweep": c
             "analyze": cmd_analyze}
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM stop a command the way Ctrl-C does (checkpoints kept, sweep workers stopped).
+    Set explicitly: a job started with ``&`` from a script inherits SIGINT ignored, and Python's default
+    SIGTERM kills the process without stopping a sweep's workers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -386,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     from .rundir import CheckpointError
     from .train import TrainingDiverged
 
+    _interrupt_on_signals()
     try:
         return COMMANDS[argv[0]](argv[1:])
     except (ConfigError, CheckpointError) as e:

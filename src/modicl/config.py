@@ -267,6 +267,11 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"train.decay_steps ({tr.decay_steps}) must be between 0 and train.steps - train.warmup_steps "
             f"({max(0, tr.steps - tr.warmup_steps)}); 0 decays over all steps after warmup"
         )
+    if tr.decay_steps and tr.final_lr_ratio == 1.0:
+        raise ConfigError(
+            f"train.decay_steps = {tr.decay_steps} has no effect with train.final_lr_ratio = 1 (a constant lr); "
+            "set train.final_lr_ratio to where the decay should end (e.g. 0) or decay_steps to 0"
+        )
     if not m.rope_theta > 1.0:
         raise ConfigError(f"model.rope_theta = {m.rope_theta} must be > 1 (the RoPE base; 10 000 in the paper)")
     if not 0.0 < cfg.phase_threshold <= 1.0:

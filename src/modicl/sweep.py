@@ -330,7 +330,7 @@ def _record_failure(run_dir: Path, e: BaseException) -> str:
 # Sweep workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process group, and a second
 # interrupt while a worker writes its checkpoint could corrupt it. The parent stops each worker once,
 # by SIGTERM, which becomes a KeyboardInterrupt inside a running job and refuses the jobs queued after it.
-_WORKER = {"running": False, "stopping": False}
+_WORKER: dict[str, Any] = {"running": False, "stopping": False, "parent": None}
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -340,6 +340,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _worker_init() -> None:
+    _WORKER["parent"] = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
 
@@ -350,6 +351,10 @@ def _worker_run_job(job: Job) -> dict[str, str | None]:
     _WORKER["running"] = True
     try:
         return run_job(job)
+    except KeyboardInterrupt:
+        if os.getppid() != _WORKER["parent"]:  # the sweep process was killed: nobody reads our result
+            os._exit(130)
+        raise
     finally:
         _WORKER["running"] = False
 
