@@ -260,6 +260,26 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     assert {"depth.png", "depth.pdf", "training_curves_n_layers1.png", "training_curves_n_layers2.png"} <= written
 
 
+def _interrupt_once_two_points_checkpointed(proc, out, sig):
+    """Send ``sig`` to ``proc`` (a sweep in its own session) once two points have a checkpoint; its exit code.
+    A failing test still kills the whole group, so no worker is left behind."""
+    import contextlib
+    import os
+    import signal
+    import time
+
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("runs/*/checkpoints/last.safetensors"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the two workers never checkpointed"
+            time.sleep(0.5)
+        proc.send_signal(sig)
+        return proc.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 _INTERRUPTIBLE_SWEEP = """
 import sys
 sys.path.insert(0, sys.argv[2])
@@ -274,8 +294,6 @@ except KeyboardInterrupt:
 
 
 def test_sigint_to_the_sweep_process_alone_stops_its_workers_and_keeps_their_checkpoints(tmp_path):
-    import contextlib
-    import os
     import pathlib
     import signal
     import subprocess
@@ -286,17 +304,9 @@ def test_sigint_to_the_sweep_process_alone_stops_its_workers_and_keeps_their_che
 
     out = tmp_path / "s"
     proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE_SWEEP, str(out), str(pathlib.Path(__file__).parent)],
-                            start_new_session=True)  # its own group, so a failed test leaves no worker behind
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(out.glob("runs/*/checkpoints/last.safetensors"))) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, "the two workers never checkpointed"
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)  # as `kill -INT`: the workers do not get it from the terminal
-        assert proc.wait(timeout=60) == 130
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+                            start_new_session=True)
+    # as `kill -INT`: the workers do not get it from the terminal
+    assert _interrupt_once_two_points_checkpointed(proc, out, signal.SIGINT) == 130
     runs = sorted(out.glob("runs/*"))
     assert len(runs) == 2  # the third point never started
     assert [point_status(d) for d in runs] == ["interrupted", "interrupted"]
@@ -309,12 +319,9 @@ def test_sigint_to_the_sweep_process_alone_stops_its_workers_and_keeps_their_che
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_the_sweep_command_stops_its_workers_on_sigterm_and_on_sigint_inherited_as_ignored(tmp_path, sig):
     # SIGINT: as for `modicl sweep … &` from a script, where the shell makes the job ignore SIGINT
-    import contextlib
-    import os
     import signal
     import subprocess
     import sys
-    import time
 
     from modicl.runlock import is_locked
 
@@ -326,17 +333,8 @@ def test_the_sweep_command_stops_its_workers_on_sigterm_and_on_sigint_inherited_
                              "--no-ensemble", "--no-progress"], start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(out.glob("runs/*/checkpoints/last.safetensors"))) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, "the two workers never checkpointed"
-            time.sleep(0.5)
-        proc.send_signal(getattr(signal, sig))
-        assert proc.wait(timeout=60) == 130
-        assert "interrupted" in proc.stderr.read()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    assert _interrupt_once_two_points_checkpointed(proc, out, getattr(signal, sig)) == 130
+    assert "interrupted" in proc.stderr.read()
     runs = sorted(out.glob("runs/*"))
     assert [point_status(d) for d in runs] == ["interrupted", "interrupted"]
     assert not any(is_locked(d) for d in runs)

@@ -15,11 +15,13 @@ line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -379,16 +381,25 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _interrupt_on_signals() -> None:
-    """SIGINT and SIGTERM stop a command the way Ctrl-C does (checkpoints kept, sweep workers stopped).
+@contextlib.contextmanager
+def _interrupt_on_signals() -> Iterator[None]:
+    """While a command runs, SIGINT and SIGTERM stop it the way Ctrl-C does (checkpoints kept, sweep
+    workers stopped); the previous handlers come back afterwards (``main`` may be called from Python).
     Set explicitly: a job started with ``&`` from a script inherits SIGINT ignored, and Python's default
     SIGTERM kills the process without stopping a sweep's workers."""
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread():  # signal.signal works only there
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+    if threading.current_thread() is not threading.main_thread():  # signal.signal works only there
+        yield
+        return
+    previous = {s: signal.signal(s, h) for s, h in
+                ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_interrupt))}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,9 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     from .rundir import CheckpointError
     from .train import TrainingDiverged
 
-    _interrupt_on_signals()
     try:
-        return COMMANDS[argv[0]](argv[1:])
+        with _interrupt_on_signals():
+            return COMMANDS[argv[0]](argv[1:])
     except (ConfigError, CheckpointError) as e:
         print(f"modicl {argv[0]}: error: {e}", file=sys.stderr)
         return 2

@@ -106,10 +106,10 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     """
     if step < cfg.warmup_steps:
         return cfg.warmup_start + (1.0 - cfg.warmup_start) * step / cfg.warmup_steps
-    if cfg.decay_steps and step < cfg.steps - cfg.decay_steps:
-        return 1.0
     # with decay_steps 0 this is the paper's schedule, to the bit (runs made before the option replay)
     start = max(cfg.warmup_steps, cfg.steps - cfg.decay_steps) if cfg.decay_steps else cfg.warmup_steps
+    if step < start:
+        return 1.0
     progress = min(1.0, (step - start) / max(1, cfg.steps - start))
     return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
