@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 
 from modicl.config import (
-    ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, config_hash, from_dict, preset, to_dict, validate,
+    ConfigError, ModelConfig, RunConfig, Seeds, TaskConfig, TrainConfig, config_hash, from_dict, preset, run_seeds, to_dict,
+    validate,
 )
 
 
@@ -67,3 +68,15 @@ def test_fields_added_later_keep_old_run_directory_names_at_their_default():
     wsd = dataclasses.replace(wsd, train=dataclasses.replace(wsd.train, decay_steps=2000, final_lr_ratio=0.0))
     assert config_hash(wsd) != "cfec5179b103"
     assert from_dict(to_dict(wsd)) == wsd
+    # the o.o.d. validation split and the separate seeds keep names at their defaults, not elsewhere
+    q = preset("quick")
+    assert config_hash(dataclasses.replace(q, task_seed=q.seed)) != config_hash(q)
+    assert config_hash(dataclasses.replace(q, task=dataclasses.replace(q.task, ood_val_fraction=0.3))) != config_hash(q)
+
+
+def test_task_init_and_data_seeds_follow_seed_unless_set():
+    q = preset("quick")
+    assert run_seeds(q) == Seeds(task=2, init=2, data=2)
+    assert run_seeds(dataclasses.replace(q, init_seed=7)) == Seeds(task=2, init=7, data=2)
+    with pytest.raises(ConfigError, match="data_seed"):
+        validate(dataclasses.replace(q, data_seed=-1))

@@ -52,3 +52,14 @@ def test_inputs_come_only_from_the_given_pairs_and_without_replacement_are_disti
 def test_same_generator_state_gives_same_batch():
     tasks, pairs = torch.tensor([[1, 2]]), torch.tensor([(x, y) for x in range(5) for y in range(5)])
     assert torch.equal(sample_sequences(tasks, pairs, 3, 4, 5, _gen(9)), sample_sequences(tasks, pairs, 3, 4, 5, _gen(9)))
+
+
+def test_without_replacement_longer_than_the_pool_uses_every_pair_before_any_repeats():
+    pairs = torch.tensor([[0, 1], [2, 3], [4, 5]])
+    tok = sample_sequences(torch.tensor([[1, 1]]), pairs, 20, 8, 7, _gen(2), replacement=False)
+    xy = tok.view(20, 8, 3)[..., :2].tolist()
+    allowed = {tuple(r) for r in pairs.tolist()}
+    for seq in xy:
+        seq = [tuple(r) for r in seq]
+        assert set(seq[:3]) == allowed and set(seq[3:6]) == allowed and set(seq[6:]) < allowed
+        assert len(set(seq[6:])) == 2  # the third pass is cut short, still without a repeat inside it

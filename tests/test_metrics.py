@@ -1,7 +1,13 @@
 import torch
 
 from modicl.data import sample_sequences
-from modicl.metrics import Counts, classify_phase, evaluate
+import itertools
+import math
+
+import pytest
+
+from modicl.algorithms import modular_regression, ratio_matching
+from modicl.metrics import Counts, classify_phase, clustered_interval, evaluate, pattern_text, query_structure, wilson_interval
 
 
 class Oracle(torch.nn.Module):
@@ -27,7 +33,7 @@ def _run(right_at_z, right_elsewhere):
     tasks, pairs = torch.tensor([[1, 2], [3, 5]]), torch.tensor([(x, y) for x in range(p) for y in range(p)])
     g = torch.Generator()
     g.manual_seed(0)
-    full = sample_sequences(tasks, pairs, 8, 5, p, g)
+    full = sample_sequences(tasks, pairs, 8, 5, p, g, shared_inputs=False)
     g.manual_seed(0)
     model = Oracle(p, right_at_z, right_elsewhere, full)
     return evaluate(model, {"s": (tasks, pairs)}, n_ctx=5, p=p, sequences=16, batch_size=5, generator=g)["s"]
@@ -56,7 +62,7 @@ def test_counts_stay_exact_past_256_under_bf16():
 
 
 def _m(idtr, idte, oodtr, oodte):
-    return {s: {"acc_last": v} for s, v in zip(("id_train", "id_test", "ood_train", "ood_test"), (idtr, idte, oodtr, oodte))}
+    return {s: {"acc_last_novel": v} for s, v in zip(("id_train", "id_test", "ood_train", "ood_test"), (idtr, idte, oodtr, oodte))}
 
 
 def test_phase_labels_follow_table_1():
@@ -65,4 +71,109 @@ def test_phase_labels_follow_table_1():
     assert classify_phase(_m(0.9, 0.3, 0.7, 0.2)) == "ood_memorization"
     assert classify_phase(_m(0.9, 0.8, 0.8, 0.6)) == "ood_generalization"
     assert classify_phase(_m(0.2, 0.1, 0.1, 0.1)) == "none"
-    assert classify_phase(_m(0.9, 0.8, 0.8, 0.6), threshold=0.7) == "ood_memorization"
+    # ✓✓✓✗ is not o.o.d. memorization (which needs i.d. test ✗): it is a pattern Table 1 does not list
+    assert classify_phase(_m(0.9, 0.8, 0.8, 0.6), threshold=0.7) == "unlisted"
+    assert pattern_text(_m(0.9, 0.8, 0.8, 0.6), threshold=0.7) == "✓✓✓✗"
+
+
+def test_every_one_of_the_16_patterns_is_named_by_table_1_or_unlisted():
+    table = {(1, 0, 0, 0): "id_memorization", (1, 1, 0, 0): "id_generalization", (1, 0, 1, 0): "ood_memorization",
+             (1, 1, 1, 1): "ood_generalization", (0, 0, 0, 0): "none"}
+    for bits in itertools.product((0, 1), repeat=4):
+        got = classify_phase(_m(*(0.9 if b else 0.1 for b in bits)))
+        assert got == table.get(bits, "unlisted"), bits
+
+
+def test_phase_uses_novel_query_accuracy_not_all_queries():
+    m = {s: {"acc_last": 0.82, "acc_last_novel": 0.82} for s in ("id_train", "id_test", "ood_train")}
+    m["ood_test"] = {"acc_last": 0.82, "acc_last_novel": 0.1}  # a copier: right on repeats only
+    assert classify_phase(m) == "unlisted"
+    assert classify_phase(m, key="acc_last") == "ood_generalization"
+
+
+def test_wilson_interval_matches_textbook_values():
+    # Wilson (1927) 95 % intervals, e.g. Brown, Cai & DasGupta (2001): 0/10 → [0, 0.2775], 5/10 → [0.2366, 0.7634]
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson_interval(5, 10)
+    assert (lo, hi) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_clustered_interval_equals_wilson_for_independent_single_predictions():
+    # one prediction per sequence: the ratio estimator's variance is the binomial one times n/(n-1)
+    k, n = 30, 100
+    lo, hi = clustered_interval(k, k, k, n, n, n)
+    wlo, whi = wilson_interval(k * (n - 1) / n, n - 1)
+    assert lo == pytest.approx(wlo, abs=2e-3) and hi == pytest.approx(whi, abs=2e-3)
+    # perfectly correlated within sequences (all right or all wrong, 10 predictions each): as wide as 100 draws
+    lo, hi = clustered_interval(30 * 10, 30 * 100, 30 * 100, n * 10, n * 100, n)
+    wlo, whi = wilson_interval(30, 100)
+    assert hi - lo == pytest.approx(whi - wlo, rel=0.02)
+
+
+def _seq(ab, xys, p):
+    a, b = ab
+    return [v for x, y in xys for v in (x, y, (a * x + b * y) % p)]
+
+
+def test_novel_queries_exclude_exactly_the_repeated_inputs_of_a_hand_built_sequence():
+    p = 7
+    xys = [(1, 2), (3, 4), (1, 2), (2, 4), (3, 4), (0, 0), (0, 0), (5, 1)]
+    tok = torch.tensor([_seq((2, 3), xys, p)])
+    st = query_structure(tok, p)
+    assert st["novel"][0].tolist() == [True, True, False, True, False, True, False, True]
+    assert st["copy"][0].tolist() == [False, False, True, False, True, False, True, False]
+    # ratio matching: (2, 4) = 2·(1, 2) at k = 3; the origin always; (5, 1) on no earlier line
+    assert st["ratio_matching"][0].tolist() == [False, False, True, True, True, True, True, False]
+    # modular regression: (1, 2) and (3, 4) are independent (det = 4 − 6 ≠ 0 mod 7), so from k = 2 on
+    assert st["modular_regression"][0].tolist() == [False, False, True, True, True, True, True, True]
+
+
+def test_null_models_match_the_brute_force_predictors_at_every_position():
+    p, g = 5, torch.Generator().manual_seed(3)
+    pairs = torch.tensor([(x, y) for x in range(p) for y in range(p)])
+    tasks = torch.tensor([[1, 2], [0, 3], [4, 4], [2, 0]])
+    tok = sample_sequences(tasks, pairs[:9], 16, 7, p, g, shared_inputs=False)
+    st = query_structure(tok, p)
+    xy, z = tok.view(-1, 7, 3)[..., :2], tok.view(-1, 7, 3)[..., 2]
+    for k in range(1, 7):
+        rm = ratio_matching(xy[:, :k], z[:, :k], xy[:, k], p) == z[:, k]
+        mr = modular_regression(xy[:, :k], z[:, :k], xy[:, k], p) == z[:, k]
+        repeat = (xy[:, :k] == xy[:, k : k + 1]).all(-1).any(-1)
+        assert torch.equal(st["ratio_matching"][:, k], rm), k
+        assert torch.equal(st["modular_regression"][:, k], mr), k
+        assert torch.equal(st["copy"][:, k], repeat) and torch.equal(st["novel"][:, k], ~repeat), k
+
+
+def test_novel_accuracy_counts_only_novel_queries():
+    n_ctx, V = 4, 5
+    targets = torch.tensor([[0, 1, 2, 3], [4, 4, 4, 4]])
+    logits = torch.nn.functional.one_hot(targets, V).float()
+    logits[1, 3] = torch.nn.functional.one_hot(torch.tensor(0), V).float()  # wrong on the last query of row 1
+    novel = torch.tensor([[True, True, False, True], [True, False, True, True]])
+    zero = torch.zeros_like(novel)
+    c = Counts(n_ctx, torch.device("cpu"))
+    c.add(logits, targets, {"novel": novel, "copy": ~novel, "ratio_matching": zero, "modular_regression": zero})
+    r = c.result()
+    assert r["acc_last"] == 0.5 and r["acc_last_novel"] == 0.5 and r["n_novel_last"] == 2
+    assert r["acc_novel"] == 5 / 6 and r["n_novel"] == 6 and r["repeat_frac"] == 2 / 8
+    assert r["kshot_novel"] == [1.0, 1.0, 1.0, 0.5]
+    assert r["baselines"]["copy"]["acc"] == 2 / 8 and r["baselines"]["copy"]["acc_last_novel"] == 0.0
+
+
+def test_evaluation_draws_inputs_independently_for_every_task():
+    p = 11
+    tasks, pairs = torch.tensor([[1, 2], [3, 5], [2, 7]]), torch.tensor([(x, y) for x in range(p) for y in range(p)])
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, inputs):
+            seen.append(inputs.clone())
+            return torch.zeros(*inputs.shape, p)
+
+    evaluate(Spy(), {"s": (tasks, pairs)}, n_ctx=8, p=p, sequences=30, batch_size=100, generator=torch.Generator().manual_seed(0))
+    xy = torch.cat(seen).view(3, 10, -1)[..., :-2].reshape(3, 10, 7, 3)[..., :2]  # [task, seq, example, (x, y)]
+    assert not torch.equal(xy[0], xy[1]) and not torch.equal(xy[1], xy[2])
+    distinct_streams = {tuple(s.flatten().tolist()) for s in xy.reshape(30, -1)}
+    assert len(distinct_streams) == 30

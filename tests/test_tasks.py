@@ -20,14 +20,29 @@ def test_split_partitions_all_pairs_and_is_seeded():
 
 @pytest.mark.parametrize("rule", ["rectangular", "random"])
 @pytest.mark.parametrize("p,n_id", [(7, 32), (11, 40), (29, 512)])
-def test_ood_tasks_disjoint_from_pretraining_tasks(rule, p, n_id):
+def test_validation_and_test_ood_tasks_disjoint_from_each_other_and_from_pretraining(rule, p, n_id):
     ts = make_task_set(TaskConfig(p=p, n_id=n_id, rule=rule, n_ood=256), seed=1)
     id_set = {tuple(t) for t in ts.id_tasks.tolist()}
     ood_set = {tuple(t) for t in ts.ood_tasks.tolist()}
+    val_set = {tuple(t) for t in ts.val_tasks.tolist()}
     assert len(id_set) == n_id  # n_id counts all distinct pre-training tasks
-    assert not id_set & ood_set
-    assert len(ood_set) == len(ts.ood_tasks) == min(256, p * p - n_id)
-    assert all(0 <= v < p for t in id_set | ood_set for v in t)
+    assert not id_set & ood_set and not id_set & val_set and not val_set & ood_set
+    held_out = p * p - n_id
+    assert len(val_set) == len(ts.val_tasks) == min(256, held_out // 2)  # half of the held-out tasks by default
+    assert len(ood_set) == len(ts.ood_tasks) == min(256, held_out - held_out // 2)
+    assert all(0 <= v < p for t in id_set | ood_set | val_set for v in t)
+
+
+def test_task_set_round_trips_through_json_with_its_validation_tasks():
+    ts = make_task_set(TaskConfig(p=7, n_id=32, n_ood=256), seed=4)
+    back = TaskSet.from_json(ts.to_json())
+    for k in ("id_tasks", "ood_tasks", "val_tasks", "train_pairs", "test_pairs"):
+        assert np.array_equal(getattr(back, k), getattr(ts, k)), k
+
+
+def test_too_few_held_out_tasks_for_validation_and_test_is_a_config_error():
+    with pytest.raises(ConfigError, match="ood_val_fraction"):
+        make_task_set(TaskConfig(p=5, n_id=24, rule="random", n_ood=256), seed=1)  # 1 held-out task
 
 
 def test_rectangular_sets_really_are_rectangles():

@@ -142,3 +142,39 @@ def test_a_checkpoint_torn_by_a_kill_while_saving_is_refused_on_resume(tmp_path)
     shutil.copy(tmp_path / "state20.pt", tmp_path / "a" / "checkpoints" / "last.state.pt")
     with pytest.raises(CheckpointError, match="inconsistent .*state at step 20, weights at step 40"):
         train(cfg, tmp_path / "a", resume=True, progress=False)
+
+
+def test_best_checkpoint_is_selected_on_validation_tasks_and_summary_carries_intervals_and_numerics(tmp_path):
+    cfg = tiny_config(steps=80, eval_every=10, lr=1e-2)
+    summary = train(cfg, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run")
+    scores = [r["ood_val"]["acc_last_novel"] for r in rows]
+    assert summary["best_ood"]["step"] == rows[scores.index(max(scores))]["step"]
+    assert summary["best_ood_selected_on"] == "ood_val.acc_last_novel"
+    tasks = json.loads((tmp_path / "run" / "tasks.json").read_text())
+    assert len(tasks["val_tasks"]) == 10 and len(tasks["ood_tasks"]) == 11  # p = 5, n_id = 4: 21 held out
+    for s in ("id_train", "id_test", "ood_train", "ood_test"):
+        m = summary["final"][s]
+        lo, hi = m["acc_last_ci"]
+        assert lo <= m["acc_last"] <= hi and m["n_sequences"] >= 32
+        assert set(m["baselines"]) == {"copy", "ratio_matching", "modular_regression"}
+    assert summary["threads"] == torch.get_num_threads() and summary["dtype"] == "float32"
+    assert summary["cpu_kind"] == train_mod.cpu_kind()
+    session = json.loads((tmp_path / "run" / "sessions.jsonl").read_text().splitlines()[0])
+    assert session["threads"] == summary["threads"] and session["cpu_kind"] == summary["cpu_kind"]
+
+
+def test_init_seed_and_data_seed_change_only_their_own_part(tmp_path):
+    base = tiny_config(steps=10, eval_every=10)
+    runs = {}
+    for name, cfg in {"base": base, "init": dataclasses.replace(base, init_seed=11),
+                      "data": dataclasses.replace(base, data_seed=11)}.items():
+        train(cfg, tmp_path / name, progress=False, stop_after=10)
+        runs[name] = (json.loads((tmp_path / name / "tasks.json").read_text()),
+                      load_checkpoint(tmp_path / name, "last").model.state_dict(), read_metrics(tmp_path / name)[0])
+    assert runs["init"][0] == runs["base"][0] == runs["data"][0]  # the task seed is the same in all three
+    w = lambda n: runs[n][1]["wte.weight"]  # noqa: E731
+    assert not torch.equal(w("init"), w("base"))
+    # step-0 metrics: same weights and same evaluation sequences give the same numbers; another data seed does not
+    assert runs["data"][2]["ood_test"]["kshot"] != runs["base"][2]["ood_test"]["kshot"] or \
+        runs["data"][2]["id_train"]["loss"] != runs["base"][2]["id_train"]["loss"]

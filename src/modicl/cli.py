@@ -202,19 +202,23 @@ def cmd_train(argv: list[str]) -> int:
         shutil.rmtree(out)
     print(f"run directory: {out}")
     summary = train(cfg, out, resume=args.resume, progress=args.progress)
-    print(f"\nfinal (step {summary['steps']}):")
+    print(f"\nfinal (step {summary['steps']}), 95 % intervals:")
     print(format_table(summary["final"], cfg.task.p))
-    print(f"\nbest o.o.d. checkpoint (step {summary['best_ood']['step']}):")
+    print(f"\nbest o.o.d. checkpoint (step {summary['best_ood']['step']}, selected on the validation o.o.d. tasks; "
+          "test numbers):")
     print(format_table(summary["best_ood"]))
-    print(f"\nphase: {PHASE_LABELS[summary['phase']]}  (a set counts as solved at last-position accuracy ≥ {cfg.phase_threshold})")
-    print(f"wall time {summary['wall_s']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s; results in {out}")
+    print(f"\nphase: {PHASE_LABELS[summary['phase']]} {summary['phase_pattern']} (i.d. train, i.d. test, o.o.d. train, "
+          f"o.o.d. test; ✓ = novel-query last-position accuracy ≥ {cfg.phase_threshold}); at the best checkpoint: "
+          f"{PHASE_LABELS[summary['phase_best_ood']]} {summary['phase_pattern_best_ood']}")
+    print(f"wall time {summary['wall_s']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s ({summary['dtype']}, "
+          f"{summary['threads']} threads, CPU kind {summary['cpu_kind']}); results in {out}")
     return 0
 
 
 def cmd_eval(argv: list[str]) -> int:
     import torch
 
-    from .metrics import PHASE_LABELS, classify_phase, format_table
+    from .metrics import PHASE_LABELS, classify_phase, format_table, pattern_text
     from .plots import kshot_plot
     from .rundir import load_checkpoint, write_json
     from .train import autocast_for, evaluate_run, resolve_device, resolve_dtype
@@ -230,15 +234,18 @@ def cmd_eval(argv: list[str]) -> int:
     autocast = autocast_for(device, resolve_dtype(cfg.train.dtype, device))
     res = evaluate_run(ck.model, cfg, ck.tasks, sequences=args.sequences, generator=g, autocast=autocast)
     phase = classify_phase(res, cfg.phase_threshold)
-    out = {"checkpoint": args.checkpoint, "step": ck.step, "sequences_per_set": args.sequences, "seed": args.seed,
-           "phase": phase, **res}
+    used = {name: r["n_sequences"] for name, r in res.items()}
+    out = {"checkpoint": args.checkpoint, "step": ck.step, "sequences_requested": args.sequences,
+           "sequences_per_set": used, "seed": args.seed, "phase": phase,
+           "phase_pattern": pattern_text(res, cfg.phase_threshold), **res}
     (args.run_dir / "eval").mkdir(exist_ok=True)
     write_json(args.run_dir / "eval" / f"{args.checkpoint}.json", out)
     kshot_plot({f"{args.checkpoint} step {ck.step}": res}, args.run_dir / "eval" / f"kshot_{args.checkpoint}.png", p=cfg.task.p)
-    print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}), {args.sequences} sequences per set:")
+    print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}); sequences used per set: "
+          + ", ".join(f"{k} {v}" for k, v in used.items()))
     print(format_table(res, cfg.task.p))
     print("k-shot accuracy (o.o.d. test):", " ".join(f"{a:.2f}" for a in res["ood_test"]["kshot"]))
-    print(f"phase: {PHASE_LABELS[phase]}; wrote {args.run_dir / 'eval' / (args.checkpoint + '.json')} and eval/kshot_{args.checkpoint}.png")
+    print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {args.run_dir / 'eval' / (args.checkpoint + '.json')} and eval/kshot_{args.checkpoint}.png")
     return 0
 
 

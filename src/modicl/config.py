@@ -31,12 +31,16 @@ class TaskConfig:
         p: prime modulus; tokens are the p residues 0…p-1.
         rule: pre-training task rule, ``rectangular`` (PAPER.md §1.4, every main result) or ``random``.
         n_id: number of pre-training (i.d.) task vectors, all of them (4 per rectangle).
-        n_ood: cap on the number of held-out o.o.d. task vectors (the complement, shuffled).
+        n_ood: cap on the number of test o.o.d. task vectors (from the complement, shuffled).
+        ood_val_fraction: share of the held-out task vectors kept apart as validation o.o.d. tasks,
+            which select the early-stopping checkpoint; the rest (up to n_ood) are the test tasks.
         alpha: fraction of the p² input pairs (x, y) used for pre-training (PAPER.md §1.5).
         n_ctx: examples (x, y, z) per sequence; the model sees 3·n_ctx − 1 tokens.
         shared_inputs: every task's j-th sequence in a batch uses the same (x, y) stream, as the
             official code does (PAPER.md §1.8); False draws inputs independently per sequence.
-        replacement: draw training pairs with replacement (the official near-replacement sampler).
+        replacement: draw a sequence's pairs with replacement (the official near-replacement sampler);
+            False draws them without replacement where the pool allows it (each pair once before
+            any repeats), in training and evaluation.
         split_seed: seed of the α split of input pairs (the official data_seed = 0).
     """
 
@@ -49,6 +53,7 @@ class TaskConfig:
     shared_inputs: bool = True
     replacement: bool = True
     split_seed: int = 0
+    ood_val_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,12 @@ class RunConfig:
 
     Attributes:
         task, model, train: the three parts above.
-        seed: seeds task sampling, the o.o.d. shuffle, model init and the data stream.
-        phase_threshold: a set counts as solved at last-position accuracy ≥ this (see metrics.py).
+        seed: the default of the three seeds below.
+        task_seed: seeds the pre-training task vectors and the o.o.d. shuffle and split (None: ``seed``).
+        init_seed: seeds the model initialisation (None: ``seed``).
+        data_seed: seeds the training data stream and the evaluation sequences (None: ``seed``).
+        phase_threshold: a set counts as solved at novel-query last-position accuracy ≥ this
+            (see :func:`modicl.metrics.classify_phase`).
     """
 
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -134,6 +143,24 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 1
     phase_threshold: float = 0.5
+    task_seed: int | None = None
+    init_seed: int | None = None
+    data_seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """The three resolved seeds of a run (see :class:`RunConfig`)."""
+
+    task: int
+    init: int
+    data: int
+
+
+def run_seeds(cfg: RunConfig) -> Seeds:
+    """The task, init and data seeds of ``cfg``, each falling back to ``cfg.seed``."""
+    pick = lambda s: cfg.seed if s is None else s  # noqa: E731
+    return Seeds(task=pick(cfg.task_seed), init=pick(cfg.init_seed), data=pick(cfg.data_seed))
 
 
 def _quick() -> RunConfig:
@@ -238,9 +265,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"task.alpha = {t.alpha} leaves an empty train or test split of the {t.p**2} input pairs")
     if t.n_ctx < 1:
         raise ConfigError(f"task.n_ctx = {t.n_ctx} must be ≥ 1 example per sequence")
-    if not t.replacement and t.n_ctx > n_train:
+    if not 0.0 < t.ood_val_fraction < 1.0:
+        raise ConfigError(f"task.ood_val_fraction = {t.ood_val_fraction} must lie strictly between 0 and 1 (e.g. 0.5)")
+    n_held_out = t.p**2 - t.n_id
+    if int(n_held_out * t.ood_val_fraction) < 1 or n_held_out - int(n_held_out * t.ood_val_fraction) < 1:
         raise ConfigError(
-            f"task.n_ctx = {t.n_ctx} exceeds the {n_train} training pairs; use --task.replacement True or a larger alpha"
+            f"task.n_id = {t.n_id} leaves {n_held_out} held-out task vectors, too few for a validation and a test "
+            f"o.o.d. task at task.ood_val_fraction = {t.ood_val_fraction}; lower n_id or change the fraction"
         )
     if tr.batch_size < 1 or tr.batch_size % t.n_id:
         raise ConfigError(
@@ -274,6 +305,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         )
     if not m.rope_theta > 1.0:
         raise ConfigError(f"model.rope_theta = {m.rope_theta} must be > 1 (the RoPE base; 10 000 in the paper)")
+    for name in ("task_seed", "init_seed", "data_seed"):
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise ConfigError(f"{name} = {value} must be ≥ 0 (or left unset to follow seed)")
     if not 0.0 < cfg.phase_threshold <= 1.0:
         raise ConfigError(f"phase_threshold = {cfg.phase_threshold} must be in (0, 1]")
     return cfg
@@ -296,8 +331,16 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"config does not match this modicl version: {e}") from None
 
 
-# (part, field) -> default, for fields added after run directories were first named by config_hash.
-_ADDED_FIELDS: dict[tuple[str, str], Any] = {("train", "decay_steps"): 0}
+# (part, field) -> default, for fields added after run directories were first named by config_hash
+# (part None: a top-level field). The o.o.d. validation split changes only what is evaluated, never
+# the training trajectory, so a run keeps its name with it.
+_ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
+    ("train", "decay_steps"): 0,
+    ("task", "ood_val_fraction"): 0.5,
+    (None, "task_seed"): None,
+    (None, "init_seed"): None,
+    (None, "data_seed"): None,
+}
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -308,7 +351,8 @@ def config_hash(cfg: RunConfig) -> str:
     """
     d = to_dict(cfg)
     for (part, name), default in _ADDED_FIELDS.items():
-        if d[part][name] == default:
-            del d[part][name]
+        where = d if part is None else d[part]
+        if where[name] == default:
+            del where[name]
     blob = json.dumps(d, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

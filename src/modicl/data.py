@@ -34,7 +34,10 @@ def sample_sequences(
         p: the modulus.
         generator: a torch.Generator on the same device; its state fully determines the batch.
         shared_inputs: one (x, y) stream per sequence slot shared by all tasks (official behaviour).
-        replacement: draw the n_ctx pairs of a sequence with replacement; else distinct pairs.
+        replacement: draw the n_ctx pairs of a sequence with replacement; else without replacement
+            where the pool allows it: every pair once before any repeats (successive random
+            permutations of the pool, so a sequence longer than the pool repeats each pair as
+            evenly as possible).
 
     Returns:
         int64 [n_tasks · seqs_per_task, 3·n_ctx]; rows t·seqs_per_task … (t+1)·seqs_per_task − 1 hold
@@ -46,8 +49,9 @@ def sample_sequences(
     if replacement:
         idx = torch.randint(n_pairs, shape, generator=generator, device=pairs.device)
     else:
-        keys = torch.rand((*shape[:2], n_pairs), generator=generator, device=pairs.device)
-        idx = keys.argsort(dim=-1)[..., :n_ctx]
+        n_perm = -(-n_ctx // n_pairs)  # one permutation when the pool suffices (the draws of a plain shuffle)
+        keys = torch.rand((*shape[:2], n_perm, n_pairs), generator=generator, device=pairs.device)
+        idx = keys.argsort(dim=-1).flatten(-2)[..., :n_ctx]
     xy = pairs[idx].expand(n_tasks, -1, -1, -1)  # [n_tasks, seqs, n_ctx, 2]
     ab = tasks[:, None, None, :]
     z = (xy * ab).sum(-1) % p

@@ -37,8 +37,8 @@ from .runlock import RunLocked
 from .train import RunState, TrainStep, resolve_compile, setup_process
 
 # Fields that only change a member's data; everything else must be equal across an ensemble.
-DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement"),
-               "top": ("seed", "phase_threshold")}
+DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement", "ood_val_fraction"),
+               "top": ("seed", "task_seed", "init_seed", "data_seed", "phase_threshold")}
 
 
 def ensemble_key(cfg: RunConfig) -> str:

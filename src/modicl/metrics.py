@@ -1,14 +1,26 @@
-"""Accuracy on the four evaluation sets, per position (k-shot), and the phase label.
+"""Accuracy on the evaluation sets, per position (k-shot), with intervals, null models and the phase.
 
 The sets cross pre-training (i.d.) or held-out (o.o.d.) task vectors with training or held-out input
-pairs (PAPER.md §1.7). For each set we report the all-position accuracy (every z of every sequence,
-0-shot to (n_ctx−1)-shot), the last-position accuracy (the (n_ctx−1)-shot prediction), the accuracy at
-every position k (the k-shot curve, Fig. 1c) and the cross-entropy on z tokens (PAPER.md §1.9). Every
-task contributes the same number of sequences, so plain means equal the paper's per-task-then-mean.
-Counts are int64 and losses fp64 whatever the autocast dtype, so no count is rounded.
+pairs (PAPER.md §1.7); a fifth set, ``ood_val`` (validation o.o.d. tasks × held-out inputs), exists only
+to select the early-stopping checkpoint, so that no test number is chosen on test data. For each set
+we report the all-position accuracy (every z of every sequence, 0-shot to (n_ctx−1)-shot), the
+last-position accuracy (the (n_ctx−1)-shot prediction), the accuracy at every position k (the k-shot
+curve, Fig. 1c) and the cross-entropy on z tokens (PAPER.md §1.9).
 
-The phase (PAPER.md Table 1) is read from last-position accuracies with a threshold (see
-:func:`classify_phase` for why last position and 0.5).
+Evaluation draws the (x, y) inputs of every sequence independently (training may share one stream
+across tasks, as the official code does; evaluating that way leaves a set with only a handful of
+distinct queries). A query whose (x, y) already occurs earlier in the same sequence can be answered
+by copying its z from the context, so every accuracy also comes as **novel-query accuracy**: over the
+queries whose (x, y) does not occur earlier in the sequence. On the same sequences we score three
+null models: *copy* (answers exactly the repeated queries), *ratio matching* (answers a query on the
+line through the origin of some earlier input, PAPER.md §4.1) and *modular regression* (answers every
+query once two earlier inputs are independent, §4.2). The data are noise-free, so each of them is right
+exactly where it applies; :mod:`modicl.algorithms` holds the predictors themselves.
+
+Counts are int64 and losses fp64 whatever the autocast dtype. Every accuracy carries a 95 % Wilson
+interval; for all-position accuracies, whose predictions within a sequence are correlated, the
+interval uses the effective count of a clustered sample (Kish 1965). The phase (PAPER.md Table 1) is
+read from novel-query last-position accuracies with a threshold (see :func:`classify_phase`).
 """
 
 from __future__ import annotations
@@ -24,43 +36,170 @@ from torch import Tensor, nn
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 
 SETS = ("id_train", "id_test", "ood_train", "ood_test")
-SET_LABELS = {"id_train": "i.d. train", "id_test": "i.d. test", "ood_train": "o.o.d. train", "ood_test": "o.o.d. test"}
-PHASES = ("none", "id_memorization", "id_generalization", "ood_memorization", "ood_generalization")
+VAL_SET = "ood_val"
+SET_LABELS = {"id_train": "i.d. train", "id_test": "i.d. test", "ood_train": "o.o.d. train", "ood_test": "o.o.d. test",
+              VAL_SET: "o.o.d. val"}
+BASELINES = ("copy", "ratio_matching", "modular_regression")
+BASELINE_LABELS = {"copy": "copy", "ratio_matching": "ratio matching", "modular_regression": "modular regression"}
+# The accuracy that labels phases and selects checkpoints: last position, novel queries only.
+PHASE_KEY = "acc_last_novel"
+
+# Table 1 of the paper: the ✓/✗ pattern on (i.d. train, i.d. test, o.o.d. train, o.o.d. test) → phase.
+TABLE_1 = {
+    (True, False, False, False): "id_memorization",
+    (True, True, False, False): "id_generalization",
+    (True, False, True, False): "ood_memorization",
+    (True, True, True, True): "ood_generalization",
+    (False, False, False, False): "none",
+}
+PHASES = ("none", "id_memorization", "id_generalization", "ood_memorization", "ood_generalization", "unlisted")
 PHASE_LABELS = {
     "none": "none (no set learned)",
     "id_memorization": "i.d. memorization",
     "id_generalization": "i.d. generalization",
     "ood_memorization": "o.o.d. memorization",
     "ood_generalization": "o.o.d. generalization",
+    "unlisted": "a pattern not in Table 1",
 }
 
 
+def wilson_interval(k: float, n: float, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion k/n (Wilson 1927); 95 % by default.
+
+    ``k`` and ``n`` may be non-integer effective counts. Returns (0, 1) when n = 0 (no information).
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    ph = k / n
+    centre = (ph + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def clustered_interval(sy: float, syy: float, sym: float, sm: float, smm: float, n_clusters: int) -> tuple[float, float]:
+    """95 % interval of a ratio Σy/Σm over clusters (sequences) whose predictions are correlated.
+
+    Args are the sums over clusters of y (hits), y², y·m, m (predictions) and m². The ratio estimator's
+    variance n/(n−1)·Σ(y − r·m)²/(Σm)² gives an effective count r(1−r)/var (capped at Σm: a cluster
+    never counts as more than its predictions), then :func:`wilson_interval` of that count (Kish 1965).
+    """
+    if sm <= 0:
+        return 0.0, 1.0
+    r = sy / sm
+    if n_clusters < 2 or r in (0.0, 1.0):
+        return wilson_interval(sy, sm)
+    var = n_clusters / (n_clusters - 1) * max(syy - 2 * r * sym + r * r * smm, 0.0) / (sm * sm)
+    n_eff = sm if var <= 0 else min(sm, r * (1 - r) / var)
+    return wilson_interval(r * n_eff, n_eff)
+
+
+def query_structure(tokens: Tensor, p: int) -> dict[str, Tensor]:
+    """Which queries of each sequence are repeated, and where each null model answers correctly.
+
+    Args:
+        tokens: int64 [B, 3·n_ctx] sequences x1 y1 z1 … of noise-free tasks.
+        p: the prime modulus.
+    Returns:
+        bool tensors [B, n_ctx]: ``novel`` (the k-th input (x, y) does not occur among inputs 0…k−1),
+        and for each of :data:`BASELINES` whether that predictor, given examples 0…k−1, answers query k
+        correctly (copy: a repeat; ratio matching: the query is (0, 0) or lies on the line through the
+        origin of an earlier non-zero input; modular regression: two earlier inputs are linearly
+        independent over Z_p, or ratio matching applies).
+    """
+    x, y = tokens[:, 0::3], tokens[:, 1::3]
+    n = x.shape[1]
+    before = torch.ones(n, n, dtype=torch.bool, device=tokens.device).tril(-1)  # [k, j]: j < k
+    same = (x[:, :, None] == x[:, None, :]) & (y[:, :, None] == y[:, None, :]) & before
+    repeated = same.any(-1)
+    cross = (x[:, :, None] * y[:, None, :] - y[:, :, None] * x[:, None, :]) % p  # det of inputs k and j
+    nonzero = (x != 0) | (y != 0)
+    on_line = (cross == 0) & nonzero[:, None, :] & before
+    rm = on_line.any(-1) | ~nonzero
+    # the context is full rank before k once some pair i < j < k is independent
+    has_partner = ((cross != 0) & before).any(-1)  # [B, j]: some i < j independent of input j
+    full_rank = torch.cumsum(has_partner.to(torch.int32), dim=1) > 0
+    full_before = torch.cat([torch.zeros_like(full_rank[:, :1]), full_rank[:, :-1]], dim=1)
+    return {"novel": ~repeated, "copy": repeated, "ratio_matching": rm, "modular_regression": full_before | rm}
+
+
 class Counts:
-    """Running int64 / fp64 sums for one set: correct[k], loss_sum[k] over n sequences."""
+    """Running int64 / fp64 sums for one set: hits per position k of the model and of the null models,
+    split into all and novel queries, and per-sequence sums for clustered intervals."""
 
     def __init__(self, n_ctx: int, device: torch.device):
-        self.correct = torch.zeros(n_ctx, dtype=torch.int64, device=device)
-        self.loss_sum = torch.zeros(n_ctx, dtype=torch.float64, device=device)
+        z = lambda *s, dt=torch.int64: torch.zeros(*s, dtype=dt, device=device)  # noqa: E731
+        self.n_ctx = n_ctx
+        self.hits = z(1 + len(BASELINES), n_ctx)  # [predictor, k]; row 0 is the model
+        self.novel_hits = z(1 + len(BASELINES), n_ctx)
+        self.novel = z(n_ctx)
+        self.loss_sum = z(n_ctx, dt=torch.float64)
+        self.novel_loss_sum = z((), dt=torch.float64)
+        # per-sequence sums over the model's hits y and novel counts m: Σy², and Σy_n², Σy_n·m, Σm² (novel)
+        self.seq = z(4)
         self.n = 0
 
-    def add(self, logits: Tensor, targets: Tensor) -> None:
-        """logits [B, n_ctx, V] at the y positions, targets int64 [B, n_ctx]."""
-        self.correct += (logits.argmax(-1) == targets).sum(0, dtype=torch.int64)
+    @property
+    def correct(self) -> Tensor:
+        """int64 [n_ctx]: the model's correct predictions per position."""
+        return self.hits[0]
+
+    def add(self, logits: Tensor, targets: Tensor, structure: Mapping[str, Tensor] | None = None) -> None:
+        """logits [B, n_ctx, V] at the y positions, targets int64 [B, n_ctx], and the sequences'
+        :func:`query_structure` (None: every query counts as novel and the null models are not scored)."""
+        hit = logits.argmax(-1) == targets
+        if structure is None:
+            novel = torch.ones_like(hit)
+            base = [torch.zeros_like(hit)] * len(BASELINES)
+        else:
+            novel, base = structure["novel"], [structure[b] for b in BASELINES]
+        all_hits = torch.stack([hit, *base])  # [1 + baselines, B, n_ctx]
+        self.hits += all_hits.sum(1, dtype=torch.int64)
+        self.novel_hits += (all_hits & novel).sum(1, dtype=torch.int64)
+        self.novel += novel.sum(0, dtype=torch.int64)
         loss = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")  # [B, n_ctx]
         self.loss_sum += loss.sum(0, dtype=torch.float64)
+        self.novel_loss_sum += (loss * novel).sum(dtype=torch.float64)
+        y, yn, m = hit.sum(1), (hit & novel).sum(1), novel.sum(1)
+        self.seq += torch.stack([(y * y).sum(), (yn * yn).sum(), (yn * m).sum(), (m * m).sum()])
         self.n += targets.shape[0]
 
     def result(self) -> dict:
-        """{'acc', 'acc_last', 'loss', 'kshot' (list of n_ctx accuracies), 'n_sequences'} as Python numbers."""
-        correct, loss = self.correct.cpu(), self.loss_sum.cpu()
-        n_pred = self.n * correct.numel()
-        return {
-            "acc": correct.sum().item() / n_pred,
-            "acc_last": correct[-1].item() / self.n,
+        """The set's numbers as Python values (see :func:`evaluate` for the keys)."""
+        hits, novel_hits, novel = self.hits.cpu(), self.novel_hits.cpu(), self.novel.cpu()
+        syy, synyn, synm, smm = self.seq.cpu().tolist()
+        n, n_ctx = self.n, self.n_ctx
+        n_pred, n_novel, n_novel_last = n * n_ctx, int(novel.sum()), int(novel[-1])
+        y, y_last = int(hits[0].sum()), int(hits[0, -1])
+        yn, yn_last = int(novel_hits[0].sum()), int(novel_hits[0, -1])
+        frac = lambda a, b: a / b if b else None  # noqa: E731
+        loss = self.loss_sum.cpu()
+        out = {
+            "acc": y / n_pred,
+            "acc_ci": list(clustered_interval(y, syy, y * n_ctx, n_pred, n * n_ctx * n_ctx, n)),
+            "acc_last": y_last / n,
+            "acc_last_ci": list(wilson_interval(y_last, n)),
+            "acc_novel": frac(yn, n_novel),
+            "acc_novel_ci": list(clustered_interval(yn, synyn, synm, n_novel, smm, n)),
+            "acc_last_novel": frac(yn_last, n_novel_last),
+            "acc_last_novel_ci": list(wilson_interval(yn_last, n_novel_last)),
             "loss": loss.sum().item() / n_pred,
-            "kshot": (correct.double() / self.n).tolist(),
-            "n_sequences": self.n,
+            "loss_novel": frac(self.novel_loss_sum.item(), n_novel),
+            "kshot": (hits[0].double() / n).tolist(),
+            "kshot_novel": [frac(int(a), int(b)) for a, b in zip(novel_hits[0], novel)],
+            "n_sequences": n,
+            "n_novel": n_novel,
+            "n_novel_last": n_novel_last,
+            "repeat_frac": 1 - n_novel / n_pred,
+            "repeat_frac_last": 1 - n_novel_last / n,
+            "baselines": {
+                b: {"acc": int(hits[i].sum()) / n_pred, "acc_last": int(hits[i, -1]) / n,
+                    "acc_last_ci": list(wilson_interval(int(hits[i, -1]), n)),
+                    "acc_last_novel": frac(int(novel_hits[i, -1]), n_novel_last),
+                    "kshot": (hits[i].double() / n).tolist()}
+                for i, b in enumerate(BASELINES, start=1)
+            },
         }
+        return out
 
 
 @torch.no_grad()
@@ -74,72 +213,136 @@ def evaluate(
     batch_size: int,
     generator: torch.Generator,
     autocast: contextlib.AbstractContextManager | None = None,
-    shared_inputs: bool = True,
     replacement: bool = True,
 ) -> dict[str, dict]:
-    """Evaluate ``model`` on each named set.
+    """Evaluate ``model`` on each named set, on sequences whose inputs are drawn independently.
 
     Args:
         model: maps int64 tokens [B, T] to logits [B, T, p].
-        sets: {name: (tasks int64 [n_tasks, 2], pairs int64 [n_pairs, 2])}, on the model's device.
+        sets: {name: (tasks int64 [n_tasks, 2], pairs int64 [n_pairs, 2])}, on the model's device;
+            a set with no task is left out of the result.
         n_ctx, p: sequence length in examples; modulus.
-        sequences: sequences per set, spread evenly over its tasks (rounded up to ≥ 1 per task).
+        sequences: sequences per set, spread evenly over its tasks (rounded up to ≥ 1 per task, so
+            ``n_sequences`` in the result may exceed it).
         batch_size: sequences per forward pass.
         generator: torch.Generator on the device; determines every evaluation sequence.
         autocast: context for the forward pass (e.g. bf16 autocast); counts stay exact.
-        shared_inputs, replacement: as in :func:`modicl.data.sample_sequences`.
+        replacement: as in :func:`modicl.data.sample_sequences` (False: without replacement where
+            the pool allows it). Inputs are never shared across tasks here.
 
     Returns:
-        {name: Counts.result()}.
+        {name: result}, each result holding ``acc``, ``acc_last``, ``acc_novel``, ``acc_last_novel``
+        (None when there is no novel query) with ``*_ci`` 95 % intervals [lo, hi]; ``loss`` and
+        ``loss_novel`` (nats); ``kshot`` and ``kshot_novel`` (per position k, the k-shot curve);
+        ``n_sequences``, ``n_novel`` (all positions), ``n_novel_last``; ``repeat_frac`` and
+        ``repeat_frac_last`` (fraction of queries that repeat an earlier input); ``baselines``:
+        {copy, ratio_matching, modular_regression: {acc, acc_last, acc_last_ci, acc_last_novel, kshot}}.
     """
     was_training = model.training
     model.eval()
     out = {}
     for name, (tasks, pairs) in sets.items():
+        if tasks.shape[0] == 0:
+            continue
         per_task = max(1, math.ceil(sequences / tasks.shape[0]))
-        tokens = sample_sequences(tasks, pairs, per_task, n_ctx, p, generator, shared_inputs, replacement)
+        tokens = sample_sequences(tasks, pairs, per_task, n_ctx, p, generator, shared_inputs=False, replacement=replacement)
         counts = Counts(n_ctx, tokens.device)
         for chunk in tokens.split(batch_size):
             with autocast or contextlib.nullcontext():
                 logits = model(model_inputs(chunk))
-            counts.add(z_logits(logits), z_targets(chunk))
+            counts.add(z_logits(logits), z_targets(chunk), query_structure(chunk, p))
         out[name] = counts.result()
     model.train(was_training)
     return out
 
 
-def classify_phase(metrics: Mapping[str, Mapping[str, float]], threshold: float = 0.5, key: str = "acc_last") -> str:
+# The per-set numbers kept in summary.json and results tables (the k-shot curves stay in metrics.jsonl).
+SUMMARY_KEYS = ("acc", "acc_ci", "acc_last", "acc_last_ci", "acc_last_novel", "acc_last_novel_ci", "acc_novel",
+                "acc_novel_ci", "loss", "n_sequences", "n_novel_last", "repeat_frac_last")
+
+
+def summary_of_set(result: Mapping) -> dict:
+    """The :data:`SUMMARY_KEYS` of one set's :func:`evaluate` result, and each null model's last-position
+    accuracy on all and on novel queries (``baselines``); keys a result lacks are left out."""
+    out = {k: result[k] for k in SUMMARY_KEYS if k in result}
+    if "baselines" in result:
+        out["baselines"] = {b: {k: v[k] for k in ("acc_last", "acc_last_ci", "acc_last_novel")} for b, v in result["baselines"].items()}
+    return out
+
+
+def flat_columns(prefix: str, summary_set: Mapping) -> dict:
+    """One set of a summary (:func:`summary_of_set`) as flat table columns named ``prefix.KEY``:
+    accuracies with ``_lo`` / ``_hi`` interval columns, counts, the repeat share, the loss, and the
+    null models' last-position accuracy on all queries (``copy_last``, ``ratio_matching_last``,
+    ``modular_regression_last``). Keys the summary lacks (runs from older versions) are left out."""
+    out = {}
+    for k, v in summary_set.items():
+        if k == "baselines":
+            out.update({f"{prefix}.{b}_last": bv["acc_last"] for b, bv in v.items()})
+        elif k.endswith("_ci"):
+            out[f"{prefix}.{k[:-3]}_lo"], out[f"{prefix}.{k[:-3]}_hi"] = v
+        else:
+            out[f"{prefix}.{k}"] = v
+    return out
+
+
+def phase_pattern(metrics: Mapping[str, Mapping], threshold: float = 0.5, key: str = PHASE_KEY) -> tuple[bool, ...]:
+    """The ✓/✗ pattern of Table 1 on (i.d. train, i.d. test, o.o.d. train, o.o.d. test): a set is
+    ✓ when ``metrics[set][key] ≥ threshold``; a missing (None) accuracy counts as ✗."""
+    return tuple(metrics[s].get(key) is not None and metrics[s][key] >= threshold for s in SETS)
+
+
+def classify_phase(metrics: Mapping[str, Mapping], threshold: float = 0.5, key: str = PHASE_KEY) -> str:
     """The paper's phase of a run (PAPER.md Table 1) from its accuracies on the four sets.
 
-    A set is "solved" when ``metrics[set][key] ≥ threshold``. Then, in order: i.d. train unsolved →
-    ``none``; both o.o.d. sets solved → ``ood_generalization``; o.o.d. train solved →
-    ``ood_memorization``; i.d. test solved → ``id_generalization``; else ``id_memorization``.
+    The ✓/✗ pattern (:func:`phase_pattern`) is named by Table 1 — ✓✗✗✗ i.d. memorization, ✓✓✗✗
+    i.d. generalization, ✓✗✓✗ o.o.d. memorization, ✓✓✓✓ o.o.d. generalization — plus ✗✗✗✗
+    ``none`` (the loss plateau); any other pattern is ``unlisted`` (:func:`pattern_text` spells it).
 
-    Why last position and 0.5: the last (n_ctx−1)-shot prediction is where a model that learned the
-    task in context has the most evidence, while the all-position mean includes 0-shot o.o.d.
-    predictions that no model can beat chance on and few-shot ones that even the paper's models miss
-    (Fig. 1c), so it understates in-context skill. 0.5 sits far above chance (1/p ≤ 0.14 for p ≥ 7) and
-    halfway to perfect, so a label changes only on a clear difference. The paper gives no number
-    (PAPER.md §6.2); both arguments are configurable.
+    Why novel-query last-position accuracy and 0.5: the last (n_ctx−1)-shot prediction is where a
+    model that learned the task in context has the most evidence, while the all-position mean
+    includes 0-shot o.o.d. predictions that no model can beat chance on (Fig. 1c). A repeated query can
+    be answered by copying from the context, which at p = 7 alone scores above 0.5, so only novel
+    queries count. 0.5 sits far above chance (1/p ≤ 0.14 for p ≥ 7) and halfway to perfect, so a
+    label changes only on a clear difference. The paper gives no number (PAPER.md Table 1 notes);
+    both arguments are configurable.
     """
-    ok = {s: metrics[s][key] >= threshold for s in SETS}
-    if not ok["id_train"]:
-        return "none"
-    if ok["ood_train"] and ok["ood_test"]:
-        return "ood_generalization"
-    if ok["ood_train"]:
-        return "ood_memorization"
-    if ok["id_test"]:
-        return "id_generalization"
-    return "id_memorization"
+    return TABLE_1.get(phase_pattern(metrics, threshold, key), "unlisted")
 
 
-def format_table(metrics: Mapping[str, Mapping[str, float]], p: int | None = None) -> str:
-    """A plain-text table of acc / acc_last / loss for the four sets."""
-    lines = [f"{'set':<14}{'acc (all)':>11}{'acc (last)':>12}{'loss':>9}"]
-    for s in SETS:
+def pattern_text(metrics: Mapping[str, Mapping], threshold: float = 0.5, key: str = PHASE_KEY) -> str:
+    """The ✓/✗ pattern as four characters, e.g. ``✓✓✓✗``."""
+    return "".join("✓" if ok else "✗" for ok in phase_pattern(metrics, threshold, key))
+
+
+def _pct(v: float | None) -> str:
+    return "  –  " if v is None else f"{v:.3f}"
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def format_table(metrics: Mapping[str, Mapping], p: int | None = None) -> str:
+    """A plain-text table of the sets: last-position accuracy of novel queries (the phase metric) and
+    of all queries with 95 % intervals and counts, the null models' last-position accuracy on the same
+    sequences, the all-position accuracy and the loss."""
+    head = (f"{'set':<13}{'novel last':>11}{'95% CI':>14}{'n':>6}  {'last':>6}{'95% CI':>14}{'n':>6}"
+            f"{'repeat':>8}{'copy':>7}{'RM':>7}{'MR':>7}  {'all-pos':>7}{'loss':>7}")
+    lines = [head]
+    for s in (*SETS, VAL_SET):
+        if s not in metrics:
+            continue
         m = metrics[s]
-        lines.append(f"{SET_LABELS[s]:<14}{m['acc']:>11.3f}{m['acc_last']:>12.3f}{m['loss']:>9.3f}")
+        b = m.get("baselines", {})
+        bl = "".join(f"{b[k]['acc_last']:>7.3f}" if k in b else f"{'–':>7}" for k in BASELINES)
+        lines.append(
+            f"{SET_LABELS[s]:<13}{_pct(m.get('acc_last_novel')):>11}{_ci(m.get('acc_last_novel_ci', (0, 1))):>14}"
+            f"{m.get('n_novel_last', 0):>6}  {m['acc_last']:>6.3f}{_ci(m.get('acc_last_ci', (0, 1))):>14}"
+            f"{m.get('n_sequences', 0):>6}{m.get('repeat_frac_last', 0):>8.2f}{bl}  {m['acc']:>7.3f}{m['loss']:>7.3f}"
+        )
+    notes = "novel: queries whose (x, y) is not earlier in the sequence; repeat: share of last queries that are repeats"
+    notes += "\nnull models on the same sequences: copy from the context, ratio matching (RM), modular regression (MR)"
     if p:
-        lines.append(f"(chance accuracy 1/p = {1 / p:.3f})")
-    return "\n".join(lines)
+        notes += f"; chance 1/p = {1 / p:.3f}"
+    return "\n".join(lines) + "\n" + notes

@@ -464,11 +464,16 @@ def write_index(spec: SweepSpec, points: Sequence[Point], out_dir: Path) -> None
 
 
 def collect_results(points: Sequence[Point], out_dir: Path):
-    """The results table as a pandas DataFrame, one row per finished point: hash, p, n_id, alpha,
-    n_layers, seed, the other axes (by full field name), the final and best-o.o.d. accuracies (acc and acc_last) and losses of the
-    four sets, the best-o.o.d. step, the phase labels (final and at the best-o.o.d. step), steps and
-    wall time in seconds. Points without summary.json are left out."""
+    """The results table as a pandas DataFrame, one row per finished point (one per seed): hash, p,
+    n_id, alpha, n_layers, seed, the other axes (by full field name); for the final and the
+    best-o.o.d. checkpoint (selected on the validation o.o.d. tasks) and each set, the columns of
+    :func:`modicl.metrics.flat_columns` (accuracies on all and on novel queries with 95 % intervals,
+    counts, null models, loss); the best-o.o.d. step; the phase and its ✓/✗ pattern (final and at the
+    best checkpoint); steps, wall time in seconds, and the numerics (threads, dtype, CPU kind).
+    Points without summary.json are left out."""
     import pandas as pd
+
+    from .metrics import VAL_SET, flat_columns
 
     rows = []
     for p in points:
@@ -481,12 +486,14 @@ def collect_results(points: Sequence[Point], out_dir: Path):
                                "n_layers": cfg.model.n_layers, "seed": cfg.seed}
         row.update({k: v for k, v in p.axes.items() if k not in _SHORT})
         for which in ("final", "best_ood"):
-            for st in SETS:
-                for k in ("acc", "acc_last", "loss"):
-                    row[f"{which}.{st}.{k}"] = s[which][st][k]
+            for st in (*SETS, VAL_SET):
+                if st in s[which]:
+                    row.update(flat_columns(f"{which}.{st}", s[which][st]))
         row["best_ood_step"] = s["best_ood"]["step"]
         row["phase"], row["phase_best_ood"] = s["phase"], s["phase_best_ood"]
+        row["phase_pattern"], row["phase_pattern_best_ood"] = s.get("phase_pattern"), s.get("phase_pattern_best_ood")
         row["steps"], row["wall_s"] = s["steps"], s["wall_s"]
+        row.update({k: s.get(k) for k in ("threads", "dtype", "cpu_kind")})
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -6,7 +6,8 @@ learning-rate multiplier rises linearly from ``warmup_start`` to 1 over the warm
 cosine to ``final_lr_ratio`` (over the last ``decay_steps`` steps only, if set). Every ``eval_every``
 steps the four sets are evaluated, a line is appended to ``metrics.jsonl``, ``checkpoints/last`` is
 rewritten with the optimizer and data-stream state, and ``checkpoints/best_ood`` keeps the weights of
-the highest o.o.d. test accuracy (the paper's early stopping for transient o.o.d. generalization).
+the highest novel-query last-position accuracy on the *validation* o.o.d. tasks (the paper's early
+stopping for transient o.o.d. generalization, selected without looking at the test tasks).
 ``resume=True`` continues from ``last`` and ends with the same metrics as an uninterrupted run.
 Numerics: bf16 autocast on CUDA and on CPUs that compute bf16 natively (else fp32); fused AdamW and
 optional ``torch.compile`` on CUDA.
@@ -30,9 +31,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .allocator import keep_freed_memory
-from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, to_dict, validate
+from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
-from .metrics import PHASE_LABELS, SETS, classify_phase, evaluate
+from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, evaluate, pattern_text, summary_of_set
 from .model import Transformer, n_params
 from .runlock import lock_run
 from .rundir import (
@@ -59,6 +60,24 @@ def cpu_has_native_bf16() -> bool:
         if line.startswith(("flags", "Features")):
             flags.update(line.split(":", 1)[1].split())
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_kind() -> str:
+    """The CPU's widest matmul path, which sets numerics and speed: ``amx`` (amx_bf16), ``avx512_bf16``,
+    ``avx512``, ``avx2``, or the machine architecture (e.g. ``aarch64``) when none of these applies."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    for flag, kind in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"), ("avx2", "avx2")):
+        if flag in flags:
+            return kind
+    return os.uname().machine
 
 
 def resolve_device(name: str) -> torch.device:
@@ -159,16 +178,19 @@ class TrainStep:
 
 def task_tensors(tasks: TaskSet, device: torch.device) -> dict[str, Tensor]:
     """The task set's arrays as int64 tensors on ``device``, keyed by TaskSet field name."""
-    return {k: torch.as_tensor(getattr(tasks, k), device=device) for k in ("id_tasks", "ood_tasks", "train_pairs", "test_pairs")}
+    keys = ("id_tasks", "ood_tasks", "train_pairs", "test_pairs", "val_tasks")
+    return {k: torch.as_tensor(getattr(tasks, k), device=device) for k in keys}
 
 
 def eval_sets(t: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
-    """The four sets of PAPER.md §1.7 as (tasks, pairs)."""
+    """The four sets of PAPER.md §1.7 and the validation set (validation o.o.d. tasks × held-out
+    inputs, which selects the early-stopping checkpoint) as (tasks, pairs)."""
     return {
         "id_train": (t["id_tasks"], t["train_pairs"]),
         "id_test": (t["id_tasks"], t["test_pairs"]),
         "ood_train": (t["ood_tasks"], t["train_pairs"]),
         "ood_test": (t["ood_tasks"], t["test_pairs"]),
+        VAL_SET: (t["val_tasks"], t["test_pairs"]),
     }
 
 
@@ -176,20 +198,21 @@ def evaluate_run(
     model: Transformer, cfg: RunConfig, tasks: TaskSet, *, sequences: int, generator: torch.Generator,
     autocast: contextlib.AbstractContextManager,
 ) -> dict[str, dict]:
-    """Evaluate ``model`` on the four sets of a run (PAPER.md §1.7) with the run's sequence format.
+    """Evaluate ``model`` on the four sets of a run (PAPER.md §1.7) and its validation set, with the
+    run's sequence format and inputs drawn independently per sequence.
 
-    Returns {set: {'acc', 'acc_last', 'loss', 'kshot', 'n_sequences'}}; see :func:`modicl.metrics.evaluate`.
+    Returns {set: result}; see :func:`modicl.metrics.evaluate` for the keys.
     """
     device = next(model.parameters()).device
     return evaluate(
         model, eval_sets(task_tensors(tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p, sequences=sequences,
-        batch_size=cfg.train.eval_batch_size, generator=generator, autocast=autocast,
-        shared_inputs=cfg.task.shared_inputs, replacement=cfg.task.replacement,
+        batch_size=cfg.train.eval_batch_size, generator=generator, autocast=autocast, replacement=cfg.task.replacement,
     )
 
 
 def eval_seed(seed: int, step: int) -> int:
-    """Seed of the evaluation sequences at ``step``: fresh draws each time, identical on resume."""
+    """Seed of the evaluation sequences at ``step`` from the run's data seed: fresh draws each time,
+    identical on resume."""
     return int(np.random.SeedSequence([seed, step, 0xE7A1]).generate_state(1)[0])
 
 
@@ -199,6 +222,19 @@ def _slurm_job_id() -> str | None:
     if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
         return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
     return env.get("SLURM_JOB_ID")
+
+
+def selection_score(row: dict) -> float:
+    """The early-stopping score of a metrics row: novel-query last-position accuracy on the validation
+    o.o.d. tasks (the phase's metric, never a test set); −1 where the row has none."""
+    val = row.get(VAL_SET) or {}
+    return -1.0 if val.get(PHASE_KEY) is None else float(val[PHASE_KEY])
+
+
+def numerics() -> dict:
+    """What decides a CPU run's floating-point trajectory besides its config: torch's thread count and
+    the CPU kind (:func:`cpu_kind`)."""
+    return {"threads": torch.get_num_threads(), "cpu_kind": cpu_kind()}
 
 
 def _run_differences(a: RunConfig, b: RunConfig) -> list[str]:
@@ -231,6 +267,7 @@ class RunState:
         self._lock = lock_run(self.run_dir)  # released by close(), or by the kernel when the process ends
         self.autocast = autocast_for(device, dtype)
         run_dir, tc = self.run_dir, cfg.train
+        self.seeds = run_seeds(cfg)
         has_ckpt = (run_dir / "checkpoints" / "last.safetensors").exists()
         if has_ckpt and not resume:
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
@@ -250,15 +287,15 @@ class RunState:
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
             (run_dir / "sessions.jsonl").unlink(missing_ok=True)
             write_json(run_dir / "config.json", to_dict(cfg))
-            self.tasks = make_task_set(cfg.task, cfg.seed)
+            self.tasks = make_task_set(cfg.task, self.seeds.task)
             (run_dir / "tasks.json").write_text(self.tasks.to_json())
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(self.seeds.init)
             self.model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
             self.start = 0
         self.opt = build_optimizer(self.model, tc, device)
         self.gen = torch.Generator(device=device)
-        self.gen.manual_seed(cfg.seed + 0x5EED)
-        self.best = {"acc": -1.0, "step": -1}
+        self.gen.manual_seed(self.seeds.data + 0x5EED)
+        self.best = {"acc": -math.inf, "step": -1}  # score (selection_score) and step of checkpoints/best_ood
         self.wall_before, self.train_s = 0.0, 0.0  # seconds of earlier sessions; train_s excludes evaluation
         if state is not None:
             self.opt.load_state_dict(state["optimizer"])
@@ -269,10 +306,21 @@ class RunState:
         self.per_task = tc.batch_size // cfg.task.n_id
         self.tokens_per_step = tc.batch_size * (3 * cfg.task.n_ctx - 1)
         self.t0 = time.perf_counter()
-        # One line per process that trained this run: where each resume started, and on which host or SLURM job.
-        with (run_dir / "sessions.jsonl").open("a") as fh:
+        # One line per process that trained this run: where each resume started, on which host or SLURM
+        # job, and with which numerics (thread count, dtype and CPU kind change a CPU trajectory).
+        self.numerics = {**numerics(), "dtype": str(dtype).removeprefix("torch."), "device": str(device)}
+        sessions = run_dir / "sessions.jsonl"
+        if self.resumed and sessions.exists():
+            lines = sessions.read_text().splitlines()
+            before = json.loads(lines[-1]) if lines else {}
+            changed = [f"{k} {before[k]} → {v}" for k, v in self.numerics.items() if k in before and before[k] != v]
+            if changed:
+                warnings.warn(f"resuming {run_dir} with other numerics ({', '.join(changed)}); the rest of the run "
+                              "will not match an uninterrupted one bit for bit")
+        with sessions.open("a") as fh:
             fh.write(json.dumps({"start_step": self.start, "resumed": self.resumed, "host": socket.gethostname(),
-                                 "slurm_job_id": _slurm_job_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+                                 "slurm_job_id": _slurm_job_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                 **self.numerics}) + "\n")
 
     def set_lr(self, step: int) -> None:
         """The scheduled learning rate for 0-based optimizer step ``step``."""
@@ -289,13 +337,13 @@ class RunState:
         """Evaluate the four sets, append the row to metrics.jsonl, update the checkpoints; return the row."""
         cfg, tc = self.cfg, self.cfg.train
         g = torch.Generator(device=self.device)
-        g.manual_seed(eval_seed(cfg.seed, step))
+        g.manual_seed(eval_seed(self.seeds.data, step))
         m = evaluate_run(self.model, cfg, self.tasks, sequences=tc.eval_sequences, generator=g, autocast=self.autocast)
         row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
                "wall_s": self.wall_before + time.perf_counter() - self.t0, **m}
         append_metrics(self.run_dir, row)
-        if row["ood_test"]["acc"] > self.best["acc"]:
-            self.best = {"acc": row["ood_test"]["acc"], "step": step}
+        if selection_score(row) > self.best["acc"]:
+            self.best = {"acc": selection_score(row), "step": step}
             save_checkpoint(self.run_dir, "best_ood", self.model, cfg, self.tasks, step, metrics=row)
         elapsed = {"wall_s": row["wall_s"], "train_s": self.train_s}
         st = {"optimizer": self.opt.state_dict(), "generator": self.gen.get_state(), "best": self.best, "elapsed": elapsed}
@@ -306,7 +354,7 @@ class RunState:
         """Write summary.json and the plots; return the summary. Releases the run directory."""
         try:
             return finish(self.run_dir, tokens_per_step=self.tokens_per_step, n_parameters=n_params(self.model),
-                          dtype=str(self.dtype).removeprefix("torch."), device=str(self.device))
+                          **self.numerics)
         finally:
             self.close()
 
@@ -388,7 +436,7 @@ def train(
                 loss_sum.zero_()
                 n_since = 0
                 last_good = done
-                ood_last = f"{row['ood_train']['acc_last']:.2f}/{row['ood_test']['acc_last']:.2f}"
+                ood_last = "/".join(f"{row[s].get(PHASE_KEY) or 0:.2f}" for s in ("ood_train", "ood_test"))
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_last=ood_last)
                 if stop_after is not None and done >= stop_after and done < tc.steps:
                     bar.close()
@@ -406,24 +454,27 @@ def finish(run_dir: Path, **extra) -> dict:
     state = load_state(run_dir)
     final = rows[-1]
     best_row = next(r for r in rows if r["step"] == state["best"]["step"])
-    keep = ("acc", "acc_last", "loss")
     thr = cfg.phase_threshold
     summary = {
         "phase": classify_phase(final, thr),
         "phase_label": PHASE_LABELS[classify_phase(final, thr)],
+        "phase_pattern": pattern_text(final, thr),
         "phase_best_ood": classify_phase(best_row, thr),
+        "phase_pattern_best_ood": pattern_text(best_row, thr),
         "phase_threshold": thr,
+        "phase_metric": f"{PHASE_KEY} (novel-query last-position accuracy)",
+        "best_ood_selected_on": f"{VAL_SET}.{PHASE_KEY}" if VAL_SET in best_row else "ood_test.acc (run without validation tasks)",
         "steps": final["step"],
         "wall_s": state["elapsed"]["wall_s"],
         "train_s": state["elapsed"]["train_s"],
         "tokens_per_s": extra.pop("tokens_per_step") * final["step"] / max(state["elapsed"]["train_s"], 1e-9),
         "config_hash": config_hash(cfg),
         **extra,
-        "final": {s: {k: final[s][k] for k in keep} for s in SETS},
-        "best_ood": {"step": best_row["step"], **{s: {k: best_row[s][k] for k in keep} for s in SETS}},
+        "final": {s: summary_of_set(final[s]) for s in SETS if s in final},
+        "best_ood": {"step": best_row["step"], **{s: summary_of_set(best_row[s]) for s in (*SETS, VAL_SET) if s in best_row}},
     }
     write_json(run_dir / "summary.json", summary)
     (run_dir / "plots").mkdir(exist_ok=True)
     learning_curves_plot(rows, run_dir / "plots" / "learning_curves.png", p=cfg.task.p, best_step=best_row["step"])
-    kshot_plot({"final": final, "best o.o.d.": best_row}, run_dir / "plots" / "kshot.png", p=cfg.task.p)
+    kshot_plot({"final": final, "best o.o.d. (validation)": best_row}, run_dir / "plots" / "kshot.png", p=cfg.task.p)
     return summary
