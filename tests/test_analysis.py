@@ -162,3 +162,16 @@ def test_modicl_analyze_writes_every_figure_and_the_numbers(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "run"), "--what", "kshot", "--shots", "99"]) == 2
     assert "shot counts must be in [0, 3]" in capsys.readouterr().err
     assert "NaN" not in (tmp_path / "run" / "analysis" / "analysis.json").read_text()
+
+
+def test_default_probe_task_is_a_non_degenerate_ood_test_task_and_its_membership_is_named():
+    import numpy as np
+
+    from modicl.analyze import default_probe_task, task_membership
+    from modicl.tasks import TaskSet
+
+    e = np.zeros((0, 2), dtype=np.int64)
+    ts = TaskSet(7, np.array([[1, 1]]), np.array([[0, 3], [4, 0], [2, 5]]), e, e, np.array([[3, 3]]))
+    assert default_probe_task(ts) == (2, 5)
+    assert [task_membership(ts, t) for t in ((1, 1), (3, 3), (0, 3), (6, 6))] == [
+        "pre-training", "o.o.d. validation", "o.o.d. test", "none"]

@@ -1,7 +1,10 @@
 """Run the interpretability analyses on a checkpoint and write RUN_DIR/analysis/ (``modicl analyze``).
 
 Figures (PNG + PDF) and ``analysis.json`` with every number behind them. The probe task defaults to the
-run's first o.o.d. task; the probe example k to the middle of the context.
+run's first non-degenerate o.o.d. test task (both components non-zero: a task with a = 0 or b = 0 makes
+every input on a line through the origin look alike, which no null model separates from a real
+pattern); its membership (pre-training, o.o.d. validation, o.o.d. test, or none) is recorded. The probe
+example k defaults to the middle of the context.
 """
 
 from __future__ import annotations
@@ -22,6 +25,22 @@ from .train import autocast_for, resolve_device, resolve_dtype
 ANALYSES = ("attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens")
 
 
+def task_membership(tasks, task: tuple[int, int]) -> str:
+    """Which list of the run's :class:`~modicl.tasks.TaskSet` holds ``task``: ``pre-training``,
+    ``o.o.d. validation``, ``o.o.d. test``, or ``none`` (held out but in neither capped list)."""
+    for name, arr in (("pre-training", tasks.id_tasks), ("o.o.d. validation", tasks.val_tasks), ("o.o.d. test", tasks.ood_tasks)):
+        if any(tuple(t) == tuple(task) for t in arr.tolist()):
+            return name
+    return "none"
+
+
+def default_probe_task(tasks) -> tuple[int, int]:
+    """The first o.o.d. test task with both components non-zero (the first o.o.d. test task if every
+    one is degenerate)."""
+    rows = [tuple(int(v) for v in t) for t in tasks.ood_tasks.tolist()]
+    return next((t for t in rows if 0 not in t), rows[0])
+
+
 def run_analyses(
     run_dir: str | Path,
     checkpoint: str = "best_ood",
@@ -36,7 +55,7 @@ def run_analyses(
     ``run_dir/analysis``; return the numbers.
 
     Args:
-        task: the probe task (a, b); default the first o.o.d. task.
+        task: the probe task (a, b); default :func:`default_probe_task`.
         context: explicit k-shot-grid context inputs [(x, y), …]; default distinct random pairs.
         shots: k-shot-grid shot counts; default 1, 2, n_ctx/2, n_ctx − 1.
     Raises:
@@ -51,17 +70,19 @@ def run_analyses(
     model, cfg, tasks = ck.model.eval(), ck.config, ck.tasks
     p, n_ctx = cfg.task.p, cfg.task.n_ctx
     autocast = autocast_for(dev, resolve_dtype(cfg.train.dtype, dev))
-    task = tuple(task) if task is not None else tuple(int(v) for v in tasks.ood_tasks[0])
+    task = tuple(task) if task is not None else default_probe_task(tasks)
     if len(task) != 2 or not all(0 <= v < p for v in task):
         raise ConfigError(f"--task {task} must be two residues mod p = {p}")
     is_id = any(tuple(t) == task for t in tasks.id_tasks.tolist())
+    membership = task_membership(tasks, task)
     out_dir = run_dir / "analysis"
     g = torch.Generator().manual_seed(seed)
     k = max(1, min(n_ctx // 2, n_ctx - 2))
     probe = A.probe_batch(task, p, n_ctx, k, g).to(dev)
     pairs = A.all_pairs(p)
     res: dict = {"run_dir": str(run_dir), "checkpoint": checkpoint, "step": ck.step, "task": list(task),
-                 "task_is_pretraining": is_id, "probe_example": k}
+                 "task_is_pretraining": is_id, "task_membership": membership,
+                 "task_degenerate": 0 in task, "probe_example": k}
     figures: list[Path] = []
     cache: dict = {}
     if {"attention", "pca", "kaleidoscope"} & set(what):

@@ -358,7 +358,7 @@ def cmd_analyze(argv: list[str]) -> int:
     context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None
     res = run_analyses(args.run_dir, args.checkpoint, task, args.what, context, args.shots or None, args.device, args.seed)
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {res['step']}), probe task {tuple(res['task'])} "
-          f"({'pre-training' if res['task_is_pretraining'] else 'o.o.d.'})")
+          f"({res['task_membership']} task{', degenerate: a or b is 0' if res['task_degenerate'] else ''})")
     if "attention" in res:
         named = [f"{h}={v['name']}" for h, v in res["attention"].items() if v["name"] != "diffuse"]
         print("heads:", ", ".join(named) or "all diffuse")

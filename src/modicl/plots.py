@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .metrics import SET_LABELS, SETS  # noqa: E402
+from .metrics import BASELINE_LABELS, BASELINES, SET_LABELS, SETS, VAL_SET  # noqa: E402
 
 _COLORS = {"id_train": "tab:blue", "id_test": "tab:cyan", "ood_train": "tab:red", "ood_test": "tab:orange"}
 
@@ -33,26 +33,43 @@ def _save(fig, path: Path) -> None:
     save_figure(fig, path, suffixes=(path.suffix,))
 
 
+def _acc(row: Mapping, s: str, key: str) -> float:
+    v = row.get(s, {}).get(key) if s in row else None
+    return math.nan if v is None else v
+
+
 def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step: int | None = None) -> None:
-    """Accuracy (all positions and last position) and z-token loss vs step for the four sets.
+    """Accuracy and z-token loss vs step for the four sets, beside their null models.
+
+    Panels: novel-query last-position accuracy (the phase metric; the validation o.o.d. set dashed),
+    last-position accuracy of all queries with each set's copy baseline (dotted, same colour), the
+    all-position accuracy, and the loss. Every accuracy panel has the chance line 1/p.
 
     Args:
         rows: metrics.jsonl rows, each with ``step`` and one dict per set.
         path: PNG to write.
         p: modulus, for the chance lines (accuracy 1/p, loss ln p).
-        best_step: step of the best o.o.d. checkpoint, marked with a vertical line.
+        best_step: step of the best o.o.d. checkpoint (selected on validation tasks), a vertical line.
     """
     steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, key, title in zip(axes, ("acc_last", "acc", "loss"), ("last-position accuracy", "all-position accuracy", "loss on z tokens")):
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
+    panels = (("acc_last_novel", "last position, novel queries (phase metric)"),
+              ("acc_last", "last position, all queries (dotted: copy baseline)"),
+              ("acc", "all positions"), ("loss", "loss on z tokens"))
+    for ax, (key, title) in zip(axes, panels):
         for s in SETS:
-            ax.plot(steps, [r[s][key] for r in rows], label=SET_LABELS[s], color=_COLORS[s])
+            ax.plot(steps, [_acc(r, s, key) for r in rows], label=SET_LABELS[s], color=_COLORS[s])
+            if key == "acc_last" and "baselines" in rows[-1].get(s, {}):
+                ax.plot(steps, [r[s]["baselines"]["copy"]["acc_last"] if "baselines" in r.get(s, {}) else math.nan for r in rows],
+                        color=_COLORS[s], ls=":", lw=1)
+        if key == "acc_last_novel" and VAL_SET in rows[-1]:
+            ax.plot(steps, [_acc(r, VAL_SET, key) for r in rows], color="k", ls="--", lw=1, label=SET_LABELS[VAL_SET])
         ax.axhline(math.log(p) if key == "loss" else 1 / p, color="gray", ls=":", lw=1, label="chance")
         if best_step is not None:
-            ax.axvline(best_step, color="k", ls="--", lw=0.8, label="best o.o.d.")
+            ax.axvline(best_step, color="k", ls="--", lw=0.8, label="best o.o.d. (validation)")
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy (nats)" if key == "loss" else "accuracy")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         if key != "loss":
             ax.set_ylim(0, 1.02)
     axes[0].legend(fontsize=8)
@@ -60,22 +77,30 @@ def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step:
 
 
 def kshot_plot(results: Mapping[str, Mapping], path: Path, p: int) -> None:
-    """Accuracy vs number of shots k (in-context examples before the query) for the four sets.
+    """Accuracy vs number of shots k (in-context examples before the query) for the four sets, with
+    the null models of the first result's o.o.d. test set (copy, ratio matching, modular regression;
+    grey) and chance.
 
     Args:
         results: {label: evaluation result with a ``kshot`` list per set} — one line style per label.
         path: PNG to write.
         p: modulus, for the chance line.
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     styles = ["-", "--", ":", "-."]
     for (label, res), ls in zip(results.items(), styles):
         for s in SETS:
             k = res[s]["kshot"]
             ax.plot(range(len(k)), k, ls=ls, color=_COLORS[s], label=f"{SET_LABELS[s]} ({label})")
+    first = next(iter(results.values()))
+    base = first["ood_test"].get("baselines", {})
+    for b, ls in zip(BASELINES, ("-", "--", "-.")):
+        if b in base and "kshot" in base[b]:
+            ax.plot(range(len(base[b]["kshot"])), base[b]["kshot"], color="0.55", ls=ls, lw=1,
+                    label=f"{BASELINE_LABELS[b]} (o.o.d. test null)")
     ax.axhline(1 / p, color="gray", ls=":", lw=1, label="chance 1/p")
     ax.set_xlabel("number of shots k (in-context examples before the query)")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy (all queries)")
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=6, ncol=2)
     _save(fig, path)

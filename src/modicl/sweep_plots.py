@@ -2,8 +2,10 @@
 heatmaps of Fig. 3a, o.o.d. accuracy against n_id per depth, accuracy against depth at one (n_id, α), and
 training curves that show transient o.o.d. generalization. Everything is read from the sweep's ``results.csv`` and run directories.
 
-Seeds are averaged: a cell's accuracies are the mean over its seeds of the final last-position
-accuracies, and its phase is classified from those means with the runs' phase threshold.
+Accuracies are novel-query last-position accuracies (the phase metric, :data:`modicl.metrics.PHASE_KEY`),
+averaged over a cell's seeds with their range shown. A cell's phase is the phase most of its seeds
+reached (each seed classified on its own, never a seed-mean), with the share of seeds that reached it;
+"best" always means the checkpoint selected on the validation o.o.d. tasks, reported on test tasks.
 """
 
 from __future__ import annotations
@@ -18,14 +20,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from .config import ConfigError  # noqa: E402
 from .plots import save_figure  # noqa: E402
-from .metrics import PHASE_LABELS, SET_LABELS, SETS, classify_phase  # noqa: E402
+from .metrics import PHASE_KEY, PHASE_LABELS, SET_LABELS, SETS  # noqa: E402
 
-PHASE_ORDER = ("none", "id_memorization", "id_generalization", "ood_memorization", "ood_generalization")
-PHASE_COLORS = ("#d9d9d9", "#9ecae1", "#3182bd", "#fdae6b", "#e6550d")
+PHASE_ORDER = ("none", "id_memorization", "id_generalization", "ood_memorization", "ood_generalization", "unlisted")
+PHASE_COLORS = ("#d9d9d9", "#9ecae1", "#3182bd", "#fdae6b", "#e6550d", "#9e9ac8")
+KEY = PHASE_KEY  # the accuracy every sweep figure shows
+
+
+def _col(df, which: str, s: str) -> str:
+    """The results column of ``which`` (final / best_ood) and set ``s`` for :data:`KEY`; the plain
+    last-position column for sweeps written before novel-query accuracy existed."""
+    name = f"{which}.{s}.{KEY}"
+    return name if name in df.columns else f"{which}.{s}.acc_last"
 
 
 def _save(fig, path: Path) -> list[Path]:
@@ -62,19 +72,33 @@ def _group_keys(df) -> list[str]:
     return [c for c in axes if cells[c].nunique().max() > 1]
 
 
-def _cells(df, thr: float) -> list[dict]:
+def _ood_test_acc(row: dict) -> float:
+    """The o.o.d. test :data:`KEY` of a metrics.jsonl row (plain last-position in older rows; NaN when
+    no query was novel)."""
+    v = row["ood_test"].get(KEY, row["ood_test"]["acc_last"])
+    return math.nan if v is None else v
+
+
+def _cells(df) -> list[dict]:
+    """Per (n_id, α) cell: seed-mean accuracy and range per set, the majority phase and its share."""
     cells = []
     for (n_id, alpha), g in df.groupby(["n_id", "alpha"]):
-        acc = {s: float(g[f"final.{s}.acc_last"].mean()) for s in SETS}
-        cells.append({"n_id": int(n_id), "alpha": float(alpha), "acc": acc, "n": len(g),
-                      "phase": classify_phase({s: {"acc_last": a} for s, a in acc.items()}, thr)})
+        acc = {s: float(g[_col(df, "final", s)].mean()) for s in SETS}
+        spread = {s: (float(g[_col(df, "final", s)].min()), float(g[_col(df, "final", s)].max())) for s in SETS}
+        phases = g["phase"].map(lambda ph: ph if ph in PHASE_ORDER else "unlisted")
+        counts = phases.value_counts()
+        top = max(counts.index, key=lambda ph: (counts[ph], PHASE_ORDER.index(ph)))
+        cells.append({"n_id": int(n_id), "alpha": float(alpha), "acc": acc, "spread": spread, "n": len(g),
+                      "phase": top, "agree": int(counts[top])})
     return cells
 
 
 def phase_diagram(df, thr: float, path: Path, title: str) -> list[Path]:
-    """Fig. 1b layout: log₂ n_id on x, α on y, the phase as colour, each cell labelled with its mean
-    last-position accuracies (i.d. train / test over o.o.d. train / test)."""
-    cells = _cells(df, thr)
+    """Fig. 1b layout: n_id on x (log₂ spacing), α on y, the majority phase of the cell's seeds as
+    colour (hatched where seeds disagree), each cell labelled with its seed-mean novel-query
+    last-position accuracies (i.d. train / test over o.o.d. train / test) and the share of seeds in
+    its phase."""
+    cells = _cells(df)
     xs, ys = sorted({c["n_id"] for c in cells}), sorted({c["alpha"] for c in cells})
     fig, ax = plt.subplots(figsize=(1.25 * len(xs) + 2.5, 0.9 * len(ys) + 1.6))
     grid = [[math.nan] * len(xs) for _ in ys]
@@ -82,28 +106,33 @@ def phase_diagram(df, thr: float, path: Path, title: str) -> list[Path]:
         grid[ys.index(c["alpha"])][xs.index(c["n_id"])] = PHASE_ORDER.index(c["phase"])
     ax.imshow(grid, cmap=ListedColormap(PHASE_COLORS), vmin=-0.5, vmax=len(PHASE_ORDER) - 0.5, origin="lower", aspect="auto")
     for c in cells:
-        a = c["acc"]
-        ax.text(xs.index(c["n_id"]), ys.index(c["alpha"]),
-                f"{a['id_train']:.2f}/{a['id_test']:.2f}\n{a['ood_train']:.2f}/{a['ood_test']:.2f}", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(xs)), [f"$2^{{{math.log2(x):g}}}$" if math.log2(x).is_integer() else str(x) for x in xs])
+        a, j, i = c["acc"], xs.index(c["n_id"]), ys.index(c["alpha"])
+        share = f"\n{c['agree']}/{c['n']} seeds" if c["n"] > 1 else ""
+        ax.text(j, i, f"{a['id_train']:.2f}/{a['id_test']:.2f}\n{a['ood_train']:.2f}/{a['ood_test']:.2f}{share}",
+                ha="center", va="center", fontsize=7)
+        if c["agree"] < c["n"]:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.3", lw=0))
+    ax.set_xticks(range(len(xs)), [f"{x}" + (f"\n($2^{{{math.log2(x):g}}}$)" if math.log2(x).is_integer() else "") for x in xs])
     ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
-    ax.set_xlabel("n_id (pre-training task vectors)")
-    ax.set_ylabel("α (fraction of input pairs in pre-training)")
+    ax.set_xlabel("n_id: number of pre-training task vectors")
+    ax.set_ylabel("α: fraction of the p² input pairs\nused in pre-training")
     seeds = max(c["n"] for c in cells)
-    seeds_text = "one seed" if seeds == 1 else f"mean of ≤ {seeds} seeds"
-    ax.set_title(f"{title}\ncells: last-position acc. i.d. train/test, o.o.d. train/test ({seeds_text})", fontsize=9)
+    seeds_text = "one seed: an anecdote" if seeds == 1 else f"mean of ≤ {seeds} seeds; colour: the phase most seeds reached, hatched: seeds disagree"
+    ax.set_title(f"{title}\ncells: novel-query last-position acc. i.d. train/test, o.o.d. train/test, ✓ at ≥ {thr:g}\n({seeds_text})",
+                 fontsize=8)
     ax.legend(handles=[Patch(color=col, label=PHASE_LABELS[ph]) for ph, col in zip(PHASE_ORDER, PHASE_COLORS)],
               loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return _save(fig, path)
 
 
 def set_heatmaps(df, path: Path, title: str) -> list[Path]:
-    """Fig. 3a: one panel per set, the mean final last-position accuracy over the (n_id, α) grid."""
+    """Fig. 3a: one panel per set, the seed-mean final novel-query last-position accuracy over the
+    (n_id, α) grid."""
     xs, ys = sorted(df["n_id"].unique()), sorted(df["alpha"].unique())
-    mean = df.groupby(["n_id", "alpha"])[[f"final.{s}.acc_last" for s in SETS]].mean()
+    mean = df.groupby(["n_id", "alpha"])[[_col(df, "final", s) for s in SETS]].mean()
     fig, axes = plt.subplots(1, 4, figsize=(4 * (0.7 * len(xs) + 1.2), 0.7 * len(ys) + 1.6), sharey=True)
     for ax, s in zip(axes, SETS):
-        grid = [[mean.loc[(x, y), f"final.{s}.acc_last"] if (x, y) in mean.index else math.nan for x in xs] for y in ys]
+        grid = [[mean.loc[(x, y), _col(df, "final", s)] if (x, y) in mean.index else math.nan for x in xs] for y in ys]
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
         for i, y in enumerate(ys):
             for j, x in enumerate(xs):
@@ -114,23 +143,31 @@ def set_heatmaps(df, path: Path, title: str) -> list[Path]:
         ax.set_xlabel("n_id")
     axes[0].set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
     axes[0].set_ylabel("α")
-    fig.colorbar(im, ax=list(axes), shrink=0.8, label="last-position accuracy")
+    fig.colorbar(im, ax=list(axes), shrink=0.8, label="novel-query last-position accuracy")
     fig.suptitle(title, fontsize=10, y=1.04)
     return _save(fig, path)
 
 
 def ood_vs_n_id(df, path: Path, title: str) -> list[Path]:
-    """O.o.d. test accuracy (final and best checkpoint, mean over seeds) against n_id, one line per
-    depth and α."""
+    """O.o.d. test novel-query accuracy (final and validation-selected checkpoint, mean over seeds,
+    bars: the seeds' range) against n_id, one line per depth and α; the copy baseline and chance grey."""
     depth_col = "n_layers"
     fig, ax = plt.subplots(figsize=(6, 4))
+    final, best = _col(df, "final", "ood_test"), _col(df, "best_ood", "ood_test")
     for (depth, alpha), g in df.groupby([depth_col, "alpha"]):
-        m = g.groupby("n_id")[["final.ood_test.acc_last", "best_ood.ood_test.acc_last"]].mean()
-        line, = ax.plot(m.index, m["final.ood_test.acc_last"], "o-", label=f"depth {depth}, α {alpha:g} (final)")
-        ax.plot(m.index, m["best_ood.ood_test.acc_last"], "o--", color=line.get_color(), alpha=0.6, label=f"depth {depth}, α {alpha:g} (best)")
+        m = g.groupby("n_id")[[final, best]].agg(["mean", "min", "max"])
+        mid = m[(final, "mean")]
+        line = ax.errorbar(m.index, mid, yerr=[mid - m[(final, "min")], m[(final, "max")] - mid], fmt="o-", capsize=2,
+                           label=f"depth {depth}, α {alpha:g} (final)")[0]
+        ax.plot(m.index, m[(best, "mean")], "o--", color=line.get_color(), alpha=0.6, label=f"depth {depth}, α {alpha:g} (best on validation)")
+        if "final.ood_test.copy_last" in g.columns:
+            c = g.groupby("n_id")["final.ood_test.copy_last"].mean()
+            ax.plot(c.index, c, ":", color=line.get_color(), lw=1, label=f"copy baseline, all queries (α {alpha:g})")
+    if "p" in df.columns:
+        ax.axhline(1 / df["p"].iloc[0], color="gray", ls=":", lw=1, label="chance 1/p")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("n_id")
-    ax.set_ylabel("o.o.d. test last-position accuracy")
+    ax.set_ylabel("o.o.d. test accuracy, novel queries, last position")
     ax.set_ylim(0, 1.02)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
@@ -148,7 +185,7 @@ def training_curves(df, sweep_dir: Path, path: Path, title: str, max_runs: int =
         lines = (sweep_dir / "runs" / r["hash"] / "metrics.jsonl").read_text().splitlines()
         pts = [json.loads(line) for line in lines]
         steps = [m["step"] for m in pts]
-        acc = [m["ood_test"]["acc_last"] for m in pts]
+        acc = [_ood_test_acc(m) for m in pts]
         color = cmap(n_ids.index(r["n_id"]) / max(len(n_ids) - 1, 1))
         ax.plot(steps, acc, color=color, lw=1, alpha=0.8)
         best = int(r["best_ood_step"])
@@ -156,9 +193,9 @@ def training_curves(df, sweep_dir: Path, path: Path, title: str, max_runs: int =
             ax.plot(best, acc[steps.index(best)], "*", color=color, ms=8)
     for n in n_ids:
         ax.plot([], [], color=cmap(n_ids.index(n) / max(len(n_ids) - 1, 1)), label=f"n_id {n}")
-    ax.plot([], [], "k*", label="best o.o.d. checkpoint")
+    ax.plot([], [], "k*", label="best o.o.d. checkpoint (validation)")
     ax.set_xlabel("step")
-    ax.set_ylabel("o.o.d. test last-position accuracy")
+    ax.set_ylabel("o.o.d. test accuracy, novel queries, last position")
     ax.set_ylim(0, 1.02)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, ncol=2)
@@ -170,29 +207,29 @@ def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
     accuracy of the four sets against n_layers, mean over seeds; right, o.o.d. test accuracy against step
     per depth (first seed), the best-o.o.d. step marked, where transient o.o.d. generalization shows."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    mean = df.groupby("n_layers")[[f"{w}.{s}.acc_last" for w in ("final", "best_ood") for s in SETS]].mean()
+    mean = df.groupby("n_layers")[[_col(df, w, s) for w in ("final", "best_ood") for s in SETS]].mean()
     depths = list(mean.index)
     for s in SETS:
-        line, = left.plot(depths, mean[f"final.{s}.acc_last"], "o-", label=SET_LABELS[s])
-        left.plot(depths, mean[f"best_ood.{s}.acc_last"], "o--", color=line.get_color(), alpha=0.6)
+        line, = left.plot(depths, mean[_col(df, "final", s)], "o-", label=SET_LABELS[s])
+        left.plot(depths, mean[_col(df, "best_ood", s)], "o--", color=line.get_color(), alpha=0.6)
     left.plot([], [], "k--", alpha=0.6, label="at the best o.o.d. checkpoint")
     left.set_xticks(depths)
     left.set_xlabel("n_layers (depth)")
-    left.set_ylabel("last-position accuracy")
+    left.set_ylabel("accuracy, novel queries, last position")
     left.set_ylim(0, 1.02)
     left.legend(fontsize=7)
     cmap = plt.get_cmap("viridis")
     for depth in depths:
         r = df[df["n_layers"] == depth].sort_values("seed").iloc[0]
         pts = [json.loads(line) for line in (sweep_dir / "runs" / r["hash"] / "metrics.jsonl").read_text().splitlines()]
-        steps, acc = [m["step"] for m in pts], [m["ood_test"]["acc_last"] for m in pts]
+        steps, acc = [m["step"] for m in pts], [_ood_test_acc(m) for m in pts]
         color = cmap(depths.index(depth) / max(len(depths) - 1, 1))
         right.plot(steps, acc, color=color, lw=1, label=f"depth {depth}")
         best = int(r["best_ood_step"])
         if best in steps:
             right.plot(best, acc[steps.index(best)], "*", color=color, ms=8)
     right.set_xlabel("step")
-    right.set_ylabel("o.o.d. test last-position accuracy")
+    right.set_ylabel("o.o.d. test accuracy, novel queries, last position")
     right.set_ylim(0, 1.02)
     right.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
