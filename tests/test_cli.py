@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from modicl.cli import main
+from modicl.metrics import PHASE_LABELS
 
 TINY = ["--task.p", "5", "--task.n-id", "4", "--task.n-ctx", "4", "--model.d-model", "32", "--model.n-layers", "1",
         "--model.n-heads", "2", "--train.batch-size", "16", "--train.steps", "40", "--train.eval-every", "20",
@@ -17,15 +18,22 @@ def test_train_prints_the_table_that_summary_json_holds_and_eval_rewrites_kshot(
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     ood = summary["final"]["ood_test"]
-    assert f"o.o.d. test   {ood['acc']:>11.3f}{ood['acc_last']:>12.3f}{ood['loss']:>9.3f}" in printed
-    assert "phase:" in printed
-    for key in ("phase", "steps", "wall_s", "tokens_per_s"):
+    lo, hi = ood["acc_last_novel_ci"]
+    row = next(line for line in printed.splitlines() if line.startswith("o.o.d. test"))
+    assert row.split()[2:6] == [f"{ood['acc_last_novel']:.3f}", f"[{lo:.2f},", f"{hi:.2f}]", str(ood["n_novel_last"])]
+    assert f"{ood['baselines']['copy']['acc_last']:.3f}" in row and f"{ood['acc_last']:.3f}" in row
+    assert f"phase: {PHASE_LABELS[summary['phase']]} {summary['phase_pattern']}" in printed
+    for key in ("phase", "phase_pattern", "steps", "wall_s", "tokens_per_s", "threads", "dtype", "cpu_kind"):
         assert key in summary
-    assert set(summary["best_ood"]) == {"step", "id_train", "id_test", "ood_train", "ood_test"}
-    assert set(summary["final"]["id_test"]) == {"acc", "acc_last", "loss"}
+    assert set(summary["best_ood"]) == {"step", "id_train", "id_test", "ood_train", "ood_test", "ood_val"}
+    assert {"acc", "acc_ci", "acc_last", "acc_last_ci", "acc_last_novel", "acc_last_novel_ci", "n_novel_last",
+            "baselines", "loss"} <= set(summary["final"]["id_test"])
     assert main(["eval", str(out), "--checkpoint", "last", "--sequences", "64"]) == 0
+    printed = capsys.readouterr().out
     ev = json.loads((out / "eval" / "last.json").read_text())
     assert len(ev["ood_test"]["kshot"]) == 4 and ev["step"] == 40
+    # 64 sequences spread over the 11 o.o.d. test tasks of p = 5, n_id = 4 run 6 per task: 66, said as such
+    assert ev["sequences_per_set"]["ood_test"] == ev["ood_test"]["n_sequences"] == 66 and "ood_test 66" in printed
     assert (out / "eval" / "kshot_last.png").exists() and (out / "plots" / "kshot.png").exists()
 
 
