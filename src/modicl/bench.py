@@ -54,9 +54,12 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     """Time ``steps`` training steps of ``cfg`` (after ``warmup``) in ``dtype`` ('fp32' or 'bf16').
 
     Returns:
-        {'dtype', 'device', 'threads', 'attention', 'compile', 'steps_per_s', 'tokens_per_s',
-         'gflop_per_step', 'gflop_per_s', 'ceiling_gflop_per_s', 'ratio_to_ceiling'}; tokens are the
-        model's input tokens, batch_size · (3·n_ctx − 1) per step.
+        {'dtype', 'device', 'threads', 'attention', 'compile' (whether the timed steps ran compiled: False
+         after a compiler failure), 'compile_mode', 'graph_breaks' (None when not compiled),
+         'compile_error', 'first_step_s' (includes compilation), 'peak_memory_gb' (CUDA only, else None),
+         'loss' (the last step's), 'steps_per_s', 'tokens_per_s', 'gflop_per_step', 'gflop_per_s',
+         'ceiling_gflop_per_s', 'ratio_to_ceiling'}; tokens are the model's input tokens,
+         batch_size · (3·n_ctx − 1) per step. ``warmup`` ≥ 1.
     """
     device, _ = setup_process(cfg.train)
     tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
@@ -65,7 +68,7 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
     opt = build_optimizer(model, cfg.train, device)
     compile_on = resolve_compile(cfg.train.compile, device)
-    step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on)
+    step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on, cfg.train.compile_mode)
     id_tasks = torch.as_tensor(tasks.id_tasks, device=device)
     pairs = torch.as_tensor(tasks.train_pairs, device=device)
     gen = torch.Generator(device=device)
@@ -76,7 +79,13 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
         tokens = sample_sequences(id_tasks, pairs, per_task, cfg.task.n_ctx, cfg.task.p, gen)
         return step(tokens)
 
-    for _ in range(warmup):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t = time.perf_counter()
+    one()  # the first step compiles, when compiling
+    _sync(device)
+    first_s = time.perf_counter() - t
+    for _ in range(warmup - 1):
         one()
     _sync(device)
     t = time.perf_counter()
@@ -91,7 +100,10 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     sig = lambda x: float(f"{x:.4g}")  # 4 significant figures, whatever the model's size
     return {
         "dtype": dtype, "device": str(device), "threads": torch.get_num_threads(),
-        "attention": cfg.model.attention, "compile": compile_on,
+        "attention": cfg.model.attention, "compile": step.compiled, "compile_mode": cfg.train.compile_mode,
+        "graph_breaks": step.graph_breaks, "compile_error": step.compile_error, "first_step_s": sig(first_s),
+        "peak_memory_gb": sig(torch.cuda.max_memory_allocated(device) / 1e9) if device.type == "cuda" else None,
+        "loss": sig(loss.item()),
         "steps_per_s": sig(1 / dt), "tokens_per_s": round(B * T / dt),
         "gflop_per_step": sig(flops / 1e9), "gflop_per_s": sig(flops / dt / 1e9),
         "ceiling_gflop_per_s": sig(ceiling / 1e9), "ratio_to_ceiling": sig(flops / dt / ceiling),

@@ -116,7 +116,7 @@ class LoopStep:
 
     def __init__(self, runs: Sequence[RunState]):
         compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
-        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on) for r in runs]
+        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode) for r in runs]
 
     def __call__(self, batches: Sequence[Tensor]) -> list[Tensor]:
         return [step(tokens) for step, tokens in zip(self.steps, batches)]

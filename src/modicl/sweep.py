@@ -57,7 +57,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _PARTS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
-_EXECUTION = {"train.device", "train.threads", "train.compile"}
+_EXECUTION = {"train.device", "train.threads", "train.compile", "train.compile_mode"}
 SETS = ("id_train", "id_test", "ood_train", "ood_test")
 # Columns every results row has, under short names; other axes keep their full field name.
 _SHORT = {"task.p", "task.n_id", "task.alpha", "model.n_layers", "seed"}
@@ -181,7 +181,7 @@ def with_field(cfg: RunConfig, path: str, value: Any) -> RunConfig:
 
 def point_hash(cfg: RunConfig) -> str:
     """Hash of ``cfg`` with the execution-only fields at their defaults: the point's directory name."""
-    t = dataclasses.replace(cfg.train, device="auto", threads=0, compile="auto")
+    t = dataclasses.replace(cfg.train, device="auto", threads=0, compile="auto", compile_mode="default")
     return config_hash(dataclasses.replace(cfg, train=t))
 
 
