@@ -90,3 +90,42 @@ def test_sweep_trains_compatible_points_as_one_ensemble_and_relaunch_skips_them(
     assert calls == [4, 4] and len(report.finished) == 8  # one ensemble per width
     again = run_sweep(spec, tmp_path / "s", progress=False)
     assert calls == [4, 4] and len(again.skipped) == 8
+
+
+def test_an_ensemble_that_runs_out_of_memory_trains_its_members_one_by_one(tmp_path, monkeypatch):
+    import modicl.ensemble
+
+    calls = []
+
+    def oom(cfgs, dirs, **kw):
+        calls.append(len(cfgs))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 180.00 GiB")
+
+    monkeypatch.setattr(modicl.ensemble, "train_ensemble", oom)
+    spec = SweepSpec("e", base=tiny_config(steps=20, eval_every=10), axes={"seed": [1, 2]})
+    with pytest.warns(UserWarning, match="ensemble of 2 ran out of memory"):
+        report = run_sweep(spec, tmp_path / "s", progress=False)
+    assert calls == [2] and len(report.finished) == 2 and not report.failed
+    alone = train(dataclasses.replace(tiny_config(steps=20, eval_every=10), seed=2), tmp_path / "alone", progress=False)
+    done = [json.loads((d / "summary.json").read_text()) for d in sorted((tmp_path / "s" / "runs").iterdir())]
+    assert alone["final"] in [s["final"] for s in done]
+
+
+def test_a_member_checkpointed_on_another_device_type_fails_alone_with_a_clear_message(tmp_path, monkeypatch):
+    import modicl.rundir
+    import modicl.train as train_mod
+
+    cfgs = _members()[:2]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    train_ensemble(cfgs, dirs, backend="loop", progress=False, stop_after=20)
+    real = modicl.rundir.load_state
+
+    def as_if_cuda(run_dir, name="last"):  # a CUDA generator's state is 16 bytes
+        st = real(run_dir, name)
+        return {**st, "generator": st["generator"][:16]} if run_dir == dirs[1] else st
+
+    monkeypatch.setattr(modicl.rundir, "load_state", as_if_cuda)
+    monkeypatch.setattr(train_mod, "load_state", as_if_cuda)
+    errors = train_ensemble(cfgs, dirs, backend="loop", progress=False)
+    assert errors[0] is None and (dirs[0] / "summary.json").exists()
+    assert errors[1].startswith(f"ConfigError: {dirs[1]} was trained on cuda and this ensemble runs on cpu")

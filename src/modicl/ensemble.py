@@ -125,6 +125,19 @@ class LoopStep:
         pass
 
 
+def saved_device_type(run_dir: Path) -> str | None:
+    """The device type (``cpu`` or ``cuda``) whose data stream ``run_dir``'s last checkpoint saved, told by
+    its generator state (a CPU Mersenne-Twister state is 5 056 bytes, a CUDA Philox state 16); None
+    without a readable checkpoint."""
+    from .rundir import load_state
+
+    try:
+        n = load_state(run_dir)["generator"].numel()
+    except Exception:
+        return None
+    return "cpu" if n > 16 else "cuda"
+
+
 def resolve_backend(name: str, device: torch.device) -> str:
     """``auto`` → ``vmap`` on CUDA, ``loop`` elsewhere (see the module docstring)."""
     if name not in ("auto", "vmap", "loop"):
@@ -176,6 +189,13 @@ def train_ensemble(
             outcome[i] = f"RunLocked: {e}"
         except ConfigError as e:
             outcome[i] = f"ConfigError: {e}"
+        except Exception as e:  # a member that cannot be opened fails alone, not the whole ensemble
+            saved = saved_device_type(Path(d))
+            if saved is not None and saved != device.type:
+                outcome[i] = (f"ConfigError: {d} was trained on {saved} and this ensemble runs on {device.type}; "
+                              f"resume it on a {saved} device ({type(e).__name__}: {str(e)[:120]})")
+            else:
+                outcome[i] = f"{type(e).__name__}: {e}"
     try:
         for start in sorted({r.start for r in runs.values()}):
             group = {i: r for i, r in runs.items() if r.start == start}
