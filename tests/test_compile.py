@@ -79,3 +79,30 @@ def test_compile_mode_is_an_execution_setting_that_keeps_config_hashes():
     overhead = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile_mode="reduce-overhead"))
     assert config_hash(cfg) == "9ccaba1676a5"  # the hash of the paper preset before the field existed
     assert config_hash(overhead) != config_hash(cfg) and point_hash(overhead) == point_hash(cfg)
+
+
+def _vmap_losses(tmp_path, compile_setting, steps=3):
+    from conftest import tiny_config
+    from modicl.ensemble import VmapStep
+    from modicl.train import RunState
+
+    cfg = tiny_config(compile=compile_setting)
+    runs = [RunState(dataclasses.replace(cfg, seed=s), tmp_path / f"{compile_setting}{s}", resume=False, device=torch.device("cpu"),
+                     dtype=torch.float32) for s in (1, 2, 3)]
+    step = VmapStep(runs)
+    out = [step([r.batch() for r in runs], 1e-3) for _ in range(steps)]
+    for r in runs:
+        r.close()
+    return step, torch.stack(out)
+
+
+def test_a_compiled_vmap_ensemble_step_is_one_graph_and_matches_the_eager_one(tmp_path, monkeypatch):
+    from modicl.train import graph_break_count
+
+    eager_step, eager = _vmap_losses(tmp_path, "off")
+    _with_backend(monkeypatch, "aot_eager")
+    before = graph_break_count()
+    step, compiled = _vmap_losses(tmp_path, "on")
+    assert step.compiled is True and step.compile_error is None and graph_break_count() == before
+    assert eager.shape == (3, 3) and eager_step.compiled is False
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)

@@ -129,3 +129,27 @@ def test_a_member_checkpointed_on_another_device_type_fails_alone_with_a_clear_m
     errors = train_ensemble(cfgs, dirs, backend="loop", progress=False)
     assert errors[0] is None and (dirs[0] / "summary.json").exists()
     assert errors[1].startswith(f"ConfigError: {dirs[1]} was trained on cuda and this ensemble runs on cpu")
+
+
+def test_a_diverging_vmap_member_stops_alone_and_the_others_match_their_runs_alone(tmp_path, monkeypatch):
+    from modicl.ensemble import VmapStep
+
+    cfgs = _members()[:2]
+    train(cfgs[0], tmp_path / "alone", progress=False)
+    real = VmapStep.__call__
+    calls = []
+
+    def second_member_diverges(self, batches, lr):
+        losses = real(self, batches, lr)
+        calls.append(len(batches))
+        if len(calls) == 13:  # optimizer step 13 (1-based) of member 1
+            losses = losses.clone()
+            losses[1] = float("nan")
+        return losses
+
+    monkeypatch.setattr(VmapStep, "__call__", second_member_diverges)
+    errors = train_ensemble(cfgs, [tmp_path / "a", tmp_path / "b"], backend="vmap", progress=False)
+    assert errors[0] is None
+    assert errors[1].startswith("TrainingDiverged: loss became non-finite at step 13;") and "keeps step 0" in errors[1]
+    assert calls[:20] == [2] * 20 and calls[20:] == [1] * 20  # checked at the evaluation of step 20; one goes on
+    _assert_same_run(tmp_path / "a", tmp_path / "alone", exact=False)
