@@ -22,6 +22,25 @@ from .train import TrainStep, autocast_for, build_optimizer, resolve_compile, se
 from .tasks import make_task_set
 
 
+# Dense bf16 tensor-core peak FLOP/s (no sparsity) by device name, from the vendors' data sheets; the
+# first key contained in torch.cuda.get_device_name() wins, so specific names come before general ones.
+PEAK_BF16_TFLOPS = {
+    "GH200": 989.0, "H200": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0, "H800": 989.0,
+    "B200": 2250.0, "B100": 1750.0, "A100": 312.0, "A800": 312.0, "A10G": 70.0, "A10": 125.0, "A30": 165.0,
+    "A40": 149.7, "L40S": 362.0, "L40": 181.0, "L4": 121.0, "RTX 6000 Ada": 364.0, "RTX 4090": 165.0,
+    "RTX A6000": 154.8, "RTX 3090": 71.0,
+}
+
+
+def device_peak_flops(name: str) -> float | None:
+    """Dense bf16 peak FLOP/s of the CUDA device called ``name`` (as ``torch.cuda.get_device_name``
+    writes it) from :data:`PEAK_BF16_TFLOPS`, or None for a device not in the table (or a CPU)."""
+    for key, tflops in PEAK_BF16_TFLOPS.items():
+        if key.lower() in name.lower():
+            return tflops * 1e12
+    return None
+
+
 def train_flops_per_step(cfg: RunConfig) -> float:
     """Model FLOPs of one training step (forward + backward) of ``cfg``; see the module docstring."""
     d, L, V = cfg.model.d_model, cfg.model.n_layers, cfg.task.p
@@ -116,8 +135,8 @@ def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtyp
     alone, timed back to back in ``dtype``; ``backend`` as in :func:`modicl.ensemble.train_ensemble`.
 
     Returns:
-        {'members', 'backend', 'dtype', 'device', 'single_steps_per_s', 'ensemble_member_steps_per_s',
-         'ratio'}; ratio > 1 means the ensemble trains more member-steps per second than single runs.
+        {'members', 'backend', 'dtype', 'device', 'single_compiled', 'ensemble_compiled' (what ran, after
+         any compiler fallback), 'single_steps_per_s', 'ensemble_member_steps_per_s', 'ratio'}; ratio > 1 means the ensemble trains more member-steps per second than single runs.
     """
     from .ensemble import LoopStep, VmapStep
     from .train import RunState
@@ -139,8 +158,12 @@ def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtyp
             _sync(device)
             return steps / (time.perf_counter() - t)
 
-        single = rate(LoopStep(runs[:1]), runs[:1])
-        ens = rate((VmapStep if backend == "vmap" else LoopStep)(runs), runs) * members
+        single_step = LoopStep(runs[:1])
+        single = rate(single_step, runs[:1])
+        ens_step = (VmapStep if backend == "vmap" else LoopStep)(runs)
+        ens = rate(ens_step, runs) * members
+    compiled = ens_step.compiled if backend == "vmap" else all(s.compiled for s in ens_step.steps)
     sig = lambda x: float(f"{x:.4g}")
     return {"members": members, "backend": backend, "dtype": dtype, "device": str(device),
+            "single_compiled": single_step.steps[0].compiled, "ensemble_compiled": compiled,
             "single_steps_per_s": sig(single), "ensemble_member_steps_per_s": sig(ens), "ratio": sig(ens / single)}
