@@ -10,7 +10,8 @@ import torch
 
 from modicl.config import ModelConfig, RunConfig, TrainConfig, config_hash
 from modicl.model import Transformer
-from modicl.train import TrainStep, build_optimizer, is_compiler_error
+from modicl.compiling import is_compiler_error
+from modicl.train import TrainStep, build_optimizer
 
 _COMPILE = torch.compile
 
@@ -97,7 +98,7 @@ def _vmap_losses(tmp_path, compile_setting, steps=3):
 
 
 def test_a_compiled_vmap_ensemble_step_is_one_graph_and_matches_the_eager_one(tmp_path, monkeypatch):
-    from modicl.train import graph_break_count
+    from modicl.compiling import graph_break_count
 
     eager_step, eager = _vmap_losses(tmp_path, "off")
     _with_backend(monkeypatch, "aot_eager")

@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from .config import ConfigError, RunConfig, validate
 from .data import model_inputs, z_logits, z_targets
 from .runlock import RunLocked
-from .train import RunState, TrainStep, is_compiler_error, lr_multiplier, resolve_compile, setup_process
+from .compiling import is_compiler_error
+from .train import RunState, TrainStep, lr_multiplier, resolve_compile, setup_process
 
 # Fields that only change a member's data; everything else must be equal across an ensemble.
 DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement"),

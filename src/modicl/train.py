@@ -30,6 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .allocator import keep_freed_memory
+from .compiling import graph_break_count, is_compiler_error
 from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .metrics import PHASE_LABELS, SETS, classify_phase, evaluate
@@ -126,39 +127,6 @@ def z_loss(model: torch.nn.Module, tokens: Tensor) -> Tensor:
     """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, 3·n_ctx] → scalar fp32."""
     logits = z_logits(model(model_inputs(tokens)))
     return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens).flatten())
-
-
-def compiler_errors() -> tuple[type[BaseException], ...]:
-    """The exception types that mean torch.compile itself failed (Dynamo's tracer, a backend such as
-    Inductor, the C++/Triton toolchain), as opposed to an error of the program being compiled or of the
-    device (a shape bug, ``torch.OutOfMemoryError``), which must propagate."""
-    import torch._dynamo.exc as dynamo_exc
-
-    names = [(dynamo_exc, "BackendCompilerFailed"), (dynamo_exc, "InternalTorchDynamoError"), (dynamo_exc, "Unsupported")]
-    try:
-        import torch._inductor.exc as inductor_exc
-    except ImportError:  # pragma: no cover - a torch build without Inductor
-        inductor_exc = None
-    if inductor_exc is not None:
-        names += [(inductor_exc, n) for n in ("InductorError", "LoweringException", "OperatorIssue", "CppCompileError",
-                                               "CUDACompileError", "InvalidCxxCompiler", "TritonMissing", "GPUTooOldForTriton")]
-    return tuple(getattr(mod, n) for mod, n in names if isinstance(getattr(mod, n, None), type))
-
-
-def is_compiler_error(e: BaseException) -> bool:
-    """True when ``e`` is a compiler failure (:func:`compiler_errors`) that does not wrap an out-of-memory
-    error (Inductor's autotuning can run out of memory inside the compiler; that is the device's limit)."""
-    if not isinstance(e, compiler_errors()):
-        return False
-    inner = getattr(e, "inner_exception", None) or e.__cause__
-    return not isinstance(inner, torch.OutOfMemoryError)
-
-
-def graph_break_count() -> int:
-    """Graph breaks Dynamo has recorded in this process so far (``torch._dynamo.utils.counters``)."""
-    from torch._dynamo.utils import counters
-
-    return int(sum(counters["graph_break"].values()))
 
 
 class TrainStep:
