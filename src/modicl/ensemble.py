@@ -112,6 +112,8 @@ class VmapStep:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         tokens = torch.stack(list(batches))
+        if self.compiled and self.runs[0].cfg.train.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
         try:
             losses = self.loss_fn(self.params, self.buffers, tokens)
         except Exception as e:
