@@ -90,3 +90,66 @@ def test_sweep_trains_compatible_points_as_one_ensemble_and_relaunch_skips_them(
     assert calls == [4, 4] and len(report.finished) == 8  # one ensemble per width
     again = run_sweep(spec, tmp_path / "s", progress=False)
     assert calls == [4, 4] and len(again.skipped) == 8
+
+
+def test_an_ensemble_that_runs_out_of_memory_trains_its_members_one_by_one(tmp_path, monkeypatch):
+    import modicl.ensemble
+
+    calls = []
+
+    def oom(cfgs, dirs, **kw):
+        calls.append(len(cfgs))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 180.00 GiB")
+
+    monkeypatch.setattr(modicl.ensemble, "train_ensemble", oom)
+    spec = SweepSpec("e", base=tiny_config(steps=20, eval_every=10), axes={"seed": [1, 2]})
+    with pytest.warns(UserWarning, match="ensemble of 2 ran out of memory"):
+        report = run_sweep(spec, tmp_path / "s", progress=False)
+    assert calls == [2] and len(report.finished) == 2 and not report.failed
+    alone = train(dataclasses.replace(tiny_config(steps=20, eval_every=10), seed=2), tmp_path / "alone", progress=False)
+    done = [json.loads((d / "summary.json").read_text()) for d in sorted((tmp_path / "s" / "runs").iterdir())]
+    assert alone["final"] in [s["final"] for s in done]
+
+
+def test_a_member_checkpointed_on_another_device_type_fails_alone_with_a_clear_message(tmp_path, monkeypatch):
+    import modicl.rundir
+    import modicl.train as train_mod
+
+    cfgs = _members()[:2]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    train_ensemble(cfgs, dirs, backend="loop", progress=False, stop_after=20)
+    real = modicl.rundir.load_state
+
+    def as_if_cuda(run_dir, name="last"):  # a CUDA generator's state is 16 bytes
+        st = real(run_dir, name)
+        return {**st, "generator": st["generator"][:16]} if run_dir == dirs[1] else st
+
+    monkeypatch.setattr(modicl.rundir, "load_state", as_if_cuda)
+    monkeypatch.setattr(train_mod, "load_state", as_if_cuda)
+    errors = train_ensemble(cfgs, dirs, backend="loop", progress=False)
+    assert errors[0] is None and (dirs[0] / "summary.json").exists()
+    assert errors[1].startswith(f"ConfigError: {dirs[1]} was trained on cuda and this ensemble runs on cpu")
+
+
+def test_a_diverging_vmap_member_stops_alone_and_the_others_match_their_runs_alone(tmp_path, monkeypatch):
+    from modicl.ensemble import VmapStep
+
+    cfgs = _members()[:2]
+    train(cfgs[0], tmp_path / "alone", progress=False)
+    real = VmapStep.__call__
+    calls = []
+
+    def second_member_diverges(self, batches, lr):
+        losses = real(self, batches, lr)
+        calls.append(len(batches))
+        if len(calls) == 13:  # optimizer step 13 (1-based) of member 1
+            losses = losses.clone()
+            losses[1] = float("nan")
+        return losses
+
+    monkeypatch.setattr(VmapStep, "__call__", second_member_diverges)
+    errors = train_ensemble(cfgs, [tmp_path / "a", tmp_path / "b"], backend="vmap", progress=False)
+    assert errors[0] is None
+    assert errors[1].startswith("TrainingDiverged: loss became non-finite at step 13;") and "keeps step 0" in errors[1]
+    assert calls[:20] == [2] * 20 and calls[20:] == [1] * 20  # checked at the evaluation of step 20; one goes on
+    _assert_same_run(tmp_path / "a", tmp_path / "alone", exact=False)

@@ -22,6 +22,25 @@ from .train import TrainStep, autocast_for, build_optimizer, resolve_compile, se
 from .tasks import make_task_set
 
 
+# Dense bf16 tensor-core peak FLOP/s (no sparsity) by device name, from the vendors' data sheets; the
+# first key contained in torch.cuda.get_device_name() wins, so specific names come before general ones.
+PEAK_BF16_TFLOPS = {
+    "GH200": 989.0, "H200": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0, "H800": 989.0,
+    "B200": 2250.0, "B100": 1750.0, "A100": 312.0, "A800": 312.0, "A10G": 70.0, "A10": 125.0, "A30": 165.0,
+    "A40": 149.7, "L40S": 362.0, "L40": 181.0, "L4": 121.0, "RTX 6000 Ada": 364.0, "RTX 4090": 165.0,
+    "RTX A6000": 154.8, "RTX 3090": 71.0,
+}
+
+
+def device_peak_flops(name: str) -> float | None:
+    """Dense bf16 peak FLOP/s of the CUDA device called ``name`` (as ``torch.cuda.get_device_name``
+    writes it) from :data:`PEAK_BF16_TFLOPS`, or None for a device not in the table (or a CPU)."""
+    for key, tflops in PEAK_BF16_TFLOPS.items():
+        if key.lower() in name.lower():
+            return tflops * 1e12
+    return None
+
+
 def train_flops_per_step(cfg: RunConfig) -> float:
     """Model FLOPs of one training step (forward + backward) of ``cfg``; see the module docstring."""
     d, L, V = cfg.model.d_model, cfg.model.n_layers, cfg.task.p
@@ -54,9 +73,12 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     """Time ``steps`` training steps of ``cfg`` (after ``warmup``) in ``dtype`` ('fp32' or 'bf16').
 
     Returns:
-        {'dtype', 'device', 'threads', 'attention', 'compile', 'steps_per_s', 'tokens_per_s',
-         'gflop_per_step', 'gflop_per_s', 'ceiling_gflop_per_s', 'ratio_to_ceiling'}; tokens are the
-        model's input tokens, batch_size · (3·n_ctx − 1) per step.
+        {'dtype', 'device', 'threads', 'attention', 'compile' (whether the timed steps ran compiled: False
+         after a compiler failure), 'compile_mode', 'graph_breaks' (None when not compiled),
+         'compile_error', 'first_step_s' (includes compilation), 'peak_memory_gb' (CUDA only, else None),
+         'loss' (the last step's), 'steps_per_s', 'tokens_per_s', 'gflop_per_step', 'gflop_per_s',
+         'ceiling_gflop_per_s', 'ratio_to_ceiling'}; tokens are the model's input tokens,
+         batch_size · (3·n_ctx − 1) per step. ``warmup`` ≥ 1.
     """
     device, _ = setup_process(cfg.train)
     tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
@@ -65,7 +87,7 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
     opt = build_optimizer(model, cfg.train, device)
     compile_on = resolve_compile(cfg.train.compile, device)
-    step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on)
+    step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on, cfg.train.compile_mode)
     id_tasks = torch.as_tensor(tasks.id_tasks, device=device)
     pairs = torch.as_tensor(tasks.train_pairs, device=device)
     gen = torch.Generator(device=device)
@@ -76,7 +98,13 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
         tokens = sample_sequences(id_tasks, pairs, per_task, cfg.task.n_ctx, cfg.task.p, gen)
         return step(tokens)
 
-    for _ in range(warmup):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t = time.perf_counter()
+    one()  # the first step compiles, when compiling
+    _sync(device)
+    first_s = time.perf_counter() - t
+    for _ in range(warmup - 1):
         one()
     _sync(device)
     t = time.perf_counter()
@@ -91,7 +119,10 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     sig = lambda x: float(f"{x:.4g}")  # 4 significant figures, whatever the model's size
     return {
         "dtype": dtype, "device": str(device), "threads": torch.get_num_threads(),
-        "attention": cfg.model.attention, "compile": compile_on,
+        "attention": cfg.model.attention, "compile": step.compiled, "compile_mode": cfg.train.compile_mode,
+        "graph_breaks": step.graph_breaks, "compile_error": step.compile_error, "first_step_s": sig(first_s),
+        "peak_memory_gb": sig(torch.cuda.max_memory_allocated(device) / 1e9) if device.type == "cuda" else None,
+        "loss": sig(loss.item()),
         "steps_per_s": sig(1 / dt), "tokens_per_s": round(B * T / dt),
         "gflop_per_step": sig(flops / 1e9), "gflop_per_s": sig(flops / dt / 1e9),
         "ceiling_gflop_per_s": sig(ceiling / 1e9), "ratio_to_ceiling": sig(flops / dt / ceiling),
@@ -104,8 +135,8 @@ def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtyp
     alone, timed back to back in ``dtype``; ``backend`` as in :func:`modicl.ensemble.train_ensemble`.
 
     Returns:
-        {'members', 'backend', 'dtype', 'device', 'single_steps_per_s', 'ensemble_member_steps_per_s',
-         'ratio'}; ratio > 1 means the ensemble trains more member-steps per second than single runs.
+        {'members', 'backend', 'dtype', 'device', 'single_compiled', 'ensemble_compiled' (what ran, after
+         any compiler fallback), 'single_steps_per_s', 'ensemble_member_steps_per_s', 'ratio'}; ratio > 1 means the ensemble trains more member-steps per second than single runs.
     """
     from .ensemble import LoopStep, VmapStep
     from .train import RunState
@@ -118,17 +149,21 @@ def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtyp
 
         def rate(stepper, rs) -> float:
             for _ in range(warmup):
-                stepper([r.batch() for r in rs])
+                stepper([r.batch() for r in rs], cfg.train.lr)
             _sync(device)
             t = time.perf_counter()
             for _ in range(steps):
-                losses = stepper([r.batch() for r in rs])
+                losses = stepper([r.batch() for r in rs], cfg.train.lr)
             float(losses[-1])
             _sync(device)
             return steps / (time.perf_counter() - t)
 
-        single = rate(LoopStep(runs[:1]), runs[:1])
-        ens = rate((VmapStep if backend == "vmap" else LoopStep)(runs), runs) * members
+        single_step = LoopStep(runs[:1])
+        single = rate(single_step, runs[:1])
+        ens_step = (VmapStep if backend == "vmap" else LoopStep)(runs)
+        ens = rate(ens_step, runs) * members
+    compiled = ens_step.compiled if backend == "vmap" else all(s.compiled for s in ens_step.steps)
     sig = lambda x: float(f"{x:.4g}")
     return {"members": members, "backend": backend, "dtype": dtype, "device": str(device),
+            "single_compiled": single_step.steps[0].compiled, "ensemble_compiled": compiled,
             "single_steps_per_s": sig(single), "ensemble_member_steps_per_s": sig(ens), "ratio": sig(ens / single)}

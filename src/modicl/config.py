@@ -99,7 +99,10 @@ class TrainConfig:
         eval_sequences: sequences per evaluation set, spread evenly over the set's tasks.
         eval_batch_size: sequences per forward pass during evaluation.
         dtype: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), ``fp32``, ``bf16``.
-        compile: ``auto`` (on for CUDA only), ``on`` or ``off``; falls back to eager with a warning.
+        compile: ``auto`` (on for CUDA only), ``on`` or ``off``; falls back to eager with a warning when
+            the compiler itself fails (not on other errors, such as running out of memory).
+        compile_mode: ``torch.compile`` mode: ``default``, ``reduce-overhead`` (CUDA graphs: less launch
+            overhead for small models) or ``max-autotune``.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` …
         threads: CPU threads for torch (0 leaves torch's default).
     """
@@ -120,6 +123,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     dtype: Literal["auto", "fp32", "bf16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     device: str = "auto"
     threads: int = 0
 
@@ -336,6 +340,7 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
 # the training trajectory, so a run keeps its name with it.
 _ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
     ("train", "decay_steps"): 0,
+    ("train", "compile_mode"): "default",
     ("task", "ood_val_fraction"): 0.5,
     (None, "task_seed"): None,
     (None, "init_seed"): None,

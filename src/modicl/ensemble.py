@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from tqdm.auto import tqdm
 from .config import ConfigError, RunConfig, validate
 from .data import model_inputs, z_logits, z_targets
 from .runlock import RunLocked
-from .train import RunState, TrainStep, resolve_compile, setup_process
+from .compiling import is_compiler_error
+from .train import RunState, TrainStep, lr_multiplier, resolve_compile, setup_process
 
 # Fields that only change a member's data; everything else must be equal across an ensemble.
 DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement", "ood_val_fraction"),
@@ -53,7 +55,10 @@ class VmapStep:
     """One AdamW step of all members at once on stacked parameters.
 
     ``sync()`` copies the stacked parameters and optimizer state back into each member's own model and
-    optimizer (in the format a single run saves), before evaluation and checkpoints."""
+    optimizer (in the format a single run saves), before evaluation and checkpoints. With the members'
+    ``train.compile`` resolved on, the vmapped forward and loss are compiled as one graph (RoPE is then
+    real-valued, so no custom vmap rule runs); a compiler failure falls back to eager as in
+    :class:`modicl.train.TrainStep`. ``compiled`` says which ran."""
 
     def __init__(self, runs: Sequence[RunState]):
         from torch.func import stack_module_state
@@ -72,6 +77,12 @@ class VmapStep:
         groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         self.opt = torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.eps,
                                      fused=runs[0].device.type == "cuda")
+        self.compiled = resolve_compile(tc.compile, runs[0].device)
+        self.compile_error: str | None = None
+        self.loss_fn = self._losses
+        if self.compiled:
+            mode = tc.compile_mode
+            self.loss_fn = torch.compile(self._losses) if mode == "default" else torch.compile(self._losses, mode=mode)
         member_params = [dict(m.named_parameters()) for m in models]
         for n in names:  # resume: stack the members' optimizer states
             states = [r.opt.state.get(mp[n]) for r, mp in zip(runs, member_params)]
@@ -88,21 +99,41 @@ class VmapStep:
         logits = functional_call(self.base, (params, buffers), (model_inputs(tokens),))
         return F.cross_entropy(z_logits(logits).float().flatten(0, 1), z_targets(tokens).flatten())
 
-    def __call__(self, batches: Sequence[Tensor]) -> list[Tensor]:
+    def _losses(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import vmap
 
-        for group, member_group in zip(self.opt.param_groups, self.runs[0].opt.param_groups):
-            group["lr"] = member_group["lr"]
-        self.opt.zero_grad(set_to_none=True)
         with self.autocast:
-            losses = vmap(self._member_loss)(self.params, self.buffers, torch.stack(list(batches)))
+            return vmap(self._member_loss)(params, buffers, tokens)
+
+    def __call__(self, batches: Sequence[Tensor], lr: float) -> Tensor:
+        """One step of every member at learning rate ``lr`` on its batch (int64 [batch_size, 3·n_ctx] each);
+        returns the members' losses, fp32 [K], detached."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        tokens = torch.stack(list(batches))
+        if self.compiled and self.runs[0].cfg.train.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
+        try:
+            losses = self.loss_fn(self.params, self.buffers, tokens)
+        except Exception as e:
+            if self.loss_fn is self._losses or not is_compiler_error(e):
+                raise
+            self.compile_error = f"{type(e).__name__}: {str(e)[:300]}"
+            warnings.warn(f"torch.compile failed on the vmap ensemble ({self.compile_error}); running it eagerly")
+            self.loss_fn, self.compiled = self._losses, False
+            self.opt.zero_grad(set_to_none=True)
+            losses = self._losses(self.params, self.buffers, tokens)
         losses.sum().backward()
         self.opt.step()
-        return list(losses.detach().unbind(0))
+        return losses.detach()
 
     @torch.no_grad()
     def sync(self) -> None:
+        """Copy the stacked parameters, optimizer state and learning rate into each member's own."""
         for i, run in enumerate(self.runs):
+            for group, stacked in zip(run.opt.param_groups, self.opt.param_groups):
+                group["lr"] = stacked["lr"]
             for n, p in run.model.named_parameters():
                 p.copy_(self.params[n][i])
                 st = self.opt.state.get(self.params[n])
@@ -116,13 +147,30 @@ class LoopStep:
 
     def __init__(self, runs: Sequence[RunState]):
         compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
-        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on) for r in runs]
+        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode) for r in runs]
 
-    def __call__(self, batches: Sequence[Tensor]) -> list[Tensor]:
-        return [step(tokens) for step, tokens in zip(self.steps, batches)]
+    def __call__(self, batches: Sequence[Tensor], lr: float) -> Tensor:
+        """One step per member at learning rate ``lr``; the members' losses, fp32 [K], detached."""
+        for step in self.steps:
+            for group in step.opt.param_groups:
+                group["lr"] = lr
+        return torch.stack([step(tokens) for step, tokens in zip(self.steps, batches)])
 
     def sync(self) -> None:
         pass
+
+
+def saved_device_type(run_dir: Path) -> str | None:
+    """The device type (``cpu`` or ``cuda``) whose data stream ``run_dir``'s last checkpoint saved, told by
+    its generator state (a CPU Mersenne-Twister state is 5 056 bytes, a CUDA Philox state 16); None
+    without a readable checkpoint."""
+    from .rundir import load_state
+
+    try:
+        n = load_state(run_dir)["generator"].numel()
+    except Exception:
+        return None
+    return "cpu" if n > 16 else "cuda"
 
 
 def resolve_backend(name: str, device: torch.device) -> str:
@@ -176,6 +224,13 @@ def train_ensemble(
             outcome[i] = f"RunLocked: {e}"
         except ConfigError as e:
             outcome[i] = f"ConfigError: {e}"
+        except Exception as e:  # a member that cannot be opened fails alone, not the whole ensemble
+            saved = saved_device_type(Path(d))
+            if saved is not None and saved != device.type:
+                outcome[i] = (f"ConfigError: {d} was trained on {saved} and this ensemble runs on {device.type}; "
+                              f"resume it on a {saved} device ({type(e).__name__}: {str(e)[:120]})")
+            else:
+                outcome[i] = f"{type(e).__name__}: {e}"
     try:
         for start in sorted({r.start for r in runs.values()}):
             group = {i: r for i, r in runs.items() if r.start == start}
@@ -198,17 +253,18 @@ def _train_group(runs: dict[int, RunState], backend: str, progress: bool, stop_a
             r.evaluate(0, None)
     bar = tqdm(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
                desc=f"ensemble of {len(active)}")
-    loss_sum = {i: torch.zeros((), device=device) for i in active}
-    bad = {i: torch.full((), -1, dtype=torch.int64, device=device) for i in active}
+    # Per-member bookkeeping as tensors of length K (one kernel each per step, no host sync): the
+    # running loss sums and the first non-finite step (−1 while finite).
+    loss_sum = torch.zeros(len(active), device=device)
+    bad = torch.full((len(active),), -1, dtype=torch.int64, device=device)
     n_since, last_good = 0, start
     for step in range(start, tc.steps):
         t_step = time.perf_counter()
-        for r in active.values():
-            r.set_lr(step)
-        losses = stepper([r.batch() for r in active.values()])
-        for i, loss in zip(active, losses):
-            bad[i] = torch.where((bad[i] < 0) & ~torch.isfinite(loss), step + 1, bad[i])
-            loss_sum[i] += loss
+        lr = tc.lr * lr_multiplier(step, tc)  # one schedule for all: ensemble_key makes train configs equal
+        # each member draws from its own generator, so its stream is the one it would see alone
+        losses = stepper([r.batch() for r in active.values()], lr)
+        bad = torch.where((bad < 0) & ~torch.isfinite(losses), step + 1, bad)
+        loss_sum += losses
         n_since += 1
         done = step + 1
         bar.update(1)
@@ -217,21 +273,26 @@ def _train_group(runs: dict[int, RunState], backend: str, progress: bool, stop_a
             r.train_s += share
         is_eval = done % tc.eval_every == 0 or done == tc.steps
         if done % 25 == 0 or is_eval:
-            diverged = [i for i in active if bad[i].item() >= 0]
-            for i in diverged:
-                errors[i] = (f"TrainingDiverged: loss became non-finite at step {bad[i].item()}; checkpoints/last in "
-                             f"{active[i].run_dir} keeps step {last_good}")
-                del active[i]
+            bad_steps = bad.tolist()
+            diverged = [i for i, b in zip(active, bad_steps) if b >= 0]
+            for i, b in zip(list(active), bad_steps):
+                if b >= 0:
+                    errors[i] = (f"TrainingDiverged: loss became non-finite at step {b}; checkpoints/last in "
+                                 f"{active[i].run_dir} keeps step {last_good}")
             if diverged:
+                keep = torch.tensor([b < 0 for b in bad_steps], device=device)
+                loss_sum, bad = loss_sum[keep], bad[keep]
+                for i in diverged:
+                    del active[i]
                 if not active:
                     break
                 stepper.sync()
                 stepper = (VmapStep if backend == "vmap" else LoopStep)(list(active.values()))
         if is_eval:
             stepper.sync()
-            for i, r in active.items():
-                r.evaluate(done, (loss_sum[i] / n_since).item())
-                loss_sum[i].zero_()
+            for r, mean_loss in zip(active.values(), (loss_sum / n_since).tolist()):
+                r.evaluate(done, mean_loss)
+            loss_sum.zero_()
             n_since, last_good = 0, done
             if stop_after is not None and done >= stop_after and done < tc.steps:
                 bar.close()

@@ -44,6 +44,7 @@ import signal
 import sys
 import traceback
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _PARTS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
-_EXECUTION = {"train.device", "train.threads", "train.compile"}
+_EXECUTION = {"train.device", "train.threads", "train.compile", "train.compile_mode"}
 SETS = ("id_train", "id_test", "ood_train", "ood_test")
 # Columns every results row has, under short names; other axes keep their full field name.
 _SHORT = {"task.p", "task.n_id", "task.alpha", "model.n_layers", "seed"}
@@ -181,7 +182,7 @@ def with_field(cfg: RunConfig, path: str, value: Any) -> RunConfig:
 
 def point_hash(cfg: RunConfig) -> str:
     """Hash of ``cfg`` with the execution-only fields at their defaults: the point's directory name."""
-    t = dataclasses.replace(cfg.train, device="auto", threads=0, compile="auto")
+    t = dataclasses.replace(cfg.train, device="auto", threads=0, compile="auto", compile_mode="default")
     return config_hash(dataclasses.replace(cfg, train=t))
 
 
@@ -359,11 +360,18 @@ def _worker_run_job(job: Job) -> dict[str, str | None]:
         _WORKER["running"] = False
 
 
+def torch_oom() -> type[BaseException]:
+    """``torch.OutOfMemoryError`` (imported on use: building a sweep needs no torch)."""
+    import torch
+
+    return torch.OutOfMemoryError
+
+
 def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
     """Run every point of ``job`` to completion (resuming where a checkpoint exists): alone when the job
     has one point, else as one ensemble (:func:`modicl.ensemble.train_ensemble`). Returns {hash: None on
-    success, else a one-line error, also written to RUN_DIR/error.txt}. Never raises for a failing
-    point (a KeyboardInterrupt still stops it: the checkpoints are kept for the next launch)."""
+    success, else a one-line error, also written to RUN_DIR/error.txt}. An ensemble that runs out of
+    device memory trains its members one by one instead. Never raises for a failing point (a KeyboardInterrupt still stops it: the checkpoints are kept for the next launch)."""
     from . import train as train_mod
     from .ensemble import train_ensemble
     from .runlock import RunLocked, is_locked
@@ -393,6 +401,11 @@ def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
             _prepare(run_dir)
         try:
             errors = train_ensemble([p.config for p, _ in todo], [d for _, d in todo], resume=True, progress=progress)
+        except torch_oom() as e:  # the estimate was wrong for this device: train the members one by one
+            warnings.warn(f"an ensemble of {len(todo)} ran out of memory ({str(e)[:200]}); training its members one by one")
+            for p, _ in todo:
+                out.update(run_job(Job((p,), (job.run_dirs[job.points.index(p)],)), progress=progress))
+            return out
         except Exception as e:  # the shared step failed: every member failed with it
             errors = [e] * len(todo)
         for (point, run_dir), err in zip(todo, errors):
@@ -411,23 +424,43 @@ def with_threads(job: Job, threads: int) -> Job:
     return Job(pts, job.run_dirs)
 
 
-def make_jobs(points: Sequence[Point], out_dir: Path, ensemble: bool = True, max_members: int = 64) -> list[Job]:
+def make_jobs(points: Sequence[Point], out_dir: Path, ensemble: bool = True, max_members: int = 64,
+              memory_budget: int | None = None) -> list[Job]:
     """Jobs for ``points``: with ``ensemble``, points that can share an ensemble
-    (:func:`modicl.ensemble.ensemble_key`) are grouped, at most ``max_members`` per job, in grid order;
-    otherwise one job per point."""
+    (:func:`modicl.ensemble.ensemble_key`) are grouped in grid order, at most
+    :func:`modicl.memory.ensemble_capacity` members per job (≤ ``max_members``; 1 for models whose step
+    is not overhead-bound, such as the paper's, and as many as fit in ``memory_budget`` bytes, default
+    :func:`modicl.memory.memory_budget`); otherwise one job per point."""
     from .ensemble import ensemble_key
+    from .memory import ensemble_capacity
+    from .memory import memory_budget as device_budget
 
     if not ensemble:
         return [Job((p,), (out_dir / "runs" / p.hash,)) for p in points]
     groups: dict[str, list[Point]] = {}
     for p in points:
         groups.setdefault(ensemble_key(p.config), []).append(p)
+    budget = device_budget() if memory_budget is None and points else memory_budget
     jobs = []
     for members in groups.values():
-        for i in range(0, len(members), max_members):
-            chunk = tuple(members[i:i + max_members])
+        size = ensemble_capacity(members[0].config, budget, *_planned_device(members[0].config), max_members=max_members)
+        for i in range(0, len(members), size):
+            chunk = tuple(members[i:i + size])
             jobs.append(Job(chunk, tuple(out_dir / "runs" / p.hash for p in chunk)))
     return jobs
+
+
+def _planned_device(cfg: RunConfig) -> tuple[Any, str]:
+    """(compute dtype, device type) a point will most likely train with, for the memory estimate: its
+    device, or CUDA when this machine has one; on a machine without CUDA the CPU's (explicit attention,
+    the larger estimate)."""
+    import torch
+
+    from .train import resolve_dtype
+
+    name = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    return resolve_dtype(cfg.train.dtype, device), device.type
 
 
 def _tmp(path: Path) -> Path:

@@ -31,6 +31,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .allocator import keep_freed_memory
+from .compiling import graph_break_count, is_compiler_error
 from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, evaluate, pattern_text, summary_of_set
@@ -42,7 +43,7 @@ from .rundir import (
 from .tasks import TaskSet, make_task_set
 
 # Fields that change how a run executes but not what it computes; they may differ on --resume.
-_EXECUTION_FIELDS = ("device", "threads", "compile")
+_EXECUTION_FIELDS = ("device", "threads", "compile", "compile_mode")
 
 
 class TrainingDiverged(RuntimeError):
@@ -148,13 +149,24 @@ def z_loss(model: torch.nn.Module, tokens: Tensor) -> Tensor:
 
 
 class TrainStep:
-    """One optimizer step (forward under autocast, backward, AdamW). With ``compile`` the model is
-    wrapped by ``torch.compile``; if compilation fails on first use it warns and runs eagerly."""
+    """One optimizer step (forward under autocast, backward, AdamW).
 
-    def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool):
+    With ``compile`` the model is wrapped by ``torch.compile(mode=compile_mode)``. If the compiler fails
+    (:func:`is_compiler_error`; on any call, not only the first) the step warns, records the error in
+    ``compile_error`` and runs eagerly from then on; every other exception propagates. ``compiled`` says
+    what runs now, ``graph_breaks`` how many graph breaks Dynamo reported while compiling (None before
+    the first compiled call or without compile).
+    """
+
+    def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool, compile_mode: str = "default"):
         self.model, self.opt, self.autocast = model, opt, autocast
-        self.forward_model = torch.compile(model) if compile else model
-        self._untested = compile
+        self.compile_mode = compile_mode
+        self.compiled = compile
+        self.forward_model = model
+        if compile:  # mode only when it is not the default, so any backend can be swapped in
+            self.forward_model = torch.compile(model) if compile_mode == "default" else torch.compile(model, mode=compile_mode)
+        self.graph_breaks: int | None = None
+        self.compile_error: str | None = None
 
     def _run(self, fwd, tokens: Tensor) -> Tensor:
         self.opt.zero_grad(set_to_none=True)
@@ -165,15 +177,23 @@ class TrainStep:
         return loss.detach()
 
     def __call__(self, tokens: Tensor) -> Tensor:
-        if not self._untested:
-            return self._run(self.forward_model, tokens)
-        self._untested = False
-        try:
-            return self._run(self.forward_model, tokens)
-        except Exception as e:  # torch.compile failures come in many exception types
-            warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training eagerly instead")
-            self.forward_model = self.model
+        if not self.compiled:
             return self._run(self.model, tokens)
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
+        breaks_before = graph_break_count() if self.graph_breaks is None else None
+        try:
+            loss = self._run(self.forward_model, tokens)
+        except Exception as e:
+            if not is_compiler_error(e):
+                raise
+            self.compiled, self.forward_model = False, self.model
+            self.compile_error = f"{type(e).__name__}: {str(e)[:300]}"
+            warnings.warn(f"torch.compile failed ({self.compile_error}); training eagerly instead")
+            return self._run(self.model, tokens)
+        if breaks_before is not None:
+            self.graph_breaks = graph_break_count() - breaks_before
+        return loss
 
 
 def task_tensors(tasks: TaskSet, device: torch.device) -> dict[str, Tensor]:
@@ -404,7 +424,7 @@ def train(
     device, dtype = setup_process(tc)
     run = RunState(cfg, run_dir, resume=resume, device=device, dtype=dtype)
     with contextlib.closing(run):  # the run directory stays locked until training ends, however it ends
-        step_fn = TrainStep(run.model, run.opt, run.autocast, resolve_compile(tc.compile, device))
+        step_fn = TrainStep(run.model, run.opt, run.autocast, resolve_compile(tc.compile, device), tc.compile_mode)
 
         if run.start == 0 and not run.resumed:
             run.evaluate(0, None)

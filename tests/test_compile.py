@@ -1,0 +1,109 @@
+"""The compile path of a training step: a compiler failure falls back to eager and says so; any other
+error propagates; the compile mode is an execution setting that leaves config hashes unchanged."""
+
+import contextlib
+import dataclasses
+import functools
+
+import pytest
+import torch
+
+from modicl.config import ModelConfig, RunConfig, TrainConfig, config_hash
+from modicl.model import Transformer
+from modicl.compiling import is_compiler_error
+from modicl.train import TrainStep, build_optimizer
+
+_COMPILE = torch.compile
+
+
+def _step(compile_on: bool) -> tuple[TrainStep, torch.Tensor]:
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(d_model=16, n_layers=1, n_heads=2), vocab_size=7, max_len=23)
+    opt = build_optimizer(model, TrainConfig(lr=1e-3), torch.device("cpu"))
+    tokens = torch.randint(0, 7, (8, 24), generator=torch.Generator().manual_seed(1))
+    return TrainStep(model, opt, contextlib.nullcontext(), compile_on), tokens
+
+
+def _with_backend(monkeypatch, backend) -> None:
+    monkeypatch.setattr(torch, "compile", functools.partial(_COMPILE, backend=backend))
+    torch._dynamo.reset()
+
+
+def test_a_compiler_failure_falls_back_to_eager_and_reports_what_ran(monkeypatch):
+    def broken_backend(gm, example_inputs):
+        raise NotImplementedError("no kernel for this op")
+
+    _with_backend(monkeypatch, broken_backend)
+    eager, tokens = _step(False)
+    step, _ = _step(True)
+    with pytest.warns(UserWarning, match="torch.compile failed .*BackendCompilerFailed"):
+        loss = step(tokens)
+    assert loss.item() == eager(tokens).item()  # the failed attempt left no gradient or optimizer trace
+    assert step.compiled is False and "no kernel for this op" in step.compile_error
+    assert step(tokens).item() == eager(tokens).item()  # and it stays eager
+
+
+def test_an_out_of_memory_error_inside_the_compiler_propagates(monkeypatch):
+    def oom_backend(gm, example_inputs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 180.00 GiB")
+
+    _with_backend(monkeypatch, oom_backend)
+    step, tokens = _step(True)
+    with pytest.raises(Exception) as info:
+        step(tokens)
+    assert not is_compiler_error(info.value) and "180.00 GiB" in str(info.value)
+    assert step.compiled is True and step.compile_error is None
+
+
+def test_a_bug_in_the_compiled_program_propagates_instead_of_running_eagerly(monkeypatch):
+    _with_backend(monkeypatch, "eager")
+    step, tokens = _step(True)
+    with pytest.raises(ValueError, match="exceeds the model's max_len"):
+        step(torch.cat([tokens, tokens], dim=1))
+    assert step.compiled is True and step.compile_error is None
+
+
+def test_a_compiled_step_counts_no_graph_breaks_and_matches_eager(monkeypatch):
+    _with_backend(monkeypatch, "aot_eager")
+    eager, tokens = _step(False)
+    step, _ = _step(True)
+    for _ in range(2):
+        assert step(tokens).item() == pytest.approx(eager(tokens).item(), rel=1e-5)
+    assert step.compiled is True and step.graph_breaks == 0
+
+
+def test_compile_mode_is_an_execution_setting_that_keeps_config_hashes():
+    from modicl.sweep import point_hash
+
+    cfg = RunConfig()
+    assert cfg.train.compile_mode == "default"
+    overhead = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile_mode="reduce-overhead"))
+    assert config_hash(cfg) == "9ccaba1676a5"  # the hash of the paper preset before the field existed
+    assert config_hash(overhead) != config_hash(cfg) and point_hash(overhead) == point_hash(cfg)
+
+
+def _vmap_losses(tmp_path, compile_setting, steps=3):
+    from conftest import tiny_config
+    from modicl.ensemble import VmapStep
+    from modicl.train import RunState
+
+    cfg = tiny_config(compile=compile_setting)
+    runs = [RunState(dataclasses.replace(cfg, seed=s), tmp_path / f"{compile_setting}{s}", resume=False, device=torch.device("cpu"),
+                     dtype=torch.float32) for s in (1, 2, 3)]
+    step = VmapStep(runs)
+    out = [step([r.batch() for r in runs], 1e-3) for _ in range(steps)]
+    for r in runs:
+        r.close()
+    return step, torch.stack(out)
+
+
+def test_a_compiled_vmap_ensemble_step_is_one_graph_and_matches_the_eager_one(tmp_path, monkeypatch):
+    from modicl.compiling import graph_break_count
+
+    eager_step, eager = _vmap_losses(tmp_path, "off")
+    _with_backend(monkeypatch, "aot_eager")
+    before = graph_break_count()
+    step, compiled = _vmap_losses(tmp_path, "on")
+    assert step.compiled is True and step.compile_error is None and graph_break_count() == before
+    assert eager.shape == (3, 3) and eager_step.compiled is False
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
