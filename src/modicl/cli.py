@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import difflib
 import json
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -185,21 +184,31 @@ def _parse(command, argv: list[str], default, prog: str):
     return parsed
 
 
+def _reject_empty_out(argv: list[str]) -> None:
+    """``--out ''`` would be the current directory; an empty path is an error."""
+    for i, a in enumerate(argv):
+        if a == "--out=" or (a == "--out" and i + 1 < len(argv) and not argv[i + 1].strip()):
+            raise ConfigError("--out is an empty path; give a directory")
+
+
 def cmd_train(argv: list[str]) -> int:
     from .metrics import PHASE_LABELS, format_table
+    from .rundir import clear_run, is_run_dir
     from .train import train
 
     name, rest = _pop_preset(argv, "quick")
     base = preset(name)
     args = _parse(TrainCommand, rest, TrainCommand(config=base, preset=name), "modicl train")
     cfg = validate(args.config)
+    _reject_empty_out(rest)
     out = args.out or Path("runs") / f"{name}-{config_hash(cfg)}"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
+    if out.exists() and not is_run_dir(out) and any(e.name != ".lock" for e in out.iterdir()):
+        raise ConfigError(f"--out {out} is not empty and holds no modicl run; choose another directory "
+                          "(--overwrite only replaces run directories)")
     if args.overwrite and out.exists():
-        if any(out.iterdir()) and not (out / "config.json").exists():
-            raise ConfigError(f"--out {out} is not empty and holds no modicl run; --overwrite only replaces run directories")
-        shutil.rmtree(out)
+        clear_run(out)  # under the run's lock: refused while another process trains it
     print(f"run directory: {out}")
     summary = train(cfg, out, resume=args.resume, progress=args.progress)
     print(f"\nfinal (step {summary['steps']}):")
@@ -273,6 +282,7 @@ def cmd_sweep(argv: list[str]) -> int:
         sets[name] = values[0]
     axes = dict(parse_assignment(t) for t in args.axis)
     spec = load_spec(args.spec, overrides=sets, axes=axes)
+    _reject_empty_out(argv)
     out = args.out or Path("sweeps") / spec.name
     points = expand(spec)
     if args.dry_run:  # the same table as modicl status, SLURM jobs included

@@ -33,7 +33,7 @@ from typing import Any
 
 from .config import ConfigError
 from .runlock import is_locked
-from .sweep import Job, SweepSpec, expand, make_jobs, point_status, refresh_tables, run_job, tables_lock, with_threads, write_index
+from .sweep import Job, SweepSpec, check_sweep_dir, expand, make_jobs, point_status, refresh_tables, run_job, tables_lock, with_threads, write_index
 
 # squeue states shown as "queued" and "running"; any other state is shown in lower case.
 _QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
@@ -248,6 +248,7 @@ def submit_sweep(spec: SweepSpec, out_dir: str | Path, opts: SlurmOptions = Slur
     _validate(opts)
     out_dir = Path(out_dir).resolve()
     points = expand(spec)
+    check_sweep_dir(out_dir)
     check_slurm()
     with tables_lock(out_dir):
         write_index(spec, points, out_dir)

@@ -294,6 +294,20 @@ def parse_assignment(text: str) -> tuple[str, list[Any]]:
 # --------------------------------------------------------------------------------------------- status
 
 
+def check_sweep_dir(out_dir: str | Path) -> None:
+    """Refuse a sweep directory that holds something else (its tables would be overwritten).
+
+    Raises:
+        ConfigError: ``out_dir`` is a file, or a non-empty directory without the ``spec.json`` every
+            sweep directory gets first.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"sweep directory {out_dir} is a file; choose another --out")
+    if out_dir.is_dir() and not (out_dir / "spec.json").exists() and any(e.name != ".tables.lock" for e in out_dir.iterdir()):
+        raise ConfigError(f"{out_dir} is not empty and holds no modicl sweep (no spec.json); choose another --out (nothing was changed)")
+
+
 def point_status(run_dir: Path) -> str:
     """``done`` (summary.json written), ``interrupted`` (a checkpoint, no summary), ``failed``
     (error.txt from an earlier attempt) or ``new``."""
@@ -561,6 +575,7 @@ def run_sweep(
 
     out_dir = Path(out_dir)
     points = expand(spec)
+    check_sweep_dir(out_dir)
     write_index(spec, points, out_dir)
     report = SweepReport()
     todo = []
