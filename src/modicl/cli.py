@@ -412,6 +412,16 @@ def _interrupt_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again on a closed pipe."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -423,12 +433,26 @@ def main(argv: list[str] | None = None) -> int:
     from .rundir import CheckpointError
     from .train import TrainingDiverged
 
+    if argv[0] in ("train", "sweep", "bench"):
+        from .allocator import keep_freed_memory
+
+        keep_freed_memory()  # this process is the command's own; the library leaves the allocator alone
+
     try:
         with _interrupt_on_signals():
-            return COMMANDS[argv[0]](argv[1:])
+            code = COMMANDS[argv[0]](argv[1:])
+            sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
+            return code
     except (ConfigError, CheckpointError) as e:
         print(f"modicl {argv[0]}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `modicl … | head`: the reader has gone; what we did is done
+        _stdout_to_devnull()
+        return 0
+    except OSError as e:  # a file that cannot be written or read: disk full, file too large, no permission
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"modicl {argv[0]}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except TrainingDiverged as e:
         print(f"modicl {argv[0]}: training diverged: {e}", file=sys.stderr)
         return 1

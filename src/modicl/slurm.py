@@ -126,6 +126,9 @@ class SweepTask:
     runs resume from the checkpoints in their run directories."""
 
     def __call__(self, job: Job, out_dir: str) -> dict[str, str | None]:
+        from .allocator import keep_freed_memory
+
+        keep_freed_memory()  # the job's process is ours (allocator.py)
         outcome = run_job(job, progress=False)
         refresh_tables(out_dir)
         return outcome
@@ -374,11 +377,11 @@ def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: boo
         ConfigError: squeue fails.
         JobsCannotStart: every remaining job is pending for a reason that never clears (e.g. more CPUs
             than a node has: SLURM reason PartitionConfig); the jobs are left in the queue."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     out_dir = Path(out_dir)
     rows = sweep_status(out_dir)
-    bar = tqdm(total=len(rows), disable=not progress, unit="run", desc="slurm")
+    bar = progress_bar(total=len(rows), disable=not progress, unit="run", desc="slurm")
     try:
         while True:
             active = queue_info(job_ids)

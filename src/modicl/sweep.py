@@ -354,6 +354,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _worker_init() -> None:
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()  # a process of our own: keep freed activations for reuse (allocator.py)
     _WORKER["parent"] = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -571,7 +574,7 @@ def run_sweep(
     Raises:
         ConfigError: a spec that cannot run (before any point starts).
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     out_dir = Path(out_dir)
     points = expand(spec)
@@ -587,7 +590,7 @@ def run_sweep(
     if workers < 1:
         raise ConfigError(f"workers = {workers} must be ≥ 1")
     jobs = make_jobs(todo, out_dir, ensemble=ensemble and workers == 1)
-    bar = tqdm(total=len(points), initial=len(report.skipped), disable=not progress, unit="run", desc=spec.name, position=0)
+    bar = progress_bar(total=len(points), initial=len(report.skipped), disable=not progress, unit="run", desc=spec.name, position=0)
 
     def record(job: Job, outcome: dict[str, str | None]) -> None:
         for h, err in outcome.items():

@@ -15,6 +15,7 @@ optional ``torch.compile`` on CUDA.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -28,12 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from .allocator import keep_freed_memory
 from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .metrics import PHASE_LABELS, SETS, classify_phase, evaluate
+from .progress import progress_bar
 from .model import Transformer, n_params
 from .runlock import lock_run
 from .rundir import (
@@ -368,14 +368,33 @@ class RunState:
 
 
 def setup_process(tc: TrainConfig) -> tuple[torch.device, torch.dtype]:
-    """Resolve the device and compute dtype of ``tc``; set the thread count and, on CPUs, the allocator."""
+    """Resolve the device and compute dtype of ``tc``; set torch's thread count (a caller that is a library
+    entry point restores it, :func:`restores_threads`). The allocator setting of
+    :func:`modicl.allocator.keep_freed_memory` is process-wide and cannot be undone, so only the
+    command line and the sweep's own worker processes apply it."""
     device = resolve_device(tc.device)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
-    if device.type == "cpu":
-        keep_freed_memory()
     return device, resolve_dtype(tc.dtype, device)
 
+
+def restores_threads(fn):
+    """Decorator: torch's thread count is back at its value from before the call when ``fn`` returns or
+    raises, so training from a notebook or another program leaves its process as it found it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+    return wrapper
+
+
+@restores_threads
 
 def train(
     cfg: RunConfig,
@@ -412,7 +431,7 @@ def train(
 
         if run.start == 0 and not run.resumed:
             run.evaluate(0, None)
-        bar = tqdm(total=tc.steps, initial=run.start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
+        bar = progress_bar(total=tc.steps, initial=run.start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
         loss_sum = torch.zeros((), device=device)
         bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         n_since, last_good, ood_last = 0, run.start, "-"
