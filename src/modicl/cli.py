@@ -362,6 +362,10 @@ def cmd_analyze(argv: list[str]) -> int:
     res = run_analyses(args.run_dir, args.checkpoint, task, args.what, context, args.shots or None, args.device, args.seed)
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {res['step']}), probe task {tuple(res['task'])} "
           f"({'pre-training' if res['task_is_pretraining'] else 'o.o.d.'})")
+    for name, why in res["skipped"].items():
+        print(f"skipped {name}: {why}")
+    if res.get("probes", {}).get("subsampled"):
+        print(f"attention / PCA / similarity on a random {res['probes']['used']} of the {res['probes']['of']} probe pairs (bounded memory)")
     if "attention" in res:
         named = [f"{h}={v['name']}" for h, v in res["attention"].items() if v["name"] != "diffuse"]
         print("heads:", ", ".join(named) or "all diffuse")
