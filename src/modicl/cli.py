@@ -416,6 +416,49 @@ def _interrupt_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
+class _StdoutGuard:
+    """Stands in for sys.stdout while a command runs: once the reader of a pipe has gone (``modicl train |
+    head -1``), output is dropped instead of raising, and the command finishes its work (the run's
+    results are on disk; stdout is only a report)."""
+
+    def __init__(self, stream):
+        self.stream, self.broken = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._broke()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._broke()
+
+    def _broke(self) -> None:
+        self.broken = True
+        _stdout_to_devnull()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _guard_stdout() -> Iterator[None]:
+    guard = _StdoutGuard(sys.stdout)
+    sys.stdout = guard
+    try:
+        yield
+        guard.flush()  # inside the guard: a closed pipe shows here, not at interpreter exit
+    finally:
+        if sys.stdout is guard:
+            sys.stdout = guard.stream
+
+
 def _stdout_to_devnull() -> None:
     """Point stdout at /dev/null so the interpreter's final flush does not fail again on a closed pipe."""
     import os
@@ -443,10 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()  # this process is the command's own; the library leaves the allocator alone
 
     try:
-        with _interrupt_on_signals():
-            code = COMMANDS[argv[0]](argv[1:])
-            sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
-            return code
+        with _interrupt_on_signals(), _guard_stdout():
+            return COMMANDS[argv[0]](argv[1:])
     except (ConfigError, CheckpointError) as e:
         print(f"modicl {argv[0]}: error: {e}", file=sys.stderr)
         return 2
