@@ -9,8 +9,10 @@
     modicl plot SWEEP_DIR
     modicl analyze RUN_DIR [--checkpoint best_ood|last] [--task 3,5] [--what attention pca …]
 
-A configuration that cannot work, an unknown preset or flag, or a missing checkpoint ends with one
-line on stderr and exit code 2.
+A configuration that cannot work, an unknown preset or flag, a missing checkpoint, or an output
+directory that holds something else or is being trained by another process ends with one line on
+stderr and exit code 2; a file that cannot be written (disk full, file too large, no permission) with
+one line naming it and exit code 1. Output into a closed pipe (``| head``) is dropped quietly.
 """
 
 from __future__ import annotations
@@ -184,6 +186,11 @@ def _parse(command, argv: list[str], default, prog: str):
     return parsed
 
 
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63 - 1:
+        raise ConfigError(f"--seed {seed} must be an integer in [0, 2**63 - 2]")
+
+
 def _reject_empty_out(argv: list[str]) -> None:
     """``--out ''`` would be the current directory; an empty path is an error."""
     for i, a in enumerate(argv):
@@ -231,6 +238,7 @@ def cmd_eval(argv: list[str]) -> int:
     args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
     if args.sequences < 1:
         raise ConfigError(f"--sequences {args.sequences} must be ≥ 1")
+    _check_seed(args.seed)
     device = resolve_device(args.device)
     ck = load_checkpoint(args.run_dir, args.checkpoint, device)
     cfg = ck.config
@@ -357,6 +365,7 @@ def cmd_analyze(argv: list[str]) -> int:
     from .analyze import run_analyses
 
     args = _parse(AnalyzeCommand, argv, tyro.MISSING_NONPROP, "modicl analyze")
+    _check_seed(args.seed)
     task = _ints(args.task, "--task") if args.task else None
     context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None
     res = run_analyses(args.run_dir, args.checkpoint, task, args.what, context, args.shots or None, args.device, args.seed)
