@@ -81,8 +81,6 @@ def check_run_out(run_dir: str | Path) -> None:
             without a modicl config.json; its content would otherwise be overwritten.
     """
     run_dir = Path(run_dir)
-    if str(run_dir) == "":
-        raise ConfigError("the run directory is an empty path; give a directory")
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is a file, not a run directory; choose another --out")
     if run_dir.is_dir() and {e.name for e in run_dir.iterdir()} - _RUN_SCAFFOLD and not is_run_dir(run_dir):

@@ -37,7 +37,8 @@ from .progress import progress_bar
 from .model import Transformer, n_params
 from .runlock import lock_run
 from .rundir import (
-    append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint, truncate_metrics, write_json,
+    append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint,
+    truncate_metrics, write_json,
 )
 from .tasks import TaskSet, make_task_set
 
