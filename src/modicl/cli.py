@@ -489,11 +489,6 @@ def main(argv: list[str] | None = None) -> int:
     from .rundir import CheckpointError
     from .train import TrainingDiverged
 
-    if argv[0] in ("train", "sweep", "bench"):
-        from .allocator import keep_freed_memory
-
-        keep_freed_memory()  # this process is the command's own; the library leaves the allocator alone
-
     try:
         with _interrupt_on_signals(), _guard_stdout():
             return COMMANDS[argv[0]](argv[1:])
@@ -518,4 +513,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
+    """The ``modicl`` command (and ``python -m modicl``): a process of its own, so it may keep freed
+    memory for reuse (:mod:`modicl.allocator`), which library calls and :func:`main` leave alone."""
+    from .allocator import keep_freed_memory
+
+    if len(sys.argv) > 1 and sys.argv[1] in ("train", "sweep", "bench"):
+        keep_freed_memory()
     sys.exit(main())
