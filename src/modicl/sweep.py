@@ -294,17 +294,21 @@ def parse_assignment(text: str) -> tuple[str, list[Any]]:
 # --------------------------------------------------------------------------------------------- status
 
 
+# What a sweep directory may hold before its spec.json: the table lock, run directories, SLURM files.
+_SWEEP_SCAFFOLD = {".tables.lock", "runs", "slurm"}
+
+
 def check_sweep_dir(out_dir: str | Path) -> None:
     """Refuse a sweep directory that holds something else (its tables would be overwritten).
 
     Raises:
-        ConfigError: ``out_dir`` is a file, or a non-empty directory without the ``spec.json`` every
-            sweep directory gets first.
+        ConfigError: ``out_dir`` is a file, or a directory that holds anything but a sweep's files and
+            has no ``spec.json`` (the first file every sweep writes).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"sweep directory {out_dir} is a file; choose another --out")
-    if out_dir.is_dir() and not (out_dir / "spec.json").exists() and any(e.name != ".tables.lock" for e in out_dir.iterdir()):
+    if out_dir.is_dir() and not (out_dir / "spec.json").exists() and any(e.name not in _SWEEP_SCAFFOLD for e in out_dir.iterdir()):
         raise ConfigError(f"{out_dir} is not empty and holds no modicl sweep (no spec.json); choose another --out (nothing was changed)")
 
 
