@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -175,3 +176,54 @@ def test_default_probe_task_is_a_non_degenerate_ood_test_task_and_its_membership
     assert default_probe_task(ts) == (2, 5)
     assert [task_membership(ts, t) for t in ((1, 1), (3, 3), (0, 3), (6, 6))] == [
         "pre-training", "o.o.d. validation", "o.o.d. test", "none"]
+
+
+def test_probe_activations_keep_only_what_is_asked_and_equal_one_full_pass():
+    from modicl.analyze import probe_activations
+    from modicl.model import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(d_model=32, n_layers=2, n_heads=2), 5, 12).eval()
+    tokens = torch.randint(0, 5, (25, 11))
+    names = {"blocks.1.attn.hook_pattern": None, "blocks.0.hook_resid_post": [3, 4, 5], "blocks.1.attn.hook_result": [4]}
+    got = probe_activations(model, tokens, names, batch_size=7)
+    with torch.no_grad():
+        _, full = model.run_with_cache(tokens)
+    assert set(got) == {*names, "blocks.1.attn.hook_pattern.first"}
+    torch.testing.assert_close(got["blocks.1.attn.hook_pattern"], full["blocks.1.attn.hook_pattern"].mean(0, keepdim=True))
+    torch.testing.assert_close(got["blocks.1.attn.hook_pattern.first"], full["blocks.1.attn.hook_pattern"][:1])
+    torch.testing.assert_close(got["blocks.0.hook_resid_post"], full["blocks.0.hook_resid_post"][:, [3, 4, 5]])
+    torch.testing.assert_close(got["blocks.1.attn.hook_result"], full["blocks.1.attn.hook_result"][:, [4]])
+
+
+@pytest.mark.parametrize("n_ctx", [1, 2])
+def test_analyses_that_need_more_examples_than_the_context_holds_are_skipped_with_a_note(tmp_path, capsys, n_ctx):
+    from conftest import tiny_config
+
+    from modicl.cli import main
+    from modicl.train import train
+
+    cfg = tiny_config(steps=4, eval_every=4)
+    train(dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, n_ctx=n_ctx)), tmp_path / "run", progress=False)
+    capsys.readouterr()
+    assert main(["analyze", str(tmp_path / "run"), "--checkpoint", "last", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    for name in ("attention", "pca", "kaleidoscope"):
+        assert f"skipped {name}: needs n_ctx ≥ 3" in out
+    res = json.loads((tmp_path / "run" / "analysis" / "analysis.json").read_text())
+    assert set(res["skipped"]) == {"attention", "pca", "kaleidoscope"}
+    assert {"kshot", "algorithms", "label_noise", "logit_lens"} <= set(res)
+
+
+def test_probe_analyses_above_max_probes_use_a_stated_random_subset(tmp_path):
+    from conftest import tiny_config
+
+    from modicl.analyze import run_analyses
+    from modicl.train import train
+
+    train(tiny_config(steps=4, eval_every=4), tmp_path / "run", progress=False)
+    res = run_analyses(tmp_path / "run", "last", what=("attention", "pca", "kaleidoscope"), device="cpu", max_probes=16)
+    assert res["probes"] == {"used": 16, "of": 25, "subsampled": True}
+    assert "kaleidoscope" in res and "pca" in res
+    full = run_analyses(tmp_path / "run", "last", what=("attention",), device="cpu")
+    assert full["probes"] == {"used": 25, "of": 25, "subsampled": False}

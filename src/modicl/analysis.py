@@ -252,15 +252,18 @@ def label_noise(model: Transformer, tasks: Tensor, pairs: Tensor, n_ctx: int, p:
 
 
 @torch.no_grad()
-def logit_lens(model: Transformer, tokens: Tensor) -> list[float]:
+def logit_lens(model: Transformer, tokens: Tensor, batch_size: int = 512) -> list[float]:
     """Last-position accuracy when the residual stream after each block is read out through the final
     LayerNorm and the unembedding (PAPER.md §4.8); the last entry equals the model's accuracy.
-    tokens: full sequences [B, 3·n_ctx]."""
+    tokens: full sequences [B, 3·n_ctx], run ``batch_size`` at a time."""
     names = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
-    _, cache = model.run_with_cache(model_inputs(tokens), names)
+    last: dict[str, list[Tensor]] = {n: [] for n in names}  # only the last position is read: keep only it
+    hooks = {n: (lambda t, n=n: last[n].append(t[:, -1])) for n in names}
+    for chunk in model_inputs(tokens).split(batch_size):
+        model(chunk, hooks=hooks)
     target = z_targets(tokens)[:, -1]
     out = []
     for n in names:
-        logits = model.ln_f(cache[n][:, -1]) @ model.wte.weight.T
+        logits = model.ln_f(torch.cat(last[n])) @ model.wte.weight.T
         out.append(float((logits.argmax(-1) == target).float().mean()))
     return out

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib import colormaps
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from .plots import save_figure  # noqa: E402
+from .plots import save_figure, subplots
 
 
 def _save(fig, path: Path) -> list[Path]:
@@ -24,7 +20,7 @@ def attention_maps(patterns: list[Tensor], names: list[list[str]], path: Path, m
     """Every layer × head pattern of batch element 0 over the first ``max_pos`` positions (masked
     entries blank). patterns: per layer [B, H, T, T]; names: per layer, per head, a label."""
     L, H = len(patterns), patterns[0].shape[1]
-    fig, axes = plt.subplots(L, H, figsize=(2.6 * H, 2.6 * L), squeeze=False)
+    fig, axes = subplots(L, H, figsize=(2.6 * H, 2.6 * L), squeeze=False)
     for layer, pat in enumerate(patterns):
         for h in range(H):
             a = pat[0, h, :max_pos, :max_pos].float().clone()
@@ -41,8 +37,8 @@ def attention_maps(patterns: list[Tensor], names: list[list[str]], path: Path, m
 
 def pca_scatter(proj: Tensor, pairs: Tensor, p: int, path: Path, title: str) -> list[Path]:
     """Top-2 PCA projection of the p² pairs, coloured by x, each point annotated 'x,y'."""
-    fig, ax = plt.subplots(figsize=(7, 7))
-    cmap = plt.get_cmap("hsv")
+    fig, ax = subplots(figsize=(7, 7))
+    cmap = colormaps["hsv"]
     colors = [cmap(int(x) / p) for x in pairs[:, 0]]
     ax.scatter(proj[:, 0].numpy(), proj[:, 1].numpy(), c=colors, s=12)
     if p <= 31:
@@ -56,7 +52,7 @@ def pca_scatter(proj: Tensor, pairs: Tensor, p: int, path: Path, title: str) -> 
 
 def embedding_scatter(proj: Tensor, path: Path, title: str) -> list[Path]:
     """Top-2 PCA projection of the token embeddings, each annotated with its number."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = subplots(figsize=(5, 5))
     ax.scatter(proj[:, 0].numpy(), proj[:, 1].numpy(), s=14)
     for n, (u, v) in enumerate(proj.tolist()):
         ax.annotate(str(n), (u, v), fontsize=8)
@@ -66,7 +62,7 @@ def embedding_scatter(proj: Tensor, path: Path, title: str) -> list[Path]:
 
 def similarity_matrix(sim: Tensor, path: Path, title: str) -> list[Path]:
     """A cosine-similarity ("kaleidoscope") matrix over pairs in lexicographic order."""
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = subplots(figsize=(6, 6))
     im = ax.imshow(sim.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
     fig.colorbar(im, ax=ax, shrink=0.8)
     ax.set_title(title, fontsize=9)
@@ -77,7 +73,7 @@ def similarity_matrix(sim: Tensor, path: Path, title: str) -> list[Path]:
 def kshot_grids(grid: dict[int, dict[str, Tensor]], path: Path, title: str) -> list[Path]:
     """Fig. 5 layout: a column per shot count; rows model correct, ratio matching, model − RM; x down, y across."""
     shots = sorted(grid)
-    fig, axes = plt.subplots(3, len(shots), figsize=(3 * len(shots), 9), squeeze=False)
+    fig, axes = subplots(3, len(shots), figsize=(3 * len(shots), 9), squeeze=False)
     for j, k in enumerate(shots):
         g = grid[k]
         for i, (key, cmap, lo) in enumerate((("model", "Greys", 0), ("ratio_matching", "Greys", 0), ("difference", "bwr", -1))):
@@ -95,7 +91,7 @@ def kshot_grids(grid: dict[int, dict[str, Tensor]], path: Path, title: str) -> l
 def algorithm_curves_plot(curves: dict[str, dict[str, list[float]]], path: Path) -> list[Path]:
     """k-shot accuracy of the model and the reference algorithms (left) and the model's agreement with
     each algorithm (right, the algorithmic shift), one line style per task set."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = subplots(1, 2, figsize=(11, 4))
     styles = ["-", "--", ":", "-."]
     for (setname, c), ls in zip(curves.items(), styles):
         k = range(len(c["model"]))
@@ -114,7 +110,7 @@ def algorithm_curves_plot(curves: dict[str, dict[str, list[float]]], path: Path)
 
 def line_plot(values: dict[str, list[float]], path: Path, xlabel: str, ylabel: str, title: str) -> list[Path]:
     """One line per entry of ``values`` against its index."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = subplots(figsize=(5.5, 3.8))
     for name, v in values.items():
         ax.plot(range(len(v)), v, "o-", label=name)
     ax.xaxis.get_major_locator().set_params(integer=True)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from . import analysis as A
 from . import analysis_plots as P
@@ -23,6 +24,60 @@ from .rundir import load_checkpoint, write_json
 from .train import autocast_for, resolve_device, resolve_dtype
 
 ANALYSES = ("attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens")
+MAX_PROBES = 4096  # probe pairs for attention / PCA / similarity: all p² up to p = 61, a random subset above
+PROBE_BATCH = 256  # probe sequences per forward pass
+
+
+def _probe_hooks(what: Sequence[str], n_layers: int, k: int) -> dict[str, list[int] | None]:
+    """The hook points the probe analyses in ``what`` read, each with the sequence positions they need
+    (x_k, y_k, z_k of probe example k); None for attention patterns (averaged over probes instead)."""
+    xyz = [3 * k, 3 * k + 1, 3 * k + 2]
+    hooks: dict[str, list[int] | None] = {}
+    for i in range(n_layers):
+        if "attention" in what:
+            hooks[f"blocks.{i}.attn.hook_pattern"] = None
+        if "pca" in what or "kaleidoscope" in what:
+            hooks[f"blocks.{i}.attn.hook_result"] = xyz
+        if "kaleidoscope" in what:
+            hooks[f"blocks.{i}.hook_resid_post"] = xyz
+    return hooks
+
+
+@torch.no_grad()
+def probe_activations(model: torch.nn.Module, inputs: Tensor, hooks: dict[str, list[int] | None],
+                      batch_size: int = PROBE_BATCH) -> dict[str, Tensor]:
+    """Run ``inputs`` [N, T] through ``model`` in batches and keep only what the analyses read.
+
+    Args:
+        hooks: hook point → sequence positions to keep (activations [N, len(positions), …], position
+            axis 1), or None for an attention pattern, kept as its mean over the N inputs.
+    Returns:
+        float32 CPU tensors: ``name`` → [N, len(positions), …] for positioned hooks; for pattern hooks
+        ``name`` → the mean pattern [1, H, T, T] and ``name + '.first'`` → the first input's [1, H, T, T].
+    """
+    kept: dict[str, list[Tensor]] = {n: [] for n in hooks}
+    first: dict[str, Tensor] = {}
+
+    def keep(name: str, positions: list[int] | None):
+        def hook(t: Tensor) -> None:
+            if positions is not None:
+                kept[name].append(t[:, positions].float().cpu())
+            else:
+                kept[name].append(t.float().sum(0, keepdim=True).cpu())
+                first.setdefault(name, t[:1].float().cpu())
+        return hook
+
+    fns = {n: keep(n, pos) for n, pos in hooks.items()}
+    for chunk in inputs.split(batch_size):
+        model(chunk, hooks=fns)
+    out = {}
+    for n, pos in hooks.items():
+        if pos is None:
+            out[n] = torch.cat(kept[n]).sum(0, keepdim=True) / len(inputs)
+            out[n + ".first"] = first[n]
+        else:
+            out[n] = torch.cat(kept[n])
+    return out
 
 
 def task_membership(tasks, task: tuple[int, int]) -> str:
@@ -50,6 +105,7 @@ def run_analyses(
     shots: Sequence[int] | None = None,
     device: str = "auto",
     seed: int = 0,
+    max_probes: int = MAX_PROBES,
 ) -> dict:
     """Run the analyses ``what`` on ``run_dir``'s ``checkpoint``; write figures and analysis.json under
     ``run_dir/analysis``; return the numbers.
@@ -58,6 +114,15 @@ def run_analyses(
         task: the probe task (a, b); default :func:`default_probe_task`.
         context: explicit k-shot-grid context inputs [(x, y), …]; default distinct random pairs.
         shots: k-shot-grid shot counts; default 1, 2, n_ctx/2, n_ctx − 1.
+        max_probes: the attention, PCA and similarity analyses use at most this many of the p² probe
+            pairs (a seeded random subset above it, recorded under ``probes`` in the result), so their
+            memory stays bounded at large p: the similarity matrices are [probes, probes].
+
+    Analyses that the run's context is too short for are left out with a reason under ``skipped``.
+    Memory: activations are kept only at the three probe positions (x_k, y_k, z_k) and the attention
+    patterns only as their mean over probes plus the first probe's; the forward passes run in batches
+    of ``PROBE_BATCH`` probes. Measured in BENCHMARKS.md.
+
     Raises:
         ConfigError: unknown analysis name, task outside Z_p², or a missing checkpoint.
     """
@@ -78,21 +143,29 @@ def run_analyses(
     out_dir = run_dir / "analysis"
     g = torch.Generator().manual_seed(seed)
     k = max(1, min(n_ctx // 2, n_ctx - 2))
-    probe = A.probe_batch(task, p, n_ctx, k, g).to(dev)
-    pairs = A.all_pairs(p)
     res: dict = {"run_dir": str(run_dir), "checkpoint": checkpoint, "step": ck.step, "task": list(task),
                  "task_is_pretraining": is_id, "task_membership": membership,
-                 "task_degenerate": 0 in task, "probe_example": k}
+                 "task_degenerate": 0 in task, "probe_example": k, "skipped": {}}
     figures: list[Path] = []
+    probing = [a for a in ("attention", "pca", "kaleidoscope") if a in what]
+    if probing and n_ctx < 3:  # the probe example needs one example before it and its z_k inside the model's input
+        for a in probing:
+            res["skipped"][a] = f"needs n_ctx ≥ 3 (a probe example after the first whose z is read); this run has n_ctx {n_ctx}"
+        what = [a for a in what if a not in probing]
     cache: dict = {}
+    pairs = A.all_pairs(p)
+    probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None  # drawn first always: g then draws the k-shot context
     if {"attention", "pca", "kaleidoscope"} & set(what):
-        with torch.no_grad():
-            _, cache = model.run_with_cache(model_inputs(probe))
-        cache = {n: t.float().cpu() for n, t in cache.items()}
+        if len(probe) > max_probes:  # bounded memory at large p: a random subset of the p² probe pairs, stated in the output
+            keep = torch.randperm(len(probe), generator=torch.Generator().manual_seed(seed + 2))[:max_probes].sort().values
+            probe, pairs = probe[keep], pairs[keep]
+        res["probes"] = {"used": len(probe), "of": p * p, "subsampled": len(probe) < p * p}
+        cache = probe_activations(model, model_inputs(probe).to(dev), _probe_hooks(what, cfg.model.n_layers, k))
     L, H = cfg.model.n_layers, cfg.model.n_heads
     if "attention" in what:
-        pats = [cache[f"blocks.{i}.attn.hook_pattern"] for i in range(L)]
+        pats = [cache[f"blocks.{i}.attn.hook_pattern"] for i in range(L)]  # [1, H, T, T] each: the mean over probes
         scores = [A.head_scores(pt) for pt in pats]
+        pats = [cache[f"blocks.{i}.attn.hook_pattern.first"] for i in range(L)]  # the first probe, for the maps
         names = [[A.name_head(s, h) for h in range(H)] for s in scores]
         res["attention"] = {f"L{i}H{h}": {"name": names[i][h], **{k2: float(v[h]) for k2, v in scores[i].items()}}
                             for i in range(L) for h in range(H)}
@@ -100,9 +173,9 @@ def run_analyses(
     if "pca" in what:
         per_head, best = {}, None
         for i in range(L):
-            r = cache[f"blocks.{i}.attn.hook_result"]  # [p², T, H, d]
+            r = cache[f"blocks.{i}.attn.hook_result"]  # [probes, 3, H, d] at x_k, y_k, z_k
             for h in range(H):
-                feats = torch.cat([r[:, 3 * k, h], r[:, 3 * k + 1, h]], dim=1)
+                feats = torch.cat([r[:, 0, h], r[:, 1, h]], dim=1)
                 proj, var = A.centered_pca(feats)
                 c = A.circularity(proj, pairs[:, 0], pairs[:, 1])
                 per_head[f"L{i}H{h}"] = {**c, "explained_variance": var.tolist()}
@@ -121,16 +194,16 @@ def run_analyses(
     if "kaleidoscope" in what:
         gaps, heads = {}, {}
         for i in range(L):
-            block = cache[f"blocks.{i}.hook_resid_post"]
+            block = cache[f"blocks.{i}.hook_resid_post"]  # [probes, 3, d] at x_k, y_k, z_k
             for pos, off in (("x", 0), ("y", 1), ("z", 2)):
-                sim = A.cosine_matrix(block[:, 3 * k + off])
+                sim = A.cosine_matrix(block[:, off])
                 gaps[f"block{i}_{pos}"] = A.ratio_invariance(sim, pairs, p)
                 if pos == "z":
                     figures += P.similarity_matrix(sim, out_dir / f"kaleidoscope_block{i}",
                                                    f"block {i} output at z_k (k = {k}); same-line gap {gaps[f'block{i}_z']['gap']:.2f}")
             result = cache[f"blocks.{i}.attn.hook_result"]
             for h in range(H):
-                heads[f"L{i}H{h}_z"] = A.ratio_invariance(A.cosine_matrix(result[:, 3 * k + 2, h]), pairs, p)
+                heads[f"L{i}H{h}_z"] = A.ratio_invariance(A.cosine_matrix(result[:, 2, h]), pairs, p)
         res["kaleidoscope"] = {"blocks": gaps, "heads": heads}
     if "kshot" in what:
         if context and not all(len(c) == 2 and 0 <= c[0] < p and 0 <= c[1] < p for c in context):

@@ -18,7 +18,7 @@ import torch
 from .config import RunConfig
 from .data import sample_sequences
 from .model import Transformer
-from .train import TrainStep, autocast_for, build_optimizer, resolve_compile, setup_process
+from .train import TrainStep, autocast_for, build_optimizer, resolve_compile, restores_threads, setup_process
 from .tasks import make_task_set
 
 
@@ -69,6 +69,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@restores_threads
 def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int = 5) -> dict:
     """Time ``steps`` training steps of ``cfg`` (after ``warmup``) in ``dtype`` ('fp32' or 'bf16').
 
@@ -129,6 +130,7 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     }
 
 
+@restores_threads
 def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtype: str = "bf16", steps: int = 10,
                        warmup: int = 3) -> dict:
     """Member-steps/s of an ensemble of ``members`` copies of ``cfg`` (seeds 1…members) against one model

@@ -9,8 +9,10 @@
     modicl plot SWEEP_DIR
     modicl analyze RUN_DIR [--checkpoint best_ood|last] [--task 3,5] [--what attention pca …]
 
-A configuration that cannot work, an unknown preset or flag, or a missing checkpoint ends with one
-line on stderr and exit code 2.
+A configuration that cannot work, an unknown preset or flag, a missing checkpoint, or an output
+directory that holds something else or is being trained by another process ends with one line on
+stderr and exit code 2; a file that cannot be written (disk full, file too large, no permission) with
+one line naming it and exit code 1. Output into a closed pipe (``| head``) is dropped quietly.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import contextlib
 import dataclasses
 import difflib
 import json
-import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -185,21 +186,36 @@ def _parse(command, argv: list[str], default, prog: str):
     return parsed
 
 
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63 - 1:
+        raise ConfigError(f"--seed {seed} must be an integer in [0, 2**63 - 2]")
+
+
+def _reject_empty_out(argv: list[str]) -> None:
+    """``--out ''`` would be the current directory; an empty path is an error."""
+    for i, a in enumerate(argv):
+        if a == "--out=" or (a == "--out" and i + 1 < len(argv) and not argv[i + 1].strip()):
+            raise ConfigError("--out is an empty path; give a directory")
+
+
 def cmd_train(argv: list[str]) -> int:
     from .metrics import PHASE_LABELS, format_table
+    from .rundir import clear_run, is_run_dir
     from .train import train
 
     name, rest = _pop_preset(argv, "quick")
     base = preset(name)
     args = _parse(TrainCommand, rest, TrainCommand(config=base, preset=name), "modicl train")
     cfg = validate(args.config)
+    _reject_empty_out(rest)
     out = args.out or Path("runs") / f"{name}-{config_hash(cfg)}"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
+    if out.exists() and not is_run_dir(out) and any(e.name != ".lock" for e in out.iterdir()):
+        raise ConfigError(f"--out {out} is not empty and holds no modicl run; choose another directory "
+                          "(--overwrite only replaces run directories)")
     if args.overwrite and out.exists():
-        if any(out.iterdir()) and not (out / "config.json").exists():
-            raise ConfigError(f"--out {out} is not empty and holds no modicl run; --overwrite only replaces run directories")
-        shutil.rmtree(out)
+        clear_run(out)  # under the run's lock: refused while another process trains it
     print(f"run directory: {out}")
     summary = train(cfg, out, resume=args.resume, progress=args.progress)
     print(f"\nfinal (step {summary['steps']}), 95 % intervals:")
@@ -226,6 +242,7 @@ def cmd_eval(argv: list[str]) -> int:
     args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
     if args.sequences < 1:
         raise ConfigError(f"--sequences {args.sequences} must be ≥ 1")
+    _check_seed(args.seed)
     device = resolve_device(args.device)
     ck = load_checkpoint(args.run_dir, args.checkpoint, device)
     cfg = ck.config
@@ -280,6 +297,7 @@ def cmd_sweep(argv: list[str]) -> int:
         sets[name] = values[0]
     axes = dict(parse_assignment(t) for t in args.axis)
     spec = load_spec(args.spec, overrides=sets, axes=axes)
+    _reject_empty_out(argv)
     out = args.out or Path("sweeps") / spec.name
     points = expand(spec)
     if args.dry_run:  # the same table as modicl status, SLURM jobs included
@@ -354,11 +372,16 @@ def cmd_analyze(argv: list[str]) -> int:
     from .analyze import run_analyses
 
     args = _parse(AnalyzeCommand, argv, tyro.MISSING_NONPROP, "modicl analyze")
+    _check_seed(args.seed)
     task = _ints(args.task, "--task") if args.task else None
     context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None
     res = run_analyses(args.run_dir, args.checkpoint, task, args.what, context, args.shots or None, args.device, args.seed)
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {res['step']}), probe task {tuple(res['task'])} "
           f"({res['task_membership']} task{', degenerate: a or b is 0' if res['task_degenerate'] else ''})")
+    for name, why in res["skipped"].items():
+        print(f"skipped {name}: {why}")
+    if res.get("probes", {}).get("subsampled"):
+        print(f"attention / PCA / similarity on a random {res['probes']['used']} of the {res['probes']['of']} probe pairs (bounded memory)")
     if "attention" in res:
         named = [f"{h}={v['name']}" for h, v in res["attention"].items() if v["name"] != "diffuse"]
         print("heads:", ", ".join(named) or "all diffuse")
@@ -409,6 +432,59 @@ def _interrupt_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
+class _StdoutGuard:
+    """Stands in for sys.stdout while a command runs: once the reader of a pipe has gone (``modicl train |
+    head -1``), output is dropped instead of raising, and the command finishes its work (the run's
+    results are on disk; stdout is only a report)."""
+
+    def __init__(self, stream):
+        self.stream, self.broken = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._broke()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._broke()
+
+    def _broke(self) -> None:
+        self.broken = True
+        _stdout_to_devnull()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _guard_stdout() -> Iterator[None]:
+    guard = _StdoutGuard(sys.stdout)
+    sys.stdout = guard
+    try:
+        yield
+        guard.flush()  # inside the guard: a closed pipe shows here, not at interpreter exit
+    finally:
+        if sys.stdout is guard:
+            sys.stdout = guard.stream
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again on a closed pipe."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -421,11 +497,18 @@ def main(argv: list[str] | None = None) -> int:
     from .train import TrainingDiverged
 
     try:
-        with _interrupt_on_signals():
+        with _interrupt_on_signals(), _guard_stdout():
             return COMMANDS[argv[0]](argv[1:])
     except (ConfigError, CheckpointError) as e:
         print(f"modicl {argv[0]}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `modicl … | head`: the reader has gone; what we did is done
+        _stdout_to_devnull()
+        return 0
+    except OSError as e:  # a file that cannot be written or read: disk full, file too large, no permission
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"modicl {argv[0]}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except TrainingDiverged as e:
         print(f"modicl {argv[0]}: training diverged: {e}", file=sys.stderr)
         return 1
@@ -437,4 +520,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
+    """The ``modicl`` command (and ``python -m modicl``): a process of its own, so it may keep freed
+    memory for reuse (:mod:`modicl.allocator`), which library calls and :func:`main` leave alone."""
+    from .allocator import keep_freed_memory
+
+    if len(sys.argv) > 1 and sys.argv[1] in ("train", "sweep", "bench"):
+        keep_freed_memory()
     sys.exit(main())

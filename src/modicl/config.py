@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -235,6 +237,42 @@ def _nearest_multiples(n: int, k: int) -> str:
     return f"{lo}" if lo == hi else f"{lo} or {hi}"
 
 
+# Seeds feed numpy's SeedSequence (non-negative) and torch.manual_seed (< 2**64, with small offsets added).
+_SEED_MAX = 2**63 - 1
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    """Types, signs and finiteness of every field; one ConfigError naming the first field that fails."""
+    for part in ("task", "model", "train"):
+        for f in dataclasses.fields(getattr(cfg, part)):
+            value = getattr(getattr(cfg, part), f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{part}.{f.name} = {value} must be a finite number")
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"{part}.{f.name} = {value} must be ≥ 0")
+    seeds = [("seed", cfg.seed), ("task.split_seed", cfg.task.split_seed)]
+    seeds += [(n, getattr(cfg, n)) for n in ("task_seed", "init_seed", "data_seed") if getattr(cfg, n) is not None]
+    for name, seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _SEED_MAX:
+            raise ConfigError(f"{name} = {seed} must be an integer in [0, 2**63 - 1]")
+    tr = cfg.train
+    for name in ("beta1", "beta2"):
+        if not 0.0 <= getattr(tr, name) < 1.0:
+            raise ConfigError(f"train.{name} = {getattr(tr, name)} must be in [0, 1) (AdamW's moment decay; 0.9 and 0.98 in the paper)")
+    if not tr.eps > 0:
+        raise ConfigError(f"train.eps = {tr.eps} must be > 0 (AdamW's denominator guard; 1e-8 in the paper)")
+    if not isinstance(tr.device, str) or not _DEVICE.fullmatch(tr.device):
+        raise ConfigError(f"train.device = {tr.device!r} is not supported; use auto, cpu or cuda[:N]")
+    if not math.isfinite(cfg.phase_threshold):
+        raise ConfigError(f"phase_threshold = {cfg.phase_threshold} must be a finite number")
+
+
+def _valid_head_counts(d_model: int) -> list[int]:
+    """Head counts up to 16 that divide d_model into an even head dimension (RoPE rotates pairs)."""
+    return [h for h in range(1, 17) if d_model % h == 0 and (d_model // h) % 2 == 0]
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Check that ``cfg`` can work; return it unchanged.
 
@@ -243,7 +281,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             n_id ≥ p² (no o.o.d. task left) or < 1, n_id not a multiple of 4 under the rectangular rule,
             α outside (0, 1) or leaving an empty split, n_ctx < 1, a batch size that is not a multiple of
             n_id, d_model not divisible by n_heads (or an odd head dimension, which RoPE cannot rotate),
-            and non-positive sizes or learning rates.
+            non-positive sizes or learning rates, a negative or too large seed, a non-finite float,
+            AdamW betas outside [0, 1) or eps ≤ 0, and a device other than auto, cpu or cuda[:N].
     """
     t, m, tr = cfg.task, cfg.model, cfg.train
     if not is_prime(t.p):
@@ -287,10 +326,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     if m.d_model % m.n_heads:
         raise ConfigError(
             f"model.d_model = {m.d_model} is not divisible by model.n_heads = {m.n_heads}; "
-            f"use n_heads in {[h for h in range(1, 17) if m.d_model % h == 0]}"
+            f"use n_heads in {_valid_head_counts(m.d_model)} (the head dimension must be even)"
         )
     if (m.d_model // m.n_heads) % 2:
-        raise ConfigError(f"head dimension {m.d_model // m.n_heads} is odd; RoPE rotates pairs, make d_model / n_heads even")
+        raise ConfigError(f"head dimension {m.d_model // m.n_heads} is odd; RoPE rotates pairs, make d_model / n_heads even"
+                          f" (n_heads in {_valid_head_counts(m.d_model)} for d_model {m.d_model})")
     if tr.steps < 1 or tr.eval_every < 1 or tr.eval_sequences < 1 or tr.eval_batch_size < 1:
         raise ConfigError("train.steps, train.eval_every, train.eval_sequences and train.eval_batch_size must be ≥ 1")
     if not tr.lr > 0 or tr.weight_decay < 0 or tr.warmup_steps < 0:
@@ -309,12 +349,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         )
     if not m.rope_theta > 1.0:
         raise ConfigError(f"model.rope_theta = {m.rope_theta} must be > 1 (the RoPE base; 10 000 in the paper)")
-    for name in ("task_seed", "init_seed", "data_seed"):
-        value = getattr(cfg, name)
-        if value is not None and value < 0:
-            raise ConfigError(f"{name} = {value} must be ≥ 0 (or left unset to follow seed)")
     if not 0.0 < cfg.phase_threshold <= 1.0:
         raise ConfigError(f"phase_threshold = {cfg.phase_threshold} must be in (0, 1]")
+    _check_ranges(cfg)
     return cfg
 
 

@@ -30,13 +30,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .config import ConfigError, RunConfig, validate
 from .data import model_inputs, z_logits, z_targets
+from .progress import progress_bar
 from .runlock import RunLocked
 from .compiling import is_compiler_error
-from .train import RunState, TrainStep, lr_multiplier, resolve_compile, setup_process
+from .train import RunState, TrainStep, lr_multiplier, resolve_compile, restores_threads, setup_process
 
 # Fields that only change a member's data; everything else must be equal across an ensemble.
 DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement", "ood_val_fraction"),
@@ -180,6 +180,7 @@ def resolve_backend(name: str, device: torch.device) -> str:
     return ("vmap" if device.type == "cuda" else "loop") if name == "auto" else name
 
 
+@restores_threads
 def train_ensemble(
     cfgs: Sequence[RunConfig],
     run_dirs: Sequence[str | Path],
@@ -251,7 +252,7 @@ def _train_group(runs: dict[int, RunState], backend: str, progress: bool, stop_a
     for r in active.values():
         if r.start == 0 and not r.resumed:
             r.evaluate(0, None)
-    bar = tqdm(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
+    bar = progress_bar(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
                desc=f"ensemble of {len(active)}")
     # Per-member bookkeeping as tensors of length K (one kernel each per step, no host sync): the
     # running loss sums and the first non-finite step (−1 while finite).

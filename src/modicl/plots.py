@@ -1,6 +1,8 @@
 """Figures of a run: learning curves on the four sets and k-shot accuracy curves (PAPER.md Fig. 1c, 3b).
 
-Only drawing happens here; every number comes from ``metrics.jsonl`` rows or evaluation results.
+Only drawing happens here; every number comes from ``metrics.jsonl`` rows or evaluation results. Every
+figure is a ``matplotlib.figure.Figure`` on its own Agg canvas (:func:`subplots`): importing or calling
+this module leaves pyplot and the caller's matplotlib backend alone (a notebook keeps its inline plots).
 """
 
 from __future__ import annotations
@@ -9,23 +11,28 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .metrics import BASELINE_LABELS, BASELINES, SET_LABELS, SETS, VAL_SET  # noqa: E402
+from .metrics import BASELINE_LABELS, BASELINES, SET_LABELS, SETS, VAL_SET
 
 _COLORS = {"id_train": "tab:blue", "id_test": "tab:cyan", "ood_train": "tab:red", "ood_test": "tab:orange"}
 
 
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs):
+    """``pyplot.subplots`` without pyplot: a new Figure on its own Agg canvas and its axes (``kwargs`` go
+    to :meth:`matplotlib.figure.Figure.subplots`: sharex, sharey, squeeze, …). Returns (figure, axes)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def save_figure(fig, path: Path, suffixes: Sequence[str] = (".png", ".pdf"), dpi: int = 120) -> list[Path]:
-    """Write ``fig`` as ``path`` with each suffix (PNG and PDF by default), close it; return the paths."""
+    """Write ``fig`` as ``path`` with each suffix (PNG and PDF by default); return the paths."""
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix(s) for s in suffixes]
     for target in out:
         fig.savefig(target, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return out
 
 
@@ -52,7 +59,7 @@ def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step:
         best_step: step of the best o.o.d. checkpoint (selected on validation tasks), a vertical line.
     """
     steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
+    fig, axes = subplots(1, 4, figsize=(20, 4))
     panels = (("acc_last_novel", "last position, novel queries (phase metric)"),
               ("acc_last", "last position, all queries (dotted: copy baseline)"),
               ("acc", "all positions"), ("loss", "loss on z tokens"))
@@ -86,7 +93,7 @@ def kshot_plot(results: Mapping[str, Mapping], path: Path, p: int) -> None:
         path: PNG to write.
         p: modulus, for the chance line.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = subplots(figsize=(7.5, 4.5))
     styles = ["-", "--", ":", "-."]
     for (label, res), ls in zip(results.items(), styles):
         for s in SETS:

@@ -11,20 +11,24 @@ Layout (DESIGN.md "On disk")::
     RUN_DIR/summary.json           final and best-o.o.d. metrics, phase, wall time, tokens/s
     RUN_DIR/plots/                 learning_curves.png, kshot.png
 
-Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
+Every file is written to a temporary name and renamed, so a crash never leaves a half-written file; a
+write that fails (disk full, file too large, no permission) removes its temporary files and raises
+:class:`WriteError` naming the file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from . import __version__
 from .config import ConfigError, RunConfig, from_dict, to_dict
@@ -36,10 +40,78 @@ class CheckpointError(ConfigError):
     """A missing or unreadable checkpoint; the message says which file and what to do."""
 
 
+class WriteError(OSError):
+    """A file of a run could not be written (disk full, file too large, no permission); ``filename``
+    names it, ``strerror`` says why. Temporary files are removed before it is raised."""
+
+
+def _write_failed(path: Path, e: OSError, tmps: list[Path]) -> WriteError:
+    for t in tmps:
+        t.unlink(missing_ok=True)
+    return WriteError(e.errno, e.strerror or str(e), str(path))
+
+
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _write_failed(path, e, [tmp]) from None
+
+
+# Names a run directory holds before its config.json exists: the training lock.
+_RUN_SCAFFOLD = {".lock"}
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """True when ``path`` holds a modicl run: a config.json this modicl reads as a RunConfig."""
+    try:
+        from_dict(read_json(Path(path) / "config.json"))
+    except (ConfigError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def check_run_out(run_dir: str | Path) -> None:
+    """Refuse to train into a directory that holds something other than a modicl run.
+
+    Raises:
+        ConfigError: ``run_dir`` is a file, or a non-empty directory (ignoring the training lock)
+            without a modicl config.json; its content would otherwise be overwritten.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file, not a run directory; choose another --out")
+    if run_dir.is_dir() and {e.name for e in run_dir.iterdir()} - _RUN_SCAFFOLD and not is_run_dir(run_dir):
+        raise ConfigError(f"{run_dir} is not empty and holds no modicl run; choose another --out (nothing was changed)")
+
+
+def clear_run(run_dir: str | Path) -> None:
+    """Empty the run directory ``run_dir`` (for ``--overwrite``) while holding its training lock, so a
+    run that another process is training is never deleted under it.
+
+    Raises:
+        ConfigError: ``run_dir`` holds something other than a modicl run (see :func:`check_run_out`).
+        RunLocked: another process is training it; nothing is changed.
+    """
+    from .runlock import lock_run
+
+    run_dir = Path(run_dir)
+    check_run_out(run_dir)
+    with lock_run(run_dir):
+        clear_dir(run_dir, keep=_RUN_SCAFFOLD)
+
+
+def clear_dir(path: Path, keep: set[str] = frozenset()) -> None:
+    """Remove every entry of directory ``path`` except the names in ``keep``."""
+    for entry in path.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -58,11 +130,15 @@ def read_json(path: Path) -> Any:
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:
-    """Append one evaluation row to metrics.jsonl and fsync it, so a crash loses no logged evaluation."""
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one evaluation row to metrics.jsonl and fsync it, so a crash loses no logged evaluation.
+    Raises WriteError naming the file when it cannot be written."""
+    try:
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise _write_failed(run_dir / "metrics.jsonl", e, []) from None
 
 
 def read_metrics(run_dir: Path, up_to_step: int | None = None) -> list[dict]:
@@ -102,15 +178,28 @@ def save_checkpoint(
         "step": step, "modicl_version": __version__, "config": to_dict(cfg),
         "tasks": json.loads(tasks.to_json()), "metrics": metrics,
     }
+    # Serialised in memory and written by Python, so a failed write is an OSError naming its cause
+    # (torch.save to a path reports only "iostream error").
     staged = []
     if state is not None:
-        staged.append((ck / f"{name}.state.pt", lambda t: torch.save({**state, "step": step}, t)))
-    staged.append((ck / f"{name}.safetensors", lambda t: save_file(weights, str(t), metadata={"step": str(step)})))
-    staged.append((ck / f"{name}.json", lambda t: t.write_text(json.dumps(sidecar, indent=1))))
-    for path, write in staged:
-        write(path.with_name(path.name + ".tmp"))
-    for path, _ in staged:
-        os.replace(path.with_name(path.name + ".tmp"), path)
+        staged.append((ck / f"{name}.state.pt", lambda: _torch_bytes({**state, "step": step})))
+    staged.append((ck / f"{name}.safetensors", lambda: save(weights, metadata={"step": str(step)})))
+    staged.append((ck / f"{name}.json", lambda: json.dumps(sidecar, indent=1).encode()))
+    tmps = [path.with_name(path.name + ".tmp") for path, _ in staged]
+    for (path, data), tmp in zip(staged, tmps):
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data())
+        except OSError as e:
+            raise _write_failed(path, e, tmps) from None
+    for (path, _), tmp in zip(staged, tmps):
+        os.replace(tmp, path)
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Any
 
 from .config import ConfigError
 from .runlock import is_locked
-from .sweep import Job, SweepSpec, expand, make_jobs, point_status, refresh_tables, run_job, tables_lock, with_threads, write_index
+from .sweep import Job, SweepSpec, check_sweep_dir, expand, make_jobs, point_status, refresh_tables, run_job, tables_lock, with_threads, write_index
 
 # squeue states shown as "queued" and "running"; any other state is shown in lower case.
 _QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
@@ -126,6 +126,9 @@ class SweepTask:
     runs resume from the checkpoints in their run directories."""
 
     def __call__(self, job: Job, out_dir: str) -> dict[str, str | None]:
+        from .allocator import keep_freed_memory
+
+        keep_freed_memory()  # the job's process is ours (allocator.py)
         outcome = run_job(job, progress=False)
         refresh_tables(out_dir)
         return outcome
@@ -248,6 +251,7 @@ def submit_sweep(spec: SweepSpec, out_dir: str | Path, opts: SlurmOptions = Slur
     _validate(opts)
     out_dir = Path(out_dir).resolve()
     points = expand(spec)
+    check_sweep_dir(out_dir)
     check_slurm()
     with tables_lock(out_dir):
         write_index(spec, points, out_dir)
@@ -373,11 +377,11 @@ def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: boo
         ConfigError: squeue fails.
         JobsCannotStart: every remaining job is pending for a reason that never clears (e.g. more CPUs
             than a node has: SLURM reason PartitionConfig); the jobs are left in the queue."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     out_dir = Path(out_dir)
     rows = sweep_status(out_dir)
-    bar = tqdm(total=len(rows), disable=not progress, unit="run", desc="slurm")
+    bar = progress_bar(total=len(rows), disable=not progress, unit="run", desc="slurm")
     try:
         while True:
             active = queue_info(job_ids)

@@ -295,6 +295,24 @@ def parse_assignment(text: str) -> tuple[str, list[Any]]:
 # --------------------------------------------------------------------------------------------- status
 
 
+# What a sweep directory may hold before its spec.json: the table lock, run directories, SLURM files.
+_SWEEP_SCAFFOLD = {".tables.lock", "runs", "slurm"}
+
+
+def check_sweep_dir(out_dir: str | Path) -> None:
+    """Refuse a sweep directory that holds something else (its tables would be overwritten).
+
+    Raises:
+        ConfigError: ``out_dir`` is a file, or a directory that holds anything but a sweep's files and
+            has no ``spec.json`` (the first file every sweep writes).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"sweep directory {out_dir} is a file; choose another --out")
+    if out_dir.is_dir() and not (out_dir / "spec.json").exists() and any(e.name not in _SWEEP_SCAFFOLD for e in out_dir.iterdir()):
+        raise ConfigError(f"{out_dir} is not empty and holds no modicl sweep (no spec.json); choose another --out (nothing was changed)")
+
+
 def point_status(run_dir: Path) -> str:
     """``done`` (summary.json written), ``interrupted`` (a checkpoint, no summary), ``failed``
     (error.txt from an earlier attempt) or ``new``."""
@@ -341,6 +359,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _worker_init() -> None:
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()  # a process of our own: keep freed activations for reuse (allocator.py)
     _WORKER["parent"] = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -597,10 +618,11 @@ def run_sweep(
     Raises:
         ConfigError: a spec that cannot run (before any point starts).
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     out_dir = Path(out_dir)
     points = expand(spec)
+    check_sweep_dir(out_dir)
     write_index(spec, points, out_dir)
     report = SweepReport()
     todo = []
@@ -612,7 +634,7 @@ def run_sweep(
     if workers < 1:
         raise ConfigError(f"workers = {workers} must be ≥ 1")
     jobs = make_jobs(todo, out_dir, ensemble=ensemble and workers == 1)
-    bar = tqdm(total=len(points), initial=len(report.skipped), disable=not progress, unit="run", desc=spec.name, position=0)
+    bar = progress_bar(total=len(points), initial=len(report.skipped), disable=not progress, unit="run", desc=spec.name, position=0)
 
     def record(job: Job, outcome: dict[str, str | None]) -> None:
         for h, err in outcome.items():

@@ -14,16 +14,13 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import colormaps
 
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from .config import ConfigError  # noqa: E402
-from .plots import save_figure  # noqa: E402
+from .plots import save_figure, subplots  # noqa: E402
 from .metrics import PHASE_KEY, PHASE_LABELS, SET_LABELS, SETS  # noqa: E402
 
 PHASE_ORDER = ("none", "id_memorization", "id_generalization", "ood_memorization", "ood_generalization", "unlisted")
@@ -100,7 +97,7 @@ def phase_diagram(df, thr: float, path: Path, title: str) -> list[Path]:
     its phase."""
     cells = _cells(df)
     xs, ys = sorted({c["n_id"] for c in cells}), sorted({c["alpha"] for c in cells})
-    fig, ax = plt.subplots(figsize=(1.25 * len(xs) + 2.5, 0.9 * len(ys) + 1.6))
+    fig, ax = subplots(figsize=(1.25 * len(xs) + 2.5, 0.9 * len(ys) + 1.6))
     grid = [[math.nan] * len(xs) for _ in ys]
     for c in cells:
         grid[ys.index(c["alpha"])][xs.index(c["n_id"])] = PHASE_ORDER.index(c["phase"])
@@ -130,7 +127,7 @@ def set_heatmaps(df, path: Path, title: str) -> list[Path]:
     (n_id, α) grid."""
     xs, ys = sorted(df["n_id"].unique()), sorted(df["alpha"].unique())
     mean = df.groupby(["n_id", "alpha"])[[_col(df, "final", s) for s in SETS]].mean()
-    fig, axes = plt.subplots(1, 4, figsize=(4 * (0.7 * len(xs) + 1.2), 0.7 * len(ys) + 1.6), sharey=True)
+    fig, axes = subplots(1, 4, figsize=(4 * (0.7 * len(xs) + 1.2), 0.7 * len(ys) + 1.6), sharey=True)
     for ax, s in zip(axes, SETS):
         grid = [[mean.loc[(x, y), _col(df, "final", s)] if (x, y) in mean.index else math.nan for x in xs] for y in ys]
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
@@ -152,7 +149,7 @@ def ood_vs_n_id(df, path: Path, title: str) -> list[Path]:
     """O.o.d. test novel-query accuracy (final and validation-selected checkpoint, mean over seeds,
     bars: the seeds' range) against n_id, one line per depth and α; the copy baseline and chance grey."""
     depth_col = "n_layers"
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     final, best = _col(df, "final", "ood_test"), _col(df, "best_ood", "ood_test")
     for (depth, alpha), g in df.groupby([depth_col, "alpha"]):
         m = g.groupby("n_id")[[final, best]].agg(["mean", "min", "max"])
@@ -177,9 +174,9 @@ def ood_vs_n_id(df, path: Path, title: str) -> list[Path]:
 def training_curves(df, sweep_dir: Path, path: Path, title: str, max_runs: int = 24) -> list[Path]:
     """O.o.d. test last-position accuracy against step for up to ``max_runs`` runs (largest n_id first),
     the best-o.o.d. step marked: transient o.o.d. generalization shows as a peak before the end."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     rows = df.sort_values(["n_id", "alpha"], ascending=False).head(max_runs)
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     n_ids = sorted(df["n_id"].unique())
     for _, r in rows.iterrows():
         lines = (sweep_dir / "runs" / r["hash"] / "metrics.jsonl").read_text().splitlines()
@@ -206,7 +203,7 @@ def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
     """The depth claim (PAPER.md §3): left, the final (solid) and best-o.o.d.-checkpoint (dashed) last-position
     accuracy of the four sets against n_layers, mean over seeds; right, o.o.d. test accuracy against step
     per depth (first seed), the best-o.o.d. step marked, where transient o.o.d. generalization shows."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = subplots(1, 2, figsize=(11, 4))
     mean = df.groupby("n_layers")[[_col(df, w, s) for w in ("final", "best_ood") for s in SETS]].mean()
     depths = list(mean.index)
     for s in SETS:
@@ -218,7 +215,7 @@ def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
     left.set_ylabel("accuracy, novel queries, last position")
     left.set_ylim(0, 1.02)
     left.legend(fontsize=7)
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     for depth in depths:
         r = df[df["n_layers"] == depth].sort_values("seed").iloc[0]
         pts = [json.loads(line) for line in (sweep_dir / "runs" / r["hash"] / "metrics.jsonl").read_text().splitlines()]

@@ -16,9 +16,11 @@ optional ``torch.compile`` on CUDA.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
+import shutil
 import socket
 import time
 import warnings
@@ -28,17 +30,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from .allocator import keep_freed_memory
 from .compiling import graph_break_count, is_compiler_error
 from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, evaluate, pattern_text, summary_of_set
+from .progress import progress_bar
 from .model import Transformer, n_params
 from .runlock import lock_run
 from .rundir import (
-    append_metrics, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint, truncate_metrics, write_json,
+    append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint,
+    truncate_metrics, write_json,
 )
 from .tasks import TaskSet, make_task_set
 
@@ -82,15 +84,20 @@ def cpu_kind() -> str:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU. Raises ConfigError for a CUDA device that is absent."""
+    """``auto`` → CUDA when available, else CPU. Raises ConfigError for a device other than cpu or cuda[:N],
+    or a CUDA device that this machine does not have."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"train.device = {name!r} is not a device; use auto, cpu or cuda[:N]") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not supported; use auto, cpu or cuda[:N]")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asks for CUDA but none is available; use the cpu device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -269,6 +276,30 @@ def _run_differences(a: RunConfig, b: RunConfig) -> list[str]:
     return out
 
 
+# Byte size of a CPU generator's state (the Mersenne Twister's); a CUDA generator's Philox state is 16 bytes.
+_CPU_GENERATOR_STATE_BYTES = torch.Generator().get_state().numel()
+
+
+def check_stream_device(state: dict, device: torch.device, run_dir: Path | str = "") -> None:
+    """Refuse to resume a data stream on another device type than the one that drew it.
+
+    The training batches come from a torch.Generator on the run's device; CPU and CUDA generators are
+    different algorithms (Mersenne Twister vs Philox), so a saved stream cannot continue on the other
+    kind, and the remaining batches would differ from an uninterrupted run. ``state`` is a
+    ``last.state.pt`` dict; checkpoints written before ``generator_device`` was recorded are recognised
+    by the size of the saved generator state.
+
+    Raises:
+        ConfigError: naming both device types and the flag that resumes the run.
+    """
+    saved = state.get("generator_device")
+    if saved is None:
+        saved = "cpu" if state["generator"].numel() == _CPU_GENERATOR_STATE_BYTES else "cuda"
+    if saved != device.type:
+        raise ConfigError(f"{run_dir} was trained on {saved} and its data stream cannot move to {device.type} "
+                          f"(the generators differ); resume it with --train.device {saved}")
+
+
 class RunState:
     """One run inside a training loop: config, run directory, model, optimizer, data stream, the
     best-o.o.d. record and timing. :func:`train` drives one; :mod:`modicl.ensemble` drives several.
@@ -277,12 +308,32 @@ class RunState:
     with ``resume`` and a checkpoint present, restores the model, optimizer, data-stream state and
     metrics up to the checkpoint.
 
+    If opening fails in a directory that was absent or empty, what it wrote there is removed again.
+
     Raises:
-        ConfigError: a run directory that already holds a run without ``resume``, or a config that
-            differs from the saved one on resume.
+        ConfigError: a run directory that already holds a run without ``resume``, a non-empty
+            directory that holds no run, a config that differs from the saved one on resume, or a
+            checkpoint whose data stream was drawn on another device type.
     """
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, resume: bool, device: torch.device, dtype: torch.dtype):
+        run_dir = Path(run_dir)
+        check_run_out(run_dir)
+        existed = run_dir.exists()
+        fresh = not existed or not any(run_dir.iterdir())
+        try:
+            self._open(cfg, run_dir, resume=resume, device=device, dtype=dtype)
+        except BaseException:
+            if fresh and hasattr(self, "_lock"):  # e.g. task vectors that cannot be arranged: leave no half-made run
+                clear_dir(run_dir, keep={".lock"})
+                self._lock.close()
+                if existed:
+                    (run_dir / ".lock").unlink(missing_ok=True)
+                else:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+    def _open(self, cfg: RunConfig, run_dir: Path, *, resume: bool, device: torch.device, dtype: torch.dtype) -> None:
         self.cfg, self.run_dir, self.device, self.dtype = cfg, Path(run_dir), device, dtype
         self._lock = lock_run(self.run_dir)  # released by close(), or by the kernel when the process ends
         self.autocast = autocast_for(device, dtype)
@@ -301,6 +352,7 @@ class RunState:
             ck = load_checkpoint(run_dir, "last", device)
             self.model, self.tasks, self.start = ck.model.train(), ck.tasks, ck.step
             state = load_state(run_dir)
+            check_stream_device(state, device, run_dir)
             truncate_metrics(run_dir, self.start)
         else:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -366,7 +418,8 @@ class RunState:
             self.best = {"acc": selection_score(row), "step": step}
             save_checkpoint(self.run_dir, "best_ood", self.model, cfg, self.tasks, step, metrics=row)
         elapsed = {"wall_s": row["wall_s"], "train_s": self.train_s}
-        st = {"optimizer": self.opt.state_dict(), "generator": self.gen.get_state(), "best": self.best, "elapsed": elapsed}
+        st = {"optimizer": self.opt.state_dict(), "generator": self.gen.get_state(), "generator_device": self.device.type,
+              "best": self.best, "elapsed": elapsed}
         save_checkpoint(self.run_dir, "last", self.model, cfg, self.tasks, step, metrics=row, state=st)
         return row
 
@@ -384,14 +437,33 @@ class RunState:
 
 
 def setup_process(tc: TrainConfig) -> tuple[torch.device, torch.dtype]:
-    """Resolve the device and compute dtype of ``tc``; set the thread count and, on CPUs, the allocator."""
+    """Resolve the device and compute dtype of ``tc``; set torch's thread count (a caller that is a library
+    entry point restores it, :func:`restores_threads`). The allocator setting of
+    :func:`modicl.allocator.keep_freed_memory` is process-wide and cannot be undone, so only the
+    command line and the sweep's own worker processes apply it."""
     device = resolve_device(tc.device)
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
-    if device.type == "cpu":
-        keep_freed_memory()
     return device, resolve_dtype(tc.dtype, device)
 
+
+def restores_threads(fn):
+    """Decorator: torch's thread count is back at its value from before the call when ``fn`` returns or
+    raises, so training from a notebook or another program leaves its process as it found it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+    return wrapper
+
+
+@restores_threads
 
 def train(
     cfg: RunConfig,
@@ -428,7 +500,7 @@ def train(
 
         if run.start == 0 and not run.resumed:
             run.evaluate(0, None)
-        bar = tqdm(total=tc.steps, initial=run.start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
+        bar = progress_bar(total=tc.steps, initial=run.start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
         loss_sum = torch.zeros((), device=device)
         bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         n_since, last_good, ood_last = 0, run.start, "-"

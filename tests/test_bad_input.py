@@ -1,0 +1,213 @@
+"""Bad input and hostile files: impossible values, folders that are not runs, runs owned by another
+process, failed writes, closed pipes. Each ends in one line and an exit code, and changes nothing it
+should not."""
+
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from modicl.cli import main
+from modicl.config import ConfigError, ModelConfig, preset, validate
+from modicl.runlock import lock_run
+from modicl.train import check_stream_device, train
+
+TINY = ["--task.p", "5", "--task.n-id", "4", "--task.n-ctx", "4", "--model.d-model", "32", "--model.n-layers", "1",
+        "--model.n-heads", "2", "--train.batch-size", "16", "--train.steps", "4", "--train.eval-every", "2",
+        "--train.eval-sequences", "16", "--train.dtype", "fp32", "--train.warmup-steps", "1", "--no-progress"]
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--seed", "-1"], "seed = -1"),
+        (["--seed", str(2**64)], "seed = 18446744073709551616"),
+        (["--task.split-seed", "-1"], "task.split_seed = -1"),
+        (["--train.beta2", "1.0"], "train.beta2 = 1.0"),
+        (["--train.beta1", "1.5"], "train.beta1 = 1.5"),
+        (["--train.eps", "-1e-8"], "train.eps = -1e-08"),
+        (["--train.weight-decay", "nan"], "train.weight_decay = nan"),
+        (["--train.lr", "inf"], "train.lr = inf"),
+        (["--train.device", "mps"], "train.device = 'mps'"),
+        (["--train.device", "xpu"], "train.device = 'xpu'"),
+        (["--train.device", "meta"], "train.device = 'meta'"),
+        (["--train.threads", "-2"], "train.threads = -2"),
+        (["--model.rope-theta", "inf"], "model.rope_theta = inf"),
+    ],
+)
+def test_impossible_values_stop_in_one_line_naming_the_field_before_anything_is_written(tmp_path, capsys, args, field):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, *args, "--out", str(out)]) == 2
+    assert field in _one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_eval_on_a_device_that_does_not_exist_here_is_one_line(tmp_path, capsys):
+    assert main(["eval", str(tmp_path), "--device", "mps"]) == 2
+    assert "'mps' is not supported" in _one_line(capsys.readouterr().err)
+
+
+def test_a_sweep_point_with_a_bad_seed_is_refused_before_any_point_runs(tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text('name = "bad"\npreset = "quick"\n[axes]\nseed = [1, -1]\n')
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(spec), "--out", str(out), "--no-progress"]) == 2
+    assert "grid point seed=-1: seed = -1" in _one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_head_count_suggestions_are_all_valid():
+    cfg = preset("quick")
+    with pytest.raises(ConfigError, match=r"use n_heads in \[1, 5, 13\]"):
+        validate(dataclasses.replace(cfg, model=ModelConfig(d_model=130, n_heads=4)))
+    for h in (1, 5, 13):
+        validate(dataclasses.replace(cfg, model=ModelConfig(d_model=130, n_heads=h)))
+
+
+def test_task_vectors_that_cannot_be_arranged_leave_no_half_made_run(tmp_path):
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, p=7, n_id=48), train=dataclasses.replace(cfg.train, batch_size=48))
+    validate(cfg)  # passes validation: only the rectangle search finds out
+    with pytest.raises(ConfigError, match="could not place 12 disjoint rectangles"):
+        train(cfg, tmp_path / "new", progress=False)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError):
+        train(cfg, tmp_path / "empty", progress=False)
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def _snapshot(path):
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_of_a_run_that_another_process_trains_is_refused_and_changes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    before = _snapshot(run)
+    capsys.readouterr()
+    with lock_run(run):  # another trainer holds the run
+        assert main(["train", *TINY, "--out", str(run), "--overwrite"]) == 2
+    assert "being trained by another process" in _one_line(capsys.readouterr().err)
+    assert _snapshot(run) == before
+
+
+def test_a_folder_that_holds_no_run_is_never_trained_into(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"my": "settings"}')
+    (mine / "summary.json").write_text('{"my": "results"}')
+    before = _snapshot(mine)
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        assert main(["train", *TINY, "--out", str(mine), *extra]) == 2
+        assert "holds no modicl run" in _one_line(capsys.readouterr().err)
+    assert _snapshot(mine) == before
+    with pytest.raises(ConfigError, match="holds no modicl run"):  # the library refuses too
+        train(tiny_config(), mine, progress=False)
+    assert _snapshot(mine) == before
+
+
+@pytest.mark.parametrize("out", [["--out", ""], ["--out="]])
+def test_an_empty_out_path_is_an_error(tmp_path, capsys, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, *out]) == 2
+    assert "empty path" in _one_line(capsys.readouterr().err)
+    assert main(["sweep", "quick-phase-diagram", *out]) == 2
+    assert "empty path" in _one_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sweep_never_replaces_a_folder_that_is_not_a_sweep(tmp_path, capsys):
+    mine = tmp_path / "results"
+    mine.mkdir()
+    (mine / "results.csv").write_text("my,table\n1,2\n")
+    assert main(["sweep", "quick-phase-diagram", "--out", str(mine), "--no-progress"]) == 2
+    assert "holds no modicl sweep" in _one_line(capsys.readouterr().err)
+    assert _snapshot(mine) == {"results.csv": b"my,table\n1,2\n"}
+
+
+def _limit_file_size(limit: int):
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE behaviour")
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "run"
+    # the optimizer state of this model (≈ 100 kB) is over the limit; config, tasks and metrics are under it
+    proc = subprocess.run([sys.executable, "-m", "modicl", "train", *TINY, "--out", str(out)], capture_output=True,
+                          text=True, timeout=300, preexec_fn=_limit_file_size(64 * 1024))
+    assert proc.returncode == 1
+    line = _one_line(proc.stderr)
+    assert "File too large" in line and "checkpoints" in line, line
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_output_into_a_closed_pipe_exits_0_quietly(tmp_path):
+    read, write = os.pipe()
+    os.close(read)  # like `modicl train … | head -1` once head has exited
+    try:
+        proc = subprocess.run([sys.executable, "-m", "modicl", "train", *TINY, "--out", str(tmp_path / "run")],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_data_stream_stays_on_the_device_type_that_drew_it(tmp_path):
+    cfg = tiny_config(steps=4, eval_every=2)
+    run = tmp_path / "run"
+    train(cfg, run, progress=False, stop_after=2)
+    state_path = run / "checkpoints" / "last.state.pt"
+    state = torch.load(state_path, weights_only=True)
+    assert state["generator_device"] == "cpu"
+    check_stream_device(state, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="trained on cpu and its data stream cannot move to cuda.*--train.device cpu"):
+        check_stream_device(state, torch.device("cuda"))
+    legacy = {k: v for k, v in state.items() if k != "generator_device"}  # written before the device was recorded
+    with pytest.raises(ConfigError, match="trained on cpu"):
+        check_stream_device(legacy, torch.device("cuda"))
+    cuda_like = {**legacy, "generator": torch.zeros(16, dtype=torch.uint8)}  # a Philox state
+    with pytest.raises(ConfigError, match="trained on cuda"):
+        check_stream_device(cuda_like, torch.device("cpu"))
+    # a run whose stream was drawn on CUDA is refused on the CPU before anything changes
+    torch.save({**state, "generator_device": "cuda"}, state_path)
+    before = _snapshot(run)
+    with pytest.raises(ConfigError, match="trained on cuda"):
+        train(cfg, run, progress=False, resume=True)
+    assert _snapshot(run) == before
+
+
+def test_library_calls_leave_the_callers_process_as_they_found_it(tmp_path):
+    code = f"""
+import sys, json, matplotlib, torch
+matplotlib.use("svg")
+sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+import modicl.plots, modicl.analyze, modicl.sweep_plots, modicl.analysis_plots
+from modicl import allocator
+from modicl.train import train
+from modicl.analyze import run_analyses
+from conftest import tiny_config
+torch.set_num_threads(2)
+train(tiny_config(steps=4, eval_every=2, threads=1), {str(tmp_path / 'run')!r}, progress=False)
+run_analyses({str(tmp_path / 'run')!r}, "last", what=("attention", "kshot"), device="cpu")
+import matplotlib.pyplot
+print(json.dumps([matplotlib.get_backend(), torch.get_num_threads(), allocator._done, matplotlib.pyplot.get_fignums()]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["svg", 2, False, []]
+    assert (tmp_path / "run" / "plots" / "learning_curves.png").exists()
