@@ -166,15 +166,18 @@ def test_best_checkpoint_is_selected_on_validation_tasks_and_summary_carries_int
 
 def test_init_seed_and_data_seed_change_only_their_own_part(tmp_path):
     base = tiny_config(steps=10, eval_every=10)
+    variants = {"base": base, "explicit": dataclasses.replace(base, task_seed=3, init_seed=3, data_seed=3),
+                "init": dataclasses.replace(base, init_seed=11), "data": dataclasses.replace(base, data_seed=11)}
     runs = {}
-    for name, cfg in {"base": base, "init": dataclasses.replace(base, init_seed=11),
-                      "data": dataclasses.replace(base, data_seed=11)}.items():
-        train(cfg, tmp_path / name, progress=False, stop_after=10)
-        runs[name] = (json.loads((tmp_path / name / "tasks.json").read_text()),
-                      load_checkpoint(tmp_path / name, "last").model.state_dict(), read_metrics(tmp_path / name)[0])
-    assert runs["init"][0] == runs["base"][0] == runs["data"][0]  # the task seed is the same in all three
-    w = lambda n: runs[n][1]["wte.weight"]  # noqa: E731
-    assert not torch.equal(w("init"), w("base"))
-    # step-0 metrics: same weights and same evaluation sequences give the same numbers; another data seed does not
-    assert runs["data"][2]["ood_test"]["kshot"] != runs["base"][2]["ood_test"]["kshot"] or \
-        runs["data"][2]["id_train"]["loss"] != runs["base"][2]["id_train"]["loss"]
+    for name, cfg in variants.items():
+        train(cfg, tmp_path / name, progress=False)
+        rows = [{k: v for k, v in r.items() if k != "wall_s"} for r in read_metrics(tmp_path / name)]
+        runs[name] = (json.loads((tmp_path / name / "tasks.json").read_text()), rows)
+    assert all(tasks == runs["base"][0] for tasks, _ in runs.values())  # one task seed everywhere
+    assert runs["explicit"][1] == runs["base"][1]  # each seed left unset follows seed, to the bit
+    # step 0 is before any training: another init changes the model, another data seed the evaluation sequences
+    init0, data0, base0 = runs["init"][1][0], runs["data"][1][0], runs["base"][1][0]
+    assert init0["id_train"]["loss"] != base0["id_train"]["loss"]
+    assert data0["id_train"]["n_novel"] != base0["id_train"]["n_novel"] or data0["id_train"]["kshot"] != base0["id_train"]["kshot"]
+    # the same evaluation sequences see the same questions whatever the init: repeats depend on data only
+    assert init0["ood_test"]["n_novel"] == base0["ood_test"]["n_novel"]

@@ -52,31 +52,26 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the message names the step and the checkpoint that was kept."""
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 matmul instructions (x86 avx512_bf16 / amx_bf16, Arm bf16)."""
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (x86 ``flags``, Arm ``Features``); empty where unreadable."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags.update(line.split(":", 1)[1].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+        return frozenset()
+    return frozenset(f for line in text.splitlines() if line.startswith(("flags", "Features"))
+                     for f in line.split(":", 1)[1].split())
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 matmul instructions (x86 avx512_bf16 / amx_bf16, Arm bf16)."""
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def cpu_kind() -> str:
     """The CPU's widest matmul path, which sets numerics and speed: ``amx`` (amx_bf16), ``avx512_bf16``,
     ``avx512``, ``avx2``, or the machine architecture (e.g. ``aarch64``) when none of these applies."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags.update(line.split(":", 1)[1].split())
-            break
+    flags = _cpu_flags()
     for flag, kind in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"), ("avx2", "avx2")):
         if flag in flags:
             return kind
