@@ -222,12 +222,12 @@ def cmd_train(argv: list[str]) -> int:
     print(format_table(summary["final"], cfg.task.p))
     print(f"\nbest o.o.d. checkpoint (step {summary['best_ood']['step']}, selected on the validation o.o.d. tasks; "
           "test numbers):")
-    print(format_table(summary["best_ood"]))
+    print(format_table(summary["best_ood"], cfg.task.p))
     print(f"\nphase: {PHASE_LABELS[summary['phase']]} {summary['phase_pattern']} (i.d. train, i.d. test, o.o.d. train, "
           f"o.o.d. test; ✓ = novel-query last-position accuracy ≥ {cfg.phase_threshold}); at the best checkpoint: "
           f"{PHASE_LABELS[summary['phase_best_ood']]} {summary['phase_pattern_best_ood']}")
     print(f"wall time {summary['wall_s']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s ({summary['dtype']}, "
-          f"{summary['threads']} threads, CPU kind {summary['cpu_kind']}); results in {out}")
+          f"threads={summary['threads']}, CPU kind {summary['cpu_kind']}); results in {out}")
     return 0
 
 

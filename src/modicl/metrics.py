@@ -342,7 +342,9 @@ def format_table(metrics: Mapping[str, Mapping], p: int | None = None) -> str:
             f"{m.get('n_sequences', 0):>6}{m.get('repeat_frac_last', 0):>8.2f}{bl}  {m['acc']:>7.3f}{m['loss']:>7.3f}"
         )
     notes = "novel: queries whose (x, y) is not earlier in the sequence; repeat: share of last queries that are repeats"
-    notes += "\nnull models on the same sequences: copy from the context, ratio matching (RM), modular regression (MR)"
+    notes += ("\non the same sequences: copy (right on every repeat, so it equals the repeat share: the null to beat on "
+              "all queries); ratio matching (RM) and modular regression (MR), reference algorithms right wherever they "
+              "apply (MR is the ceiling)")
     if p:
         notes += f"; chance 1/p = {1 / p:.3f}"
     return "\n".join(lines) + "\n" + notes

@@ -516,7 +516,7 @@ def train(
                         f"loss became {loss.item()} at step {bad_step.item()}; checkpoints/last in {run.run_dir} keeps step "
                         f"{last_good}; lower train.lr or use --train.dtype fp32"
                     )
-                bar.set_postfix(loss=f"{loss.item():.3f}", ood_last=ood_last)
+                bar.set_postfix(loss=f"{loss.item():.3f}", ood_novel=ood_last)
             run.train_s += time.perf_counter() - t_step
             if is_eval:
                 row = run.evaluate(done, (loss_sum / n_since).item())
@@ -524,7 +524,7 @@ def train(
                 n_since = 0
                 last_good = done
                 ood_last = "/".join(f"{row[s].get(PHASE_KEY) or 0:.2f}" for s in ("ood_train", "ood_test"))
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_last=ood_last)
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_novel=ood_last)
                 if stop_after is not None and done >= stop_after and done < tc.steps:
                     bar.close()
                     return None
