@@ -91,7 +91,7 @@ def _vmap_losses(tmp_path, compile_setting, steps=3):
     runs = [RunState(dataclasses.replace(cfg, seed=s), tmp_path / f"{compile_setting}{s}", resume=False, device=torch.device("cpu"),
                      dtype=torch.float32) for s in (1, 2, 3)]
     step = VmapStep(runs)
-    out = [step([r.batch() for r in runs], 1e-3) for _ in range(steps)]
+    out = [step([r.batch(0) for r in runs], 1e-3) for _ in range(steps)]
     for r in runs:
         r.close()
     return step, torch.stack(out)

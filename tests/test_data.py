@@ -63,3 +63,20 @@ def test_without_replacement_longer_than_the_pool_uses_every_pair_before_any_rep
         seq = [tuple(r) for r in seq]
         assert set(seq[:3]) == allowed and set(seq[3:6]) == allowed and set(seq[6:]) < allowed
         assert len(set(seq[6:])) == 2  # the third pass is cut short, still without a repeat inside it
+
+
+def test_bursty_sequences_use_only_their_own_k_pairs_and_share_zero_leaves_the_stream_unchanged():
+    p = 11
+    tasks = torch.tensor([[1, 2], [3, 4]])
+    pairs = torch.tensor([(x, y) for x in range(p) for y in range(p)])
+    tok = sample_sequences(tasks, pairs, 40, 16, p, _gen(3), shared_inputs=False, burst=(3, 1.0))
+    xy = tok.view(80, 16, 3)[..., :2].tolist()
+    sizes = [len({tuple(r) for r in seq}) for seq in xy]
+    assert max(sizes) <= 3 and min(sizes) >= 1
+    assert len({frozenset(tuple(r) for r in seq) for seq in xy}) > 40  # every sequence has its own subset
+    plain = sample_sequences(tasks, pairs, 40, 16, p, _gen(3), shared_inputs=False)
+    assert torch.equal(sample_sequences(tasks, pairs, 40, 16, p, _gen(3), shared_inputs=False, burst=(3, 0.0)), plain)
+    # a share of one half: about half the sequences are bursty (16 draws from 121 pairs almost never ≤ 3 distinct)
+    tok = sample_sequences(tasks, pairs, 200, 16, p, _gen(4), shared_inputs=False, burst=(3, 0.5))
+    few = sum(len({tuple(r) for r in seq}) <= 3 for seq in tok.view(400, 16, 3)[..., :2].tolist())
+    assert 160 <= few <= 240

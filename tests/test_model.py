@@ -185,3 +185,22 @@ def test_compiled_model_traces_in_one_graph_without_complex_ops():
     assert "view_as_complex" not in code and "stack" in code  # the real rotation, traced inline
     compiled = torch.compile(model, backend="aot_eager")
     torch.testing.assert_close(compiled(tokens), model(tokens), rtol=0, atol=0)
+
+
+def test_role_embedding_adds_one_learned_vector_per_position_mod_3_and_is_absent_by_default():
+    torch.manual_seed(0)
+    plain = Transformer(ModelConfig(d_model=16, n_layers=1, n_heads=2), 7, 9)
+    assert not any("wre" in n for n, _ in plain.named_parameters())
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(d_model=16, n_layers=1, n_heads=2, role_embedding=True), 7, 9)
+    tok = torch.tensor([[3, 1, 4, 1, 5, 2, 6, 0]])
+    _, cache = m.run_with_cache(tok, ["hook_embed"])
+    expected = m.wte.weight[tok[0]] + m.wre.weight[torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])]
+    assert torch.allclose(cache["hook_embed"][0], expected)
+
+
+def test_init_std_sets_the_spread_of_every_weight_matrix():
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(d_model=128, n_layers=2, n_heads=4, init_std=0.05), 11, 30)
+    assert m.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.05, rel=0.02)
+    assert m.blocks[1].proj.weight.std().item() == pytest.approx(0.05 / 2, rel=0.02)  # / √(2·n_layers)

@@ -151,11 +151,11 @@ def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtyp
 
         def rate(stepper, rs) -> float:
             for _ in range(warmup):
-                stepper([r.batch() for r in rs], cfg.train.lr)
+                stepper([r.batch(0) for r in rs], cfg.train.lr)
             _sync(device)
             t = time.perf_counter()
             for _ in range(steps):
-                losses = stepper([r.batch() for r in rs], cfg.train.lr)
+                losses = stepper([r.batch(0) for r in rs], cfg.train.lr)
             float(losses[-1])
             _sync(device)
             return steps / (time.perf_counter() - t)

@@ -44,6 +44,11 @@ class TaskConfig:
             False draws them without replacement where the pool allows it (each pair once before
             any repeats), in training and evaluation.
         split_seed: seed of the α split of input pairs (the official data_seed = 0).
+        burst_pairs: bursty curriculum (a deviation from the paper, off at 0): early training sequences
+            draw their pairs from only this many training pairs each, so queries repeat earlier inputs
+            and copying them pays; the share of such sequences falls linearly from 1 at step 0 to 0 at
+            ``burst_steps``. Evaluation never uses it.
+        burst_steps: length of the bursty curriculum in optimizer steps.
     """
 
     p: int = 29
@@ -56,6 +61,8 @@ class TaskConfig:
     replacement: bool = True
     split_seed: int = 0
     ood_val_fraction: float = 0.5
+    burst_pairs: int = 0
+    burst_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,15 @@ class ModelConfig:
         rope_theta: RoPE base θ.
         attention: ``sdpa`` (PyTorch fused kernel), ``manual`` (explicit softmax), or ``auto``
             (manual on the CPU, where it is faster in bf16; sdpa elsewhere).
+        init_std: standard deviation of every weight matrix at init (0.02, the official code). At a
+            width below the paper's 512 the same σ gives smaller attention logits and slower escapes
+            from the early plateau; 0.02·√(512/d_model) keeps σ·√d_model at the paper's value
+            (a deviation, documented per preset).
+        role_embedding: add a learned embedding of each token's role in its example (x, y or z, i.e.
+            position mod 3) to the token embedding. A deviation from the paper (which has no
+            positional embedding): with RoPE alone the shared x/y/z vocabulary leaves a token's role
+            to be inferred, because RoPE's fastest rotation (1 rad per position) cannot express a
+            period-3 pattern.
     """
 
     d_model: int = 512
@@ -78,6 +94,8 @@ class ModelConfig:
     mlp_ratio: int = 4
     rope_theta: float = 10_000.0
     attention: Literal["auto", "sdpa", "manual"] = "auto"
+    init_std: float = 0.02
+    role_embedding: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,6 +282,10 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"train.eps = {tr.eps} must be > 0 (AdamW's denominator guard; 1e-8 in the paper)")
     if not isinstance(tr.device, str) or not _DEVICE.fullmatch(tr.device):
         raise ConfigError(f"train.device = {tr.device!r} is not supported; use auto, cpu or cuda[:N]")
+    if not cfg.model.init_std > 0:
+        raise ConfigError(f"model.init_std = {cfg.model.init_std} must be > 0 (0.02 in the paper)")
+    if cfg.task.burst_pairs and not cfg.task.burst_steps:
+        raise ConfigError(f"task.burst_pairs = {cfg.task.burst_pairs} needs task.burst_steps > 0 (the curriculum's length), or set burst_pairs 0")
     if not math.isfinite(cfg.phase_threshold):
         raise ConfigError(f"phase_threshold = {cfg.phase_threshold} must be a finite number")
 
@@ -382,6 +404,10 @@ _ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
     (None, "task_seed"): None,
     (None, "init_seed"): None,
     (None, "data_seed"): None,
+    ("model", "role_embedding"): False,
+    ("model", "init_std"): 0.02,
+    ("task", "burst_pairs"): 0,
+    ("task", "burst_steps"): 0,
 }
 
 

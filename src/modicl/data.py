@@ -23,6 +23,7 @@ def sample_sequences(
     generator: torch.Generator,
     shared_inputs: bool = True,
     replacement: bool = True,
+    burst: tuple[int, float] | None = None,
 ) -> Tensor:
     """Draw ``seqs_per_task`` sequences of ``n_ctx`` examples for every task.
 
@@ -38,6 +39,10 @@ def sample_sequences(
             where the pool allows it: every pair once before any repeats (successive random
             permutations of the pool, so a sequence longer than the pool repeats each pair as
             evenly as possible).
+        burst: (k, share) for a bursty curriculum: each sequence stream, with probability ``share``,
+            draws its n_ctx pairs with replacement from its own random k pairs of the pool, so most
+            queries repeat an earlier input (copying pays early). None (or share 0) draws nothing extra,
+            so the stream is the same as without the option.
 
     Returns:
         int64 [n_tasks · seqs_per_task, 3·n_ctx]; rows t·seqs_per_task … (t+1)·seqs_per_task − 1 hold
@@ -52,6 +57,12 @@ def sample_sequences(
         n_perm = -(-n_ctx // n_pairs)  # one permutation when the pool suffices (the draws of a plain shuffle)
         keys = torch.rand((*shape[:2], n_perm, n_pairs), generator=generator, device=pairs.device)
         idx = keys.argsort(dim=-1).flatten(-2)[..., :n_ctx]
+    if burst is not None and burst[1] > 0:
+        k, share = burst
+        subset = torch.rand((*shape[:2], n_pairs), generator=generator, device=pairs.device).argsort(dim=-1)[..., :k]
+        pick = torch.randint(min(k, n_pairs), shape, generator=generator, device=pairs.device)
+        bursty = torch.rand(shape[:2], generator=generator, device=pairs.device) < share
+        idx = torch.where(bursty[..., None], subset.gather(-1, pick), idx)
     xy = pairs[idx].expand(n_tasks, -1, -1, -1)  # [n_tasks, seqs, n_ctx, 2]
     ab = tasks[:, None, None, :]
     z = (xy * ab).sum(-1) % p

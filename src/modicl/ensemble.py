@@ -263,7 +263,7 @@ def _train_group(runs: dict[int, RunState], backend: str, progress: bool, stop_a
         t_step = time.perf_counter()
         lr = tc.lr * lr_multiplier(step, tc)  # one schedule for all: ensemble_key makes train configs equal
         # each member draws from its own generator, so its stream is the one it would see alone
-        losses = stepper([r.batch() for r in active.values()], lr)
+        losses = stepper([r.batch(step) for r in active.values()], lr)
         bad = torch.where((bad < 0) & ~torch.isfinite(losses), step + 1, bad)
         loss_sum += losses
         n_since += 1

@@ -198,6 +198,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg, self.vocab_size, self.max_len = cfg, vocab_size, max_len
         self.wte = nn.Embedding(vocab_size, cfg.d_model)
+        # Registered only when on, so the default model's parameters (and its init stream) are unchanged.
+        self.wre = nn.Embedding(3, cfg.d_model) if cfg.role_embedding else None
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         cos, sin = rope_tables(max_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
@@ -208,11 +210,11 @@ class Transformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The official init (PAPER.md §2.2): N(0, 0.02²) everywhere, MLP out-projection / √(2·n_layers);
+        """The official init (PAPER.md §2.2): N(0, σ²) everywhere (σ = ``init_std``, 0.02 in the paper), MLP out-projection / √(2·n_layers);
         the scaling keeps the residual stream's variance from growing with depth (GPT-2)."""
         for name, p in self.named_parameters():
             if p.dim() >= 2:
-                nn.init.normal_(p, mean=0.0, std=0.02)
+                nn.init.normal_(p, mean=0.0, std=self.cfg.init_std)
                 if name.endswith("proj.weight"):
                     with torch.no_grad():
                         p.div_(math.sqrt(2 * self.cfg.n_layers))
@@ -226,7 +228,10 @@ class Transformer(nn.Module):
         return a replacement activation. Raises ValueError when T exceeds max_len."""
         if tokens.shape[1] > self.max_len:
             raise ValueError(f"sequence of {tokens.shape[1]} tokens exceeds the model's max_len {self.max_len}")
-        x = _hook(hooks, "hook_embed", self.wte(tokens))
+        x = self.wte(tokens)
+        if self.wre is not None:
+            x = x + self.wre.weight[torch.arange(tokens.shape[1], device=tokens.device) % 3]
+        x = _hook(hooks, "hook_embed", x)
         tables = (self.rope_cos, self.rope_sin, self.causal)
         for block in self.blocks:
             x = block(x, tables, hooks)

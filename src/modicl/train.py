@@ -394,11 +394,13 @@ class RunState:
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.train.lr * lr_multiplier(step, self.cfg.train)
 
-    def batch(self) -> Tensor:
-        """The next training batch of this run's data stream, int64 [batch_size, 3·n_ctx]."""
+    def batch(self, step: int) -> Tensor:
+        """The training batch of 0-based optimizer step ``step`` from this run's data stream, int64
+        [batch_size, 3·n_ctx]; the step sets the share of bursty sequences (``task.burst_*``)."""
         t = self.cfg.task
+        burst = (t.burst_pairs, 1.0 - step / t.burst_steps) if t.burst_pairs and step < t.burst_steps else None
         return sample_sequences(self.t_dev["id_tasks"], self.t_dev["train_pairs"], self.per_task, t.n_ctx, t.p, self.gen,
-                                t.shared_inputs, t.replacement)
+                                t.shared_inputs, t.replacement, burst)
 
     def evaluate(self, step: int, train_loss: float | None) -> dict:
         """Evaluate the four sets, append the row to metrics.jsonl, update the checkpoints; return the row."""
@@ -502,7 +504,7 @@ def train(
         for step in range(run.start, tc.steps):
             run.set_lr(step)
             t_step = time.perf_counter()
-            loss = step_fn(run.batch())
+            loss = step_fn(run.batch(step))
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step + 1, bad_step)
             loss_sum += loss
             n_since += 1
