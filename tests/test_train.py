@@ -181,3 +181,26 @@ def test_init_seed_and_data_seed_change_only_their_own_part(tmp_path):
     assert data0["id_train"]["n_novel"] != base0["id_train"]["n_novel"] or data0["id_train"]["kshot"] != base0["id_train"]["kshot"]
     # the same evaluation sequences see the same questions whatever the init: repeats depend on data only
     assert init0["ood_test"]["n_novel"] == base0["ood_test"]["n_novel"]
+
+
+def test_task_curriculum_and_bursty_curriculum_shape_only_the_early_batches(tmp_path):
+    cfg = tiny_config(batch_size=16)
+    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, n_id=8, n_ctx=8, curriculum_n_id=4, curriculum_steps=10,
+                                                            burst_pairs=2, burst_steps=5, shared_inputs=False))
+    run = train_mod.RunState(cfg, tmp_path / "run", resume=False, device=torch.device("cpu"), dtype=torch.float32)
+    try:
+        ab = run.t_dev["id_tasks"]
+
+        def from_first_four(tok):  # per sequence: does one of the first 4 tasks generate it (z = a·x + b·y mod p)?
+            x, y, z = tok[:, 0::3], tok[:, 1::3], tok[:, 2::3]
+            fits = ((ab[:4, 0, None, None] * x + ab[:4, 1, None, None] * y) % cfg.task.p == z).all(-1)  # [task, seq]
+            return fits.any(0)
+
+        early, late = run.batch(0), run.batch(10)
+        assert from_first_four(early).all()  # only the first 4 tasks during the task curriculum
+        assert not from_first_four(late).all()
+        distinct = [len({(int(a), int(b)) for a, b in zip(s[0::3], s[1::3])}) for s in early]
+        assert max(distinct) <= 2  # step 0: every sequence bursty, 2 pairs each
+        assert max(len({(int(a), int(b)) for a, b in zip(s[0::3], s[1::3])}) for s in late) > 2
+    finally:
+        run.close()

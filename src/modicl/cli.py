@@ -311,9 +311,22 @@ def cmd_sweep(argv: list[str]) -> int:
     report = run_sweep(spec, out, progress=args.progress, ensemble=args.ensemble, workers=args.workers)
     print(f"finished {len(report.finished)}, already done {len(report.skipped)}, failed {len(report.failed)}; "
           f"results in {out / 'results.csv'} (and .parquet)")
+    _print_cells(out / "results.csv")
     for h, err in report.failed.items():
         print(f"  failed {h}: {err} (details in {out / 'runs' / h / 'error.txt'})", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _print_cells(results: Path) -> None:
+    """Per cell of the sweep: how many seeds reached each phase, and the seed-mean o.o.d. test accuracy."""
+    import pandas as pd
+
+    from .cells import format_cells, seed_cells
+
+    if results.exists() and results.stat().st_size > 1:
+        df = pd.read_csv(results)
+        if len(df) and "phase" in df:
+            print(format_cells(seed_cells(df)))
 
 
 def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
@@ -338,6 +351,7 @@ def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
         return 130
     print(format_status(rows))
     print(f"results in {out / 'results.csv'} (and .parquet)")
+    _print_cells(out / "results.csv")
     unfinished = sum(r["state"] != "done" for r in rows)
     if unfinished:
         print(f"modicl sweep: {unfinished} of {len(rows)} points did not finish (see above and modicl status {out})", file=sys.stderr)

@@ -49,6 +49,10 @@ class TaskConfig:
             and copying them pays; the share of such sequences falls linearly from 1 at step 0 to 0 at
             ``burst_steps``. Evaluation never uses it.
         burst_steps: length of the bursty curriculum in optimizer steps.
+        curriculum_n_id: task curriculum (a deviation from the paper, off at 0): for the first
+            ``curriculum_steps`` steps, batches hold only the first this many pre-training tasks (a
+            divisor of batch_size), which a model learns to tell apart quickly; then all n_id.
+        curriculum_steps: length of the task curriculum in optimizer steps.
     """
 
     p: int = 29
@@ -63,6 +67,8 @@ class TaskConfig:
     ood_val_fraction: float = 0.5
     burst_pairs: int = 0
     burst_steps: int = 0
+    curriculum_n_id: int = 0
+    curriculum_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -286,6 +292,10 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"model.init_std = {cfg.model.init_std} must be > 0 (0.02 in the paper)")
     if cfg.task.burst_pairs and not cfg.task.burst_steps:
         raise ConfigError(f"task.burst_pairs = {cfg.task.burst_pairs} needs task.burst_steps > 0 (the curriculum's length), or set burst_pairs 0")
+    t = cfg.task
+    if t.curriculum_n_id and not (t.curriculum_steps and t.curriculum_n_id <= t.n_id and cfg.train.batch_size % t.curriculum_n_id == 0):
+        raise ConfigError(f"task.curriculum_n_id = {t.curriculum_n_id} must be ≤ n_id ({t.n_id}), divide train.batch_size "
+                          f"({cfg.train.batch_size}) and come with task.curriculum_steps > 0; or set it 0")
     if not math.isfinite(cfg.phase_threshold):
         raise ConfigError(f"phase_threshold = {cfg.phase_threshold} must be a finite number")
 
@@ -408,6 +418,8 @@ _ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
     ("model", "init_std"): 0.02,
     ("task", "burst_pairs"): 0,
     ("task", "burst_steps"): 0,
+    ("task", "curriculum_n_id"): 0,
+    ("task", "curriculum_steps"): 0,
 }
 
 

@@ -399,7 +399,10 @@ class RunState:
         [batch_size, 3·n_ctx]; the step sets the share of bursty sequences (``task.burst_*``)."""
         t = self.cfg.task
         burst = (t.burst_pairs, 1.0 - step / t.burst_steps) if t.burst_pairs and step < t.burst_steps else None
-        return sample_sequences(self.t_dev["id_tasks"], self.t_dev["train_pairs"], self.per_task, t.n_ctx, t.p, self.gen,
+        tasks, per_task = self.t_dev["id_tasks"], self.per_task
+        if t.curriculum_n_id and step < t.curriculum_steps:
+            tasks, per_task = tasks[: t.curriculum_n_id], self.cfg.train.batch_size // t.curriculum_n_id
+        return sample_sequences(tasks, self.t_dev["train_pairs"], per_task, t.n_ctx, t.p, self.gen,
                                 t.shared_inputs, t.replacement, burst)
 
     def evaluate(self, step: int, train_loss: float | None) -> dict:

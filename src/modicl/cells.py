@@ -1,0 +1,85 @@
+"""Seed-level summaries of a sweep: one line per cell (a combination of the non-seed axes) with how many
+seeds landed in each phase and the seed-mean accuracy with its 95 % interval.
+
+A setting is described by the distribution of its seeds' outcomes, never by the phase of a seed-mean
+accuracy (a mean of two memorizing seeds and one generalizing seed is not a phase).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from .metrics import PHASES
+
+# two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1…30 (beyond 30 the normal 1.96 is within 4 %)
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042]
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean of per-seed values and its 95 % Student-t interval (mean, low, high). One value gives an
+    interval of (nan, nan): one seed says nothing about the spread. Raises ValueError on no values."""
+    v = [float(x) for x in values if x is not None and not math.isnan(float(x))]
+    if not v:
+        raise ValueError("no values to average")
+    m = sum(v) / len(v)
+    if len(v) == 1:
+        return m, math.nan, math.nan
+    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+    t = _T975[len(v) - 2] if len(v) - 1 <= len(_T975) else 1.96
+    h = t * sd / math.sqrt(len(v))
+    return m, m - h, m + h
+
+
+def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequence[str] = ("seed", "task_seed", "init_seed", "data_seed")):
+    """Group a results table (one row per run, :func:`modicl.sweep.collect_results`) into cells of equal
+    non-seed axes.
+
+    Returns a list of dicts, one per cell: ``cell`` (axis → value), ``n`` seeds, ``phases`` (phase → count,
+    in :data:`modicl.metrics.PHASES` order, zero counts left out), ``seeds`` (seed → phase), and
+    ``mean``/``low``/``high``: the seed-mean of ``key`` with its 95 % t-interval.
+    """
+    axes = [c for c in df.columns if c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood.")))]
+    axes = [c for c in axes if c not in seed_cols and df[c].nunique() > 1] or []
+    groups = df.groupby(axes) if axes else [((), df)]
+    out = []
+    for values, g in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        counts = g["phase"].value_counts()
+        m, lo, hi = mean_interval(g[key].tolist()) if g[key].notna().any() else (math.nan,) * 3
+        out.append({"cell": dict(zip(axes, values)), "n": len(g),
+                    "phases": {ph: int(counts[ph]) for ph in PHASES if ph in counts},
+                    "seeds": dict(zip(g["seed"].tolist(), g["phase"].tolist())),
+                    "mean": m, "low": lo, "high": hi})
+    return out
+
+
+def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last position") -> str:
+    """The cells as text: one line each with its phase counts out of n seeds and the seed-mean accuracy."""
+    lines = []
+    for c in cells:
+        where = ", ".join(f"{k}={v}" for k, v in c["cell"].items()) or "all runs"
+        counts = ", ".join(f"{ph} {k}/{c['n']}" for ph, k in c["phases"].items())
+        ci = "" if math.isnan(c["low"]) else f" [{c['low']:.2f}, {c['high']:.2f}]"
+        lines.append(f"{where}: {counts}; {key}: seed mean {c['mean']:.2f}{ci} (n = {c['n']} seeds)")
+    return "\n".join(lines)
+
+
+def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> float:
+    """One-sided Fisher exact test that group 1 succeeds more often than group 2: the probability, under
+    the hypergeometric null of equal rates given the margins, of k1 or more successes in group 1.
+
+    Args:
+        k1, n1: successes and seeds of group 1 (e.g. depth 2).
+        k2, n2: successes and seeds of group 2 (e.g. depth 1).
+    Raises:
+        ValueError: counts outside 0 ≤ k ≤ n.
+    Source: Fisher (1922); e.g. 5/5 against 0/5 gives 1/252 ≈ 0.004.
+    """
+    if not (0 <= k1 <= n1 and 0 <= k2 <= n2):
+        raise ValueError(f"successes must lie in 0…n: got {k1}/{n1} and {k2}/{n2}")
+    k, n = k1 + k2, n1 + n2
+    total = math.comb(n, k)
+    return sum(math.comb(n1, i) * math.comb(n2, k - i) for i in range(k1, min(k, n1) + 1)) / total

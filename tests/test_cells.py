@@ -1,0 +1,36 @@
+import math
+
+import pandas as pd
+import pytest
+
+from modicl.cells import fisher_exact, format_cells, mean_interval, seed_cells
+
+
+def test_fisher_exact_matches_hand_computed_hypergeometric_tails():
+    assert fisher_exact(5, 5, 0, 5) == pytest.approx(1 / 252)  # C(10,5) = 252 tables, one as extreme
+    assert fisher_exact(1, 5, 0, 2) == pytest.approx(5 / 7)  # P(≥1 of the one success lands in the 5)
+    assert fisher_exact(0, 3, 3, 3) == 1.0
+    with pytest.raises(ValueError, match="0…n"):
+        fisher_exact(6, 5, 0, 5)
+
+
+def test_mean_interval_is_the_student_t_interval():
+    m, lo, hi = mean_interval([0.5, 0.7, 0.6])
+    half = 4.303 * 0.1 / math.sqrt(3)  # sd 0.1, t(0.975, 2) = 4.303
+    assert (m, lo, hi) == pytest.approx((0.6, 0.6 - half, 0.6 + half))
+    assert math.isnan(mean_interval([0.4])[1])
+
+
+def test_seed_cells_count_each_seed_phase_and_never_classify_the_mean():
+    df = pd.DataFrame({
+        "p": [7] * 4, "n_id": [8, 8, 32, 32], "alpha": [0.8] * 4, "n_layers": [2] * 4, "seed": [1, 2, 1, 2],
+        "phase": ["id_memorization", "id_memorization", "ood_generalization", "ood_memorization"],
+        "final.ood_test.acc_last_novel": [0.1, 0.2, 0.7, 0.3],
+    })
+    cells = seed_cells(df)
+    assert [c["cell"] for c in cells] == [{"n_id": 8}, {"n_id": 32}]
+    assert cells[1]["phases"] == {"ood_memorization": 1, "ood_generalization": 1}
+    assert cells[1]["seeds"] == {1: "ood_generalization", 2: "ood_memorization"}
+    assert cells[1]["mean"] == pytest.approx(0.5)
+    text = format_cells(cells)
+    assert "n_id=32: ood_memorization 1/2, ood_generalization 1/2" in text and "n = 2 seeds" in text
