@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .compiling import graph_break_count, is_compiler_error
 from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
+from .circuits import attention_scores
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, evaluate, pattern_text, summary_of_set
 from .progress import progress_bar
@@ -411,8 +412,13 @@ class RunState:
         g = torch.Generator(device=self.device)
         g.manual_seed(eval_seed(self.seeds.data, step))
         m = evaluate_run(self.model, cfg, self.tasks, sequences=tc.eval_sequences, generator=g, autocast=self.autocast)
+        # hidden progress: drawn after the sets, so the evaluation sequences are those of a run without it
+        t = cfg.task
+        probe = sample_sequences(self.t_dev["id_tasks"], self.t_dev["train_pairs"], max(1, 64 // t.n_id), t.n_ctx, t.p, g,
+                                 shared_inputs=False)[:64]
         row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
-               "wall_s": self.wall_before + time.perf_counter() - self.t0, **m}
+               "wall_s": self.wall_before + time.perf_counter() - self.t0, **m,
+               "attention": attention_scores(self.model, probe, self.autocast)}
         append_metrics(self.run_dir, row)
         if selection_score(row) > self.best["acc"]:
             self.best = {"acc": selection_score(row), "step": step}
