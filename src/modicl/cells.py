@@ -49,9 +49,13 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
         values = values if isinstance(values, tuple) else (values,)
         counts = g["phase"].value_counts()
         m, lo, hi = mean_interval(g[key].tolist()) if g[key].notna().any() else (math.nan,) * 3
+        per_seed = {}
+        for _, r in g.iterrows():
+            ci = (r.get(f"{key}_lo"), r.get(f"{key}_hi"))
+            per_seed[r["seed"]] = {"phase": r["phase"], "acc": r[key], "ci": ci}
         out.append({"cell": dict(zip(axes, values)), "n": len(g),
                     "phases": {ph: int(counts[ph]) for ph in PHASES if ph in counts},
-                    "seeds": dict(zip(g["seed"].tolist(), g["phase"].tolist())),
+                    "seeds": {sd: v["phase"] for sd, v in per_seed.items()}, "per_seed": per_seed,
                     "mean": m, "low": lo, "high": hi})
     return out
 
@@ -64,6 +68,11 @@ def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last
         counts = ", ".join(f"{ph} {k}/{c['n']}" for ph, k in c["phases"].items())
         ci = "" if math.isnan(c["low"]) else f" [{c['low']:.2f}, {c['high']:.2f}]"
         lines.append(f"{where}: {counts}; {key}: seed mean {c['mean']:.2f}{ci} (n = {c['n']} seeds)")
+        for seed, v in c.get("per_seed", {}).items():
+            acc = "—" if v["acc"] is None or math.isnan(v["acc"]) else f"{v['acc']:.2f}"
+            lo, hi = v["ci"]
+            band = "" if lo is None or hi is None or math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]"
+            lines.append(f"    seed {seed}: {v['phase']}, {acc}{band}")
     return "\n".join(lines)
 
 

@@ -83,6 +83,41 @@ def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step:
     _save(fig, path)
 
 
+def attention_progress_plot(rows: Sequence[Mapping], path: Path, best_step: int | None = None) -> bool:
+    """The hidden-progress measures of :func:`modicl.circuits.attention_scores` against the step: per layer,
+    the strongest head's attention to the previous token, two back, and all earlier z tokens, beside the
+    i.d.-train loss (right axis) so a circuit forming under the plateau shows before the loss moves.
+
+    Args:
+        rows: metrics.jsonl rows; rows without ``attention`` (older runs) are skipped.
+        path: PNG to write.
+        best_step: step of the best o.o.d. checkpoint, a vertical line.
+    Returns:
+        False (and writes nothing) when no row has the measures.
+    """
+    rows = [r for r in rows if "attention" in r]
+    if not rows:
+        return False
+    steps = [r["step"] for r in rows]
+    n_layers = len(rows[0]["attention"]["prev_token"])
+    fig, ax = subplots(figsize=(8, 4.5))
+    for key, ls in (("prev_token", "-"), ("two_back", "--"), ("z_tokens", ":")):
+        for layer in range(n_layers):
+            ax.plot(steps, [r["attention"][key][layer] for r in rows], ls=ls, color=f"C{layer}",
+                    label=f"layer {layer}: {key.replace('_', ' ')}")
+    if best_step is not None:
+        ax.axvline(best_step, color="k", ls="--", lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("attention weight from y positions (strongest head)")
+    ax.set_ylim(0, 1.02)
+    loss_ax = ax.twinx()
+    loss_ax.plot(steps, [_acc(r, "id_train", "loss") for r in rows], color="0.4", lw=2, alpha=0.5)
+    loss_ax.set_ylabel("i.d. train loss (grey)")
+    ax.legend(fontsize=6, ncol=max(1, n_layers))
+    _save(fig, path)
+    return True
+
+
 def kshot_plot(results: Mapping[str, Mapping], path: Path, p: int) -> None:
     """Accuracy vs number of shots k (in-context examples before the query) for the four sets, with
     the null models of the first result's o.o.d. test set (copy, ratio matching, modular regression;

@@ -545,7 +545,7 @@ def train(
 
 def finish(run_dir: Path, **extra) -> dict:
     """Write ``summary.json`` and the plots from the run's metrics and checkpoints; return the summary."""
-    from .plots import kshot_plot, learning_curves_plot
+    from .plots import attention_progress_plot, kshot_plot, learning_curves_plot
 
     cfg = from_dict(read_json(run_dir / "config.json"))
     rows = read_metrics(run_dir)
@@ -574,5 +574,6 @@ def finish(run_dir: Path, **extra) -> dict:
     write_json(run_dir / "summary.json", summary)
     (run_dir / "plots").mkdir(exist_ok=True)
     learning_curves_plot(rows, run_dir / "plots" / "learning_curves.png", p=cfg.task.p, best_step=best_row["step"])
+    attention_progress_plot(rows, run_dir / "plots" / "attention_progress.png", best_step=best_row["step"])
     kshot_plot({"final": final, "best o.o.d. (validation)": best_row}, run_dir / "plots" / "kshot.png", p=cfg.task.p)
     return summary
