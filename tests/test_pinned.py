@@ -88,7 +88,7 @@ def analysis_digest(run_dir: Path) -> str:
 
 def exact_numerics() -> bool:
     """True on the numerics the pinned numbers were recorded with."""
-    from modicl.train import cpu_kind
+    from modicl.runtime import cpu_kind
 
     return cpu_kind() == RECORDED_ON["cpu_kind"] and torch.__version__ == RECORDED_ON["torch"]
 
@@ -305,5 +305,5 @@ if __name__ == "__main__":  # print the current values, to re-record them
         "PRESET_HASHES": {n: config_hash(c) for n, c in PRESETS.items()},
         "SWEEP_HASHES": {n: [pt.hash for pt in expand(s)] for n, s in BUILTIN.items()},
         "RUNS": runs, "EVAL_DIGEST": eval_digest(root / "quick-depth2"), "ANALYSIS_DIGEST": analysis_digest(root / "quick-depth2"),
-        "RECORDED_ON": {"cpu_kind": __import__("modicl.train", fromlist=["cpu_kind"]).cpu_kind(), "torch": torch.__version__},
+        "RECORDED_ON": {"cpu_kind": __import__("modicl.runtime", fromlist=["cpu_kind"]).cpu_kind(), "torch": torch.__version__},
     }, indent=1), file=sys.stdout)

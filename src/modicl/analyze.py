@@ -21,7 +21,7 @@ from . import analysis_plots as P
 from .config import ConfigError
 from .data import model_inputs
 from .rundir import load_checkpoint, write_json
-from .train import autocast_for, resolve_device, resolve_dtype
+from .runtime import autocast_for, resolve_device, resolve_dtype
 
 ANALYSES = ("attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens")
 MAX_PROBES = 4096  # probe pairs for attention / PCA / similarity: all p² up to p = 61, a random subset above

@@ -236,8 +236,9 @@ def cmd_eval(argv: list[str]) -> int:
 
     from .metrics import PHASE_LABELS, classify_phase, format_table, pattern_text
     from .plots import kshot_plot
+    from .evaluation import evaluate_run
     from .rundir import load_checkpoint, write_json
-    from .train import autocast_for, evaluate_run, resolve_device, resolve_dtype
+    from .runtime import autocast_for, resolve_device, resolve_dtype
 
     args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
     if args.sequences < 1:

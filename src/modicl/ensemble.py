@@ -36,7 +36,8 @@ from .data import model_inputs, z_logits, z_targets
 from .progress import progress_bar
 from .runlock import RunLocked
 from .compiling import is_compiler_error
-from .train import RunState, TrainStep, lr_multiplier, resolve_compile, restores_threads, setup_process
+from .runtime import resolve_compile, restores_threads, setup_process
+from .train import RunState, TrainStep, lr_multiplier
 
 # Fields that only change a member's data; everything else must be equal across an ensemble.
 DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement", "ood_val_fraction"),

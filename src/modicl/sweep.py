@@ -477,7 +477,7 @@ def _planned_device(cfg: RunConfig) -> tuple[Any, str]:
     the larger estimate)."""
     import torch
 
-    from .train import resolve_dtype
+    from .runtime import resolve_dtype
 
     name = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
