@@ -130,8 +130,7 @@ class AnalyzeCommand:
     """checkpoint name: best_ood or last."""
     task: str | None = None
     """probe task 'a,b' (default: the run's first o.o.d. task)."""
-    what: tuple[Literal["attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens"], ...] = (
-        "attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens")
+    what: tuple[str, ...] = ()
     context: str | None = None
     """k-shot grid context 'x,y;x,y;…' (default: distinct random pairs)."""
     shots: tuple[int, ...] = ()
@@ -369,10 +368,22 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         raise ConfigError(f"{what} {text!r} must be integers separated by commas") from None
 
 
+def _analyze_command() -> type:
+    """:class:`AnalyzeCommand` with ``--what`` choosing among the analyses registered in
+    :data:`modicl.analyze.ANALYSES`, all of them by default (built when the command runs, so that the
+    other commands do not import the analyses)."""
+    from .analyze import ANALYSES
+
+    names = tuple(ANALYSES)
+    ns = {"__annotations__": {"what": tuple[Literal[names], ...]}, "what": names, "__doc__": AnalyzeCommand.__doc__,
+          "__module__": AnalyzeCommand.__module__, "__qualname__": AnalyzeCommand.__qualname__}
+    return dataclass(frozen=True)(type("AnalyzeCommand", (AnalyzeCommand,), ns))
+
+
 def cmd_analyze(argv: list[str]) -> int:
     from .analyze import run_analyses
 
-    args = _parse(AnalyzeCommand, argv, tyro.MISSING_NONPROP, "modicl analyze")
+    args = _parse(_analyze_command(), argv, tyro.MISSING_NONPROP, "modicl analyze")
     _check_seed(args.seed)
     task = _ints(args.task, "--task") if args.task else None
     context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None
