@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from .config import ConfigError, RunConfig, config_hash, preset, validate
+from .config import PARTS, ConfigError, RunConfig, config_hash, preset, validate
 from .slurm import SlurmOptions
 
 
@@ -145,17 +145,14 @@ def _flags(cls) -> list[str]:
 
 def _known_flags(command) -> list[str]:
     """Every flag ``command`` accepts, for 'did you mean' hints."""
-    from .config import ModelConfig, TaskConfig, TrainConfig
-
     own = [fl for fl in _flags(command) if fl != "--config"]
     if "--slurm" in own:
         own.remove("--slurm")
         own += [f"--slurm.{fl[2:]}" for fl in _flags(SlurmOptions)]
     if "--config" not in _flags(command):
         return own
-    nested = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
-    flags = [f"--{part}.{fl[2:]}" for part, cls in nested.items() for fl in _flags(cls)]
-    flags += [fl for fl in _flags(RunConfig) if fl[2:] not in nested]
+    flags = [f"--{part}.{fl[2:]}" for part, cls in PARTS.items() for fl in _flags(cls)]
+    flags += [fl for fl in _flags(RunConfig) if fl[2:] not in PARTS]
     return flags + own
 
 

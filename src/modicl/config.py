@@ -154,6 +154,20 @@ class RunConfig:
     data_seed: int | None = None
 
 
+# The parts of a RunConfig, by field name: config.json's nested objects and the ``part.`` of a field path.
+PARTS: dict[str, type] = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
+
+# TrainConfig fields that change how a run executes but not what it computes: a resume may change them,
+# and a sweep point's directory name does not depend on them.
+EXECUTION_FIELDS = ("device", "threads", "compile", "compile_mode")
+
+
+def without_execution(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with its :data:`EXECUTION_FIELDS` at their defaults (what a run computes, wherever it runs)."""
+    defaults = TrainConfig()
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{f: getattr(defaults, f) for f in EXECUTION_FIELDS}))
+
+
 @dataclass(frozen=True)
 class Seeds:
     """The three resolved seeds of a run (see :class:`RunConfig`)."""
@@ -244,7 +258,7 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 def _check_ranges(cfg: RunConfig) -> None:
     """Types, signs and finiteness of every field; one ConfigError naming the first field that fails."""
-    for part in ("task", "model", "train"):
+    for part in PARTS:
         for f in dataclasses.fields(getattr(cfg, part)):
             value = getattr(getattr(cfg, part), f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -362,11 +376,10 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 def from_dict(d: dict[str, Any]) -> RunConfig:
     """Inverse of :func:`to_dict`; unknown keys raise ConfigError (a config from a newer modicl)."""
-    parts = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
     kwargs: dict[str, Any] = {}
     try:
         for key, value in d.items():
-            kwargs[key] = parts[key](**value) if key in parts else value
+            kwargs[key] = PARTS[key](**value) if key in PARTS else value
         return RunConfig(**kwargs)
     except TypeError as e:
         raise ConfigError(f"config does not match this modicl version: {e}") from None

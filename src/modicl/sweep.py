@@ -50,16 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, config_hash, preset, validate
+from .config import PARTS, ConfigError, RunConfig, config_hash, preset, validate, without_execution
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-_PARTS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
-_EXECUTION = {"train.device", "train.threads", "train.compile", "train.compile_mode"}
-SETS = ("id_train", "id_test", "ood_train", "ood_test")
 # Columns every results row has, under short names; other axes keep their full field name.
 _SHORT = {"task.p", "task.n_id", "task.alpha", "model.n_layers", "seed"}
 
@@ -116,13 +113,13 @@ class SweepReport:
 
 def _field_types() -> dict[str, Any]:
     types = {}
-    for part, cls in _PARTS.items():
+    for part, cls in PARTS.items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             types[f"{part}.{f.name}"] = hints[f.name]
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
-        if f.name not in _PARTS:
+        if f.name not in PARTS:
             types[f.name] = hints[f.name]
     return types
 
@@ -182,8 +179,7 @@ def with_field(cfg: RunConfig, path: str, value: Any) -> RunConfig:
 
 def point_hash(cfg: RunConfig) -> str:
     """Hash of ``cfg`` with the execution-only fields at their defaults: the point's directory name."""
-    t = dataclasses.replace(cfg.train, device="auto", threads=0, compile="auto", compile_mode="default")
-    return config_hash(dataclasses.replace(cfg, train=t))
+    return config_hash(without_execution(cfg))
 
 
 def _fmt(v: Any) -> str:
@@ -527,7 +523,7 @@ def collect_results(points: Sequence[Point], out_dir: Path):
     Points without summary.json are left out."""
     import pandas as pd
 
-    from .metrics import VAL_SET, flat_columns
+    from .metrics import SETS, VAL_SET, flat_columns
 
     rows = []
     for p in points:

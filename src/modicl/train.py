@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .compiling import graph_break_count, is_compiler_error
-from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
+from .config import EXECUTION_FIELDS, ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
@@ -43,9 +43,6 @@ from .rundir import (
 )
 from .runtime import autocast_for, numerics, resolve_compile, restores_threads, setup_process
 from .tasks import make_task_set
-
-# Fields that change how a run executes but not what it computes; they may differ on --resume.
-_EXECUTION_FIELDS = ("device", "threads", "compile", "compile_mode")
 
 
 class TrainingDiverged(RuntimeError):
@@ -145,7 +142,7 @@ def _run_differences(a: RunConfig, b: RunConfig) -> list[str]:
     out = []
     for key in da:
         if isinstance(da[key], dict):
-            out += [f"{key}.{k}" for k in da[key] if da[key][k] != db[key][k] and not (key == "train" and k in _EXECUTION_FIELDS)]
+            out += [f"{key}.{k}" for k in da[key] if da[key][k] != db[key][k] and not (key == "train" and k in EXECUTION_FIELDS)]
         elif da[key] != db[key]:
             out.append(key)
     return out
