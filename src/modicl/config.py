@@ -192,7 +192,7 @@ def _quick() -> RunConfig:
             steps=6000, batch_size=64, lr=2e-3, weight_decay=0.5, warmup_steps=200,
             eval_every=250, eval_sequences=512, eval_batch_size=512,
             # One thread pins the floating-point summation order, and with it the trajectory: with 2
-            # threads this seed reached only o.o.d. memorization in session 2 (docs/quick-preset.md).
+            # threads the same seed reached only o.o.d. memorization (docs/quick-preset.md).
             threads=1,
         ),
         seed=2,
@@ -200,7 +200,7 @@ def _quick() -> RunConfig:
 
 
 def _quick_depth2() -> RunConfig:
-    # The paper's minimal depth on 2 CPU cores (issue 3, session 4; docs/quick-preset.md): depth 2 at
+    # The paper's minimal depth on 2 CPU cores (the search is in docs/quick-preset.md): depth 2 at
     # d_model 64 runs 3.6x the quick preset's steps/s, and a constant lr after warmup lets it leave the
     # plateau (seed 3 at ≈ 8 000-11 000 steps). Depth 1 at the same settings does not generalise o.o.d.
     q = _quick()
@@ -213,7 +213,8 @@ def _quick_depth2() -> RunConfig:
 
 
 def _bench() -> RunConfig:
-    # The speed reference of issue 3 (the authors' code ran it at 33.2k tokens/s on a 2-core CPU).
+    # The throughput reference of `modicl bench`, a setting the authors' code can run too (it ran at
+    # 33.2k tokens/s on a 2-core CPU), so the two implementations compare on equal work.
     paper = RunConfig()
     return RunConfig(
         task=dataclasses.replace(paper.task, n_id=128, n_ctx=32),

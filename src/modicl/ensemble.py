@@ -1,4 +1,4 @@
-"""Several runs of one architecture trained together in one process (issue 4, PAPER.md §3 sweeps).
+"""Several runs of one architecture trained together in one process (for the grids of PAPER.md §3).
 
 Members may differ in everything that only changes their data (n_id, α, task rule, n_ood, split seed,
 input sampling, seed); they must share the architecture, p, n_ctx and every training setting

@@ -694,12 +694,12 @@ BUILTIN: dict[str, SweepSpec] = {
         "phase-diagram", preset="paper", set={"model.n_layers": 6},
         axes={"task.n_id": [8, 16, 32, 64, 128, 256, 512], "task.alpha": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
     ),
-    # The reduced CPU phase diagram (issue 4): the quick-depth2 preset (seed 3, 14 000 steps of a depth-2,
+    # The phase diagram reduced to fit 2 CPU cores: the quick-depth2 preset (seed 3, 14 000 steps of a depth-2,
     # d_model-64 model), 4 values of n_id up to the critical n_id of the quick presets (docs/quick-preset.md)
     # × 3 of α: 12 runs of ≈ 8 min, 48.5 min on 2 cores with --workers 2 (docs/REPRODUCTION.md). The batch
     # stays a multiple of n_id. (n_id 40 cannot be placed by the rectangular rule at p = 7 for every seed.)
     "quick-phase-diagram": _quick_grid("quick-phase-diagram", "quick-depth2"),
-    # The same grid on the depth-4 quick preset (seed 2, 6 000 steps): ≈ 72 min on 2 cores (session 3).
+    # The same grid on the depth-4 quick preset (seed 2, 6 000 steps): ≈ 72 min on 2 cores (docs/REPRODUCTION.md).
     "quick-phase-diagram-d4": _quick_grid("quick-phase-diagram-d4", "quick"),
     # The depth claim on the CPU preset (PAPER.md §3): the quick preset (n_id 32, α 0.8, seed 2) at depths 1, 2, 4, 6.
     # Depth 4 is the same config, hence the same run directory name, as the α = 0.8, n_id = 32 point above.
