@@ -23,6 +23,7 @@ import shutil
 import socket
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -66,16 +67,26 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig, device: torch.device, *,
+                    stacked: bool = False) -> torch.optim.AdamW:
+    """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA.
+
+    ``model`` is a module or its parameters in order; with ``stacked`` every parameter carries a leading
+    member dimension (an ensemble's stacked parameters, :class:`modicl.ensemble.VmapStep`) that does not
+    count towards its dimensions.
+    """
+    params = list(model.parameters() if isinstance(model, torch.nn.Module) else model)
+    lead = 1 if stacked else 0
+    decay = [p for p in params if p.dim() - lead >= 2]
+    no_decay = [p for p in params if p.dim() - lead < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
 
 
-def z_loss(model: torch.nn.Module, tokens: Tensor) -> Tensor:
-    """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, 3·n_ctx] → scalar fp32."""
+def z_loss(model: Callable[[Tensor], Tensor], tokens: Tensor) -> Tensor:
+    """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, 3·n_ctx] → scalar fp32.
+    ``model`` maps the model's inputs [B, 3·n_ctx − 1] to logits [B, 3·n_ctx − 1, p]: a module, or a
+    functional call on an ensemble member's parameters."""
     logits = z_logits(model(model_inputs(tokens)))
     return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens).flatten())
 
