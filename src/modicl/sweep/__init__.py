@@ -41,11 +41,12 @@ importable from ``modicl.sweep``.
 from .jobs import Job, make_jobs, run_job, torch_oom, with_threads
 from .local import SweepReport, run_sweep
 from .spec import BUILTIN, Point, SweepSpec, expand, load_spec, parse_assignment, point_hash, resolve_field, with_field
-from .status import check_sweep_dir, point_status
+from .status import check_sweep_dir, format_status, point_status
 from .tables import collect_results, load_sweep, refresh_tables, tables_lock, write_index, write_results
 
 __all__ = [
-    "BUILTIN", "Job", "Point", "SweepReport", "SweepSpec", "check_sweep_dir", "collect_results", "expand", "load_spec",
-    "load_sweep", "make_jobs", "parse_assignment", "point_hash", "point_status", "refresh_tables", "resolve_field",
-    "run_job", "run_sweep", "tables_lock", "torch_oom", "with_field", "with_threads", "write_index", "write_results",
+    "BUILTIN", "Job", "Point", "SweepReport", "SweepSpec", "check_sweep_dir", "collect_results", "expand",
+    "format_status", "load_spec", "load_sweep", "make_jobs", "parse_assignment", "point_hash", "point_status",
+    "refresh_tables", "resolve_field", "run_job", "run_sweep", "tables_lock", "torch_oom", "with_field",
+    "with_threads", "write_index", "write_results",
 ]

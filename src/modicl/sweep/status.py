@@ -2,14 +2,18 @@
 
 A point is done when its run directory holds ``summary.json``, interrupted when it holds a checkpoint
 but no summary, failed when an earlier attempt left ``error.txt`` (the one-line error, then the
-traceback). A sweep directory is recognised by its ``spec.json``.
+traceback). A sweep directory is recognised by its ``spec.json``. :func:`format_status` prints the
+per-point states that :func:`modicl.slurm.sweep_status` gathers (from disk, run locks and the SLURM
+queue) for local and cluster sweeps alike.
 """
 
 from __future__ import annotations
 
 import shutil
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..config import ConfigError
 
@@ -63,3 +67,23 @@ def _record_failure(run_dir: Path, e: BaseException) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.txt").write_text(msg + "\n\n" + "".join(traceback.format_exception(e)))
     return msg
+
+
+def format_status(rows: Sequence[dict[str, Any]]) -> str:
+    """The table that ``modicl status`` prints: one line per point, then the counts per state."""
+    lines = []
+    for r in rows:
+        label = ", ".join(f"{k}={v}" for k, v in r["axes"].items()) or "-"
+        where = f"job {r['job_id']}" if r["job_id"] else ""
+        step = f"step {r['step']}/{r['steps']}" if r["step"] is not None and r["state"] != "done" else ""
+        extra = r["error"] or " ".join(x for x in (where, step) if x)
+        if r.get("note") and r["note"].startswith("SLURM reason"):
+            extra += f"; {r['note']}"
+        lines.append(f"{r['hash']}  {r['state']:11s}  {label}" + (f"  ({extra})" if extra else ""))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    lines.append(f"{len(rows)} points: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    notes = {r["note"] for r in rows if r.get("note") and not r["note"].startswith("SLURM reason")}
+    lines += sorted(notes)
+    return "\n".join(lines)
