@@ -58,7 +58,8 @@ class Analysis:
 ANALYSES: dict[str, Analysis] = {}  # in the order they run and appear in analysis.json
 
 
-def analysis(name: str, *, key: str | None = None, probe_hooks=None):
+def analysis(name: str, *, key: str | None = None,
+             probe_hooks: Callable[[int, list[int]], dict[str, list[int] | None]] | None = None):
     """Decorator: register ``fn(subject) -> (numbers, figures)`` as the analysis ``name`` (see
     :class:`Analysis`; ``key`` defaults to ``name``)."""
 
@@ -73,10 +74,11 @@ def analysis(name: str, *, key: str | None = None, probe_hooks=None):
 class Subject:
     """What the analyses read: the checkpoint's model and run, the probe task and the probe activations.
 
-    ``probe`` holds one sequence per probe pair (x, y) of Z_p² (or a seeded subset, ``pairs`` lists
-    them) whose example k is that pair; ``cache`` its activations at the hook points the selected
-    analyses asked for (:func:`probe_activations`). ``generator`` has drawn the probe sequences and
-    then draws the k-shot grid's context.
+    The probe sequences (:func:`modicl.analysis.probe_batch`) are one per probe pair (x, y), their
+    example k being that pair; ``pairs`` int64 [probes, 2] lists the pairs (all of Z_p², or a seeded
+    subset at large p) and ``cache`` holds the sequences' activations at the hook points the selected
+    analyses asked for (:func:`probe_activations`). ``generator`` has drawn the probe sequences and then
+    draws the k-shot grid's context.
     """
 
     model: torch.nn.Module

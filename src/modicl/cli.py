@@ -230,9 +230,9 @@ def cmd_train(argv: list[str]) -> int:
 def cmd_eval(argv: list[str]) -> int:
     import torch
 
+    from .evaluation import evaluate_run
     from .metrics import PHASE_LABELS, classify_phase, format_table, pattern_text
     from .plots import kshot_plot
-    from .evaluation import evaluate_run
     from .rundir import load_checkpoint, write_json
     from .runtime import autocast_for, resolve_device, resolve_dtype
 
