@@ -227,3 +227,30 @@ def test_probe_analyses_above_max_probes_use_a_stated_random_subset(tmp_path):
     assert "kaleidoscope" in res and "pca" in res
     full = run_analyses(tmp_path / "run", "last", what=("attention",), device="cpu")
     assert full["probes"] == {"used": 25, "of": 25, "subsampled": False}
+
+
+def test_a_registered_analysis_is_a_cli_choice_and_runs_with_the_probe_activations_it_asks_for(tmp_path, monkeypatch, capsys):
+    from conftest import tiny_config
+
+    import modicl.analyze as analyze
+    from modicl.cli import main
+    from modicl.train import train
+
+    monkeypatch.setattr(analyze, "ANALYSES", dict(analyze.ANALYSES))  # registered for this test only
+    seen = {}
+
+    @analyze.analysis("resid-norm", key="resid_norm", probe_hooks=lambda i, xyz: {f"blocks.{i}.hook_resid_post": xyz[2:]})
+    def resid_norm(s):
+        seen.update(s.cache)
+        return [float(s.cache[f"blocks.{i}.hook_resid_post"].norm()) for i in range(s.cfg.model.n_layers)], []
+
+    train(tiny_config(steps=4, eval_every=4), tmp_path / "run", progress=False)
+    capsys.readouterr()
+    assert main(["analyze", str(tmp_path / "run"), "--checkpoint", "last", "--device", "cpu", "--what", "resid-norm"]) == 0
+    res = json.loads((tmp_path / "run" / "analysis" / "analysis.json").read_text())
+    assert len(res["resid_norm"]) == 1 and res["resid_norm"][0] > 0
+    assert set(seen) == {"blocks.0.hook_resid_post"} and seen["blocks.0.hook_resid_post"].shape[1] == 1  # only z_k
+    assert "attention" not in res and res["probes"]["used"] == 25
+    with pytest.raises(SystemExit) as bad:  # tyro refuses a name the registry does not hold
+        main(["analyze", str(tmp_path / "run"), "--what", "no-such-analysis"])
+    assert bad.value.code == 2

@@ -80,3 +80,18 @@ def test_task_init_and_data_seeds_follow_seed_unless_set():
     assert run_seeds(dataclasses.replace(q, init_seed=7)) == Seeds(task=2, init=7, data=2)
     with pytest.raises(ConfigError, match="data_seed"):
         validate(dataclasses.replace(q, data_seed=-1))
+
+
+def test_parts_name_every_nested_config_and_execution_fields_leave_what_is_computed_alone():
+    from modicl.config import EXECUTION_FIELDS, PARTS, without_execution
+
+    assert {name: type(getattr(RunConfig(), name)) for name in PARTS} == PARTS
+    assert not any(dataclasses.is_dataclass(getattr(RunConfig(), f.name)) for f in dataclasses.fields(RunConfig) if f.name not in PARTS)
+    cfg = preset("quick")
+    assert from_dict(to_dict(cfg)) == cfg
+    moved = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cpu", threads=7, compile="on",
+                                                                 compile_mode="max-autotune"))
+    plain = without_execution(moved)
+    assert plain == without_execution(cfg)
+    assert all(getattr(plain.train, f) == getattr(TrainConfig(), f) for f in EXECUTION_FIELDS)
+    assert dataclasses.replace(plain.train, **{f: getattr(cfg.train, f) for f in EXECUTION_FIELDS}) == cfg.train

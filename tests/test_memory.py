@@ -38,7 +38,8 @@ _PEAK_SCRIPT = r"""
 import json, sys, torch
 from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 from modicl.model import Transformer
-from modicl.train import TrainStep, autocast_for, build_optimizer
+from modicl.runtime import autocast_for
+from modicl.train import TrainStep, build_optimizer
 d, L, B, dt = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(1)
 cfg = RunConfig(task=TaskConfig(p=29, n_ctx=32, n_id=8), model=ModelConfig(d_model=d, n_layers=L, n_heads=4),
@@ -116,6 +117,6 @@ def test_paper_sweep_trains_points_one_by_one_and_quick_sweep_groups_by_memory(t
 
 
 def _cpu_dtype() -> torch.dtype:
-    from modicl.train import resolve_dtype
+    from modicl.runtime import resolve_dtype
 
     return resolve_dtype("auto", torch.device("cpu"))

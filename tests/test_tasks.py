@@ -76,3 +76,18 @@ def test_task_set_is_reproducible_and_roundtrips_through_json():
 def test_non_prime_modulus_is_rejected():
     with pytest.raises(ConfigError, match="not prime"):
         make_task_set(TaskConfig(p=9, n_id=8), 1)
+
+
+def test_task_labels_apply_the_rule_to_arrays_and_tensors_alike():
+    import torch
+
+    from modicl.tasks import task_labels
+
+    xy = np.array([[1, 2], [3, 4], [6, 6]])
+    ab = np.array([2, 5])
+    want = np.array([(2 * 1 + 5 * 2) % 7, (2 * 3 + 5 * 4) % 7, (2 * 6 + 5 * 6) % 7])
+    assert (task_labels(xy, ab, 7) == want).all()
+    assert torch.equal(task_labels(torch.as_tensor(xy), torch.as_tensor(ab), 7), torch.as_tensor(want))
+    # one row of inputs against several tasks by broadcasting
+    tasks = np.array([[1, 0], [0, 1]])
+    assert task_labels(xy[:, None], tasks[None], 7).tolist() == [[1, 2], [3, 4], [6, 6]]

@@ -9,6 +9,7 @@ from conftest import tiny_config
 from modicl.config import ConfigError, ModelConfig, TaskConfig, TrainConfig
 from modicl.model import Transformer
 from modicl.rundir import CheckpointError, load_checkpoint, read_metrics
+from modicl.runtime import cpu_kind
 from modicl import train as train_mod
 from modicl.train import TrainingDiverged, build_optimizer, lr_multiplier, train
 
@@ -159,7 +160,7 @@ def test_best_checkpoint_is_selected_on_validation_tasks_and_summary_carries_int
         assert lo <= m["acc_last"] <= hi and m["n_sequences"] >= 32
         assert set(m["baselines"]) == {"copy", "ratio_matching", "modular_regression"}
     assert summary["threads"] == torch.get_num_threads() and summary["dtype"] == "float32"
-    assert summary["cpu_kind"] == train_mod.cpu_kind()
+    assert summary["cpu_kind"] == cpu_kind()
     session = json.loads((tmp_path / "run" / "sessions.jsonl").read_text().splitlines()[0])
     assert session["threads"] == summary["threads"] and session["cpu_kind"] == summary["cpu_kind"]
 

@@ -2,11 +2,13 @@
 
 Library layers, each usable from a notebook: :mod:`modicl.config` (configs and presets) →
 :mod:`modicl.tasks` (task vectors, splits) → :mod:`modicl.data` (batches) → :mod:`modicl.model`
-(the decoder, hook points) → :mod:`modicl.train` (the loop, checkpoints) → :mod:`modicl.metrics`
-(four-set accuracies, k-shot curves, phases) → :mod:`modicl.plots`; :mod:`modicl.ensemble` (many runs
-in one process) → :mod:`modicl.sweep` (idempotent grids, results tables) → :mod:`modicl.sweep_plots`
-(phase diagrams); :mod:`modicl.algorithms` (ratio matching, modular regression, Bayes) →
-:mod:`modicl.analysis` (interpretability) → :mod:`modicl.analysis_plots`, run by :mod:`modicl.analyze`.
+(the decoder, hook points) → :mod:`modicl.train` (the loop, checkpoints), which evaluates through
+:mod:`modicl.evaluation` and :mod:`modicl.metrics` (four-set accuracies, k-shot curves, phases) →
+:mod:`modicl.plots`; :mod:`modicl.runtime` resolves device, dtype, threads and compilation for every
+entry point; :mod:`modicl.ensemble` (many runs in one process) → :mod:`modicl.sweep` (idempotent grids,
+results tables) → :mod:`modicl.sweep_plots` (phase diagrams); :mod:`modicl.algorithms` (ratio matching,
+modular regression, Bayes) → :mod:`modicl.analysis` (interpretability) → :mod:`modicl.analysis_plots`,
+run by :mod:`modicl.analyze`.
 The ``modicl`` CLI wraps them.
 """
 

@@ -20,6 +20,8 @@ import math
 import torch
 from torch import Tensor
 
+from .tasks import task_labels
+
 
 def inverse_table(p: int, device: torch.device | str = "cpu") -> Tensor:
     """int64 [p]: the inverse of n mod p at index n (index 0 holds 0, which has no inverse)."""
@@ -90,7 +92,7 @@ def modular_regression(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, p: int) -> 
     :func:`solve_task` when the context spans Z_p², else the ratio-matching prediction (the query is
     then expressible only if it lies on the context's one line). Shapes as :func:`ratio_matching`."""
     task, solvable = solve_task(ctx_xy, ctx_z, p)
-    full = (task * query).sum(-1) % p
+    full = task_labels(query, task, p)
     return torch.where(solvable, full, ratio_matching(ctx_xy, ctx_z, query, p))
 
 

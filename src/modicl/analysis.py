@@ -26,6 +26,7 @@ from torch import Tensor
 from .algorithms import bayes_id, inverse_table, modular_regression, ratio_matching
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .model import Transformer
+from .tasks import task_labels
 
 
 def all_pairs(p: int, device: torch.device | str = "cpu") -> Tensor:
@@ -47,7 +48,7 @@ def probe_batch(task: tuple[int, int], p: int, n_ctx: int, k: int, generator: to
     grid = all_pairs(p)
     xy = torch.randint(0, p, (n_ctx, 2), generator=generator).expand(p * p, -1, -1).clone()
     xy[:, k] = grid
-    z = (xy * torch.tensor(task)).sum(-1) % p
+    z = task_labels(xy, torch.tensor(task), p)
     return torch.cat([xy, z[..., None]], dim=-1).flatten(1)
 
 
@@ -181,7 +182,7 @@ def kshot_grid(model: Transformer, task: tuple[int, int], context: Tensor, shots
             raise ValueError(f"shot count {k} needs k ≤ {len(context)} context examples and 3(k+1)−1 ≤ {model.max_len} tokens")
         ctx = context[:k].to(device)
         xy = torch.cat([ctx.expand(p * p, -1, -1), grid[:, None]], dim=1)  # [p², k+1, 2]
-        z = (xy * w).sum(-1) % p
+        z = task_labels(xy, w, p)
         tokens = torch.cat([xy, z[..., None]], dim=-1).flatten(1)
         pred = predict_last(model, tokens, autocast=autocast)[:, -1]
         correct = pred == z[:, -1]

@@ -1,46 +1,122 @@
 """Run the interpretability analyses on a checkpoint and write RUN_DIR/analysis/ (``modicl analyze``).
 
-Figures (PNG + PDF) and ``analysis.json`` with every number behind them. The probe task defaults to the
-run's first non-degenerate o.o.d. test task (both components non-zero: a task with a = 0 or b = 0 makes
-every input on a line through the origin look alike, which no null model separates from a real
-pattern); its membership (pre-training, o.o.d. validation, o.o.d. test, or none) is recorded. The probe
-example k defaults to the middle of the context.
+Figures (PNG + PDF) and ``analysis.json`` with every number behind them. Each analysis is one function
+registered by name with :func:`analysis` in :data:`ANALYSES`; it reads a shared :class:`Subject` (the
+model, the run's tasks, the probe activations) and returns its numbers and figures. The command line's
+``--what`` choices come from the registry, so a new analysis is one decorated function here (its
+numerics in :mod:`modicl.analysis`, its figures in :mod:`modicl.analysis_plots`).
+
+The probe task defaults to the run's first non-degenerate o.o.d. test task (both components non-zero:
+a task with a = 0 or b = 0 makes every input on a line through the origin look alike, which no null
+model separates from a real pattern); its membership (pre-training, o.o.d. validation, o.o.d. test, or
+none) is recorded. The probe example k defaults to the middle of the context.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from . import analysis as A
 from . import analysis_plots as P
-from .config import ConfigError
+from .config import ConfigError, RunConfig
 from .data import model_inputs
 from .rundir import load_checkpoint, write_json
-from .train import autocast_for, resolve_device, resolve_dtype
+from .runtime import autocast_for, resolve_device, resolve_dtype
+from .tasks import TaskSet
 
-ANALYSES = ("attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens")
 MAX_PROBES = 4096  # probe pairs for attention / PCA / similarity: all p² up to p = 61, a random subset above
 PROBE_BATCH = 256  # probe sequences per forward pass
 
 
-def _probe_hooks(what: Sequence[str], n_layers: int, k: int) -> dict[str, list[int] | None]:
-    """The hook points the probe analyses in ``what`` read, each with the sequence positions they need
-    (x_k, y_k, z_k of probe example k); None for attention patterns (averaged over probes instead)."""
-    xyz = [3 * k, 3 * k + 1, 3 * k + 2]
-    hooks: dict[str, list[int] | None] = {}
-    for i in range(n_layers):
-        if "attention" in what:
-            hooks[f"blocks.{i}.attn.hook_pattern"] = None
-        if "pca" in what or "kaleidoscope" in what:
-            hooks[f"blocks.{i}.attn.hook_result"] = xyz
-        if "kaleidoscope" in what:
-            hooks[f"blocks.{i}.hook_resid_post"] = xyz
-    return hooks
+@dataclass(frozen=True)
+class Analysis:
+    """One registered analysis.
+
+    Attributes:
+        name: its name on the command line (``--what NAME``).
+        key: where its numbers go in analysis.json.
+        run: ``run(subject) -> (numbers, figure paths)``.
+        probe_hooks: for analyses that read the probe sequences' activations: ``probe_hooks(layer,
+            positions)`` → {hook point: sequence positions to keep, or None for an attention pattern},
+            where positions are those of the probe example's x_k, y_k, z_k; None for analyses that do
+            not read them.
+    """
+
+    name: str
+    key: str
+    run: Callable[[Subject], tuple[Any, list[Path]]]
+    probe_hooks: Callable[[int, list[int]], dict[str, list[int] | None]] | None = None
+
+
+ANALYSES: dict[str, Analysis] = {}  # in the order they run and appear in analysis.json
+
+
+def analysis(name: str, *, key: str | None = None,
+             probe_hooks: Callable[[int, list[int]], dict[str, list[int] | None]] | None = None):
+    """Decorator: register ``fn(subject) -> (numbers, figures)`` as the analysis ``name`` (see
+    :class:`Analysis`; ``key`` defaults to ``name``)."""
+
+    def register(fn):
+        ANALYSES[name] = Analysis(name, key or name, fn, probe_hooks)
+        return fn
+
+    return register
+
+
+@dataclass
+class Subject:
+    """What the analyses read: the checkpoint's model and run, the probe task and the probe activations.
+
+    The probe sequences (:func:`modicl.analysis.probe_batch`) are one per probe pair (x, y), their
+    example k being that pair; ``pairs`` int64 [probes, 2] lists the pairs (all of Z_p², or a seeded
+    subset at large p) and ``cache`` holds the sequences' activations at the hook points the selected
+    analyses asked for (:func:`probe_activations`). ``generator`` has drawn the probe sequences and then
+    draws the k-shot grid's context.
+    """
+
+    model: torch.nn.Module
+    cfg: RunConfig
+    tasks: TaskSet
+    device: torch.device
+    autocast: contextlib.AbstractContextManager
+    task: tuple[int, int]
+    is_id: bool
+    k: int
+    pairs: Tensor
+    generator: torch.Generator
+    seed: int
+    out_dir: Path
+    context: Sequence[tuple[int, int]] | None = None
+    shots: Sequence[int] | None = None
+    cache: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def p(self) -> int:
+        return self.cfg.task.p
+
+    @property
+    def n_ctx(self) -> int:
+        return self.cfg.task.n_ctx
+
+    def task_sets(self) -> dict[str, Tensor]:
+        """The pre-training and o.o.d. test task vectors, int64 [n, 2], named as the figures name them."""
+        return {"i.d.": torch.as_tensor(self.tasks.id_tasks), "o.o.d.": torch.as_tensor(self.tasks.ood_tasks)}
+
+    def train_pairs(self) -> Tensor:
+        return torch.as_tensor(self.tasks.train_pairs)
+
+    def fresh_generator(self) -> torch.Generator:
+        """A generator on the model's device seeded from ``seed``, the same for every analysis that asks."""
+        g = torch.Generator(device=self.device)
+        g.manual_seed(self.seed + 1)
+        return g
 
 
 @torch.no_grad()
@@ -100,15 +176,15 @@ def run_analyses(
     run_dir: str | Path,
     checkpoint: str = "best_ood",
     task: tuple[int, int] | None = None,
-    what: Sequence[str] = ANALYSES,
+    what: Sequence[str] | None = None,
     context: Sequence[tuple[int, int]] | None = None,
     shots: Sequence[int] | None = None,
     device: str = "auto",
     seed: int = 0,
     max_probes: int = MAX_PROBES,
 ) -> dict:
-    """Run the analyses ``what`` on ``run_dir``'s ``checkpoint``; write figures and analysis.json under
-    ``run_dir/analysis``; return the numbers.
+    """Run the analyses ``what`` (names in :data:`ANALYSES`; None: all of them) on ``run_dir``'s
+    ``checkpoint``; write figures and analysis.json under ``run_dir/analysis``; return the numbers.
 
     Args:
         task: the probe task (a, b); default :func:`default_probe_task`.
@@ -126,6 +202,7 @@ def run_analyses(
     Raises:
         ConfigError: unknown analysis name, task outside Z_p², or a missing checkpoint.
     """
+    what = tuple(ANALYSES) if what is None else what
     unknown = set(what) - set(ANALYSES)
     if unknown:
         raise ConfigError(f"unknown analyses {sorted(unknown)}; choose from {', '.join(ANALYSES)}")
@@ -139,114 +216,159 @@ def run_analyses(
     if len(task) != 2 or not all(0 <= v < p for v in task):
         raise ConfigError(f"--task {task} must be two residues mod p = {p}")
     is_id = any(tuple(t) == task for t in tasks.id_tasks.tolist())
-    membership = task_membership(tasks, task)
-    out_dir = run_dir / "analysis"
-    g = torch.Generator().manual_seed(seed)
     k = max(1, min(n_ctx // 2, n_ctx - 2))
     res: dict = {"run_dir": str(run_dir), "checkpoint": checkpoint, "step": ck.step, "task": list(task),
-                 "task_is_pretraining": is_id, "task_membership": membership,
+                 "task_is_pretraining": is_id, "task_membership": task_membership(tasks, task),
                  "task_degenerate": 0 in task, "probe_example": k, "skipped": {}}
-    figures: list[Path] = []
-    probing = [a for a in ("attention", "pca", "kaleidoscope") if a in what]
+    selected = [a for name, a in ANALYSES.items() if name in what]
+    probing = [a for a in selected if a.probe_hooks is not None]
     if probing and n_ctx < 3:  # the probe example needs one example before it and its z_k inside the model's input
         for a in probing:
-            res["skipped"][a] = f"needs n_ctx ≥ 3 (a probe example after the first whose z is read); this run has n_ctx {n_ctx}"
-        what = [a for a in what if a not in probing]
-    cache: dict = {}
-    pairs = A.all_pairs(p)
+            res["skipped"][a.name] = f"needs n_ctx ≥ 3 (a probe example after the first whose z is read); this run has n_ctx {n_ctx}"
+        selected = [a for a in selected if a.probe_hooks is None]
+        probing = []
+    g = torch.Generator().manual_seed(seed)
+    subject = Subject(model, cfg, tasks, dev, autocast, task, is_id, k, A.all_pairs(p), g, seed, run_dir / "analysis",
+                      context, shots)
     probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None  # drawn first always: g then draws the k-shot context
-    if {"attention", "pca", "kaleidoscope"} & set(what):
+    if probing:
         if len(probe) > max_probes:  # bounded memory at large p: a random subset of the p² probe pairs, stated in the output
             keep = torch.randperm(len(probe), generator=torch.Generator().manual_seed(seed + 2))[:max_probes].sort().values
-            probe, pairs = probe[keep], pairs[keep]
+            probe, subject.pairs = probe[keep], subject.pairs[keep]
         res["probes"] = {"used": len(probe), "of": p * p, "subsampled": len(probe) < p * p}
-        cache = probe_activations(model, model_inputs(probe).to(dev), _probe_hooks(what, cfg.model.n_layers, k))
-    L, H = cfg.model.n_layers, cfg.model.n_heads
-    if "attention" in what:
-        pats = [cache[f"blocks.{i}.attn.hook_pattern"] for i in range(L)]  # [1, H, T, T] each: the mean over probes
-        scores = [A.head_scores(pt) for pt in pats]
-        pats = [cache[f"blocks.{i}.attn.hook_pattern.first"] for i in range(L)]  # the first probe, for the maps
-        names = [[A.name_head(s, h) for h in range(H)] for s in scores]
-        res["attention"] = {f"L{i}H{h}": {"name": names[i][h], **{k2: float(v[h]) for k2, v in scores[i].items()}}
-                            for i in range(L) for h in range(H)}
-        figures += P.attention_maps(pats, names, out_dir / "attention")
-    if "pca" in what:
-        per_head, best = {}, None
-        for i in range(L):
-            r = cache[f"blocks.{i}.attn.hook_result"]  # [probes, 3, H, d] at x_k, y_k, z_k
-            for h in range(H):
-                feats = torch.cat([r[:, 0, h], r[:, 1, h]], dim=1)
-                proj, var = A.centered_pca(feats)
-                c = A.circularity(proj, pairs[:, 0], pairs[:, 1])
-                per_head[f"L{i}H{h}"] = {**c, "explained_variance": var.tolist()}
-                score = c["outer_ring"] + c["inner_rings"] + c["x_separation"]
-                if best is None or score > best[0]:
-                    best = (score, f"L{i}H{h}", proj)
-        res["pca"] = {"heads": per_head, "best_head": best[1]}
-        figures += P.pca_scatter(best[2], pairs, p, out_dir / "pca_best_head",
-                                 f"head {best[1]} outputs at x_k, y_k (k = {k}), centred PCA; task {task}")
-        n_pc = min(4, p)
-        emb, var = A.centered_pca(model.wte.weight.detach().float().cpu(), n_pc)
-        res["pca"]["embedding_explained_variance"] = var.tolist()
-        figures += P.embedding_scatter(emb[:, :2], out_dir / "pca_embedding", "token embeddings, centred PCA: PC 1–2")
-        if n_pc == 4:  # the paper's Fig. 1e shows a second plane (even/odd structure) where present
-            figures += P.embedding_scatter(emb[:, 2:4], out_dir / "pca_embedding_pc34", "token embeddings, centred PCA: PC 3–4")
-    if "kaleidoscope" in what:
-        gaps, heads = {}, {}
-        for i in range(L):
-            block = cache[f"blocks.{i}.hook_resid_post"]  # [probes, 3, d] at x_k, y_k, z_k
-            for pos, off in (("x", 0), ("y", 1), ("z", 2)):
-                sim = A.cosine_matrix(block[:, off])
-                gaps[f"block{i}_{pos}"] = A.ratio_invariance(sim, pairs, p)
-                if pos == "z":
-                    figures += P.similarity_matrix(sim, out_dir / f"kaleidoscope_block{i}",
-                                                   f"block {i} output at z_k (k = {k}); same-line gap {gaps[f'block{i}_z']['gap']:.2f}")
-            result = cache[f"blocks.{i}.attn.hook_result"]
-            for h in range(H):
-                heads[f"L{i}H{h}_z"] = A.ratio_invariance(A.cosine_matrix(result[:, 2, h]), pairs, p)
-        res["kaleidoscope"] = {"blocks": gaps, "heads": heads}
-    if "kshot" in what:
-        if context and not all(len(c) == 2 and 0 <= c[0] < p and 0 <= c[1] < p for c in context):
-            raise ConfigError(f"--context {list(context)}: every example must be two residues mod p = {p}")
-        ctx = torch.tensor(context) if context else A.all_pairs(p)[torch.randperm(p * p, generator=g)[: n_ctx - 1]]
-        top = min(len(ctx), n_ctx - 1)
-        shot_list = list(shots) if shots else sorted(s for s in {1, 2, n_ctx // 2, n_ctx - 1} if s <= top)
-        bad = [s for s in shot_list if not 0 <= s <= top]
-        if bad:
-            raise ConfigError(f"--shots {bad}: shot counts must be in [0, {top}] (the context has {len(ctx)} examples, the model reads {n_ctx - 1})")
-        grid = A.kshot_grid(model, task, ctx, shot_list, p, autocast=autocast)
-        res["kshot"] = {"context": ctx.tolist(), **{str(s): {"accuracy": float(v["accuracy"]),
-                        "ratio_matching_accuracy": float(v["ratio_matching"].float().mean()),
-                        "model_right_rm_wrong": int((v["difference"] > 0).sum()),
-                        "model_wrong_rm_right": int((v["difference"] < 0).sum())} for s, v in grid.items()}}
-        figures += P.kshot_grids(grid, out_dir / "kshot_grid", f"task {task} ({'i.d.' if is_id else 'o.o.d.'}), context {ctx[:4].tolist()}…")
-    id_t = torch.as_tensor(tasks.id_tasks)
-    sets = {"i.d.": id_t, "o.o.d.": torch.as_tensor(tasks.ood_tasks)}
-    train_pairs = torch.as_tensor(tasks.train_pairs)
-    if "algorithms" in what:
-        curves = {name: A.algorithm_curves(model, t, train_pairs, id_t, n_ctx, p, max(1, 1024 // len(t)), _gen(dev, seed), autocast)
-                  for name, t in sets.items()}
-        res["algorithms"] = curves
-        figures += P.algorithm_curves_plot(curves, out_dir / "algorithms")
-    if "noise" in what:
-        noise = {name: A.label_noise(model, t, train_pairs, n_ctx, p, max(1, 512 // len(t)), _gen(dev, seed), autocast)
-                 for name, t in sets.items()}
-        res["label_noise"] = noise
-        figures += P.line_plot(noise, out_dir / "label_noise", "corrupted context labels", "last-position accuracy",
-                               f"label noise (training inputs, {n_ctx - 1} context examples)")
-    if "lens" in what:
-        from .data import sample_sequences
-
-        lens = {}
-        for name, t in sets.items():
-            toks = sample_sequences(t.to(dev), train_pairs.to(dev), max(1, 512 // len(t)), n_ctx, p, _gen(dev, seed), shared_inputs=False)
-            with autocast:
-                lens[name] = A.logit_lens(model, toks)
-        res["logit_lens"] = lens
-        figures += P.line_plot(lens, out_dir / "logit_lens", "block", "last-position accuracy", "logit lens")
+        xyz = [3 * k, 3 * k + 1, 3 * k + 2]
+        hooks = {name: pos for i in range(cfg.model.n_layers) for a in probing for name, pos in a.probe_hooks(i, xyz).items()}
+        subject.cache = probe_activations(model, model_inputs(probe).to(dev), hooks)
+    figures: list[Path] = []
+    for a in selected:
+        res[a.key], figs = a.run(subject)
+        figures += figs
     res["figures"] = [str(f.relative_to(run_dir)) for f in figures if f.suffix == ".png"]
-    write_json(out_dir / "analysis.json", _finite(res))
+    subject.out_dir.mkdir(parents=True, exist_ok=True)  # also when no analysis drew a figure
+    write_json(subject.out_dir / "analysis.json", _finite(res))
     return res
+
+
+def _layers_heads(s: Subject) -> tuple[int, int]:
+    return s.cfg.model.n_layers, s.cfg.model.n_heads
+
+
+@analysis("attention", probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_pattern": None})
+def attention(s: Subject) -> tuple[dict, list[Path]]:
+    """Every head's mean attention pattern over the probes, scored and named (previous-token, two-back,
+    sink, stripe; PAPER.md §4.4); the maps of the first probe."""
+    L, H = _layers_heads(s)
+    scores = [A.head_scores(s.cache[f"blocks.{i}.attn.hook_pattern"]) for i in range(L)]  # [1, H, T, T] each: the mean over probes
+    pats = [s.cache[f"blocks.{i}.attn.hook_pattern.first"] for i in range(L)]  # the first probe, for the maps
+    names = [[A.name_head(sc, h) for h in range(H)] for sc in scores]
+    res = {f"L{i}H{h}": {"name": names[i][h], **{k2: float(v[h]) for k2, v in scores[i].items()}}
+           for i in range(L) for h in range(H)}
+    return res, P.attention_maps(pats, names, s.out_dir / "attention")
+
+
+@analysis("pca", probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_result": xyz})
+def pca(s: Subject) -> tuple[dict, list[Path]]:
+    """Centred PCA of every head's outputs at x_k, y_k over the probe pairs, with circle-of-circles
+    scores, and of the token embeddings (PAPER.md §4.5, Fig. 1d–e)."""
+    L, H = _layers_heads(s)
+    per_head, best = {}, None
+    for i in range(L):
+        r = s.cache[f"blocks.{i}.attn.hook_result"]  # [probes, 3, H, d] at x_k, y_k, z_k
+        for h in range(H):
+            feats = torch.cat([r[:, 0, h], r[:, 1, h]], dim=1)
+            proj, var = A.centered_pca(feats)
+            c = A.circularity(proj, s.pairs[:, 0], s.pairs[:, 1])
+            per_head[f"L{i}H{h}"] = {**c, "explained_variance": var.tolist()}
+            score = c["outer_ring"] + c["inner_rings"] + c["x_separation"]
+            if best is None or score > best[0]:
+                best = (score, f"L{i}H{h}", proj)
+    res = {"heads": per_head, "best_head": best[1]}
+    figures = P.pca_scatter(best[2], s.pairs, s.p, s.out_dir / "pca_best_head",
+                            f"head {best[1]} outputs at x_k, y_k (k = {s.k}), centred PCA; task {s.task}")
+    n_pc = min(4, s.p)
+    emb, var = A.centered_pca(s.model.wte.weight.detach().float().cpu(), n_pc)
+    res["embedding_explained_variance"] = var.tolist()
+    figures += P.embedding_scatter(emb[:, :2], s.out_dir / "pca_embedding", "token embeddings, centred PCA: PC 1–2")
+    if n_pc == 4:  # the paper's Fig. 1e shows a second plane (even/odd structure) where present
+        figures += P.embedding_scatter(emb[:, 2:4], s.out_dir / "pca_embedding_pc34", "token embeddings, centred PCA: PC 3–4")
+    return res, figures
+
+
+@analysis("kaleidoscope", probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_result": xyz, f"blocks.{i}.hook_resid_post": xyz})
+def kaleidoscope(s: Subject) -> tuple[dict, list[Path]]:
+    """Cosine similarities of block and head outputs over the probe pairs, and how much more alike pairs
+    on one line through the origin are than others (PAPER.md §4.6)."""
+    L, H = _layers_heads(s)
+    gaps, heads, figures = {}, {}, []
+    for i in range(L):
+        block = s.cache[f"blocks.{i}.hook_resid_post"]  # [probes, 3, d] at x_k, y_k, z_k
+        for pos, off in (("x", 0), ("y", 1), ("z", 2)):
+            sim = A.cosine_matrix(block[:, off])
+            gaps[f"block{i}_{pos}"] = A.ratio_invariance(sim, s.pairs, s.p)
+            if pos == "z":
+                figures += P.similarity_matrix(sim, s.out_dir / f"kaleidoscope_block{i}",
+                                               f"block {i} output at z_k (k = {s.k}); same-line gap {gaps[f'block{i}_z']['gap']:.2f}")
+        result = s.cache[f"blocks.{i}.attn.hook_result"]
+        for h in range(H):
+            heads[f"L{i}H{h}_z"] = A.ratio_invariance(A.cosine_matrix(result[:, 2, h]), s.pairs, s.p)
+    return {"blocks": gaps, "heads": heads}, figures
+
+
+@analysis("kshot")
+def kshot(s: Subject) -> tuple[dict, list[Path]]:
+    """The model's answer on every query (x, y) after k examples of one context, next to ratio matching
+    (PAPER.md Fig. 5, §4.7)."""
+    p, n_ctx = s.p, s.n_ctx
+    if s.context and not all(len(c) == 2 and 0 <= c[0] < p and 0 <= c[1] < p for c in s.context):
+        raise ConfigError(f"--context {list(s.context)}: every example must be two residues mod p = {p}")
+    ctx = torch.tensor(s.context) if s.context else A.all_pairs(p)[torch.randperm(p * p, generator=s.generator)[: n_ctx - 1]]
+    top = min(len(ctx), n_ctx - 1)
+    shot_list = list(s.shots) if s.shots else sorted(k for k in {1, 2, n_ctx // 2, n_ctx - 1} if k <= top)
+    bad = [k for k in shot_list if not 0 <= k <= top]
+    if bad:
+        raise ConfigError(f"--shots {bad}: shot counts must be in [0, {top}] (the context has {len(ctx)} examples, the model reads {n_ctx - 1})")
+    grid = A.kshot_grid(s.model, s.task, ctx, shot_list, p, autocast=s.autocast)
+    res = {"context": ctx.tolist(), **{str(k): {"accuracy": float(v["accuracy"]),
+           "ratio_matching_accuracy": float(v["ratio_matching"].float().mean()),
+           "model_right_rm_wrong": int((v["difference"] > 0).sum()),
+           "model_wrong_rm_right": int((v["difference"] < 0).sum())} for k, v in grid.items()}}
+    title = f"task {s.task} ({'i.d.' if s.is_id else 'o.o.d.'}), context {ctx[:4].tolist()}…"
+    return res, P.kshot_grids(grid, s.out_dir / "kshot_grid", title)
+
+
+@analysis("algorithms")
+def algorithms(s: Subject) -> tuple[dict, list[Path]]:
+    """k-shot accuracy of the model next to ratio matching, modular regression and the i.d. Bayes
+    predictor, and the model's agreement with each (the algorithmic shift, PAPER.md §4.1–4.3)."""
+    id_t = torch.as_tensor(s.tasks.id_tasks)
+    curves = {name: A.algorithm_curves(s.model, t, s.train_pairs(), id_t, s.n_ctx, s.p, max(1, 1024 // len(t)),
+                                       s.fresh_generator(), s.autocast)
+              for name, t in s.task_sets().items()}
+    return curves, P.algorithm_curves_plot(curves, s.out_dir / "algorithms")
+
+
+@analysis("noise", key="label_noise")
+def noise(s: Subject) -> tuple[dict, list[Path]]:
+    """Last-position accuracy as more context labels are corrupted (PAPER.md §4.8)."""
+    res = {name: A.label_noise(s.model, t, s.train_pairs(), s.n_ctx, s.p, max(1, 512 // len(t)), s.fresh_generator(), s.autocast)
+           for name, t in s.task_sets().items()}
+    return res, P.line_plot(res, s.out_dir / "label_noise", "corrupted context labels", "last-position accuracy",
+                            f"label noise (training inputs, {s.n_ctx - 1} context examples)")
+
+
+@analysis("lens", key="logit_lens")
+def lens(s: Subject) -> tuple[dict, list[Path]]:
+    """Last-position accuracy read out after every block through the final LayerNorm and unembedding
+    (the logit lens, PAPER.md §4.8)."""
+    from .data import sample_sequences
+
+    res = {}
+    for name, t in s.task_sets().items():
+        toks = sample_sequences(t.to(s.device), s.train_pairs().to(s.device), max(1, 512 // len(t)), s.n_ctx, s.p,
+                                s.fresh_generator(), shared_inputs=False)
+        with s.autocast:
+            res[name] = A.logit_lens(s.model, toks)
+    return res, P.line_plot(res, s.out_dir / "logit_lens", "block", "last-position accuracy", "logit lens")
 
 
 def _finite(obj):
@@ -258,9 +380,3 @@ def _finite(obj):
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
-
-
-def _gen(device: torch.device, seed: int) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed(seed + 1)
-    return g

@@ -18,7 +18,8 @@ import torch
 from .config import RunConfig
 from .data import sample_sequences
 from .model import Transformer
-from .train import TrainStep, autocast_for, build_optimizer, resolve_compile, restores_threads, setup_process
+from .runtime import autocast_for, resolve_compile, restores_threads, setup_process
+from .train import TrainStep, build_optimizer
 from .tasks import make_task_set
 
 

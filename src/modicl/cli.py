@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from .config import ConfigError, RunConfig, config_hash, preset, validate
+from .config import PARTS, ConfigError, RunConfig, config_hash, preset, validate
 from .slurm import SlurmOptions
 
 
@@ -130,8 +130,7 @@ class AnalyzeCommand:
     """checkpoint name: best_ood or last."""
     task: str | None = None
     """probe task 'a,b' (default: the run's first o.o.d. task)."""
-    what: tuple[Literal["attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens"], ...] = (
-        "attention", "pca", "kaleidoscope", "kshot", "algorithms", "noise", "lens")
+    what: tuple[str, ...] = ()
     context: str | None = None
     """k-shot grid context 'x,y;x,y;…' (default: distinct random pairs)."""
     shots: tuple[int, ...] = ()
@@ -146,17 +145,14 @@ def _flags(cls) -> list[str]:
 
 def _known_flags(command) -> list[str]:
     """Every flag ``command`` accepts, for 'did you mean' hints."""
-    from .config import ModelConfig, TaskConfig, TrainConfig
-
     own = [fl for fl in _flags(command) if fl != "--config"]
     if "--slurm" in own:
         own.remove("--slurm")
         own += [f"--slurm.{fl[2:]}" for fl in _flags(SlurmOptions)]
     if "--config" not in _flags(command):
         return own
-    nested = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
-    flags = [f"--{part}.{fl[2:]}" for part, cls in nested.items() for fl in _flags(cls)]
-    flags += [fl for fl in _flags(RunConfig) if fl[2:] not in nested]
+    flags = [f"--{part}.{fl[2:]}" for part, cls in PARTS.items() for fl in _flags(cls)]
+    flags += [fl for fl in _flags(RunConfig) if fl[2:] not in PARTS]
     return flags + own
 
 
@@ -234,10 +230,11 @@ def cmd_train(argv: list[str]) -> int:
 def cmd_eval(argv: list[str]) -> int:
     import torch
 
+    from .evaluation import evaluate_run
     from .metrics import PHASE_LABELS, classify_phase, format_table, pattern_text
     from .plots import kshot_plot
     from .rundir import load_checkpoint, write_json
-    from .train import autocast_for, evaluate_run, resolve_device, resolve_dtype
+    from .runtime import autocast_for, resolve_device, resolve_dtype
 
     args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
     if args.sequences < 1:
@@ -382,10 +379,22 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         raise ConfigError(f"{what} {text!r} must be integers separated by commas") from None
 
 
+def _analyze_command() -> type:
+    """:class:`AnalyzeCommand` with ``--what`` choosing among the analyses registered in
+    :data:`modicl.analyze.ANALYSES`, all of them by default (built when the command runs, so that the
+    other commands do not import the analyses)."""
+    from .analyze import ANALYSES
+
+    names = tuple(ANALYSES)
+    ns = {"__annotations__": {"what": tuple[Literal[names], ...]}, "what": names, "__doc__": AnalyzeCommand.__doc__,
+          "__module__": AnalyzeCommand.__module__, "__qualname__": AnalyzeCommand.__qualname__}
+    return dataclass(frozen=True)(type("AnalyzeCommand", (AnalyzeCommand,), ns))
+
+
 def cmd_analyze(argv: list[str]) -> int:
     from .analyze import run_analyses
 
-    args = _parse(AnalyzeCommand, argv, tyro.MISSING_NONPROP, "modicl analyze")
+    args = _parse(_analyze_command(), argv, tyro.MISSING_NONPROP, "modicl analyze")
     _check_seed(args.seed)
     task = _ints(args.task, "--task") if args.task else None
     context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None

@@ -178,6 +178,20 @@ class RunConfig:
     data_seed: int | None = None
 
 
+# The parts of a RunConfig, by field name: config.json's nested objects and the ``part.`` of a field path.
+PARTS: dict[str, type] = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
+
+# TrainConfig fields that change how a run executes but not what it computes: a resume may change them,
+# and a sweep point's directory name does not depend on them.
+EXECUTION_FIELDS = ("device", "threads", "compile", "compile_mode")
+
+
+def without_execution(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with its :data:`EXECUTION_FIELDS` at their defaults (what a run computes, wherever it runs)."""
+    defaults = TrainConfig()
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{f: getattr(defaults, f) for f in EXECUTION_FIELDS}))
+
+
 @dataclass(frozen=True)
 class Seeds:
     """The three resolved seeds of a run (see :class:`RunConfig`)."""
@@ -202,7 +216,7 @@ def _quick() -> RunConfig:
             steps=6000, batch_size=64, lr=2e-3, weight_decay=0.5, warmup_steps=200,
             eval_every=250, eval_sequences=512, eval_batch_size=512,
             # One thread pins the floating-point summation order, and with it the trajectory: with 2
-            # threads this seed reached only o.o.d. memorization in session 2 (docs/quick-preset.md).
+            # threads the same seed reached only o.o.d. memorization (docs/quick-preset.md).
             threads=1,
         ),
         seed=2,
@@ -210,7 +224,7 @@ def _quick() -> RunConfig:
 
 
 def _quick_depth2() -> RunConfig:
-    # The paper's minimal depth on 2 CPU cores (issue 3, session 4; docs/quick-preset.md): depth 2 at
+    # The paper's minimal depth on 2 CPU cores (the search is in docs/quick-preset.md): depth 2 at
     # d_model 64 runs 3.6x the quick preset's steps/s, and a constant lr after warmup lets it leave the
     # plateau (seed 3 at ≈ 8 000-11 000 steps). Depth 1 at the same settings does not generalise o.o.d.
     q = _quick()
@@ -223,7 +237,8 @@ def _quick_depth2() -> RunConfig:
 
 
 def _bench() -> RunConfig:
-    # The speed reference of issue 3 (the authors' code ran it at 33.2k tokens/s on a 2-core CPU).
+    # The throughput reference of `modicl bench`, a setting the authors' code can run too (it ran at
+    # 33.2k tokens/s on a 2-core CPU), so the two implementations compare on equal work.
     paper = RunConfig()
     return RunConfig(
         task=dataclasses.replace(paper.task, n_id=128, n_ctx=32),
@@ -268,7 +283,7 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 def _check_ranges(cfg: RunConfig) -> None:
     """Types, signs and finiteness of every field; one ConfigError naming the first field that fails."""
-    for part in ("task", "model", "train"):
+    for part in PARTS:
         for f in dataclasses.fields(getattr(cfg, part)):
             value = getattr(getattr(cfg, part), f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -394,11 +409,10 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 def from_dict(d: dict[str, Any]) -> RunConfig:
     """Inverse of :func:`to_dict`; unknown keys raise ConfigError (a config from a newer modicl)."""
-    parts = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
     kwargs: dict[str, Any] = {}
     try:
         for key, value in d.items():
-            kwargs[key] = parts[key](**value) if key in parts else value
+            kwargs[key] = PARTS[key](**value) if key in PARTS else value
         return RunConfig(**kwargs)
     except TypeError as e:
         raise ConfigError(f"config does not match this modicl version: {e}") from None

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .tasks import task_labels
+
 
 def sample_sequences(
     tasks: Tensor,
@@ -65,7 +67,7 @@ def sample_sequences(
         idx = torch.where(bursty[..., None], subset.gather(-1, pick), idx)
     xy = pairs[idx].expand(n_tasks, -1, -1, -1)  # [n_tasks, seqs, n_ctx, 2]
     ab = tasks[:, None, None, :]
-    z = (xy * ab).sum(-1) % p
+    z = task_labels(xy, ab, p)
     seq = torch.cat([xy, z[..., None]], dim=-1)  # [n_tasks, seqs, n_ctx, 3]
     return seq.reshape(n_tasks * seqs_per_task, 3 * n_ctx)
 

@@ -1,4 +1,4 @@
-"""Several runs of one architecture trained together in one process (issue 4, PAPER.md §3 sweeps).
+"""Several runs of one architecture trained together in one process (for the grids of PAPER.md §3).
 
 Members may differ in everything that only changes their data (n_id, α, task rule, n_ood, split seed,
 input sampling, seed); they must share the architecture, p, n_ctx and every training setting
@@ -28,15 +28,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .config import ConfigError, RunConfig, validate
-from .data import model_inputs, z_logits, z_targets
 from .progress import progress_bar
 from .runlock import RunLocked
 from .compiling import is_compiler_error
-from .train import RunState, TrainStep, lr_multiplier, resolve_compile, restores_threads, setup_process
+from .runtime import resolve_compile, restores_threads, setup_process
+from .train import RunState, TrainStep, build_optimizer, lr_multiplier, z_loss
 
 # Fields that only change a member's data; everything else must be equal across an ensemble.
 DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement", "ood_val_fraction"),
@@ -71,12 +70,7 @@ class VmapStep:
         self.params = params
         self.base = copy.deepcopy(models[0]).to("meta")
         names = list(params)
-        # the same groups as build_optimizer: decay on parameters that are ≥ 2-D per member
-        decay = [params[n] for n in names if params[n].dim() - 1 >= 2]
-        no_decay = [params[n] for n in names if params[n].dim() - 1 < 2]
-        groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        self.opt = torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.eps,
-                                     fused=runs[0].device.type == "cuda")
+        self.opt = build_optimizer([params[n] for n in names], tc, runs[0].device, stacked=True)
         self.compiled = resolve_compile(tc.compile, runs[0].device)
         self.compile_error: str | None = None
         self.loss_fn = self._losses
@@ -96,8 +90,7 @@ class VmapStep:
     def _member_loss(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import functional_call
 
-        logits = functional_call(self.base, (params, buffers), (model_inputs(tokens),))
-        return F.cross_entropy(z_logits(logits).float().flatten(0, 1), z_targets(tokens).flatten())
+        return z_loss(lambda inputs: functional_call(self.base, (params, buffers), (inputs,)), tokens)
 
     def _losses(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import vmap

@@ -33,7 +33,10 @@ from typing import Any
 
 from .config import ConfigError
 from .runlock import is_locked
-from .sweep import Job, SweepSpec, check_sweep_dir, expand, make_jobs, point_status, refresh_tables, run_job, tables_lock, with_threads, write_index
+from .sweep import (
+    Job, SweepSpec, check_sweep_dir, expand, format_status, make_jobs, point_status, refresh_tables, run_job, tables_lock,
+    with_threads, write_index,
+)
 
 # squeue states shown as "queued" and "running"; any other state is shown in lower case.
 _QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
@@ -401,26 +404,6 @@ def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: boo
         bar.close()
     refresh_tables(out_dir)
     return sweep_status(out_dir)
-
-
-def format_status(rows: Sequence[dict[str, Any]]) -> str:
-    """The table that ``modicl status`` prints: one line per point, then the counts per state."""
-    lines = []
-    for r in rows:
-        label = ", ".join(f"{k}={v}" for k, v in r["axes"].items()) or "-"
-        where = f"job {r['job_id']}" if r["job_id"] else ""
-        step = f"step {r['step']}/{r['steps']}" if r["step"] is not None and r["state"] != "done" else ""
-        extra = r["error"] or " ".join(x for x in (where, step) if x)
-        if r.get("note") and r["note"].startswith("SLURM reason"):
-            extra += f"; {r['note']}"
-        lines.append(f"{r['hash']}  {r['state']:11s}  {label}" + (f"  ({extra})" if extra else ""))
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-    lines.append(f"{len(rows)} points: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    notes = {r["note"] for r in rows if r.get("note") and not r["note"].startswith("SLURM reason")}
-    lines += sorted(notes)
-    return "\n".join(lines)
 
 
 __all__ = ["JobsCannotStart", "SlurmOptions", "Submission", "SweepTask", "check_slurm", "format_status", "job_log", "queue_info",

@@ -19,6 +19,19 @@ import numpy as np
 from .config import ConfigError, TaskConfig, is_prime
 
 
+def task_labels(xy, ab, p: int):
+    """The task rule z = a·x + b·y mod p (PAPER.md §1.1), for integer arrays or tensors alike.
+
+    Args:
+        xy: inputs (x, y), shape [..., 2].
+        ab: task vectors (a, b), shape [..., 2], broadcastable against ``xy``.
+        p: the modulus.
+    Returns:
+        z, shape the broadcast of ``xy`` and ``ab`` without the last axis, the type of the inputs.
+    """
+    return (xy * ab).sum(-1) % p
+
+
 @dataclass(frozen=True)
 class TaskSet:
     """The tasks and input split of one run.

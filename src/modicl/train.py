@@ -9,14 +9,13 @@ rewritten with the optimizer and data-stream state, and ``checkpoints/best_ood``
 the highest novel-query last-position accuracy on the *validation* o.o.d. tasks (the paper's early
 stopping for transient o.o.d. generalization, selected without looking at the test tasks).
 ``resume=True`` continues from ``last`` and ends with the same metrics as an uninterrupted run.
-Numerics: bf16 autocast on CUDA and on CPUs that compute bf16 natively (else fp32); fused AdamW and
-optional ``torch.compile`` on CUDA.
+Numerics (:mod:`modicl.runtime`): bf16 autocast on CUDA and on CPUs that compute bf16 natively (else
+fp32); fused AdamW and optional ``torch.compile`` on CUDA.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -24,18 +23,19 @@ import shutil
 import socket
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .compiling import graph_break_count, is_compiler_error
-from .config import ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
 from .circuits import attention_scores
+from .config import EXECUTION_FIELDS, ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
-from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, evaluate, pattern_text, summary_of_set
+from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
+from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
 from .progress import progress_bar
 from .model import Transformer, n_params
 from .runlock import lock_run
@@ -43,81 +43,12 @@ from .rundir import (
     append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint,
     truncate_metrics, write_json,
 )
-from .tasks import TaskSet, make_task_set
-
-# Fields that change how a run executes but not what it computes; they may differ on --resume.
-_EXECUTION_FIELDS = ("device", "threads", "compile", "compile_mode")
+from .runtime import autocast_for, numerics, resolve_compile, restores_threads, setup_process
+from .tasks import make_task_set
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the message names the step and the checkpoint that was kept."""
-
-
-@functools.cache
-def _cpu_flags() -> frozenset[str]:
-    """The CPU feature flags of /proc/cpuinfo (x86 ``flags``, Arm ``Features``); empty where unreadable."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    return frozenset(f for line in text.splitlines() if line.startswith(("flags", "Features"))
-                     for f in line.split(":", 1)[1].split())
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 matmul instructions (x86 avx512_bf16 / amx_bf16, Arm bf16)."""
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
-
-
-def cpu_kind() -> str:
-    """The CPU's widest matmul path, which sets numerics and speed: ``amx`` (amx_bf16), ``avx512_bf16``,
-    ``avx512``, ``avx2``, or the machine architecture (e.g. ``aarch64``) when none of these applies."""
-    flags = _cpu_flags()
-    for flag, kind in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"), ("avx2", "avx2")):
-        if flag in flags:
-            return kind
-    return os.uname().machine
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU. Raises ConfigError for a device other than cpu or cuda[:N],
-    or a CUDA device that this machine does not have."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device = {name!r} is not a device; use auto, cpu or cuda[:N]") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device {name!r} is not supported; use auto, cpu or cuda[:N]")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asks for CUDA but none is available; use the cpu device")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``auto`` → bf16 on CUDA and on CPUs with native bf16, else fp32."""
-    if name == "fp32":
-        return torch.float32
-    if name == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
-        return torch.bfloat16
-    return torch.float32
-
-
-def autocast_for(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """bf16 autocast for the forward pass, or a no-op context in fp32."""
-    if dtype == torch.bfloat16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def resolve_compile(name: str, device: torch.device) -> bool:
-    """``auto`` → compile on CUDA only (on a CPU compilation costs more than it saves on short runs)."""
-    return name == "on" or (name == "auto" and device.type == "cuda")
 
 
 def lr_multiplier(step: int, cfg: TrainConfig) -> float:
@@ -137,16 +68,26 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig, device: torch.device, *,
+                    stacked: bool = False) -> torch.optim.AdamW:
+    """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA.
+
+    ``model`` is a module or its parameters in order; with ``stacked`` every parameter carries a leading
+    member dimension (an ensemble's stacked parameters, :class:`modicl.ensemble.VmapStep`) that does not
+    count towards its dimensions.
+    """
+    params = list(model.parameters() if isinstance(model, torch.nn.Module) else model)
+    lead = 1 if stacked else 0
+    decay = [p for p in params if p.dim() - lead >= 2]
+    no_decay = [p for p in params if p.dim() - lead < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
 
 
-def z_loss(model: torch.nn.Module, tokens: Tensor) -> Tensor:
-    """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, 3·n_ctx] → scalar fp32."""
+def z_loss(model: Callable[[Tensor], Tensor], tokens: Tensor) -> Tensor:
+    """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, 3·n_ctx] → scalar fp32.
+    ``model`` maps the model's inputs [B, 3·n_ctx − 1] to logits [B, 3·n_ctx − 1, p]: a module, or a
+    functional call on an ensemble member's parameters."""
     logits = z_logits(model(model_inputs(tokens)))
     return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens).flatten())
 
@@ -199,46 +140,6 @@ class TrainStep:
         return loss
 
 
-def task_tensors(tasks: TaskSet, device: torch.device) -> dict[str, Tensor]:
-    """The task set's arrays as int64 tensors on ``device``, keyed by TaskSet field name."""
-    keys = ("id_tasks", "ood_tasks", "train_pairs", "test_pairs", "val_tasks")
-    return {k: torch.as_tensor(getattr(tasks, k), device=device) for k in keys}
-
-
-def eval_sets(t: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
-    """The four sets of PAPER.md §1.7 and the validation set (validation o.o.d. tasks × held-out
-    inputs, which selects the early-stopping checkpoint) as (tasks, pairs)."""
-    return {
-        "id_train": (t["id_tasks"], t["train_pairs"]),
-        "id_test": (t["id_tasks"], t["test_pairs"]),
-        "ood_train": (t["ood_tasks"], t["train_pairs"]),
-        "ood_test": (t["ood_tasks"], t["test_pairs"]),
-        VAL_SET: (t["val_tasks"], t["test_pairs"]),
-    }
-
-
-def evaluate_run(
-    model: Transformer, cfg: RunConfig, tasks: TaskSet, *, sequences: int, generator: torch.Generator,
-    autocast: contextlib.AbstractContextManager,
-) -> dict[str, dict]:
-    """Evaluate ``model`` on the four sets of a run (PAPER.md §1.7) and its validation set, with the
-    run's sequence format and inputs drawn independently per sequence.
-
-    Returns {set: result}; see :func:`modicl.metrics.evaluate` for the keys.
-    """
-    device = next(model.parameters()).device
-    return evaluate(
-        model, eval_sets(task_tensors(tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p, sequences=sequences,
-        batch_size=cfg.train.eval_batch_size, generator=generator, autocast=autocast, replacement=cfg.task.replacement,
-    )
-
-
-def eval_seed(seed: int, step: int) -> int:
-    """Seed of the evaluation sequences at ``step`` from the run's data seed: fresh draws each time,
-    identical on resume."""
-    return int(np.random.SeedSequence([seed, step, 0xE7A1]).generate_state(1)[0])
-
-
 def _slurm_job_id() -> str | None:
     """This process's SLURM job id as squeue shows it (ARRAYID_TASK for an array task), or None."""
     env = os.environ
@@ -247,26 +148,13 @@ def _slurm_job_id() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-def selection_score(row: dict) -> float:
-    """The early-stopping score of a metrics row: novel-query last-position accuracy on the validation
-    o.o.d. tasks (the phase's metric, never a test set); −1 where the row has none."""
-    val = row.get(VAL_SET) or {}
-    return -1.0 if val.get(PHASE_KEY) is None else float(val[PHASE_KEY])
-
-
-def numerics() -> dict:
-    """What decides a CPU run's floating-point trajectory besides its config: torch's thread count and
-    the CPU kind (:func:`cpu_kind`)."""
-    return {"threads": torch.get_num_threads(), "cpu_kind": cpu_kind()}
-
-
 def _run_differences(a: RunConfig, b: RunConfig) -> list[str]:
     """Dotted names of the fields where ``a`` and ``b`` differ, ignoring execution-only fields."""
     da, db = to_dict(a), to_dict(b)
     out = []
     for key in da:
         if isinstance(da[key], dict):
-            out += [f"{key}.{k}" for k in da[key] if da[key][k] != db[key][k] and not (key == "train" and k in _EXECUTION_FIELDS)]
+            out += [f"{key}.{k}" for k in da[key] if da[key][k] != db[key][k] and not (key == "train" and k in EXECUTION_FIELDS)]
         elif da[key] != db[key]:
             out.append(key)
     return out
@@ -442,35 +330,7 @@ class RunState:
         self._lock.close()
 
 
-def setup_process(tc: TrainConfig) -> tuple[torch.device, torch.dtype]:
-    """Resolve the device and compute dtype of ``tc``; set torch's thread count (a caller that is a library
-    entry point restores it, :func:`restores_threads`). The allocator setting of
-    :func:`modicl.allocator.keep_freed_memory` is process-wide and cannot be undone, so only the
-    command line and the sweep's own worker processes apply it."""
-    device = resolve_device(tc.device)
-    if tc.threads > 0:
-        torch.set_num_threads(tc.threads)
-    return device, resolve_dtype(tc.dtype, device)
-
-
-def restores_threads(fn):
-    """Decorator: torch's thread count is back at its value from before the call when ``fn`` returns or
-    raises, so training from a notebook or another program leaves its process as it found it."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        threads = torch.get_num_threads()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-
-    return wrapper
-
-
 @restores_threads
-
 def train(
     cfg: RunConfig,
     run_dir: str | Path,

@@ -1,0 +1,67 @@
+"""Evaluating a run's model on the run's sets: the tensors of its task set, its five evaluation sets, the
+seed of each evaluation's sequences, and the score that selects the early-stopping checkpoint.
+
+The counting itself (accuracies, intervals, null models) is :func:`modicl.metrics.evaluate`; this module
+only knows how a run's :class:`~modicl.tasks.TaskSet` and config map onto it (PAPER.md §1.7: i.d. or
+o.o.d. tasks × training or held-out inputs, plus the validation o.o.d. tasks that pick ``best_ood``).
+Training, ``modicl eval`` and the ensembles all evaluate through here, and it imports no training code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .config import RunConfig
+from .metrics import PHASE_KEY, VAL_SET, evaluate
+from .tasks import TaskSet
+
+
+def task_tensors(tasks: TaskSet, device: torch.device) -> dict[str, Tensor]:
+    """The task set's arrays as int64 tensors on ``device``, keyed by TaskSet field name."""
+    keys = ("id_tasks", "ood_tasks", "train_pairs", "test_pairs", "val_tasks")
+    return {k: torch.as_tensor(getattr(tasks, k), device=device) for k in keys}
+
+
+def eval_sets(t: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+    """The four sets of PAPER.md §1.7 and the validation set (validation o.o.d. tasks × held-out
+    inputs, which selects the early-stopping checkpoint) as (tasks, pairs)."""
+    return {
+        "id_train": (t["id_tasks"], t["train_pairs"]),
+        "id_test": (t["id_tasks"], t["test_pairs"]),
+        "ood_train": (t["ood_tasks"], t["train_pairs"]),
+        "ood_test": (t["ood_tasks"], t["test_pairs"]),
+        VAL_SET: (t["val_tasks"], t["test_pairs"]),
+    }
+
+
+def evaluate_run(
+    model: nn.Module, cfg: RunConfig, tasks: TaskSet, *, sequences: int, generator: torch.Generator,
+    autocast: contextlib.AbstractContextManager,
+) -> dict[str, dict]:
+    """Evaluate ``model`` on the four sets of a run (PAPER.md §1.7) and its validation set, with the
+    run's sequence format and inputs drawn independently per sequence.
+
+    Returns {set: result}; see :func:`modicl.metrics.evaluate` for the keys.
+    """
+    device = next(model.parameters()).device
+    return evaluate(
+        model, eval_sets(task_tensors(tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p, sequences=sequences,
+        batch_size=cfg.train.eval_batch_size, generator=generator, autocast=autocast, replacement=cfg.task.replacement,
+    )
+
+
+def eval_seed(seed: int, step: int) -> int:
+    """Seed of the evaluation sequences at ``step`` from the run's data seed: fresh draws each time,
+    identical on resume."""
+    return int(np.random.SeedSequence([seed, step, 0xE7A1]).generate_state(1)[0])
+
+
+def selection_score(row: dict) -> float:
+    """The early-stopping score of a metrics row: novel-query last-position accuracy on the validation
+    o.o.d. tasks (the phase's metric, never a test set); −1 where the row has none."""
+    val = row.get(VAL_SET) or {}
+    return -1.0 if val.get(PHASE_KEY) is None else float(val[PHASE_KEY])

@@ -1,0 +1,158 @@
+"""Running a sweep on this machine: in this process, or in a pool of worker processes.
+
+:func:`run_sweep` expands the spec, skips finished points, groups the rest into jobs
+(:mod:`modicl.sweep.jobs`) and runs them here or in ``workers`` spawned processes, rewriting the index
+and the results table after every job. Ctrl-C, SIGINT or SIGTERM to the sweep process stops every
+worker; their checkpoints are kept for the next launch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+from .jobs import Job, make_jobs, run_job, with_threads
+from .spec import SweepSpec, expand
+from .status import check_sweep_dir, point_status
+from .tables import write_index, write_results
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: hashes per outcome, and the error message of each failed point."""
+
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+# Sweep workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process group, and a second
+# interrupt while a worker writes its checkpoint could corrupt it. The parent stops each worker once,
+# by SIGTERM, which becomes a KeyboardInterrupt inside a running job and refuses the jobs queued after it.
+_WORKER: dict[str, Any] = {"running": False, "stopping": False, "parent": None}
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _WORKER["stopping"] = True
+    if _WORKER["running"]:
+        raise KeyboardInterrupt
+
+
+def _worker_init() -> None:
+    from ..allocator import keep_freed_memory
+
+    keep_freed_memory()  # a process of our own: keep freed activations for reuse (allocator.py)
+    _WORKER["parent"] = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _worker_run_job(job: Job) -> dict[str, str | None]:
+    if _WORKER["stopping"]:
+        raise KeyboardInterrupt
+    _WORKER["running"] = True
+    try:
+        return run_job(job)
+    except KeyboardInterrupt:
+        if os.getppid() != _WORKER["parent"]:  # the sweep process was killed: nobody reads our result
+            os._exit(130)
+        raise
+    finally:
+        _WORKER["running"] = False
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    ensemble: bool = True,
+    workers: int = 1,
+    executor: Callable[[Job], dict[str, str | None]] | None = None,
+) -> SweepReport:
+    """Run (or continue) the sweep ``spec`` in ``out_dir``.
+
+    Args:
+        spec: the grid; validated before anything runs.
+        out_dir: the sweep directory (created).
+        progress: progress bars over grid points and within each run.
+        ensemble: train points that share an architecture and training settings together
+            (:mod:`modicl.ensemble`); False runs every point alone.
+        workers: jobs run at once in separate processes, each with cpu_count / workers threads (on 2
+            CPU cores two 1-thread runs do 18 % more steps per second than one 2-thread run,
+            BENCHMARKS.md); 1 runs in this process. With several workers every point runs alone (no
+            ensembles): on CPUs ensembles are a loop anyway.
+        executor: runs one job and returns {hash: error or None}; default: in this process.
+    Returns:
+        A :class:`SweepReport`; the results table is in ``out_dir/results.csv`` / ``results.parquet``.
+    Raises:
+        ConfigError: a spec that cannot run (before any point starts).
+    """
+    from ..progress import progress_bar
+
+    out_dir = Path(out_dir)
+    points = expand(spec)
+    check_sweep_dir(out_dir)
+    write_index(spec, points, out_dir)
+    report = SweepReport()
+    todo = []
+    for p in points:
+        if point_status(out_dir / "runs" / p.hash) == "done":
+            report.skipped.append(p.hash)
+        else:
+            todo.append(p)
+    if workers < 1:
+        raise ConfigError(f"workers = {workers} must be ≥ 1")
+    jobs = make_jobs(todo, out_dir, ensemble=ensemble and workers == 1)
+    bar = progress_bar(total=len(points), initial=len(report.skipped), disable=not progress, unit="run", desc=spec.name, position=0)
+
+    def record(job: Job, outcome: dict[str, str | None]) -> None:
+        for h, err in outcome.items():
+            if err:
+                report.failed[h] = err
+            else:
+                report.finished.append(h)
+        bar.update(len(job.points))
+        bar.set_postfix(failed=len(report.failed))
+        write_index(spec, points, out_dir)
+        write_results(points, out_dir)
+
+    try:
+        if workers == 1:
+            run = executor or (lambda job: run_job(job, progress=progress))
+            for job in jobs:
+                record(job, run(job))
+        else:
+            import multiprocessing
+            import os
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            threads = max(1, (os.cpu_count() or workers) // workers)
+            ctx = multiprocessing.get_context("spawn")
+            others = set(multiprocessing.active_children())  # e.g. a notebook's own pools: not ours to stop
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+                futures = {pool.submit(_worker_run_job, with_threads(job, threads)): job for job in jobs}
+                try:
+                    for fut in as_completed(futures):
+                        job = futures[fut]
+                        try:
+                            outcome = fut.result()
+                        except Exception as e:  # the worker process itself died
+                            outcome = {p.hash: f"{type(e).__name__}: {e}".splitlines()[0] for p in job.points}
+                        record(job, outcome)
+                except KeyboardInterrupt:  # Ctrl-C, or SIGINT to this process alone: stop the workers too
+                    for child in set(multiprocessing.active_children()) - others:
+                        child.terminate()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:  # an interrupt still leaves an index that says which points are interrupted
+        bar.close()
+        write_index(spec, points, out_dir)
+    write_index(spec, points, out_dir)
+    write_results(points, out_dir)
+    return report
