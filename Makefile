@@ -15,8 +15,10 @@ $(BIN)/modicl: pyproject.toml
 
 install: $(BIN)/modicl
 
+# two seeds of the quick-role preset side by side, one thread each (both cores); prints each seed's phase
 demo: install
-	$(BIN)/modicl train --preset quick --out runs/demo --overwrite
+	rm -rf runs/demo
+	$(BIN)/modicl sweep demo --out runs/demo --workers 2
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -1,6 +1,11 @@
-"""Science checks that train for minutes; run with `make test-slow` (excluded from `make test`)."""
+"""Science checks that train for minutes; run with `make test-slow` (excluded from `make test`).
+
+Each asserts what several seeds showed (docs/quick-preset.md), with the seeds' record in a comment.
+No CPU preset reaches o.o.d. generalization under the novel-query metric yet, so none is asserted.
+"""
 
 import dataclasses
+import math
 
 import pytest
 
@@ -8,29 +13,27 @@ from modicl.config import preset
 from modicl.train import train
 
 
+def _fp32(cfg, seed):
+    return dataclasses.replace(cfg, seed=seed, train=dataclasses.replace(cfg.train, dtype="fp32", threads=1))
+
+
 @pytest.mark.slow
-def test_quick_preset_generalises_out_of_distribution(tmp_path):
-    summary = train(preset("quick"), tmp_path / "quick", progress=False)
-    final = summary["final"]  # docs/quick-preset.md: 0.72 / 0.59 on this machine (1 thread, seed 2)
-    assert final["ood_train"]["acc_last"] >= 0.6  # unseen tasks, training inputs (chance 1/7)
-    assert final["ood_test"]["acc_last"] >= 0.4  # unseen tasks, held-out inputs
-    assert summary["phase"] == "ood_generalization"
+def test_role_embedding_leaves_the_plateau_and_memorizes_where_plain_rope_does_not(tmp_path):
+    # quick-role against quick-depth2 cut to 4 000 steps: seeds 1-4 in bf16 gave i.d. memorization 4/4
+    # (i.d.-train loss 0.56-1.02 at step 4 000) against none 4/4 (loss 1.58-1.67); seeds 1-2 in fp32 as well.
+    cfg = _fp32(preset("quick-role"), seed=1)
+    role = train(cfg, tmp_path / "role", progress=False)
+    plain_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, role_embedding=False))
+    plain = train(plain_cfg, tmp_path / "plain", progress=False)
+    ln_p = math.log(cfg.task.p)
+    assert role["final"]["id_train"]["loss"] < 0.6 * ln_p < plain["final"]["id_train"]["loss"]
+    assert role["final"]["id_train"]["acc_last_novel"] >= 0.6 and role["phase"] == "id_memorization"
+    assert plain["phase"] == "none"
 
 
 @pytest.mark.slow
 def test_quick_memorize_preset_memorises_without_ood_skill(tmp_path):
     summary = train(preset("quick-memorize"), tmp_path / "mem", progress=False)
     final = summary["final"]
-    assert final["id_train"]["acc_last"] >= 0.8
-    assert final["ood_train"]["acc_last"] < 0.3 and summary["phase"] in ("id_memorization", "id_generalization")
-
-
-@pytest.mark.slow
-def test_depth_two_generalises_out_of_distribution_and_depth_one_does_not(tmp_path):
-    # PAPER.md §3 (depth dependence): two blocks is the smallest model that generalises o.o.d.
-    cfg = preset("quick-depth2")
-    d2 = train(cfg, tmp_path / "d2", progress=False)["final"]  # docs/quick-preset.md: 0.68 / 0.61 on this machine
-    assert d2["ood_train"]["acc_last"] >= 0.6 and d2["ood_test"]["acc_last"] >= 0.5
-    one_block = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, n_layers=1))
-    d1 = train(one_block, tmp_path / "d1", progress=False)
-    assert d1["final"]["ood_test"]["acc_last"] < 0.4 and d1["phase"] != "ood_generalization"
+    assert final["id_train"]["acc_last_novel"] >= 0.8
+    assert final["ood_train"]["acc_last_novel"] < 0.3 and summary["phase"] in ("id_memorization", "id_generalization")

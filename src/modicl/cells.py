@@ -66,7 +66,7 @@ def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last
     for c in cells:
         where = ", ".join(f"{k}={v}" for k, v in c["cell"].items()) or "all runs"
         counts = ", ".join(f"{ph} {k}/{c['n']}" for ph, k in c["phases"].items())
-        ci = "" if math.isnan(c["low"]) else f" [{c['low']:.2f}, {c['high']:.2f}]"
+        ci = "" if math.isnan(c["low"]) else f" [{max(0.0, c['low']):.2f}, {min(1.0, c['high']):.2f}]"
         lines.append(f"{where}: {counts}; {key}: seed mean {c['mean']:.2f}{ci} (n = {c['n']} seeds)")
         for seed, v in c.get("per_seed", {}).items():
             acc = "—" if v["acc"] is None or math.isnan(v["acc"]) else f"{v['acc']:.2f}"
