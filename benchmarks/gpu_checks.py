@@ -126,7 +126,7 @@ def check_single(args, rec: Record, depth: int) -> None:
 
 
 def _losses(stepper, runs, steps: int) -> list[list[float]]:
-    return [stepper([r.batch() for r in runs], runs[0].cfg.train.lr).tolist() for _ in range(steps)]
+    return [stepper([r.batch(0) for r in runs], runs[0].cfg.train.lr).tolist() for _ in range(steps)]
 
 
 def check_paper_ensemble(args, rec: Record) -> None:

@@ -41,3 +41,7 @@ def test_attention_progress_plot_draws_the_logged_measures_and_skips_older_runs(
     assert attention_progress_plot(rows, tmp_path / "a.png", best_step=500)
     assert (tmp_path / "a.png").stat().st_size > 10_000
     assert not attention_progress_plot([{"step": 0}], tmp_path / "b.png") and not (tmp_path / "b.png").exists()
+
+
+def test_a_one_example_context_has_no_scores():
+    assert scores_from_patterns([_pattern(2, 1)]) is None

@@ -17,7 +17,7 @@ from .model import Transformer
 
 
 @torch.no_grad()
-def attention_scores(model: Transformer, tokens: Tensor, autocast=None) -> dict[str, list[float]]:
+def attention_scores(model: Transformer, tokens: Tensor, autocast=None) -> dict[str, list[float]] | None:
     """For every layer, the largest over heads of the mean attention weight that the y positions (the
     positions whose logits predict z) give to: the previous token (``prev_token``), the token two back
     (``two_back``), and all earlier z tokens together (``z_tokens``).
@@ -27,8 +27,9 @@ def attention_scores(model: Transformer, tokens: Tensor, autocast=None) -> dict[
         tokens: int64 [B, 3·n_ctx] sequences; their first 3·n_ctx − 1 tokens are read.
         autocast: a context manager for the forward pass (None: none).
     Returns:
-        {"prev_token" | "two_back" | "z_tokens": [n_layers floats in 0…1]}. Attention at initialisation
-        is near uniform over the causal prefix, so every score starts small (≈ 1/position).
+        {"prev_token" | "two_back" | "z_tokens": [n_layers floats in 0…1]}, or None for a one-example
+        context (no y position has two tokens before it). Attention at initialisation is near uniform over the causal prefix, so every score
+        starts small (≈ 1/position).
     """
     x = model_inputs(tokens)
     names = [f"blocks.{i}.attn.hook_pattern" for i in range(model.cfg.n_layers)]
@@ -42,14 +43,16 @@ def attention_scores(model: Transformer, tokens: Tensor, autocast=None) -> dict[
     return scores_from_patterns([cache[n] for n in names])
 
 
-def scores_from_patterns(patterns: list[Tensor]) -> dict[str, list[float]]:
+def scores_from_patterns(patterns: list[Tensor]) -> dict[str, list[float]] | None:
     """The scores of :func:`attention_scores` from attention patterns, one [B, H, T, T] tensor per layer
     (rows: query positions, each a distribution over key positions ≤ the query)."""
     T = patterns[0].shape[-1]
     dev = patterns[0].device
+    out: dict[str, list[float]] = {"prev_token": [], "two_back": [], "z_tokens": []}
+    if T <= 4:  # a context of one example has no y position with two tokens before it
+        return None
     q = torch.arange(4, T, 3, device=dev)  # y positions of examples 1… (two back exists)
     is_z = torch.arange(T, device=dev) % 3 == 2
-    out: dict[str, list[float]] = {"prev_token": [], "two_back": [], "z_tokens": []}
     for pattern in patterns:
         pat = pattern.float()[:, :, q, :]  # [B, H, Q, T]
         idx = lambda back: (q - back).view(1, 1, -1, 1).expand(*pat.shape[:3], 1)  # noqa: E731

@@ -305,8 +305,10 @@ class RunState:
         probe = sample_sequences(self.t_dev["id_tasks"], self.t_dev["train_pairs"], max(1, 64 // t.n_id), t.n_ctx, t.p, g,
                                  shared_inputs=False)[:64]
         row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
-               "wall_s": self.wall_before + time.perf_counter() - self.t0, **m,
-               "attention": attention_scores(self.model, probe, self.autocast)}
+               "wall_s": self.wall_before + time.perf_counter() - self.t0, **m}
+        attention = attention_scores(self.model, probe, self.autocast)
+        if attention is not None:
+            row["attention"] = attention
         append_metrics(self.run_dir, row)
         if selection_score(row) > self.best["acc"]:
             self.best = {"acc": selection_score(row), "step": step}
