@@ -258,7 +258,7 @@ def cmd_eval(argv: list[str]) -> int:
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}); sequences used per set: "
           + ", ".join(f"{k} {v}" for k, v in used.items()))
     print(format_table(res, cfg.task.p))
-    print("k-shot accuracy (o.o.d. test):", " ".join(f"{a:.2f}" for a in res["ood_test"]["kshot"]))
+    print("k-shot accuracy (o.o.d. test), k = shots before the query:", " ".join(f"{k}:{a:.2f}" for k, a in enumerate(res["ood_test"]["kshot"])))
     print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {args.run_dir / 'eval' / (args.checkpoint + '.json')} and eval/kshot_{args.checkpoint}.png")
     return 0
 
