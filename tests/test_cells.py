@@ -34,3 +34,17 @@ def test_seed_cells_count_each_seed_phase_and_never_classify_the_mean():
     assert cells[1]["mean"] == pytest.approx(0.5)
     text = format_cells(cells)
     assert "n_id=32: ood_memorization 1/2, ood_generalization 1/2" in text and "n = 2 seeds" in text
+
+
+def test_a_swept_data_seed_labels_each_run_by_the_seeds_that_vary():
+    df = pd.DataFrame({"p": [7, 7], "n_id": [32, 32], "alpha": [0.8, 0.8], "n_layers": [2, 2], "seed": [1, 1],
+                       "data_seed": [5, 6], "phase": ["none", "id_memorization"],
+                       "final.ood_test.acc_last_novel": [0.1, 0.2]})
+    (cell,) = seed_cells(df)
+    assert cell["seeds"] == {"data_seed 5": "none", "data_seed 6": "id_memorization"}
+    assert "    data_seed 6: id_memorization, 0.20" in format_cells([cell])
+
+
+def test_plain_seeds_print_as_seed_n():
+    df = pd.DataFrame({"p": [7, 7], "seed": [1, 2], "phase": ["none", "none"], "final.ood_test.acc_last_novel": [0.1, 0.2]})
+    assert "    seed 2: none, 0.20" in format_cells(seed_cells(df))

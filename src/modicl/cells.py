@@ -8,6 +8,7 @@ accuracy (a mean of two memorizing seeds and one generalizing seed is not a phas
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 from .metrics import PHASES
@@ -38,8 +39,10 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
     non-seed axes.
 
     Returns a list of dicts, one per cell: ``cell`` (axis → value), ``n`` seeds, ``phases`` (phase → count,
-    in :data:`modicl.metrics.PHASES` order, zero counts left out), ``seeds`` (seed → phase), and
-    ``mean``/``low``/``high``: the seed-mean of ``key`` with its 95 % t-interval.
+    in :data:`modicl.metrics.PHASES` order, zero counts left out), ``seeds`` (seed → phase; the seed is
+    labelled by every seed column that varies when task/init/data seeds are swept), ``per_seed`` (the same
+    with each run's ``key`` and its interval), and ``mean``/``low``/``high``: the seed-mean of ``key`` with
+    its 95 % t-interval.
     """
     axes = [c for c in df.columns if c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood.")))]
     axes = [c for c in axes if c not in seed_cols and df[c].nunique() > 1] or []
@@ -49,10 +52,12 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
         values = values if isinstance(values, tuple) else (values,)
         counts = g["phase"].value_counts()
         m, lo, hi = mean_interval(g[key].tolist()) if g[key].notna().any() else (math.nan,) * 3
+        varying = [c for c in seed_cols if c in df.columns and df[c].nunique() > 1] or ["seed"]
         per_seed = {}
         for _, r in g.iterrows():
             ci = (r.get(f"{key}_lo"), r.get(f"{key}_hi"))
-            per_seed[r["seed"]] = {"phase": r["phase"], "acc": r[key], "ci": ci}
+            label = r["seed"] if varying == ["seed"] else ", ".join(f"{c} {r[c]}" for c in varying)
+            per_seed[label] = {"phase": r["phase"], "acc": r[key], "ci": ci}
         out.append({"cell": dict(zip(axes, values)), "n": len(g),
                     "phases": {ph: int(counts[ph]) for ph in PHASES if ph in counts},
                     "seeds": {sd: v["phase"] for sd, v in per_seed.items()}, "per_seed": per_seed,
@@ -72,7 +77,7 @@ def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last
             acc = "—" if v["acc"] is None or math.isnan(v["acc"]) else f"{v['acc']:.2f}"
             lo, hi = v["ci"]
             band = "" if lo is None or hi is None or math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]"
-            lines.append(f"    seed {seed}: {v['phase']}, {acc}{band}")
+            lines.append(f"    {'seed ' if isinstance(seed, numbers.Number) else ''}{seed}: {v['phase']}, {acc}{band}")
     return "\n".join(lines)
 
 
