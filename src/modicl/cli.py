@@ -52,7 +52,7 @@ class TrainCommand:
 
 @dataclass(frozen=True)
 class EvalCommand:
-    """Re-evaluate a checkpoint of a run on the four sets; write eval/CHECKPOINT.json and eval/kshot_CHECKPOINT.png."""
+    """Re-evaluate a checkpoint of a run on the four sets and the validation o.o.d. set; write eval/CHECKPOINT.json and eval/kshot_CHECKPOINT.png."""
 
     run_dir: tyro.conf.Positional[Path]
     checkpoint: str = "best_ood"
