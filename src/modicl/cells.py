@@ -45,7 +45,7 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
     its 95 % t-interval.
     """
     axes = [c for c in df.columns if c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood.")))]
-    axes = [c for c in axes if c not in seed_cols and df[c].nunique() > 1] or []
+    axes = [c for c in axes if c not in seed_cols and df[c].nunique() > 1]
     groups = df.groupby(axes) if axes else [((), df)]
     out = []
     for values, g in groups:
