@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,13 +45,43 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
 
+# How long the workers get to stop after SIGTERM (finish the current step, release the run lock) before
+# they are killed; their last checkpoint is safe either way, as every file is written to a temporary
+# name and renamed.
+STOP_GRACE_S = 30.0
+
+
 def _worker_init() -> None:
+    import faulthandler
+
     from ..allocator import keep_freed_memory
 
     keep_freed_memory()  # a process of our own: keep freed activations for reuse (allocator.py)
     _WORKER["parent"] = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if hasattr(signal, "SIGUSR1"):  # POSIX: a worker that does not stop shows where it is
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def _stop_workers(pool: Any, children: set, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop a pool's worker processes: SIGTERM each once, let the pool hand them their exit, and wait up to
+    ``grace_s`` seconds; a worker still alive then prints its Python stack to stderr and is killed."""
+    for child in children:
+        child.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)  # refuses queued jobs; each worker exits after its current one
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+    for child in children:
+        if child.is_alive():
+            print(f"modicl sweep: worker {child.pid} did not stop within {grace_s:.0f} s of SIGTERM; "
+                  "its stack follows, then it is killed", file=sys.stderr, flush=True)
+            if hasattr(signal, "SIGUSR1"):
+                os.kill(child.pid, signal.SIGUSR1)
+                time.sleep(0.5)
+            child.kill()
+            child.join()
 
 
 def _worker_run_job(job: Job) -> dict[str, str | None]:
@@ -129,7 +161,6 @@ def run_sweep(
                 record(job, run(job))
         else:
             import multiprocessing
-            import os
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             threads = max(1, (os.cpu_count() or workers) // workers)
@@ -146,9 +177,7 @@ def run_sweep(
                             outcome = {p.hash: f"{type(e).__name__}: {e}".splitlines()[0] for p in job.points}
                         record(job, outcome)
                 except KeyboardInterrupt:  # Ctrl-C, or SIGINT to this process alone: stop the workers too
-                    for child in set(multiprocessing.active_children()) - others:
-                        child.terminate()
-                    pool.shutdown(wait=True, cancel_futures=True)
+                    _stop_workers(pool, set(multiprocessing.active_children()) - others)
                     raise
     finally:  # an interrupt still leaves an index that says which points are interrupted
         bar.close()
