@@ -33,19 +33,47 @@ def _cpu_flags() -> frozenset[str]:
                      for f in line.split(":", 1)[1].split())
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 matmul instructions (x86 avx512_bf16 / amx_bf16, Arm bf16)."""
-    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
+_X86_KINDS = ("avx2", "avx512", "avx512_bf16", "amx")  # narrowest to widest matmul path
+
+
+def _isa_cap(value: str) -> str | None:
+    """The CPU kind that an ISA cap (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) allows at most; ``""`` for
+    below AVX2, None for a value this does not know."""
+    v = value.strip().upper()
+    if v.startswith("SSE") or v == "DEFAULT":
+        return ""
+    if v.startswith("AVX2"):
+        return "avx2"
+    if v.startswith(("AVX512", "AVX10")):
+        return "amx" if "AMX" in v else "avx512_bf16" if ("BF16" in v or "FP16" in v) else "avx512"
+    return None
 
 
 def cpu_kind() -> str:
     """The CPU's widest matmul path, which sets numerics and speed: ``amx`` (amx_bf16), ``avx512_bf16``,
-    ``avx512``, ``avx2``, or the machine architecture (e.g. ``aarch64``) when none of these applies."""
+    ``avx512``, ``avx2``, or the machine architecture (e.g. ``aarch64``) when none of these applies.
+
+    The environment variables that cap what torch and oneDNN use (``ATEN_CPU_CAPABILITY``,
+    ``ONEDNN_MAX_CPU_ISA``) cap the kind too, so ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``
+    makes a newer CPU run, and report, the AVX2-only path (fp32 under ``train.dtype = auto``)."""
     flags = _cpu_flags()
-    for flag, kind in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"), ("avx2", "avx2")):
-        if flag in flags:
-            return kind
-    return os.uname().machine
+    kind = next((k for f, k in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"),
+                                ("avx2", "avx2")) if f in flags), None)
+    if kind is None:
+        return os.uname().machine
+    for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        cap = _isa_cap(os.environ.get(var, ""))
+        if cap == "":
+            return os.uname().machine
+        if cap is not None and _X86_KINDS.index(cap) < _X86_KINDS.index(kind):
+            kind = cap
+    return kind
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has bf16 matmul instructions that torch may use (x86 avx512_bf16 / amx_bf16
+    within the ISA caps of :func:`cpu_kind`, Arm bf16)."""
+    return cpu_kind() in ("amx", "avx512_bf16") or "bf16" in _cpu_flags()
 
 
 def numerics() -> dict:
