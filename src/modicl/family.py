@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-N_VARS = (2,)  # the numbers of inputs per example modicl runs
+# The numbers of inputs per example modicl runs: 2 is the paper's; 3 (tasks and inputs in Z_p³, examples
+# x1 x2 x3 z) runs under the random task rule only, since the rectangular rule draws rectangles in Z_p².
+N_VARS = (2, 3)
 DEFAULT_N_VAR = 2  # the paper's z = a·x + b·y
 
 
