@@ -81,7 +81,7 @@ def test_non_prime_modulus_is_rejected():
 def test_task_labels_apply_the_rule_to_arrays_and_tensors_alike():
     import torch
 
-    from modicl.tasks import task_labels
+    from modicl.family import task_labels
 
     xy = np.array([[1, 2], [3, 4], [6, 6]])
     ab = np.array([2, 5])

@@ -106,9 +106,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     real = train_mod.z_loss
     calls = {"n": 0}
 
-    def poisoned(model, tokens):
+    def poisoned(model, tokens, n_var=2):
         calls["n"] += 1
-        loss = real(model, tokens)
+        loss = real(model, tokens, n_var)
         return loss * float("nan") if calls["n"] == 30 else loss
 
     monkeypatch.setattr(train_mod, "z_loss", poisoned)

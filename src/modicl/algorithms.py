@@ -1,16 +1,18 @@
-"""Reference in-context algorithms for z = a·x + b·y mod p (PAPER.md §4.1–4.3), exact and batched.
+"""Reference in-context algorithms for z = w·x mod p (PAPER.md §4.1–4.3), exact and batched.
 
-* **Ratio matching** (RM, §4.1): the query (x, y) is solved when it lies on the line through the origin
-  spanned by some context input, (x, y) ≡ c·(x_i, y_i); then ẑ = c·z_i. The d = 2 model's algorithm at
-  every shot count and the d = 4 model's at few shots.
-* **Modular regression** (MR, §4.2): once two context inputs are linearly independent over Z_p the task
-  is determined, (a, b)ᵀ = M⁻¹ z with M = [[x_i, y_i], [x_j, y_j]] (adjugate times the inverse of the
-  determinant), and every query is solved; with only one line in the context MR reduces to RM.
+* **Ratio matching** (RM, §4.1): the query x is solved when it lies on the line through the origin
+  spanned by some context input, x ≡ c·x_i; then ẑ = c·z_i. The d = 2 model's algorithm at every shot
+  count and the d = 4 model's at few shots.
+* **Modular regression** (MR, §4.2): the query is solved when it lies in the span of the context
+  inputs over Z_p, x ≡ Σ c_i·x_i; then ẑ = Σ c_i·z_i. For n_var = 2 that is every query once two
+  context inputs are independent ((a, b)ᵀ = M⁻¹ z), and RM's line otherwise. Computed by Gaussian
+  elimination mod p over the examples in order (:func:`span_scan`), which covers any n_var.
 * **Bayes over the pre-training tasks**: the i.d. tasks consistent with every context example, each
   voting for its own answer (uniform prior); what a model that only memorised its tasks can do.
 
-All functions take integer tensors and work on any leading batch shape with no Python loop over queries,
-contexts or tasks; they return −1 where an algorithm makes no prediction. No sympy.
+All functions take integer tensors with inputs on the last axis (n_var = 2: (x, y)) and work on any
+leading batch shape with no Python loop over queries or tasks (the elimination loops over the k context
+examples); they return −1 where an algorithm makes no prediction. The data must be noise-free. No sympy.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from .tasks import task_labels
+from .family import n_vectors
 
 
 def inverse_table(p: int, device: torch.device | str = "cpu") -> Tensor:
@@ -28,72 +30,116 @@ def inverse_table(p: int, device: torch.device | str = "cpu") -> Tensor:
     return torch.tensor([0] + [pow(n, -1, p) for n in range(1, p)], dtype=torch.int64, device=device)
 
 
+def proportional(u: Tensor, v: Tensor, p: int) -> Tensor:
+    """bool [...]: u ≡ c·v or v ≡ c·u mod p for some c, i.e. every 2×2 minor u_a·v_b − u_b·v_a vanishes
+    (n_var = 2: the determinant x·y' − y·x'). u, v: int64 [..., n_var], broadcastable."""
+    n = u.shape[-1]
+    out = torch.ones(torch.broadcast_shapes(u.shape[:-1], v.shape[:-1]), dtype=torch.bool, device=u.device)
+    for a in range(n):
+        for b in range(a + 1, n):
+            out = out & ((u[..., a] * v[..., b] - u[..., b] * v[..., a]) % p == 0)
+    return out
+
+
+def _first_nonzero(v: Tensor) -> Tensor:
+    """int64 [...]: the first axis-(−1) index where v [..., n] is non-zero (0 where v is all zero)."""
+    return (v != 0).to(torch.int8).argmax(dim=-1)
+
+
 def ratio_matching(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, p: int) -> Tensor:
     """Ratio-matching predictions (PAPER.md §4.1).
 
     Args:
-        ctx_xy: int64 [..., k, 2] context inputs (x_i, y_i).
+        ctx_xy: int64 [..., k, n_var] context inputs x_i ((x_i, y_i) for n_var = 2).
         ctx_z: int64 [..., k] their labels z_i.
-        query: int64 [..., 2] the query inputs (x, y).
+        query: int64 [..., n_var] the query inputs.
         p: the prime modulus.
     Returns:
         int64 [...]: ẑ = c·z_i mod p for the first context example i whose line contains the query
-        ((x, y) ≡ c·(x_i, y_i), (x_i, y_i) ≠ (0, 0)); 0 for the query (0, 0) (c = 0); −1 where no line
-        of the context contains the query.
+        (x ≡ c·x_i, x_i ≠ 0); 0 for the query 0 (c = 0); −1 where no line of the context contains it.
     """
     inv = inverse_table(p, ctx_xy.device)
-    xi, yi = ctx_xy[..., 0], ctx_xy[..., 1]
-    x, y = query[..., :1], query[..., 1:]
-    nonzero = (xi != 0) | (yi != 0)
-    on_line = nonzero & ((x * yi - y * xi) % p == 0)  # [..., k]
-    c = torch.where(xi != 0, x * inv[xi], y * inv[yi]) % p
+    shape = (*torch.broadcast_shapes(query.shape[:-1], ctx_xy.shape[:-2]), *ctx_xy.shape[-2:])
+    q, ctx_xy = query[..., None, :].expand(shape), ctx_xy.expand(shape)
+    nonzero = (ctx_xy != 0).any(dim=-1)
+    on_line = nonzero & proportional(q, ctx_xy, p)  # [..., k]
+    lead = _first_nonzero(ctx_xy)[..., None]  # c = x_t / x_i,t at the context input's first non-zero coordinate t
+    c = q.gather(-1, lead).squeeze(-1) * inv[ctx_xy.gather(-1, lead).squeeze(-1)] % p
     pred_i = (c * ctx_z) % p
     first = on_line.to(torch.int8).argmax(dim=-1, keepdim=True)
     pred = torch.gather(pred_i, -1, first).squeeze(-1)
     pred = torch.where(on_line.any(dim=-1), pred, torch.full_like(pred, -1))
-    origin = (query[..., 0] == 0) & (query[..., 1] == 0)
+    origin = (query == 0).all(dim=-1)
     return torch.where(origin, torch.zeros_like(pred), pred)
+
+
+def _reduce(basis: Tensor, taken: Tensor, row: Tensor, p: int) -> tuple[Tensor, Tensor]:
+    """Reduce ``row`` [..., n+1] (inputs, label) by a reduced row-echelon ``basis`` [..., n, n+1] whose
+    row c, where ``taken`` [..., n], has pivot 1 at column c and 0 at every other pivot column.
+    Returns (residual [..., n+1], the label the basis implies for the row's inputs [...])."""
+    n = basis.shape[-2]
+    coef = row[..., :n] * taken  # the coordinates along the basis rows: the row's entries at the pivots
+    residual = (row - (coef[..., None] * basis).sum(-2)) % p
+    implied = (coef * basis[..., n]).sum(-1) % p
+    return residual, implied
+
+
+def span_scan(ctx_xy: Tensor, ctx_z: Tensor, p: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gaussian elimination mod p over the examples in order (modular regression, PAPER.md §4.2).
+
+    Args:
+        ctx_xy: int64 [..., k, n_var] inputs; ctx_z: int64 [..., k] their labels.
+    Returns:
+        in_span bool [..., k]: input j lies in the span of inputs 0…j−1 (the zero input always does);
+        implied int64 [..., k]: the label examples 0…j−1 imply for input j, −1 where not in the span;
+        basis int64 [..., n_var, n_var + 1] and taken bool [..., n_var]: the reduced row-echelon form of
+        all k examples (row c, where taken, is (inputs, label) with pivot 1 at input coordinate c).
+    """
+    *lead, k, n = ctx_xy.shape
+    inv = inverse_table(p, ctx_xy.device)
+    rows = torch.cat([ctx_xy, ctx_z[..., None]], dim=-1) % p  # [..., k, n+1]
+    basis = rows.new_zeros(*lead, n, n + 1)
+    taken = torch.zeros(*lead, n, dtype=torch.bool, device=rows.device)
+    cols = torch.arange(n, device=rows.device)
+    in_span, implied = [], []
+    for j in range(k):
+        residual, label = _reduce(basis, taken, rows[..., j, :], p)
+        spanned = (residual[..., :n] == 0).all(-1)
+        in_span.append(spanned)
+        implied.append(torch.where(spanned, label, torch.full_like(label, -1)))
+        c = _first_nonzero(residual[..., :n])  # a free column: the residual is 0 at every pivot
+        new = residual * inv[residual.gather(-1, c[..., None])] % p  # pivot 1 at c
+        cleared = (basis - basis.gather(-1, c[..., None, None].expand(*lead, n, 1)) * new[..., None, :]) % p
+        at_c = (cols == c[..., None]) & ~spanned[..., None]  # [..., n]: the row that takes the new vector
+        basis = torch.where(at_c[..., None], new[..., None, :], torch.where(spanned[..., None, None], basis, cleared))
+        taken = taken | at_c
+    stack = lambda t, like: torch.stack(t, -1) if t else like.new_zeros(*lead, 0)  # noqa: E731
+    return stack(in_span, taken), stack(implied, rows), basis, taken
 
 
 def solve_task(ctx_xy: Tensor, ctx_z: Tensor, p: int) -> tuple[Tensor, Tensor]:
     """Recover the task vector from a context by modular regression (PAPER.md §4.2).
 
-    Uses the first pair of context examples (i < j, in order) whose inputs are linearly independent.
-
     Args:
-        ctx_xy: int64 [..., k, 2]; ctx_z: int64 [..., k].
+        ctx_xy: int64 [..., k, n_var]; ctx_z: int64 [..., k].
     Returns:
-        (task int64 [..., 2] = (a, b), solvable bool [...]); task is (−1, −1) where no two inputs are
-        independent.
+        (task int64 [..., n_var] = w, solvable bool [...]: the inputs span Z_p^n_var); task is all −1
+        where they do not.
     """
-    k = ctx_xy.shape[-2]
-    xi, yi = ctx_xy[..., :, None, 0], ctx_xy[..., :, None, 1]
-    xj, yj = ctx_xy[..., None, :, 0], ctx_xy[..., None, :, 1]
-    det = (xi * yj - yi * xj) % p  # [..., k, k]
-    upper = torch.ones(k, k, dtype=torch.bool, device=ctx_xy.device).triu(1)
-    ok = (det != 0) & upper
-    flat = ok.flatten(-2)
-    idx = flat.to(torch.int8).argmax(dim=-1)
-    i, j = idx // k, idx % k
-    solvable = flat.any(dim=-1)
-    g = lambda t, n: torch.gather(t, -1, n[..., None]).squeeze(-1)
-    x1, y1, z1 = g(ctx_xy[..., 0], i), g(ctx_xy[..., 1], i), g(ctx_z, i)
-    x2, y2, z2 = g(ctx_xy[..., 0], j), g(ctx_xy[..., 1], j), g(ctx_z, j)
-    d_inv = inverse_table(p, ctx_xy.device)[(x1 * y2 - y1 * x2) % p]
-    # [a, b]ᵀ = M⁻¹ [z1, z2]ᵀ with M = [[x1, y1], [x2, y2]]: M⁻¹ = det⁻¹ [[y2, −y1], [−x2, x1]]
-    a = (d_inv * (y2 * z1 - y1 * z2)) % p
-    b = (d_inv * (x1 * z2 - x2 * z1)) % p
-    task = torch.stack([a, b], dim=-1)
+    _, _, basis, taken = span_scan(ctx_xy, ctx_z, p)
+    solvable = taken.all(dim=-1)
+    task = basis[..., -1]  # full rank: the echelon form is the identity, the label column is w
     return torch.where(solvable[..., None], task, torch.full_like(task, -1)), solvable
 
 
 def modular_regression(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, p: int) -> Tensor:
-    """Modular-regression predictions (PAPER.md §4.2): a·x + b·y mod p with (a, b) from
-    :func:`solve_task` when the context spans Z_p², else the ratio-matching prediction (the query is
-    then expressible only if it lies on the context's one line). Shapes as :func:`ratio_matching`."""
-    task, solvable = solve_task(ctx_xy, ctx_z, p)
-    full = task_labels(query, task, p)
-    return torch.where(solvable, full, ratio_matching(ctx_xy, ctx_z, query, p))
+    """Modular-regression predictions (PAPER.md §4.2): Σ c_i·z_i mod p when the query is Σ c_i·x_i in
+    the span of the context inputs (every query once they span Z_p^n_var; for n_var = 2 with one line
+    in the context this is ratio matching), else −1. Shapes as :func:`ratio_matching`."""
+    _, _, basis, taken = span_scan(ctx_xy, ctx_z, p)
+    row = torch.cat([query, torch.zeros_like(query[..., :1])], dim=-1)
+    residual, implied = _reduce(basis, taken, row, p)
+    return torch.where((residual[..., :-1] == 0).all(-1), implied, torch.full_like(implied, -1))
 
 
 def bayes_id(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, id_tasks: Tensor, p: int) -> tuple[Tensor, Tensor]:
@@ -102,12 +148,12 @@ def bayes_id(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, id_tasks: Tensor, p: 
     ties).
 
     Args:
-        ctx_xy: int64 [..., k, 2]; ctx_z: int64 [..., k]; query: int64 [..., 2].
-        id_tasks: int64 [T, 2] the pre-training task vectors.
+        ctx_xy: int64 [..., k, n_var]; ctx_z: int64 [..., k]; query: int64 [..., n_var].
+        id_tasks: int64 [T, n_var] the pre-training task vectors.
     Returns:
         (pred int64 [...], −1 where no pre-training task is consistent; n_consistent int64 [...]).
     """
-    ab = id_tasks.T  # [2, T]
+    ab = id_tasks.T  # [n_var, T]
     consistent = ((ctx_xy @ ab) % p == ctx_z[..., None]).all(dim=-2)  # [..., T]
     answers = (query @ ab) % p  # [..., T]
     votes = torch.zeros(*answers.shape[:-1], p, dtype=torch.int64, device=answers.device)
@@ -117,11 +163,11 @@ def bayes_id(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, id_tasks: Tensor, p: 
     return torch.where(n > 0, pred, torch.full_like(pred, -1)), n
 
 
-def ratio_matching_expected_accuracy(p: int, k: int) -> float:
-    """Exact expected RM accuracy over all p² queries for k distinct context inputs drawn uniformly
-    from the p² pairs (PAPER.md §3, Fig. 5 reference table): the origin is always solved, and each of
-    the p + 1 lines through the origin (p − 1 nonzero points each) is solved when one of its points is
-    in the context."""
-    n, line = p * p, p - 1
+def ratio_matching_expected_accuracy(p: int, k: int, n_var: int = 2) -> float:
+    """Exact expected RM accuracy over all p**n_var queries for k distinct context inputs drawn
+    uniformly from the p**n_var inputs (PAPER.md §3, Fig. 5 reference table for n_var = 2): the origin
+    is always solved, and each of the (p**n_var − 1)/(p − 1) lines through the origin (p + 1 for
+    n_var = 2; p − 1 nonzero points each) is solved when one of its points is in the context."""
+    n, line = n_vectors(p, n_var), p - 1
     miss = math.comb(n - line, k) / math.comb(n, k)
-    return (1 + line * (p + 1) * (1 - miss)) / n
+    return (1 + line * ((n - 1) // line) * (1 - miss)) / n

@@ -1,11 +1,13 @@
 """Interpretability analyses of a trained model (PAPER.md §4.4–4.8), as plain functions on tensors.
 
-Every function is batched over the p² query pairs (no Python loop over queries) and returns numbers;
-:mod:`modicl.analysis_plots` draws them and ``modicl analyze`` runs them on a checkpoint.
+Every function is batched over the p**n_var queries (the p² pairs (x, y) for n_var = 2; no Python loop
+over queries) and returns numbers; :mod:`modicl.analysis_plots` draws them and ``modicl analyze`` runs
+them on a checkpoint. The circle-of-circles, ratio-class and k-shot-grid measures read the (x, y) plane
+and exist for n_var = 2 only (they raise ValueError otherwise); the others take any n_var.
 
-* :func:`probe_batch`: the probe batch of §4.4 (example k sweeps all p² pairs, the others fixed).
+* :func:`probe_batch`: the probe batch of §4.4 (example k sweeps all p**n_var inputs, the others fixed).
 * :func:`head_scores`: per attention head, the attention mass on the previous token, two tokens back,
-  the first token (sink), itself, and on one token type of all earlier examples (stripes every 3).
+  the first token (sink), itself, and on one token type of all earlier examples (stripes every n_var + 1).
 * :func:`centered_pca` and :func:`circularity`: the "circle of circles" of §4.5, with centred PCA and a
   fixed sign convention (the official helper projected uncentred data, PAPER.md §6).
 * :func:`cosine_matrix` and :func:`ratio_invariance`: the "kaleidoscope" of §4.6.
@@ -18,57 +20,63 @@ Every function is batched over the p² query pairs (no Python loop over queries)
 from __future__ import annotations
 
 import contextlib
-import itertools
 
 import torch
 from torch import Tensor
 
 from .algorithms import bayes_id, inverse_table, modular_regression, ratio_matching
-from .data import model_inputs, sample_sequences, z_logits, z_targets
+from .data import model_inputs, sample_sequences, z_logits
+from .family import DEFAULT_N_VAR, all_vectors, example_width, examples, input_length, task_labels
 from .model import Transformer
-from .tasks import task_labels
 
 
-def all_pairs(p: int, device: torch.device | str = "cpu") -> Tensor:
-    """int64 [p², 2]: every (x, y), in lexicographic order (index p·x + y)."""
-    return torch.tensor(list(itertools.product(range(p), repeat=2)), dtype=torch.int64, device=device)
+def all_inputs(p: int, device: torch.device | str = "cpu", n_var: int = DEFAULT_N_VAR) -> Tensor:
+    """int64 [p**n_var, n_var]: every input in lexicographic order (n_var = 2: every (x, y), index p·x + y)."""
+    return torch.as_tensor(all_vectors(p, n_var), device=device)
 
 
-def probe_batch(task: tuple[int, int], p: int, n_ctx: int, k: int, generator: torch.Generator) -> Tensor:
-    """The probe batch of PAPER.md §4.4: p² sequences of one task whose k-th example (0-based) is the
-    (x, y) pair of the row's index (lexicographic) and whose other examples are one fixed random draw.
+def _require_plane(n_var: int, what: str) -> None:
+    if n_var != 2:
+        raise ValueError(f"{what} reads the (x, y) plane and needs n_var = 2 inputs per example, not {n_var}")
+
+
+def probe_batch(task: tuple[int, ...], p: int, n_ctx: int, k: int, generator: torch.Generator) -> Tensor:
+    """The probe batch of PAPER.md §4.4: p**n_var sequences of one task (n_var = len(task)) whose k-th
+    example (0-based) is the input of the row's index (lexicographic) and whose other examples are one
+    fixed random draw.
 
     Returns:
-        int64 [p², 3·n_ctx] full sequences (z included); feed ``model_inputs`` of it to the model.
+        int64 [p**n_var, (n_var + 1)·n_ctx] full sequences (z included); feed ``model_inputs`` of it to the model.
     Raises:
         ValueError: k outside [0, n_ctx).
     """
     if not 0 <= k < n_ctx:
         raise ValueError(f"probe position k = {k} must be in [0, n_ctx = {n_ctx})")
-    grid = all_pairs(p)
-    xy = torch.randint(0, p, (n_ctx, 2), generator=generator).expand(p * p, -1, -1).clone()
+    grid = all_inputs(p, n_var=len(task))
+    xy = torch.randint(0, p, (n_ctx, len(task)), generator=generator).expand(len(grid), -1, -1).clone()
     xy[:, k] = grid
     z = task_labels(xy, torch.tensor(task), p)
     return torch.cat([xy, z[..., None]], dim=-1).flatten(1)
 
 
-def head_scores(pattern: Tensor) -> dict[str, Tensor]:
+def head_scores(pattern: Tensor, n_var: int = DEFAULT_N_VAR) -> dict[str, Tensor]:
     """Scores naming recognisable attention heads (PAPER.md §4.4).
 
     Args:
         pattern: [B, H, T, T] attention probabilities (rows sum to 1, causal).
+        n_var: inputs per example; an example is w = n_var + 1 tokens.
     Returns:
         {score: [H]} for 'previous' (mass on t−1), 'two_back' (t−2), 'sink' (position 0, t ≥ 1),
-        'self' (t), 'stripe' (the largest mass on one of the three token types among the examples at
-        least 3 positions back, s ≤ t−3 with (t − s) mod 3 fixed); each averaged over queries t and the
+        'self' (t), 'stripe' (the largest mass on one of the w token types among the examples at
+        least w positions back, s ≤ t−w with (t − s) mod w fixed); each averaged over queries t and the
         batch, all in [0, 1].
     """
     a = pattern.float().mean(0)  # [H, T, T]
-    T = a.shape[-1]
+    T, w = a.shape[-1], example_width(n_var)
     t = torch.arange(T)
     diag = lambda off: a[:, t[off:], t[off:] - off].mean(-1)
     offset = t[:, None] - t[None, :]
-    stripes = torch.stack([(a * ((offset >= 3) & (offset % 3 == r))).sum(-1)[:, 6:].mean(-1) for r in range(3)])
+    stripes = torch.stack([(a * ((offset >= w) & (offset % w == r))).sum(-1)[:, 2 * w:].mean(-1) for r in range(w)])
     return {"previous": diag(1), "two_back": diag(2), "sink": a[:, 1:, 0].mean(-1), "self": diag(0),
             "stripe": stripes.max(0).values}
 
@@ -131,7 +139,9 @@ def cosine_matrix(vectors: Tensor) -> Tensor:
 
 
 def ratio_classes(pairs: Tensor, p: int) -> Tensor:
-    """int64 [N]: the line through the origin of each (x, y): y·x⁻¹ for x ≠ 0, p for x = 0, −1 for (0, 0)."""
+    """int64 [N]: the line through the origin of each (x, y): y·x⁻¹ for x ≠ 0, p for x = 0, −1 for (0, 0).
+    Raises ValueError for inputs that are not pairs (n_var ≠ 2)."""
+    _require_plane(pairs.shape[-1], "ratio classes")
     x, y = pairs[:, 0], pairs[:, 1]
     cls = torch.where(x != 0, (y * inverse_table(p)[x]) % p, torch.full_like(x, p))
     return torch.where((x == 0) & (y == 0), torch.full_like(x, -1), cls)
@@ -151,12 +161,12 @@ def ratio_invariance(sim: Tensor, pairs: Tensor, p: int) -> dict[str, float]:
 
 @torch.no_grad()
 def predict_last(model: Transformer, tokens: Tensor, batch_size: int = 1024,
-                 autocast: contextlib.AbstractContextManager | None = None) -> Tensor:
-    """Argmax prediction at every z position: int64 [B, n_ctx] for full sequences [B, 3·n_ctx]."""
+                 autocast: contextlib.AbstractContextManager | None = None, n_var: int = DEFAULT_N_VAR) -> Tensor:
+    """Argmax prediction at every z position: int64 [B, n_ctx] for full sequences [B, (n_var + 1)·n_ctx]."""
     out = []
     for chunk in tokens.split(batch_size):
         with autocast or contextlib.nullcontext():
-            out.append(z_logits(model(model_inputs(chunk))).argmax(-1))
+            out.append(z_logits(model(model_inputs(chunk)), n_var).argmax(-1))
     return torch.cat(out)
 
 
@@ -171,14 +181,16 @@ def kshot_grid(model: Transformer, task: tuple[int, int], context: Tensor, shots
         {k: {'model': bool [p, p], 'ratio_matching': bool [p, p], 'difference': int [p, p] (model − RM),
         'accuracy': float tensor}} indexed [x, y].
     Raises:
-        ValueError: a shot count larger than the context or larger than the model's context length.
+        ValueError: a task that is not a pair (n_var ≠ 2: the grid is the (x, y) plane), a shot count
+            larger than the context or larger than the model's context length.
     """
+    _require_plane(len(task), "the k-shot grid")
     device = next(model.parameters()).device
-    grid = all_pairs(p, device)
+    grid = all_inputs(p, device)
     w = torch.tensor(task, device=device)
     out = {}
     for k in shots:
-        if not 0 <= k <= len(context) or 3 * (k + 1) - 1 > model.max_len:
+        if not 0 <= k <= len(context) or input_length(k + 1, 2) > model.max_len:
             raise ValueError(f"shot count {k} needs k ≤ {len(context)} context examples and 3(k+1)−1 ≤ {model.max_len} tokens")
         ctx = context[:k].to(device)
         xy = torch.cat([ctx.expand(p * p, -1, -1), grid[:, None]], dim=1)  # [p², k+1, 2]
@@ -199,7 +211,7 @@ def algorithm_curves(model: Transformer, tasks: Tensor, pairs: Tensor, id_tasks:
     often the model's prediction equals each algorithm's (PAPER.md §4.1–4.3).
 
     Args:
-        tasks: int64 [n_tasks, 2] the tasks to test (e.g. the o.o.d. set); pairs: the inputs to draw.
+        tasks: int64 [n_tasks, n_var] the tasks to test (e.g. the o.o.d. set); pairs: the inputs to draw.
         id_tasks: the pre-training tasks (for the Bayes predictor).
         sequences: sequences per task.
     Returns:
@@ -208,15 +220,14 @@ def algorithm_curves(model: Transformer, tasks: Tensor, pairs: Tensor, id_tasks:
          equal to the algorithm's, among positions where the algorithm predicts}.
     """
     device = next(model.parameters()).device
+    n_var = tasks.shape[-1]
     tokens = sample_sequences(tasks.to(device), pairs.to(device), sequences, n_ctx, p, generator, shared_inputs=False)
-    pred = predict_last(model, tokens, autocast=autocast).cpu()
-    tokens = tokens.cpu()
-    seq = tokens.view(len(tokens), n_ctx, 3)
-    xy, z = seq[..., :2], seq[..., 2]
+    pred = predict_last(model, tokens, autocast=autocast, n_var=n_var).cpu()
+    xy, z = examples(tokens.cpu(), n_var)
     algos = {"ratio_matching": lambda c, cz, q: ratio_matching(c, cz, q, p),
              "modular_regression": lambda c, cz, q: modular_regression(c, cz, q, p),
              "bayes_id": lambda c, cz, q: bayes_id(c, cz, q, id_tasks.cpu(), p)[0]}
-    out: dict[str, list[float]] = {"model": (pred == z_targets(tokens)).float().mean(0).tolist()}
+    out: dict[str, list[float]] = {"model": (pred == z).float().mean(0).tolist()}
     for name, fn in algos.items():
         acc, agree = [], []
         for k in range(n_ctx):
@@ -237,17 +248,18 @@ def label_noise(model: Transformer, tasks: Tensor, pairs: Tensor, n_ctx: int, p:
     corrupted by z ← z + r mod p with r uniform on 1…p−1 (always wrong), at j random context positions;
     the scored last label stays clean. Returns the accuracy for each j."""
     device = next(model.parameters()).device
+    n_var = tasks.shape[-1]
     clean = sample_sequences(tasks.to(device), pairs.to(device), sequences, n_ctx, p, generator, shared_inputs=False)
     out = []
     for j in range(n_ctx):
-        tok = clean.clone().view(len(clean), n_ctx, 3)
+        tok = clean.clone().view(len(clean), n_ctx, example_width(n_var))
         if j:
             order = torch.rand(len(tok), n_ctx - 1, generator=generator, device=device).argsort(-1)[:, :j]
             shift = torch.randint(1, p, (len(tok), j), generator=generator, device=device)
             rows = torch.arange(len(tok), device=device)[:, None]
-            tok[rows, order, 2] = (tok[rows, order, 2] + shift) % p
+            tok[rows, order, n_var] = (tok[rows, order, n_var] + shift) % p
         tok = tok.flatten(1)
-        pred = predict_last(model, tok, autocast=autocast)[:, -1]
+        pred = predict_last(model, tok, autocast=autocast, n_var=n_var)[:, -1]
         out.append(float((pred == tok[:, -1]).float().mean()))
     return out
 
@@ -256,13 +268,14 @@ def label_noise(model: Transformer, tasks: Tensor, pairs: Tensor, n_ctx: int, p:
 def logit_lens(model: Transformer, tokens: Tensor, batch_size: int = 512) -> list[float]:
     """Last-position accuracy when the residual stream after each block is read out through the final
     LayerNorm and the unembedding (PAPER.md §4.8); the last entry equals the model's accuracy.
-    tokens: full sequences [B, 3·n_ctx], run ``batch_size`` at a time."""
+    tokens: full sequences [B, (n_var + 1)·n_ctx], run ``batch_size`` at a time; the last token is the
+    scored label whatever n_var."""
     names = [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
     last: dict[str, list[Tensor]] = {n: [] for n in names}  # only the last position is read: keep only it
     hooks = {n: (lambda t, n=n: last[n].append(t[:, -1])) for n in names}
     for chunk in model_inputs(tokens).split(batch_size):
         model(chunk, hooks=hooks)
-    target = z_targets(tokens)[:, -1]
+    target = tokens[:, -1]
     out = []
     for n in names:
         logits = model.ln_f(torch.cat(last[n])) @ model.wte.weight.T

@@ -6,10 +6,12 @@ model, the run's tasks, the probe activations) and returns its numbers and figur
 ``--what`` choices come from the registry, so a new analysis is one decorated function here (its
 numerics in :mod:`modicl.analysis`, its figures in :mod:`modicl.analysis_plots`).
 
-The probe task defaults to the run's first non-degenerate o.o.d. test task (both components non-zero:
+The probe task defaults to the run's first non-degenerate o.o.d. test task (every component non-zero:
 a task with a = 0 or b = 0 makes every input on a line through the origin look alike, which no null
 model separates from a real pattern); its membership (pre-training, o.o.d. validation, o.o.d. test, or
-none) is recorded. The probe example k defaults to the middle of the context.
+none) is recorded. The probe example k defaults to the middle of the context. Analyses that read the
+(x, y) plane (``planar``) need n_var = 2 (:mod:`modicl.family`): for other runs they are skipped with
+a reason, or refused when asked for by name.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from . import analysis as A
 from . import analysis_plots as P
 from .config import ConfigError, RunConfig
 from .data import model_inputs
+from .family import example_positions, n_vectors
 from .rundir import load_checkpoint, write_json
 from .runtime import autocast_for, resolve_device, resolve_dtype
 from .tasks import TaskSet
@@ -45,26 +48,28 @@ class Analysis:
         run: ``run(subject) -> (numbers, figure paths)``.
         probe_hooks: for analyses that read the probe sequences' activations: ``probe_hooks(layer,
             positions)`` → {hook point: sequence positions to keep, or None for an attention pattern},
-            where positions are those of the probe example's x_k, y_k, z_k; None for analyses that do
-            not read them.
+            where positions are those of the probe example's tokens (x_k, y_k, z_k for n_var = 2); None
+            for analyses that do not read them.
+        planar: it reads the (x, y) plane, so it needs a run with n_var = 2.
     """
 
     name: str
     key: str
     run: Callable[[Subject], tuple[Any, list[Path]]]
     probe_hooks: Callable[[int, list[int]], dict[str, list[int] | None]] | None = None
+    planar: bool = False
 
 
 ANALYSES: dict[str, Analysis] = {}  # in the order they run and appear in analysis.json
 
 
 def analysis(name: str, *, key: str | None = None,
-             probe_hooks: Callable[[int, list[int]], dict[str, list[int] | None]] | None = None):
+             probe_hooks: Callable[[int, list[int]], dict[str, list[int] | None]] | None = None, planar: bool = False):
     """Decorator: register ``fn(subject) -> (numbers, figures)`` as the analysis ``name`` (see
     :class:`Analysis`; ``key`` defaults to ``name``)."""
 
     def register(fn):
-        ANALYSES[name] = Analysis(name, key or name, fn, probe_hooks)
+        ANALYSES[name] = Analysis(name, key or name, fn, probe_hooks, planar)
         return fn
 
     return register
@@ -74,8 +79,8 @@ def analysis(name: str, *, key: str | None = None,
 class Subject:
     """What the analyses read: the checkpoint's model and run, the probe task and the probe activations.
 
-    The probe sequences (:func:`modicl.analysis.probe_batch`) are one per probe pair (x, y), their
-    example k being that pair; ``pairs`` int64 [probes, 2] lists the pairs (all of Z_p², or a seeded
+    The probe sequences (:func:`modicl.analysis.probe_batch`) are one per probe input, their example k
+    being that input; ``pairs`` int64 [probes, n_var] lists the inputs (all of Z_p^n_var, or a seeded
     subset at large p) and ``cache`` holds the sequences' activations at the hook points the selected
     analyses asked for (:func:`probe_activations`). ``generator`` has drawn the probe sequences and then
     draws the k-shot grid's context.
@@ -86,7 +91,7 @@ class Subject:
     tasks: TaskSet
     device: torch.device
     autocast: contextlib.AbstractContextManager
-    task: tuple[int, int]
+    task: tuple[int, ...]
     is_id: bool
     k: int
     pairs: Tensor
@@ -106,7 +111,7 @@ class Subject:
         return self.cfg.task.n_ctx
 
     def task_sets(self) -> dict[str, Tensor]:
-        """The pre-training and o.o.d. test task vectors, int64 [n, 2], named as the figures name them."""
+        """The pre-training and o.o.d. test task vectors, int64 [n, n_var], named as the figures name them."""
         return {"i.d.": torch.as_tensor(self.tasks.id_tasks), "o.o.d.": torch.as_tensor(self.tasks.ood_tasks)}
 
     def train_pairs(self) -> Tensor:
@@ -156,7 +161,7 @@ def probe_activations(model: torch.nn.Module, inputs: Tensor, hooks: dict[str, l
     return out
 
 
-def task_membership(tasks, task: tuple[int, int]) -> str:
+def task_membership(tasks, task: tuple[int, ...]) -> str:
     """Which list of the run's :class:`~modicl.tasks.TaskSet` holds ``task``: ``pre-training``,
     ``o.o.d. validation``, ``o.o.d. test``, or ``none`` (held out but in neither capped list)."""
     for name, arr in (("pre-training", tasks.id_tasks), ("o.o.d. validation", tasks.val_tasks), ("o.o.d. test", tasks.ood_tasks)):
@@ -165,8 +170,8 @@ def task_membership(tasks, task: tuple[int, int]) -> str:
     return "none"
 
 
-def default_probe_task(tasks) -> tuple[int, int]:
-    """The first o.o.d. test task with both components non-zero (the first o.o.d. test task if every
+def default_probe_task(tasks) -> tuple[int, ...]:
+    """The first o.o.d. test task with every component non-zero (the first o.o.d. test task if every
     one is degenerate)."""
     rows = [tuple(int(v) for v in t) for t in tasks.ood_tasks.tolist()]
     return next((t for t in rows if 0 not in t), rows[0])
@@ -175,7 +180,7 @@ def default_probe_task(tasks) -> tuple[int, int]:
 def run_analyses(
     run_dir: str | Path,
     checkpoint: str = "best_ood",
-    task: tuple[int, int] | None = None,
+    task: tuple[int, ...] | None = None,
     what: Sequence[str] | None = None,
     context: Sequence[tuple[int, int]] | None = None,
     shots: Sequence[int] | None = None,
@@ -187,7 +192,7 @@ def run_analyses(
     ``checkpoint``; write figures and analysis.json under ``run_dir/analysis``; return the numbers.
 
     Args:
-        task: the probe task (a, b); default :func:`default_probe_task`.
+        task: the probe task (a, b) (n_var residues); default :func:`default_probe_task`.
         context: explicit k-shot-grid context inputs [(x, y), …]; default distinct random pairs.
         shots: k-shot-grid shot counts; default 1, 2, n_ctx/2, n_ctx − 1.
         max_probes: the attention, PCA and similarity analyses use at most this many of the p² probe
@@ -200,8 +205,10 @@ def run_analyses(
     of ``PROBE_BATCH`` probes. Measured in BENCHMARKS.md.
 
     Raises:
-        ConfigError: unknown analysis name, task outside Z_p², or a missing checkpoint.
+        ConfigError: unknown analysis name, an analysis named that needs n_var = 2 on another run, task
+            outside Z_p^n_var, or a missing checkpoint.
     """
+    named = what is not None and set(what) != set(ANALYSES)  # all of them (the CLI's default) is not a choice
     what = tuple(ANALYSES) if what is None else what
     unknown = set(what) - set(ANALYSES)
     if unknown:
@@ -210,17 +217,25 @@ def run_analyses(
     dev = resolve_device(device)
     ck = load_checkpoint(run_dir, checkpoint, dev)
     model, cfg, tasks = ck.model.eval(), ck.config, ck.tasks
-    p, n_ctx = cfg.task.p, cfg.task.n_ctx
+    p, n_ctx, n_var = cfg.task.p, cfg.task.n_ctx, cfg.task.n_var
+    planar = [n for n in what if ANALYSES[n].planar]
+    if named and planar and n_var != 2:
+        others = ", ".join(n for n, a in ANALYSES.items() if not a.planar)
+        raise ConfigError(f"--what {' '.join(planar)} reads the (x, y) plane and needs task.n_var = 2; this run has "
+                          f"n_var {n_var} (choose from {others})")
     autocast = autocast_for(dev, resolve_dtype(cfg.train.dtype, dev))
     task = tuple(task) if task is not None else default_probe_task(tasks)
-    if len(task) != 2 or not all(0 <= v < p for v in task):
-        raise ConfigError(f"--task {task} must be two residues mod p = {p}")
+    if len(task) != n_var or not all(0 <= v < p for v in task):
+        raise ConfigError(f"--task {task} must be {({2: 'two', 3: 'three'}).get(n_var, n_var)} residues mod p = {p}")
     is_id = any(tuple(t) == task for t in tasks.id_tasks.tolist())
     k = max(1, min(n_ctx // 2, n_ctx - 2))
     res: dict = {"run_dir": str(run_dir), "checkpoint": checkpoint, "step": ck.step, "task": list(task),
                  "task_is_pretraining": is_id, "task_membership": task_membership(tasks, task),
                  "task_degenerate": 0 in task, "probe_example": k, "skipped": {}}
     selected = [a for name, a in ANALYSES.items() if name in what]
+    for a in (a for a in selected if a.planar and n_var != 2):
+        res["skipped"][a.name] = f"reads the (x, y) plane, needs n_var = 2; this run has n_var {n_var}"
+    selected = [a for a in selected if not (a.planar and n_var != 2)]
     probing = [a for a in selected if a.probe_hooks is not None]
     if probing and n_ctx < 3:  # the probe example needs one example before it and its z_k inside the model's input
         for a in probing:
@@ -228,15 +243,16 @@ def run_analyses(
         selected = [a for a in selected if a.probe_hooks is None]
         probing = []
     g = torch.Generator().manual_seed(seed)
-    subject = Subject(model, cfg, tasks, dev, autocast, task, is_id, k, A.all_pairs(p), g, seed, run_dir / "analysis",
-                      context, shots)
+    subject = Subject(model, cfg, tasks, dev, autocast, task, is_id, k, A.all_inputs(p, n_var=n_var), g, seed,
+                      run_dir / "analysis", context, shots)
     probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None  # drawn first always: g then draws the k-shot context
     if probing:
-        if len(probe) > max_probes:  # bounded memory at large p: a random subset of the p² probe pairs, stated in the output
+        if len(probe) > max_probes:  # bounded memory at large p: a random subset of the probe inputs, stated in the output
             keep = torch.randperm(len(probe), generator=torch.Generator().manual_seed(seed + 2))[:max_probes].sort().values
             probe, subject.pairs = probe[keep], subject.pairs[keep]
-        res["probes"] = {"used": len(probe), "of": p * p, "subsampled": len(probe) < p * p}
-        xyz = [3 * k, 3 * k + 1, 3 * k + 2]
+        n_probes = n_vectors(p, n_var)
+        res["probes"] = {"used": len(probe), "of": n_probes, "subsampled": len(probe) < n_probes}
+        xyz = example_positions(k, n_var)
         hooks = {name: pos for i in range(cfg.model.n_layers) for a in probing for name, pos in a.probe_hooks(i, xyz).items()}
         subject.cache = probe_activations(model, model_inputs(probe).to(dev), hooks)
     figures: list[Path] = []
@@ -258,7 +274,7 @@ def attention(s: Subject) -> tuple[dict, list[Path]]:
     """Every head's mean attention pattern over the probes, scored and named (previous-token, two-back,
     sink, stripe; PAPER.md §4.4); the maps of the first probe."""
     L, H = _layers_heads(s)
-    scores = [A.head_scores(s.cache[f"blocks.{i}.attn.hook_pattern"]) for i in range(L)]  # [1, H, T, T] each: the mean over probes
+    scores = [A.head_scores(s.cache[f"blocks.{i}.attn.hook_pattern"], s.cfg.task.n_var) for i in range(L)]  # [1, H, T, T] each: the mean over probes
     pats = [s.cache[f"blocks.{i}.attn.hook_pattern.first"] for i in range(L)]  # the first probe, for the maps
     names = [[A.name_head(sc, h) for h in range(H)] for sc in scores]
     res = {f"L{i}H{h}": {"name": names[i][h], **{k2: float(v[h]) for k2, v in scores[i].items()}}
@@ -266,7 +282,7 @@ def attention(s: Subject) -> tuple[dict, list[Path]]:
     return res, P.attention_maps(pats, names, s.out_dir / "attention")
 
 
-@analysis("pca", probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_result": xyz})
+@analysis("pca", probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_result": xyz}, planar=True)
 def pca(s: Subject) -> tuple[dict, list[Path]]:
     """Centred PCA of every head's outputs at x_k, y_k over the probe pairs, with circle-of-circles
     scores, and of the token embeddings (PAPER.md §4.5, Fig. 1d–e)."""
@@ -294,7 +310,8 @@ def pca(s: Subject) -> tuple[dict, list[Path]]:
     return res, figures
 
 
-@analysis("kaleidoscope", probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_result": xyz, f"blocks.{i}.hook_resid_post": xyz})
+@analysis("kaleidoscope", probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_result": xyz, f"blocks.{i}.hook_resid_post": xyz},
+          planar=True)
 def kaleidoscope(s: Subject) -> tuple[dict, list[Path]]:
     """Cosine similarities of block and head outputs over the probe pairs, and how much more alike pairs
     on one line through the origin are than others (PAPER.md §4.6)."""
@@ -314,14 +331,14 @@ def kaleidoscope(s: Subject) -> tuple[dict, list[Path]]:
     return {"blocks": gaps, "heads": heads}, figures
 
 
-@analysis("kshot")
+@analysis("kshot", planar=True)
 def kshot(s: Subject) -> tuple[dict, list[Path]]:
     """The model's answer on every query (x, y) after k examples of one context, next to ratio matching
     (PAPER.md Fig. 5, §4.7)."""
     p, n_ctx = s.p, s.n_ctx
     if s.context and not all(len(c) == 2 and 0 <= c[0] < p and 0 <= c[1] < p for c in s.context):
         raise ConfigError(f"--context {list(s.context)}: every example must be two residues mod p = {p}")
-    ctx = torch.tensor(s.context) if s.context else A.all_pairs(p)[torch.randperm(p * p, generator=s.generator)[: n_ctx - 1]]
+    ctx = torch.tensor(s.context) if s.context else A.all_inputs(p)[torch.randperm(p * p, generator=s.generator)[: n_ctx - 1]]
     top = min(len(ctx), n_ctx - 1)
     shot_list = list(s.shots) if s.shots else sorted(k for k in {1, 2, n_ctx // 2, n_ctx - 1} if k <= top)
     bad = [k for k in shot_list if not 0 <= k <= top]

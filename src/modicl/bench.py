@@ -17,7 +17,8 @@ import torch
 
 from .config import RunConfig
 from .data import sample_sequences
-from .model import Transformer
+from .family import input_length
+from .model import build_model
 from .runtime import autocast_for, resolve_compile, restores_threads, setup_process
 from .train import TrainStep, build_optimizer
 from .tasks import make_task_set
@@ -45,7 +46,7 @@ def device_peak_flops(name: str) -> float | None:
 def train_flops_per_step(cfg: RunConfig) -> float:
     """Model FLOPs of one training step (forward + backward) of ``cfg``; see the module docstring."""
     d, L, V = cfg.model.d_model, cfg.model.n_layers, cfg.task.p
-    B, T = cfg.train.batch_size, 3 * cfg.task.n_ctx - 1
+    B, T = cfg.train.batch_size, input_length(cfg.task.n_ctx, cfg.task.n_var)
     per_token = L * (2 * (3 * d * d + d * d) + 2 * 2 * cfg.model.mlp_ratio * d * d) + 2 * d * V
     attention = L * 4 * d * T * (T + 1) / 2
     return 3.0 * (B * T * per_token + B * attention)
@@ -80,16 +81,16 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
          'compile_error', 'first_step_s' (includes compilation), 'peak_memory_gb' (CUDA only, else None),
          'loss' (the last step's), 'steps_per_s', 'tokens_per_s', 'gflop_per_step', 'gflop_per_s',
          'ceiling_gflop_per_s', 'ratio_to_ceiling'}; tokens are the model's input tokens,
-         batch_size · (3·n_ctx − 1) per step. ``warmup`` ≥ 1.
+         batch_size · ((n_var + 1)·n_ctx − 1) per step. ``warmup`` ≥ 1.
     """
     device, _ = setup_process(cfg.train)
     tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     tasks = make_task_set(cfg.task, cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
+    model = build_model(cfg).to(device)
     opt = build_optimizer(model, cfg.train, device)
     compile_on = resolve_compile(cfg.train.compile, device)
-    step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on, cfg.train.compile_mode)
+    step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on, cfg.train.compile_mode, cfg.task.n_var)
     id_tasks = torch.as_tensor(tasks.id_tasks, device=device)
     pairs = torch.as_tensor(tasks.train_pairs, device=device)
     gen = torch.Generator(device=device)
@@ -116,7 +117,7 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     _sync(device)
     dt = (time.perf_counter() - t) / steps
     flops = train_flops_per_step(cfg)
-    B, T, d = cfg.train.batch_size, 3 * cfg.task.n_ctx - 1, cfg.model.d_model
+    B, T, d = cfg.train.batch_size, input_length(cfg.task.n_ctx, cfg.task.n_var), cfg.model.d_model
     ceiling = matmul_ceiling(B * T, d, cfg.model.mlp_ratio * d, tdtype, device)
     sig = lambda x: float(f"{x:.4g}")  # 4 significant figures, whatever the model's size
     return {

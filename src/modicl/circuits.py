@@ -4,7 +4,9 @@ Before the loss leaves its plateau, the circuits the task needs form underneath 
 "Progress measures for grokking"; Olsson et al. 2022 on induction heads). For this task the paper's
 trained models (PAPER.md §4, attention maps) have a layer-0 head that reads the previous token at the y
 positions (x of the same example), one that reads two back (z of the previous example), and later heads
-that read the z tokens of earlier examples. These scores track each of them over training.
+that read the z tokens of earlier examples. These scores track each of them over training. With n_var
+inputs per example (:mod:`modicl.family`) the scores are read at the last input of every example (the
+position that predicts z), and the offsets stay one and two tokens back.
 """
 
 from __future__ import annotations
@@ -13,19 +15,21 @@ import torch
 from torch import Tensor
 
 from .data import model_inputs
+from .family import DEFAULT_N_VAR, label_slice, query_slice
 from .model import Transformer
 
 
 @torch.no_grad()
-def attention_scores(model: Transformer, tokens: Tensor, autocast=None) -> dict[str, list[float]] | None:
+def attention_scores(model: Transformer, tokens: Tensor, autocast=None, n_var: int = DEFAULT_N_VAR) -> dict[str, list[float]] | None:
     """For every layer, the largest over heads of the mean attention weight that the y positions (the
     positions whose logits predict z) give to: the previous token (``prev_token``), the token two back
     (``two_back``), and all earlier z tokens together (``z_tokens``).
 
     Args:
         model: the decoder (switched to eval mode for the call and restored).
-        tokens: int64 [B, 3·n_ctx] sequences; their first 3·n_ctx − 1 tokens are read.
+        tokens: int64 [B, (n_var + 1)·n_ctx] sequences; all but their last token are read.
         autocast: a context manager for the forward pass (None: none).
+        n_var: inputs per example (2: the tokens are x y z triples).
     Returns:
         {"prev_token" | "two_back" | "z_tokens": [n_layers floats in 0…1]}, or None for a one-example
         context (no y position has two tokens before it). Attention at initialisation is near uniform over the causal prefix, so every score
@@ -40,19 +44,21 @@ def attention_scores(model: Transformer, tokens: Tensor, autocast=None) -> dict[
             _, cache = model.run_with_cache(x, names)
     finally:
         model.train(was_training)
-    return scores_from_patterns([cache[n] for n in names])
+    return scores_from_patterns([cache[n] for n in names], n_var)
 
 
-def scores_from_patterns(patterns: list[Tensor]) -> dict[str, list[float]] | None:
+def scores_from_patterns(patterns: list[Tensor], n_var: int = DEFAULT_N_VAR) -> dict[str, list[float]] | None:
     """The scores of :func:`attention_scores` from attention patterns, one [B, H, T, T] tensor per layer
     (rows: query positions, each a distribution over key positions ≤ the query)."""
     T = patterns[0].shape[-1]
     dev = patterns[0].device
     out: dict[str, list[float]] = {"prev_token": [], "two_back": [], "z_tokens": []}
-    if T <= 4:  # a context of one example has no y position with two tokens before it
+    positions = torch.arange(T, device=dev)
+    q = positions[query_slice(n_var)][1:]  # the predicting positions of examples 1… (two back exists)
+    if len(q) == 0:  # a context of one example has no predicting position with two tokens before it
         return None
-    q = torch.arange(4, T, 3, device=dev)  # y positions of examples 1… (two back exists)
-    is_z = torch.arange(T, device=dev) % 3 == 2
+    is_z = torch.zeros(T, dtype=torch.bool, device=dev)
+    is_z[label_slice(n_var)] = True
     for pattern in patterns:
         pat = pattern.float()[:, :, q, :]  # [B, H, Q, T]
         idx = lambda back: (q - back).view(1, 1, -1, 1).expand(*pat.shape[:3], 1)  # noqa: E731

@@ -129,7 +129,7 @@ class AnalyzeCommand:
     checkpoint: str = "best_ood"
     """checkpoint name: best_ood or last."""
     task: str | None = None
-    """probe task 'a,b' (default: the run's first o.o.d. task)."""
+    """probe task 'a,b' (n_var residues; default: the run's first o.o.d. task)."""
     what: tuple[str, ...] = ()
     context: str | None = None
     """k-shot grid context 'x,y;x,y;…' (default: distinct random pairs)."""
@@ -400,7 +400,7 @@ def cmd_analyze(argv: list[str]) -> int:
     context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None
     res = run_analyses(args.run_dir, args.checkpoint, task, args.what, context, args.shots or None, args.device, args.seed)
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {res['step']}), probe task {tuple(res['task'])} "
-          f"({res['task_membership']} task{', degenerate: a or b is 0' if res['task_degenerate'] else ''})")
+          f"({res['task_membership']} task{', degenerate: a component is 0' if res['task_degenerate'] else ''})")
     for name, why in res["skipped"].items():
         print(f"skipped {name}: {why}")
     if res.get("probes", {}).get("subsampled"):

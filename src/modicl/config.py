@@ -1,8 +1,8 @@
 """Typed, validated run configurations and the named presets.
 
 A run is fully described by a frozen :class:`RunConfig` made of three parts: :class:`TaskConfig` (the
-task family of He et al. 2024, PAPER.md §1: modulus, pre-training task rule, n_id, α split, sequence
-format), :class:`ModelConfig` (the GPT-style decoder, PAPER.md §2.1) and :class:`TrainConfig` (AdamW
+task family of He et al. 2024, PAPER.md §1: modulus, inputs per example, pre-training task rule, n_id,
+α split, sequence format; the family itself is :mod:`modicl.family`), :class:`ModelConfig` (the GPT-style decoder, PAPER.md §2.1) and :class:`TrainConfig` (AdamW
 and the warmup + cosine schedule, PAPER.md §2.3; evaluation cadence; numerics). :func:`validate`
 turns every configuration that cannot work into a :class:`ConfigError` whose one-line message says
 what to change, before any tensor is built. Presets: ``paper`` is PAPER.md §2.3 exactly (for a GPU);
@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import family
+
 
 class ConfigError(ValueError):
     """A configuration that cannot work; the message is one line saying what to change."""
@@ -31,13 +33,17 @@ class TaskConfig:
 
     Attributes:
         p: prime modulus; tokens are the p residues 0…p-1.
-        rule: pre-training task rule, ``rectangular`` (PAPER.md §1.4, every main result) or ``random``.
+        n_var: inputs per example: tasks w and inputs x live in Z_p^n_var, z = w·x mod p, and an example
+            is n_var + 1 tokens (PAPER.md §1.1: 2, z = a·x + b·y; the official code's ``n_var`` option).
+            The values modicl runs are :data:`modicl.family.N_VARS`.
+        rule: pre-training task rule, ``rectangular`` (PAPER.md §1.4, every main result; n_var = 2 only)
+            or ``random``.
         n_id: number of pre-training (i.d.) task vectors, all of them (4 per rectangle).
         n_ood: cap on the number of test o.o.d. task vectors (from the complement, shuffled).
         ood_val_fraction: share of the held-out task vectors kept apart as validation o.o.d. tasks,
             which select the early-stopping checkpoint; the rest (up to n_ood) are the test tasks.
-        alpha: fraction of the p² input pairs (x, y) used for pre-training (PAPER.md §1.5).
-        n_ctx: examples (x, y, z) per sequence; the model sees 3·n_ctx − 1 tokens.
+        alpha: fraction of the p**n_var inputs (the p² pairs (x, y)) used for pre-training (PAPER.md §1.5).
+        n_ctx: examples (x, y, z) per sequence; the model sees (n_var + 1)·n_ctx − 1 tokens.
         shared_inputs: every task's j-th sequence in a batch uses the same (x, y) stream, as the
             official code does (PAPER.md §1.8); False draws inputs independently per sequence.
         replacement: draw a sequence's pairs with replacement (the official near-replacement sampler);
@@ -56,6 +62,7 @@ class TaskConfig:
     """
 
     p: int = 29
+    n_var: int = 2
     rule: Literal["rectangular", "random"] = "rectangular"
     n_id: int = 512
     n_ood: int = 256
@@ -88,7 +95,7 @@ class ModelConfig:
             from the early plateau; 0.02·√(512/d_model) keeps σ·√d_model at the paper's value
             (a deviation, documented per preset).
         role_embedding: add a learned embedding of each token's role in its example (x, y or z, i.e.
-            position mod 3) to the token embedding. A deviation from the paper (which has no
+            position mod 3; position mod n_var + 1 in general) to the token embedding. A deviation from the paper (which has no
             positional embedding): with RoPE alone the shared x/y/z vocabulary leaves a token's role
             to be inferred, because RoPE's fastest rotation (1 rad per position) cannot express a
             period-3 pattern.
@@ -340,7 +347,8 @@ def validate(cfg: RunConfig) -> RunConfig:
 
     Raises:
         ConfigError: with a one-line message naming the field and what to change, for a non-prime p,
-            n_id ≥ p² (no o.o.d. task left) or < 1, n_id not a multiple of 4 under the rectangular rule,
+            a task family modicl does not run (:func:`modicl.family.check`), n_id ≥ p**n_var (no o.o.d.
+            task left) or < 1, n_id not a multiple of 4 under the rectangular rule,
             α outside (0, 1) or leaving an empty split, n_ctx < 1, a batch size that is not a multiple of
             n_id, d_model not divisible by n_heads (or an odd head dimension, which RoPE cannot rotate),
             non-positive sizes or learning rates, a negative or too large seed, a non-finite float,
@@ -351,8 +359,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"task.p = {t.p} is not prime; tasks live in Z_p, use a prime such as 7, 11, 13 or 29")
     if t.rule not in ("rectangular", "random"):
         raise ConfigError(f"task.rule = {t.rule!r}; use 'rectangular' or 'random'")
-    if not 1 <= t.n_id < t.p**2:
-        raise ConfigError(f"task.n_id = {t.n_id} must be in [1, p² - 1 = {t.p**2 - 1}] so that o.o.d. tasks remain")
+    problem = family.check(t.p, t.n_var, t.rule)
+    if problem:
+        raise ConfigError(problem)
+    n_vec, space = family.n_vectors(t.p, t.n_var), family.space(t.n_var)  # tasks and inputs alike
+    if not 1 <= t.n_id < n_vec:
+        raise ConfigError(f"task.n_id = {t.n_id} must be in [1, {space} - 1 = {n_vec - 1}] so that o.o.d. tasks remain")
     if t.rule == "rectangular":
         if t.n_id % 4:
             raise ConfigError(
@@ -365,14 +377,14 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"task.n_ood = {t.n_ood} must be ≥ 1")
     if not 0.0 < t.alpha < 1.0:
         raise ConfigError(f"task.alpha = {t.alpha} must lie strictly between 0 and 1")
-    n_train = round(t.p**2 * t.alpha)
-    if not 1 <= n_train < t.p**2:
-        raise ConfigError(f"task.alpha = {t.alpha} leaves an empty train or test split of the {t.p**2} input pairs")
+    n_train = round(n_vec * t.alpha)
+    if not 1 <= n_train < n_vec:
+        raise ConfigError(f"task.alpha = {t.alpha} leaves an empty train or test split of the {n_vec} inputs")
     if t.n_ctx < 1:
         raise ConfigError(f"task.n_ctx = {t.n_ctx} must be ≥ 1 example per sequence")
     if not 0.0 < t.ood_val_fraction < 1.0:
         raise ConfigError(f"task.ood_val_fraction = {t.ood_val_fraction} must lie strictly between 0 and 1 (e.g. 0.5)")
-    n_held_out = t.p**2 - t.n_id
+    n_held_out = n_vec - t.n_id
     if int(n_held_out * t.ood_val_fraction) < 1 or n_held_out - int(n_held_out * t.ood_val_fraction) < 1:
         raise ConfigError(
             f"task.n_id = {t.n_id} leaves {n_held_out} held-out task vectors, too few for a validation and a test "
@@ -449,6 +461,7 @@ _ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
     ("task", "burst_steps"): 0,
     ("task", "curriculum_n_id"): 0,
     ("task", "curriculum_steps"): 0,
+    ("task", "n_var"): 2,
 }
 
 

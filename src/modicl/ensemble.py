@@ -90,7 +90,7 @@ class VmapStep:
     def _member_loss(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import functional_call
 
-        return z_loss(lambda inputs: functional_call(self.base, (params, buffers), (inputs,)), tokens)
+        return z_loss(lambda inputs: functional_call(self.base, (params, buffers), (inputs,)), tokens, self.runs[0].cfg.task.n_var)
 
     def _losses(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import vmap
@@ -99,7 +99,7 @@ class VmapStep:
             return vmap(self._member_loss)(params, buffers, tokens)
 
     def __call__(self, batches: Sequence[Tensor], lr: float) -> Tensor:
-        """One step of every member at learning rate ``lr`` on its batch (int64 [batch_size, 3·n_ctx] each);
+        """One step of every member at learning rate ``lr`` on its batch (int64 [batch_size, (n_var + 1)·n_ctx] each);
         returns the members' losses, fp32 [K], detached."""
         for group in self.opt.param_groups:
             group["lr"] = lr
@@ -140,7 +140,7 @@ class LoopStep:
 
     def __init__(self, runs: Sequence[RunState]):
         compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
-        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode) for r in runs]
+        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode, r.cfg.task.n_var) for r in runs]
 
     def __call__(self, batches: Sequence[Tensor], lr: float) -> Tensor:
         """One step per member at learning rate ``lr``; the members' losses, fp32 [K], detached."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import RunConfig
+from .family import DEFAULT_N_VAR, input_length
 
 # A step of fewer model FLOPs than this is bound by kernel launches and Python on a current GPU
 # (≈ 0.25 ms of compute at 400 TFLOP/s, about the time of the step's ≈ 100 kernel launches), so
@@ -87,7 +88,7 @@ def estimate_memory(cfg: RunConfig, dtype: torch.dtype, device: torch.device | s
     """
     device = torch.device(device)
     d, L, r, V = cfg.model.d_model, cfg.model.n_layers, cfg.model.mlp_ratio, cfg.task.p
-    B, T = cfg.train.batch_size, 3 * cfg.task.n_ctx - 1
+    B, T = cfg.train.batch_size, input_length(cfg.task.n_ctx, cfg.task.n_var)
     c = 2 if dtype == torch.bfloat16 else 4
     explicit = uses_explicit_attention(cfg, device)
     weights = c * (4 + 2 * r) * d * d if c == 2 else 0  # bf16 copies of each layer's weights under autocast
@@ -103,7 +104,7 @@ def estimate_memory(cfg: RunConfig, dtype: torch.dtype, device: torch.device | s
 def _saved_per_token(cfg: RunConfig, c: int, explicit: bool) -> int:
     """Bytes one layer saves per token with compute dtype size ``c`` (module docstring)."""
     d, H, r = cfg.model.d_model, cfg.model.n_heads, cfg.model.mlp_ratio
-    T = 3 * cfg.task.n_ctx - 1
+    T = input_length(cfg.task.n_ctx, cfg.task.n_var)
     per_token = 2 * 4 * d + 16  # residual stream before ln1 and ln2 (fp32) and their mean / rstd
     per_token += c * (d + d + d + r * d)  # inputs of qkv, output projection, fc; the ReLU output proj reads
     if explicit:  # rotated q, k; the contiguous copy of v the matmul makes; the pattern
@@ -146,9 +147,9 @@ def ensemble_capacity(cfg: RunConfig, budget: int, dtype: torch.dtype = torch.bf
     return max(1, min(max_members, budget // max(per_member, 1)))
 
 
-def measure_saved_bytes(model: torch.nn.Module, tokens: torch.Tensor, autocast=None) -> int:
+def measure_saved_bytes(model: torch.nn.Module, tokens: torch.Tensor, autocast=None, n_var: int = DEFAULT_N_VAR) -> int:
     """Bytes of the distinct storages autograd saves in one training forward of ``model`` on ``tokens``
-    (int64 [B, 3·n_ctx]), under ``autocast`` (a context manager, default none); parameters excluded."""
+    (int64 [B, (n_var + 1)·n_ctx]), under ``autocast`` (a context manager, default none); parameters excluded."""
     from .train import z_loss
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -161,5 +162,5 @@ def measure_saved_bytes(model: torch.nn.Module, tokens: torch.Tensor, autocast=N
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), (autocast or contextlib.nullcontext()):
-        z_loss(model, tokens)
+        z_loss(model, tokens, n_var)
     return sum(seen.values())

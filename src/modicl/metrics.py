@@ -33,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .algorithms import proportional, span_scan
 from .data import model_inputs, sample_sequences, z_logits, z_targets
+from .family import DEFAULT_N_VAR, examples
 
 SETS = ("id_train", "id_test", "ood_train", "ood_test")
 VAL_SET = "ood_val"
@@ -93,33 +95,30 @@ def clustered_interval(sy: float, syy: float, sym: float, sm: float, smm: float,
     return wilson_interval(r * n_eff, n_eff)
 
 
-def query_structure(tokens: Tensor, p: int) -> dict[str, Tensor]:
+def query_structure(tokens: Tensor, p: int, n_var: int = DEFAULT_N_VAR) -> dict[str, Tensor]:
     """Which queries of each sequence are repeated, and where each null model answers correctly.
 
     Args:
-        tokens: int64 [B, 3·n_ctx] sequences x1 y1 z1 … of noise-free tasks.
+        tokens: int64 [B, (n_var + 1)·n_ctx] sequences x1 y1 z1 … of noise-free tasks.
         p: the prime modulus.
+        n_var: inputs per example (:mod:`modicl.family`).
     Returns:
-        bool tensors [B, n_ctx]: ``novel`` (the k-th input (x, y) does not occur among inputs 0…k−1),
-        and for each of :data:`BASELINES` whether that predictor, given examples 0…k−1, answers query k
-        correctly (copy: a repeat; ratio matching: the query is (0, 0) or lies on the line through the
-        origin of an earlier non-zero input; modular regression: two earlier inputs are linearly
-        independent over Z_p, or ratio matching applies).
+        bool tensors [B, n_ctx]: ``novel`` (the k-th input does not occur among inputs 0…k−1), and for
+        each of :data:`BASELINES` whether that predictor, given examples 0…k−1, answers query k
+        correctly (copy: a repeat; ratio matching: the query is 0 or lies on the line through the
+        origin of an earlier non-zero input; modular regression: the query lies in the span of the
+        earlier inputs, which for n_var = 2 is every query once two earlier inputs are linearly
+        independent over Z_p, or where ratio matching applies).
     """
-    x, y = tokens[:, 0::3], tokens[:, 1::3]
+    x, _ = examples(tokens, n_var)  # [B, n, n_var]
     n = x.shape[1]
     before = torch.ones(n, n, dtype=torch.bool, device=tokens.device).tril(-1)  # [k, j]: j < k
-    same = (x[:, :, None] == x[:, None, :]) & (y[:, :, None] == y[:, None, :]) & before
-    repeated = same.any(-1)
-    cross = (x[:, :, None] * y[:, None, :] - y[:, :, None] * x[:, None, :]) % p  # det of inputs k and j
-    nonzero = (x != 0) | (y != 0)
-    on_line = (cross == 0) & nonzero[:, None, :] & before
+    repeated = ((x[:, :, None] == x[:, None, :]).all(-1) & before).any(-1)
+    nonzero = (x != 0).any(-1)
+    on_line = proportional(x[:, :, None], x[:, None, :], p) & nonzero[:, None, :] & before
     rm = on_line.any(-1) | ~nonzero
-    # the context is full rank before k once some pair i < j < k is independent
-    has_partner = ((cross != 0) & before).any(-1)  # [B, j]: some i < j independent of input j
-    full_rank = torch.cumsum(has_partner.to(torch.int32), dim=1) > 0
-    full_before = torch.cat([torch.zeros_like(full_rank[:, :1]), full_rank[:, :-1]], dim=1)
-    return {"novel": ~repeated, "copy": repeated, "ratio_matching": rm, "modular_regression": full_before | rm}
+    in_span, _, _, _ = span_scan(x, torch.zeros_like(x[..., 0]), p)
+    return {"novel": ~repeated, "copy": repeated, "ratio_matching": rm, "modular_regression": in_span}
 
 
 class Counts:
@@ -144,7 +143,7 @@ class Counts:
         return self.hits[0]
 
     def add(self, logits: Tensor, targets: Tensor, structure: Mapping[str, Tensor] | None = None) -> None:
-        """logits [B, n_ctx, V] at the y positions, targets int64 [B, n_ctx], and the sequences'
+        """logits [B, n_ctx, V] at the positions that predict z, targets int64 [B, n_ctx], and the sequences'
         :func:`query_structure` (None: every query counts as novel and the null models are not scored)."""
         hit = logits.argmax(-1) == targets
         if structure is None:
@@ -219,8 +218,9 @@ def evaluate(
 
     Args:
         model: maps int64 tokens [B, T] to logits [B, T, p].
-        sets: {name: (tasks int64 [n_tasks, 2], pairs int64 [n_pairs, 2])}, on the model's device;
-            a set with no task is left out of the result.
+        sets: {name: (tasks int64 [n_tasks, n_var], inputs int64 [n_inputs, n_var])}, on the model's
+            device; a set with no task is left out of the result. n_var (:mod:`modicl.family`) is the
+            width of the vectors.
         n_ctx, p: sequence length in examples; modulus.
         sequences: sequences per set, spread evenly over its tasks (rounded up to ≥ 1 per task, so
             ``n_sequences`` in the result may exceed it).
@@ -246,11 +246,12 @@ def evaluate(
             continue
         per_task = max(1, math.ceil(sequences / tasks.shape[0]))
         tokens = sample_sequences(tasks, pairs, per_task, n_ctx, p, generator, shared_inputs=False, replacement=replacement)
+        n_var = tasks.shape[-1]
         counts = Counts(n_ctx, tokens.device)
         for chunk in tokens.split(batch_size):
             with autocast or contextlib.nullcontext():
                 logits = model(model_inputs(chunk))
-            counts.add(z_logits(logits), z_targets(chunk), query_structure(chunk, p))
+            counts.add(z_logits(logits, n_var), z_targets(chunk, n_var), query_structure(chunk, p, n_var))
         out[name] = counts.result()
     model.train(was_training)
     return out

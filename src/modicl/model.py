@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from .config import ModelConfig, RunConfig
+from .family import example_width, sequence_length
 
 Hook = Callable[[Tensor], "Tensor | None"]
 Hooks = Mapping[str, Hook]
@@ -191,15 +192,17 @@ class Transformer(nn.Module):
     Args:
         cfg: the model config.
         vocab_size: number of tokens (p).
-        max_len: longest sequence the RoPE tables cover (3·n_ctx − 1 for the task).
+        max_len: longest sequence the RoPE tables cover ((n_var + 1)·n_ctx for the task, see :func:`build_model`).
+        role_period: tokens per example (n_var + 1, :mod:`modicl.family`): the period of the role
+            embedding (``cfg.role_embedding``), whose row for position t is t mod role_period.
     """
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, max_len: int):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, max_len: int, role_period: int = 3):
         super().__init__()
-        self.cfg, self.vocab_size, self.max_len = cfg, vocab_size, max_len
+        self.cfg, self.vocab_size, self.max_len, self.role_period = cfg, vocab_size, max_len, role_period
         self.wte = nn.Embedding(vocab_size, cfg.d_model)
         # Registered only when on, so the default model's parameters (and its init stream) are unchanged.
-        self.wre = nn.Embedding(3, cfg.d_model) if cfg.role_embedding else None
+        self.wre = nn.Embedding(role_period, cfg.d_model) if cfg.role_embedding else None
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         cos, sin = rope_tables(max_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
@@ -230,7 +233,7 @@ class Transformer(nn.Module):
             raise ValueError(f"sequence of {tokens.shape[1]} tokens exceeds the model's max_len {self.max_len}")
         x = self.wte(tokens)
         if self.wre is not None:
-            x = x + self.wre.weight[torch.arange(tokens.shape[1], device=tokens.device) % 3]
+            x = x + self.wre.weight[torch.arange(tokens.shape[1], device=tokens.device) % self.role_period]
         x = _hook(hooks, "hook_embed", x)
         tables = (self.rope_cos, self.rope_sin, self.causal)
         for block in self.blocks:
@@ -261,6 +264,13 @@ class Transformer(nn.Module):
 
         logits = self.forward(tokens, hooks={n: recorder(n) for n in names})
         return logits, cache
+
+
+def build_model(cfg: RunConfig) -> Transformer:
+    """The decoder of a run: vocabulary p, RoPE tables over a full sequence of the run's task family,
+    role period n_var + 1 (:mod:`modicl.family`). Initialised from torch's global generator."""
+    t = cfg.task
+    return Transformer(cfg.model, t.p, sequence_length(t.n_ctx, t.n_var), example_width(t.n_var))
 
 
 def n_params(model: nn.Module) -> int:

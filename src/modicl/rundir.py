@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save
 
 from . import __version__
 from .config import ConfigError, RunConfig, from_dict, to_dict
-from .model import Transformer
+from .model import Transformer, build_model
 from .tasks import TaskSet
 
 
@@ -229,7 +229,7 @@ def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch
     sidecar = read_json(ck / f"{name}.json")
     cfg = from_dict(sidecar["config"])
     tasks = TaskSet.from_json(json.dumps(sidecar["tasks"]))
-    model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx)
+    model = build_model(cfg)
     try:
         weights = load_file(str(ck / f"{name}.safetensors"))
         model.load_state_dict(weights)

@@ -34,10 +34,11 @@ from .compiling import graph_break_count, is_compiler_error
 from .circuits import attention_scores
 from .config import EXECUTION_FIELDS, ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
+from .family import DEFAULT_N_VAR, input_length
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
 from .progress import progress_bar
-from .model import Transformer, n_params
+from .model import Transformer, build_model, n_params
 from .runlock import lock_run
 from .rundir import (
     append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint,
@@ -84,12 +85,13 @@ def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig,
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
 
 
-def z_loss(model: Callable[[Tensor], Tensor], tokens: Tensor) -> Tensor:
-    """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, 3·n_ctx] → scalar fp32.
-    ``model`` maps the model's inputs [B, 3·n_ctx − 1] to logits [B, 3·n_ctx − 1, p]: a module, or a
-    functional call on an ensemble member's parameters."""
-    logits = z_logits(model(model_inputs(tokens)))
-    return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens).flatten())
+def z_loss(model: Callable[[Tensor], Tensor], tokens: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
+    """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, (n_var + 1)·n_ctx] → scalar fp32
+    (the loss mask of PAPER.md §1.3: no input token is supervised). ``model`` maps the model's inputs
+    [B, (n_var + 1)·n_ctx − 1] to logits [B, (n_var + 1)·n_ctx − 1, p]: a module, or a functional call on
+    an ensemble member's parameters."""
+    logits = z_logits(model(model_inputs(tokens)), n_var)
+    return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens, n_var).flatten())
 
 
 class TrainStep:
@@ -99,11 +101,13 @@ class TrainStep:
     (:func:`is_compiler_error`; on any call, not only the first) the step warns, records the error in
     ``compile_error`` and runs eagerly from then on; every other exception propagates. ``compiled`` says
     what runs now, ``graph_breaks`` how many graph breaks Dynamo reported while compiling (None before
-    the first compiled call or without compile).
+    the first compiled call or without compile). ``n_var`` is the task family's inputs per example,
+    which places the loss on the z tokens (:func:`z_loss`).
     """
 
-    def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool, compile_mode: str = "default"):
-        self.model, self.opt, self.autocast = model, opt, autocast
+    def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool, compile_mode: str = "default",
+                 n_var: int = DEFAULT_N_VAR):
+        self.model, self.opt, self.autocast, self.n_var = model, opt, autocast, n_var
         self.compile_mode = compile_mode
         self.compiled = compile
         self.forward_model = model
@@ -115,7 +119,7 @@ class TrainStep:
     def _run(self, fwd, tokens: Tensor) -> Tensor:
         self.opt.zero_grad(set_to_none=True)
         with self.autocast:
-            loss = z_loss(fwd, tokens)
+            loss = z_loss(fwd, tokens, self.n_var)
         loss.backward()
         self.opt.step()
         return loss.detach()
@@ -246,7 +250,7 @@ class RunState:
             self.tasks = make_task_set(cfg.task, self.seeds.task)
             (run_dir / "tasks.json").write_text(self.tasks.to_json())
             torch.manual_seed(self.seeds.init)
-            self.model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx).to(device)
+            self.model = build_model(cfg).to(device)
             self.start = 0
         self.opt = build_optimizer(self.model, tc, device)
         self.gen = torch.Generator(device=device)
@@ -260,7 +264,7 @@ class RunState:
             self.wall_before, self.train_s = state["elapsed"]["wall_s"], state["elapsed"]["train_s"]
         self.t_dev = task_tensors(self.tasks, device)
         self.per_task = tc.batch_size // cfg.task.n_id
-        self.tokens_per_step = tc.batch_size * (3 * cfg.task.n_ctx - 1)
+        self.tokens_per_step = tc.batch_size * input_length(cfg.task.n_ctx, cfg.task.n_var)
         self.t0 = time.perf_counter()
         # One line per process that trained this run: where each resume started, on which host or SLURM
         # job, and with which numerics (thread count, dtype and CPU kind change a CPU trajectory).
@@ -285,7 +289,7 @@ class RunState:
 
     def batch(self, step: int) -> Tensor:
         """The training batch of 0-based optimizer step ``step`` from this run's data stream, int64
-        [batch_size, 3·n_ctx]; the step sets the share of bursty sequences (``task.burst_*``)."""
+        [batch_size, (n_var + 1)·n_ctx]; the step sets the share of bursty sequences (``task.burst_*``)."""
         t = self.cfg.task
         burst = (t.burst_pairs, 1.0 - step / t.burst_steps) if t.burst_pairs and step < t.burst_steps else None
         tasks, per_task = self.t_dev["id_tasks"], self.per_task
@@ -306,7 +310,7 @@ class RunState:
                                  shared_inputs=False)[:64]
         row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
                "wall_s": self.wall_before + time.perf_counter() - self.t0, **m}
-        attention = attention_scores(self.model, probe, self.autocast)
+        attention = attention_scores(self.model, probe, self.autocast, t.n_var)
         if attention is not None:
             row["attention"] = attention
         append_metrics(self.run_dir, row)
@@ -364,7 +368,7 @@ def train(
     device, dtype = setup_process(tc)
     run = RunState(cfg, run_dir, resume=resume, device=device, dtype=dtype)
     with contextlib.closing(run):  # the run directory stays locked until training ends, however it ends
-        step_fn = TrainStep(run.model, run.opt, run.autocast, resolve_compile(tc.compile, device), tc.compile_mode)
+        step_fn = TrainStep(run.model, run.opt, run.autocast, resolve_compile(tc.compile, device), tc.compile_mode, cfg.task.n_var)
 
         if run.start == 0 and not run.resumed:
             run.evaluate(0, None)
