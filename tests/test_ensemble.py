@@ -13,8 +13,8 @@ from modicl.train import train
 from conftest import tiny_config
 
 
-def _members():
-    base = tiny_config(steps=40, eval_every=20)
+def _members(**train_overrides):
+    base = tiny_config(steps=40, eval_every=20, **train_overrides)
     return [
         dataclasses.replace(base, seed=1),
         dataclasses.replace(base, seed=2, task=dataclasses.replace(base.task, n_id=8)),
@@ -46,8 +46,9 @@ def _assert_same_run(a, b, exact):
 
 
 @pytest.mark.parametrize("backend", ["loop", "vmap"])
-def test_a_member_trained_in_an_ensemble_matches_the_same_config_trained_alone(backend, tmp_path):
-    cfgs = _members()
+@pytest.mark.parametrize("schedule", [{}, {"weight_decay_step": 25, "late_weight_decay": 3.0}], ids=["wd", "wd-step"])
+def test_a_member_trained_in_an_ensemble_matches_the_same_config_trained_alone(backend, schedule, tmp_path):
+    cfgs = _members(**schedule)
     for i, c in enumerate(cfgs):
         train(c, tmp_path / f"single{i}", progress=False)
     errors = train_ensemble(cfgs, [tmp_path / f"ens{i}" for i in range(3)], backend=backend, progress=False)
@@ -139,8 +140,8 @@ def test_a_diverging_vmap_member_stops_alone_and_the_others_match_their_runs_alo
     real = VmapStep.__call__
     calls = []
 
-    def second_member_diverges(self, batches, lr):
-        losses = real(self, batches, lr)
+    def second_member_diverges(self, batches, lr, weight_decay=None):
+        losses = real(self, batches, lr, weight_decay)
         calls.append(len(batches))
         if len(calls) == 13:  # optimizer step 13 (1-based) of member 1
             losses = losses.clone()

@@ -11,7 +11,7 @@ from modicl.model import Transformer
 from modicl.rundir import CheckpointError, load_checkpoint, read_metrics
 from modicl.runtime import cpu_kind
 from modicl import train as train_mod
-from modicl.train import TrainingDiverged, build_optimizer, lr_multiplier, train
+from modicl.train import TrainingDiverged, build_optimizer, lr_multiplier, train, weight_decay_at
 
 
 def test_lr_schedule_warms_up_from_one_percent_then_cosines_to_ten_percent():
@@ -205,3 +205,31 @@ def test_task_curriculum_and_bursty_curriculum_shape_only_the_early_batches(tmp_
         assert max(len({(int(a), int(b)) for a, b in zip(s[0::3], s[1::3])}) for s in late) > 2
     finally:
         run.close()
+
+
+def test_a_weight_decay_step_changes_the_decay_from_that_step_and_nothing_before_it(tmp_path):
+    cfg = tiny_config(steps=40, eval_every=20, weight_decay=0.1, weight_decay_step=20, late_weight_decay=4.0)
+    assert [weight_decay_at(s, cfg.train) for s in (0, 19, 20, 39)] == [0.1, 0.1, 4.0, 4.0]
+    train(cfg, tmp_path / "step", progress=False)
+    train(tiny_config(steps=40, eval_every=20, weight_decay=0.1), tmp_path / "flat", progress=False)
+    step, flat = read_metrics(tmp_path / "step"), read_metrics(tmp_path / "flat")
+    drop = lambda row: {k: v for k, v in row.items() if k != "wall_s"}  # noqa: E731
+    assert drop(step[1]) == drop(flat[1])  # steps 0-19 are the same optimizer steps
+    assert step[2]["train_loss"] != flat[2]["train_loss"]
+    # decoupled decay shrinks the ≥ 2-D weights: the late decay leaves a smaller norm
+    norm = lambda d: sum(float(w.norm() ** 2) for n, w in load_checkpoint(d, "last").model.state_dict().items() if w.ndim >= 2)
+    assert norm(tmp_path / "step") < norm(tmp_path / "flat")
+    state = torch.load(tmp_path / "step" / "checkpoints" / "last.state.pt", weights_only=False)
+    assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [4.0, 0.0]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"weight_decay_step": 60}, r"train.weight_decay_step \(60\) must be in 1"),
+    ({"weight_decay_step": 10, "late_weight_decay": -1.0}, "≥ 0"),
+    ({"late_weight_decay": 1.0}, "needs train.weight_decay_step"),
+])
+def test_a_weight_decay_schedule_that_cannot_work_is_a_config_error(fields, message):
+    from modicl.config import validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(tiny_config(**fields))

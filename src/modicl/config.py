@@ -127,6 +127,11 @@ class TrainConfig:
             at its peak after warmup and the cosine runs over the last N steps only
             ("warmup-stable-decay", Hägele et al. 2024, arXiv 2405.18392). Up to step ``steps - N``
             such a run is identical to the constant-lr run (final_lr_ratio 1) of the same seed.
+        late_weight_decay, weight_decay_step: from 0-based optimizer step ``weight_decay_step`` on, the
+            weight decay is ``late_weight_decay``; 0 (default, the paper) keeps ``weight_decay`` throughout.
+            A deviation from the paper: a low weight decay while the in-context circuit forms, a higher one
+            afterwards to clean up (weight decay drives the clean-up phase of grokking, Nanda et al. 2023,
+            arXiv 2301.05217).
         beta1, beta2, eps: AdamW constants.
         eval_every: evaluate (and checkpoint ``last``) every this many steps, and at the end.
         eval_sequences: sequences per evaluation set, spread evenly over the set's tasks.
@@ -148,6 +153,8 @@ class TrainConfig:
     warmup_start: float = 0.01
     final_lr_ratio: float = 0.1
     decay_steps: int = 0
+    weight_decay_step: int = 0
+    late_weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-8
@@ -421,6 +428,11 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"train.decay_steps = {tr.decay_steps} has no effect with train.final_lr_ratio = 1 (a constant lr); "
             "set train.final_lr_ratio to where the decay should end (e.g. 0) or decay_steps to 0"
         )
+    if tr.weight_decay_step and not (0 < tr.weight_decay_step < tr.steps and tr.late_weight_decay >= 0):
+        raise ConfigError(f"train.weight_decay_step ({tr.weight_decay_step}) must be in 1 … train.steps - 1 "
+                          f"({tr.steps - 1}) and train.late_weight_decay ({tr.late_weight_decay}) ≥ 0; 0 keeps one weight decay")
+    if tr.late_weight_decay and not tr.weight_decay_step:
+        raise ConfigError(f"train.late_weight_decay = {tr.late_weight_decay} needs train.weight_decay_step, the step it starts at")
     if not m.rope_theta > 1.0:
         raise ConfigError(f"model.rope_theta = {m.rope_theta} must be > 1 (the RoPE base; 10 000 in the paper)")
     if not 0.0 < cfg.phase_threshold <= 1.0:
@@ -450,6 +462,8 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
 # the training trajectory, so a run keeps its name with it.
 _ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
     ("train", "decay_steps"): 0,
+    ("train", "weight_decay_step"): 0,
+    ("train", "late_weight_decay"): 0.0,
     ("train", "compile_mode"): "default",
     ("task", "ood_val_fraction"): 0.5,
     (None, "task_seed"): None,

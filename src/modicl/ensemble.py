@@ -35,7 +35,7 @@ from .progress import progress_bar
 from .runlock import RunLocked
 from .compiling import is_compiler_error
 from .runtime import resolve_compile, restores_threads, setup_process
-from .train import RunState, TrainStep, build_optimizer, lr_multiplier, z_loss
+from .train import RunState, TrainStep, build_optimizer, lr_multiplier, weight_decay_at, z_loss
 
 # Fields that only change a member's data; everything else must be equal across an ensemble.
 DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement", "ood_val_fraction"),
@@ -98,11 +98,14 @@ class VmapStep:
         with self.autocast:
             return vmap(self._member_loss)(params, buffers, tokens)
 
-    def __call__(self, batches: Sequence[Tensor], lr: float) -> Tensor:
-        """One step of every member at learning rate ``lr`` on its batch (int64 [batch_size, (n_var + 1)·n_ctx] each);
-        returns the members' losses, fp32 [K], detached."""
+    def __call__(self, batches: Sequence[Tensor], lr: float, weight_decay: float | None = None) -> Tensor:
+        """One step of every member at learning rate ``lr`` and weight decay ``weight_decay`` of the ≥ 2-D
+        parameters (None: as built) on its batch (int64 [batch_size, (n_var + 1)·n_ctx] each); returns the
+        members' losses, fp32 [K], detached."""
         for group in self.opt.param_groups:
             group["lr"] = lr
+        if weight_decay is not None:
+            self.opt.param_groups[0]["weight_decay"] = weight_decay
         self.opt.zero_grad(set_to_none=True)
         tokens = torch.stack(list(batches))
         if self.compiled and self.runs[0].cfg.train.compile_mode == "reduce-overhead":
@@ -126,7 +129,7 @@ class VmapStep:
         """Copy the stacked parameters, optimizer state and learning rate into each member's own."""
         for i, run in enumerate(self.runs):
             for group, stacked in zip(run.opt.param_groups, self.opt.param_groups):
-                group["lr"] = stacked["lr"]
+                group["lr"], group["weight_decay"] = stacked["lr"], stacked["weight_decay"]
             for n, p in run.model.named_parameters():
                 p.copy_(self.params[n][i])
                 st = self.opt.state.get(self.params[n])
@@ -142,11 +145,14 @@ class LoopStep:
         compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
         self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode, r.cfg.task.n_var) for r in runs]
 
-    def __call__(self, batches: Sequence[Tensor], lr: float) -> Tensor:
-        """One step per member at learning rate ``lr``; the members' losses, fp32 [K], detached."""
+    def __call__(self, batches: Sequence[Tensor], lr: float, weight_decay: float | None = None) -> Tensor:
+        """One step per member at learning rate ``lr`` and weight decay ``weight_decay``; the members'
+        losses, fp32 [K], detached."""
         for step in self.steps:
             for group in step.opt.param_groups:
                 group["lr"] = lr
+            if weight_decay is not None:
+                step.opt.param_groups[0]["weight_decay"] = weight_decay
         return torch.stack([step(tokens) for step, tokens in zip(self.steps, batches)])
 
     def sync(self) -> None:
@@ -256,7 +262,7 @@ def _train_group(runs: dict[int, RunState], backend: str, progress: bool, stop_a
         t_step = time.perf_counter()
         lr = tc.lr * lr_multiplier(step, tc)  # one schedule for all: ensemble_key makes train configs equal
         # each member draws from its own generator, so its stream is the one it would see alone
-        losses = stepper([r.batch(step) for r in active.values()], lr)
+        losses = stepper([r.batch(step) for r in active.values()], lr, weight_decay_at(step, tc))
         bad = torch.where((bad < 0) & ~torch.isfinite(losses), step + 1, bad)
         loss_sum += losses
         n_since += 1

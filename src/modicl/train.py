@@ -52,6 +52,12 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the message names the step and the checkpoint that was kept."""
 
 
+def weight_decay_at(step: int, cfg: TrainConfig) -> float:
+    """Weight decay of the ≥ 2-D parameters at 0-based optimizer step ``step``: ``weight_decay``, then
+    ``late_weight_decay`` from ``weight_decay_step`` on when that is set (a deviation from the paper)."""
+    return cfg.late_weight_decay if cfg.weight_decay_step and step >= cfg.weight_decay_step else cfg.weight_decay
+
+
 def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     """Learning-rate multiplier at optimizer step ``step`` (0-based), PAPER.md §2.3.
 
@@ -283,9 +289,10 @@ class RunState:
                                  **self.numerics}) + "\n")
 
     def set_lr(self, step: int) -> None:
-        """The scheduled learning rate for 0-based optimizer step ``step``."""
+        """The scheduled learning rate and weight decay for 0-based optimizer step ``step``."""
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.train.lr * lr_multiplier(step, self.cfg.train)
+        self.opt.param_groups[0]["weight_decay"] = weight_decay_at(step, self.cfg.train)  # the decayed group
 
     def batch(self, step: int) -> Tensor:
         """The training batch of 0-based optimizer step ``step`` from this run's data stream, int64
