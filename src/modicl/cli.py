@@ -30,7 +30,7 @@ from typing import Annotated, Literal
 import tyro
 
 from .config import PARTS, ConfigError, RunConfig, config_hash, preset, validate
-from .slurm import SlurmOptions
+from .sweep.slurm import SlurmOptions
 
 
 @dataclass(frozen=True)
@@ -298,7 +298,7 @@ def cmd_sweep(argv: list[str]) -> int:
     out = args.out or Path("sweeps") / spec.name
     points = expand(spec)
     if args.dry_run:  # the same table as modicl status, SLURM jobs included
-        from .slurm import format_status, sweep_status
+        from .sweep import format_status, sweep_status
 
         print(format_status(sweep_status(out, points)).replace(" points: ", f" points in {out}: ", 1))
         return 0
@@ -327,7 +327,8 @@ def _print_cells(results: Path) -> None:
 
 
 def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
-    from .slurm import format_status, read_submissions, submit_sweep, wait_for_sweep
+    from .sweep import format_status
+    from .sweep.slurm import read_submissions, submit_sweep, wait_for_sweep
 
     if args.workers != 1:
         raise ConfigError("--workers is for the local executor; with --executor slurm use --slurm.cpus-per-job and --slurm.array-parallelism")
@@ -356,7 +357,7 @@ def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
 
 
 def cmd_status(argv: list[str]) -> int:
-    from .slurm import format_status, sweep_status
+    from .sweep import format_status, sweep_status
 
     args = _parse(StatusCommand, argv, tyro.MISSING_NONPROP, "modicl status")
     print(format_status(sweep_status(args.sweep_dir)))

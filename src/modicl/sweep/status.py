@@ -2,13 +2,14 @@
 
 A point is done when its run directory holds ``summary.json``, interrupted when it holds a checkpoint
 but no summary, failed when an earlier attempt left ``error.txt`` (the one-line error, then the
-traceback). A sweep directory is recognised by its ``spec.json``. :func:`format_status` prints the
-per-point states that :func:`modicl.slurm.sweep_status` gathers (from disk, run locks and the SLURM
-queue) for local and cluster sweeps alike.
+traceback). A sweep directory is recognised by its ``spec.json``. :func:`sweep_status` gathers the
+per-point states from disk, the run locks and what each executor reports (:mod:`modicl.sweep.executor`:
+e.g. the SLURM queue), for local and cluster sweeps alike; :func:`format_status` prints them.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import traceback
 from collections.abc import Sequence
@@ -67,6 +68,58 @@ def _record_failure(run_dir: Path, e: BaseException) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "error.txt").write_text(msg + "\n\n" + "".join(traceback.format_exception(e)))
     return msg
+
+
+def _last_step(run_dir: Path) -> int | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    with path.open("rb") as fh:
+        lines = fh.read().splitlines()
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError):
+            continue
+    return None
+
+
+def sweep_status(out_dir: str | Path, points: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """Per-point state of the sweep in ``out_dir``, in grid order: dicts with ``hash``, ``axes``,
+    ``state``, ``job_id`` (latest submission to a scheduler, or None), ``step`` (last evaluated step or
+    None), ``steps`` (the run's total), ``error`` (for failed points) and ``note`` (e.g. SLURM's reason for
+    a queued job, or why the queue could not be read).
+
+    States: done; running (a process holds the run's lock) or queued / running as an executor reports it
+    (e.g. its latest SLURM job is in the queue), also while an earlier attempt's error is on disk; failed
+    (error.txt, or a SLURM job that ended before training started); interrupted (a checkpoint, nothing
+    running); new; another scheduler state in lower case (e.g. suspended). When a scheduler cannot be
+    asked the states come from disk and ``note`` says so.
+
+    Args:
+        points: the grid points (default: those of ``out_dir/spec.json``).
+    Raises:
+        ConfigError when ``out_dir`` is not a sweep directory."""
+    from ..runlock import is_locked
+    from .executor import KINDS, executor_class
+    from .tables import load_sweep
+
+    out_dir = Path(out_dir)
+    if points is None:
+        _, points = load_sweep(out_dir)
+    rows = []
+    for p in points:
+        run_dir = out_dir / "runs" / p.hash
+        state, error = point_status(run_dir), None
+        if state != "done" and is_locked(run_dir):  # trained by a local process (modicl train / sweep)
+            state = "running"
+        elif state == "failed":
+            error = (run_dir / "error.txt").read_text().splitlines()[0]
+        rows.append({"hash": p.hash, "axes": p.axes, "state": state, "job_id": None, "step": _last_step(run_dir),
+                     "steps": p.config.train.steps, "error": error, "note": None})
+    for kind in KINDS:
+        executor_class(kind).report(out_dir, rows)
+    return rows
 
 
 def format_status(rows: Sequence[dict[str, Any]]) -> str:
