@@ -196,7 +196,7 @@ def _reject_empty_out(argv: list[str]) -> None:
 
 def cmd_train(argv: list[str]) -> int:
     from .metrics import PHASE_LABELS, format_table
-    from .rundir import clear_run, is_run_dir
+    from .rundir import RunDir, clear_run
     from .train import train
 
     name, rest = _pop_preset(argv, "quick")
@@ -207,7 +207,7 @@ def cmd_train(argv: list[str]) -> int:
     out = args.out or Path("runs") / f"{name}-{config_hash(cfg)}"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
-    if out.exists() and not is_run_dir(out) and any(e.name != ".lock" for e in out.iterdir()):
+    if RunDir(out).holds_other_files():
         raise ConfigError(f"--out {out} is not empty and holds no modicl run; choose another directory "
                           "(--overwrite only replaces run directories)")
     if args.overwrite and out.exists():
@@ -233,7 +233,7 @@ def cmd_eval(argv: list[str]) -> int:
     from .evaluation import evaluate_run
     from .metrics import PHASE_LABELS, classify_phase, format_table, pattern_text
     from .plots import kshot_plot
-    from .rundir import load_checkpoint, write_json
+    from .rundir import RunDir, load_checkpoint, write_json
     from .runtime import autocast_for, resolve_device, resolve_dtype
 
     args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
@@ -252,14 +252,15 @@ def cmd_eval(argv: list[str]) -> int:
     out = {"checkpoint": args.checkpoint, "step": ck.step, "sequences_requested": args.sequences,
            "sequences_per_set": used, "seed": args.seed, "phase": phase,
            "phase_pattern": pattern_text(res, cfg.phase_threshold), **res}
-    (args.run_dir / "eval").mkdir(exist_ok=True)
-    write_json(args.run_dir / "eval" / f"{args.checkpoint}.json", out)
-    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, args.run_dir / "eval" / f"kshot_{args.checkpoint}.png", p=cfg.task.p)
+    evals = RunDir(args.run_dir).evals
+    evals.mkdir(exist_ok=True)
+    write_json(evals / f"{args.checkpoint}.json", out)
+    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, evals / f"kshot_{args.checkpoint}.png", p=cfg.task.p)
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}); sequences used per set: "
           + ", ".join(f"{k} {v}" for k, v in used.items()))
     print(format_table(res, cfg.task.p))
     print("k-shot accuracy (o.o.d. test), k = shots before the query:", " ".join(f"{k}:{a:.2f}" for k, a in enumerate(res["ood_test"]["kshot"])))
-    print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {args.run_dir / 'eval' / (args.checkpoint + '.json')} and eval/kshot_{args.checkpoint}.png")
+    print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {evals / (args.checkpoint + '.json')} and eval/kshot_{args.checkpoint}.png")
     return 0
 
 
@@ -283,7 +284,8 @@ def cmd_bench(argv: list[str]) -> int:
 
 
 def cmd_sweep(argv: list[str]) -> int:
-    from .sweep import expand, load_spec, parse_assignment, run_sweep
+    from .rundir import RunDir
+    from .sweep import expand, load_spec, parse_assignment, point_dir, run_sweep
 
     args = _parse(SweepCommand, argv, tyro.MISSING_NONPROP, "modicl sweep")
     sets = {}
@@ -310,7 +312,7 @@ def cmd_sweep(argv: list[str]) -> int:
           f"results in {out / 'results.csv'} (and .parquet)")
     _print_cells(out / "results.csv")
     for h, err in report.failed.items():
-        print(f"  failed {h}: {err} (details in {out / 'runs' / h / 'error.txt'})", file=sys.stderr)
+        print(f"  failed {h}: {err} (details in {RunDir(point_dir(out, h)).error})", file=sys.stderr)
     return 1 if report.failed else 0
 
 

@@ -16,7 +16,6 @@ fp32); fused AdamW and optional ``torch.compile`` on CUDA.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
@@ -32,17 +31,17 @@ from torch import Tensor
 
 from .compiling import graph_break_count, is_compiler_error
 from .circuits import attention_scores
-from .config import EXECUTION_FIELDS, ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
+from .config import EXECUTION_FIELDS, ConfigError, RunConfig, TrainConfig, config_hash, run_seeds, to_dict, validate
 from .data import model_inputs, sample_sequences, z_logits, z_targets
 from .family import DEFAULT_N_VAR, input_length
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
 from .progress import progress_bar
 from .model import Transformer, build_model, n_params
-from .runlock import lock_run
+from .runlock import LOCK_NAME
 from .rundir import (
-    append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint,
-    truncate_metrics, write_json,
+    RunDir, append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_metrics, save_checkpoint, truncate_metrics,
+    write_json,
 )
 from .runtime import autocast_for, numerics, resolve_compile, restores_threads, setup_process
 from .tasks import make_task_set
@@ -219,42 +218,39 @@ class RunState:
             self._open(cfg, run_dir, resume=resume, device=device, dtype=dtype)
         except BaseException:
             if fresh and hasattr(self, "_lock"):  # e.g. task vectors that cannot be arranged: leave no half-made run
-                clear_dir(run_dir, keep={".lock"})
+                clear_dir(run_dir, keep={LOCK_NAME})
                 self._lock.close()
                 if existed:
-                    (run_dir / ".lock").unlink(missing_ok=True)
+                    (run_dir / LOCK_NAME).unlink(missing_ok=True)
                 else:
                     shutil.rmtree(run_dir, ignore_errors=True)
             raise
 
     def _open(self, cfg: RunConfig, run_dir: Path, *, resume: bool, device: torch.device, dtype: torch.dtype) -> None:
         self.cfg, self.run_dir, self.device, self.dtype = cfg, Path(run_dir), device, dtype
-        self._lock = lock_run(self.run_dir)  # released by close(), or by the kernel when the process ends
+        rd = self.rundir = RunDir(run_dir)
+        self._lock = rd.lock()  # released by close(), or by the kernel when the process ends
         self.autocast = autocast_for(device, dtype)
         run_dir, tc = self.run_dir, cfg.train
         self.seeds = run_seeds(cfg)
-        has_ckpt = (run_dir / "checkpoints" / "last.safetensors").exists()
+        has_ckpt = rd.has_checkpoint()
         if has_ckpt and not resume:
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         state = None
         self.resumed = resume and has_ckpt
         if self.resumed:
-            saved = from_dict(read_json(run_dir / "config.json"))
-            diff = _run_differences(saved, cfg)
+            diff = _run_differences(rd.read_config(), cfg)
             if diff:
-                raise ConfigError(f"--resume with settings that differ from {run_dir}/config.json in {', '.join(diff)}; use the saved values")
+                raise ConfigError(f"--resume with settings that differ from {rd.config} in {', '.join(diff)}; use the saved values")
             ck = load_checkpoint(run_dir, "last", device)
             self.model, self.tasks, self.start = ck.model.train(), ck.tasks, ck.step
             state = load_state(run_dir)
             check_stream_device(state, device, run_dir)
             truncate_metrics(run_dir, self.start)
         else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            (run_dir / "sessions.jsonl").unlink(missing_ok=True)
-            write_json(run_dir / "config.json", to_dict(cfg))
+            rd.begin(cfg)
             self.tasks = make_task_set(cfg.task, self.seeds.task)
-            (run_dir / "tasks.json").write_text(self.tasks.to_json())
+            rd.write_tasks(self.tasks)
             torch.manual_seed(self.seeds.init)
             self.model = build_model(cfg).to(device)
             self.start = 0
@@ -275,18 +271,14 @@ class RunState:
         # One line per process that trained this run: where each resume started, on which host or SLURM
         # job, and with which numerics (thread count, dtype and CPU kind change a CPU trajectory).
         self.numerics = {**numerics(), "dtype": str(dtype).removeprefix("torch."), "device": str(device)}
-        sessions = run_dir / "sessions.jsonl"
-        if self.resumed and sessions.exists():
-            lines = sessions.read_text().splitlines()
-            before = json.loads(lines[-1]) if lines else {}
+        if self.resumed and rd.sessions.exists():
+            before = (rd.read_sessions() or [{}])[-1]
             changed = [f"{k} {before[k]} → {v}" for k, v in self.numerics.items() if k in before and before[k] != v]
             if changed:
                 warnings.warn(f"resuming {run_dir} with other numerics ({', '.join(changed)}); the rest of the run "
                               "will not match an uninterrupted one bit for bit")
-        with sessions.open("a") as fh:
-            fh.write(json.dumps({"start_step": self.start, "resumed": self.resumed, "host": socket.gethostname(),
-                                 "slurm_job_id": _slurm_job_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                 **self.numerics}) + "\n")
+        rd.append_session({"start_step": self.start, "resumed": self.resumed, "host": socket.gethostname(),
+                           "slurm_job_id": _slurm_job_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **self.numerics})
 
     def set_lr(self, step: int) -> None:
         """The scheduled learning rate and weight decay for 0-based optimizer step ``step``."""
@@ -420,7 +412,8 @@ def finish(run_dir: Path, **extra) -> dict:
     """Write ``summary.json`` and the plots from the run's metrics and checkpoints; return the summary."""
     from .plots import attention_progress_plot, kshot_plot, learning_curves_plot
 
-    cfg = from_dict(read_json(run_dir / "config.json"))
+    rd = RunDir(run_dir)
+    cfg = rd.read_config()
     rows = read_metrics(run_dir)
     state = load_state(run_dir)
     final = rows[-1]
@@ -444,9 +437,9 @@ def finish(run_dir: Path, **extra) -> dict:
         "final": {s: summary_of_set(final[s]) for s in SETS if s in final},
         "best_ood": {"step": best_row["step"], **{s: summary_of_set(best_row[s]) for s in (*SETS, VAL_SET) if s in best_row}},
     }
-    write_json(run_dir / "summary.json", summary)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    learning_curves_plot(rows, run_dir / "plots" / "learning_curves.png", p=cfg.task.p, best_step=best_row["step"])
-    attention_progress_plot(rows, run_dir / "plots" / "attention_progress.png", best_step=best_row["step"])
-    kshot_plot({"final": final, "best o.o.d. (validation)": best_row}, run_dir / "plots" / "kshot.png", p=cfg.task.p)
+    write_json(rd.summary, summary)
+    rd.plots.mkdir(exist_ok=True)
+    learning_curves_plot(rows, rd.plots / "learning_curves.png", p=cfg.task.p, best_step=best_row["step"])
+    attention_progress_plot(rows, rd.plots / "attention_progress.png", best_step=best_row["step"])
+    kshot_plot({"final": final, "best o.o.d. (validation)": best_row}, rd.plots / "kshot.png", p=cfg.task.p)
     return summary

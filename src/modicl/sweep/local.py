@@ -9,6 +9,7 @@ sweep process stops every worker; their checkpoints are kept for the next launch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 from ..config import ConfigError
 from .executor import Executor, Outcome, Record, Submission
 from .jobs import Job, make_jobs, run_job, with_threads
-from .spec import SweepSpec, expand
+from .spec import SweepSpec, expand, point_dir
 from .status import check_sweep_dir, point_status
 from .tables import tables_lock, write_index, write_results
 
@@ -82,7 +83,8 @@ def _stop_workers(pool: Any, children: set, grace_s: float = STOP_GRACE_S) -> No
             print(f"modicl sweep: worker {child.pid} did not stop within {grace_s:.0f} s of SIGTERM; "
                   "its stack follows, then it is killed", file=sys.stderr, flush=True)
             if hasattr(signal, "SIGUSR1"):
-                os.kill(child.pid, signal.SIGUSR1)
+                with contextlib.suppress(ProcessLookupError):  # it may have ended by itself meanwhile
+                    os.kill(child.pid, signal.SIGUSR1)
                 time.sleep(0.5)
             child.kill()
             child.join()
@@ -221,7 +223,7 @@ def run_sweep(
     busy = executor.active(out_dir)
     todo = []
     for p in points:
-        if point_status(out_dir / "runs" / p.hash) == "done":
+        if point_status(point_dir(out_dir, p.hash)) == "done":
             report.skipped.append(p.hash)
         elif p.hash not in busy:
             todo.append(p)

@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..rundir import RunDir
 from .executor import Record, Submission
 from .jobs import Job, run_job, with_threads
 from .local import run_sweep
-from .spec import SweepSpec
+from .spec import SweepSpec, point_dir
 from .status import sweep_status
 from .tables import refresh_tables
 
@@ -239,8 +240,7 @@ def _ended_job_error(out_dir: Path, run_dir: Path, job_id: str) -> str | None:
     log = job_log(out_dir, job_id)
     if not log.exists():
         return None
-    sessions = run_dir / "sessions.jsonl"
-    if sessions.exists() and any(json.loads(line).get("slurm_job_id") == job_id for line in sessions.read_text().splitlines() if line.strip()):
+    if any(s.get("slurm_job_id") == job_id for s in RunDir(run_dir).read_sessions()):
         return None
     lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     last = f": {lines[-1]}" if lines else " (the log is empty)"
@@ -322,7 +322,7 @@ class Slurm:
                     r["note"] = f"SLURM reason: {reason}" + (" — it can never start; scancel it and re-submit with fewer resources"
                                                              if reason in _NEVER_STARTS else "")
             elif r["state"] in ("interrupted", "new") and queue_error is None:  # not running here, not failed on disk
-                r["error"] = _ended_job_error(out_dir, out_dir / "runs" / r["hash"], job_id)
+                r["error"] = _ended_job_error(out_dir, point_dir(out_dir, r["hash"]), job_id)
                 r["state"] = "failed" if r["error"] else r["state"]
             if queue_error is not None:
                 r["note"] = queue_error

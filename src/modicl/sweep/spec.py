@@ -127,6 +127,11 @@ def point_hash(cfg: RunConfig) -> str:
     return config_hash(without_execution(cfg))
 
 
+def point_dir(out_dir: str | Path, hash: str) -> Path:
+    """The run directory of the point ``hash`` in the sweep directory ``out_dir``: ``OUT/runs/HASH``."""
+    return Path(out_dir) / "runs" / hash
+
+
 def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
