@@ -17,7 +17,7 @@ from modicl.data import sample_sequences, z_logits, z_targets
 from modicl.metrics import SETS, query_structure
 from modicl.model import build_model
 from modicl.tasks import TaskSet, make_task_set
-from modicl.train import z_loss
+from modicl.steps import z_loss
 
 
 def test_the_paper_family_lays_out_x_y_z_triples():
