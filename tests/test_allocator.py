@@ -8,7 +8,7 @@ import pytest
 _PROBE = """
 import resource, sys, torch
 from modicl.allocator import keep_freed_memory
-from modicl.config import preset
+from modicl.presets import preset
 from modicl.model import Transformer
 from modicl.steps import TrainStep, build_optimizer
 if sys.argv[1] == "keep":

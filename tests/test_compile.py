@@ -8,7 +8,8 @@ import functools
 import pytest
 import torch
 
-from modicl.config import ModelConfig, RunConfig, TrainConfig, config_hash
+from modicl.config import ModelConfig, RunConfig, TrainConfig
+from modicl.hashing import config_hash
 from modicl.model import Transformer
 from modicl.compiling import is_compiler_error
 from modicl.steps import TrainStep, build_optimizer

@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig, preset
+from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+from modicl.presets import preset
 from modicl.memory import (
     CPU_MEMORY_BUDGET, ensemble_capacity, estimate_memory, measure_saved_bytes, memory_budget, overhead_bound,
 )

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from modicl.config import preset
+from modicl.presets import preset
 from modicl.train import train
 
 

@@ -6,7 +6,8 @@ import pytest
 
 import modicl.train
 from modicl.cli import main
-from modicl.config import ConfigError, preset
+from modicl.config import ConfigError
+from modicl.presets import preset
 from modicl.sweep import SweepSpec, expand, load_spec, parse_assignment, point_hash, point_status, run_sweep
 
 from conftest import tiny_config

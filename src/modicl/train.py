@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from .circuits import attention_scores
-from .config import EXECUTION_FIELDS, ConfigError, RunConfig, config_hash, run_seeds, to_dict, validate
+from .config import EXECUTION_FIELDS, ConfigError, RunConfig, run_seeds, to_dict, validate
+from .hashing import config_hash
 from .data import sample_sequences
 from .family import input_length
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
