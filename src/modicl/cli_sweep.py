@@ -57,6 +57,7 @@ class PlotCommand:
 
 
 def cmd_sweep(argv: list[str]) -> int:
+    """``modicl sweep``: run the grid here (or in workers), or submit it to SLURM; 1 when a point failed."""
     from .rundir import RunDir
     from .sweep import expand, load_spec, parse_assignment, point_dir, run_sweep
 
@@ -132,6 +133,7 @@ def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
 
 
 def cmd_status(argv: list[str]) -> int:
+    """``modicl status``: the state of every point of a sweep."""
     from .sweep import format_status, sweep_status
 
     args = parse(StatusCommand, argv, tyro.MISSING_NONPROP, "modicl status")
@@ -140,6 +142,7 @@ def cmd_status(argv: list[str]) -> int:
 
 
 def cmd_plot(argv: list[str]) -> int:
+    """``modicl plot``: a sweep's figures, one path per line."""
     from .sweep_plots import plot_sweep
 
     args = parse(PlotCommand, argv, tyro.MISSING_NONPROP, "modicl plot")

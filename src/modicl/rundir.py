@@ -101,6 +101,7 @@ class RunDir:
         return self.path.is_dir() and bool({e.name for e in self.path.iterdir()} - _RUN_SCAFFOLD) and not is_run_dir(self.path)
 
     def has_checkpoint(self, name: str = "last") -> bool:
+        """True when the weights of checkpoint ``name`` exist."""
         return self.checkpoint(name).exists()
 
     def status(self) -> str:
@@ -173,6 +174,7 @@ class RunDir:
         write_json(self.config, to_dict(cfg))
 
     def write_tasks(self, tasks: TaskSet) -> None:
+        """Write tasks.json (the task vectors and input split the run trains on)."""
         self.tasks.write_text(tasks.to_json())
 
     def read_sessions(self) -> list[dict]:
@@ -182,6 +184,7 @@ class RunDir:
         return [json.loads(line) for line in self.sessions.read_text().splitlines() if line.strip()]
 
     def append_session(self, record: dict) -> None:
+        """Append one line to sessions.jsonl (a process that starts or resumes the run)."""
         with self.sessions.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
 

@@ -97,7 +97,8 @@ def check_stream_device(state: dict, device: torch.device, run_dir: Path | str =
 
 class RunState:
     """One run inside a training loop: config, run directory, model, optimizer, data stream, the
-    best-o.o.d. record and timing. :func:`train` drives one; :mod:`modicl.ensemble` drives several.
+    best-o.o.d. record and timing. :func:`train_runs` drives N of them (:func:`train` one,
+    :mod:`modicl.ensemble` several).
 
     Opening a run validates ``cfg`` and either starts it fresh (writing config.json and tasks.json) or,
     with ``resume`` and a checkpoint present, restores the model, optimizer, data-stream state and

@@ -110,14 +110,15 @@ class _OnThisMachine:
     waits = True
 
     def check(self, out_dir: Path) -> None:
-        pass
+        """Nothing to check: this machine runs the jobs."""
 
     def active(self, out_dir: Path) -> set[str]:
-        return set()  # a point another process trains is refused by its run lock (run_job)
+        """None: a point that another process trains is refused by its run lock (:func:`run_job`)."""
+        return set()
 
     @classmethod
     def report(cls, out_dir: Path, rows: list[dict[str, Any]]) -> None:
-        pass  # a running point holds its run lock, which sweep_status reads
+        """Nothing to add: a running point holds its run lock, which :func:`sweep_status` reads."""
 
 
 @dataclass
@@ -129,9 +130,11 @@ class InProcess(_OnThisMachine):
     ensembles = True
 
     def prepare(self, jobs: list[Job]) -> list[Job]:
+        """The jobs as they are (each run sets its own threads)."""
         return jobs
 
     def submit(self, jobs: Sequence[Job], out_dir: Path, record: Record) -> list[Submission]:
+        """Run the jobs here, one after another, recording each as it ends."""
         for job in jobs:
             record(job, run_job(job, progress=self.progress))
         return []
@@ -152,10 +155,12 @@ class ProcessPool(_OnThisMachine):
             raise ConfigError(f"workers = {self.workers} must be ≥ 1")
 
     def prepare(self, jobs: list[Job]) -> list[Job]:
+        """The jobs with cpu_count / workers threads each."""
         threads = max(1, (os.cpu_count() or self.workers) // self.workers)
         return [with_threads(job, threads) for job in jobs]
 
     def submit(self, jobs: Sequence[Job], out_dir: Path, record: Record) -> list[Submission]:
+        """Run the jobs in the pool, recording each as it ends; on an interrupt stop the workers and re-raise."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 

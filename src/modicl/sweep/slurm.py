@@ -269,17 +269,22 @@ class Slurm:
         _validate(self.opts)
 
     def check(self, out_dir: Path) -> None:
+        """:func:`check_slurm`: submitit installed, a SLURM controller answering."""
         check_slurm()
 
     def prepare(self, jobs: list[Job]) -> list[Job]:
+        """The jobs with ``opts.cpus_per_job`` threads each."""
         return [with_threads(j, self.opts.cpus_per_job) for j in jobs]
 
     def active(self, out_dir: Path) -> set[str]:
+        """Points whose latest SLURM job squeue still lists (queued or running)."""
         latest = read_submissions(out_dir)
         queued = queue_states(latest.values())
         return {h for h, job_id in latest.items() if job_id in queued}
 
     def submit(self, jobs: Sequence[Job], out_dir: Path, record: Record) -> list[Submission]:
+        """Submit the jobs as one job array and note them in ``slurm/submissions.jsonl``; ``record`` is not
+        called (each job rewrites the tables when it ends)."""
         ex = _executor(out_dir, self.opts, self.name)
         err = io.StringIO()
         try:
