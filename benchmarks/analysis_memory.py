@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from modicl.config import preset, to_dict
+from modicl.config import to_dict
 from modicl.model import Transformer
+from modicl.presets import preset
 from modicl.rundir import save_checkpoint, write_json
 from modicl.tasks import make_task_set
 

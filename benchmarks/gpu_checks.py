@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from modicl.bench import benchmark, benchmark_ensemble, device_peak_flops, train_flops_per_step
-from modicl.config import ModelConfig, RunConfig, TaskConfig, preset
+from modicl.config import ModelConfig, RunConfig, TaskConfig
 from modicl.memory import estimate_memory
+from modicl.presets import preset
 
 CHECKS = ("versions", "single-d2", "single-d6", "paper-ensemble", "quick-ensemble", "resume")
 
@@ -130,7 +131,7 @@ def _losses(stepper, runs, steps: int) -> list[list[float]]:
 
 
 def check_paper_ensemble(args, rec: Record) -> None:
-    from modicl.ensemble import LoopStep, VmapStep
+    from modicl.steps import LoopStep, VmapStep
     from modicl.train import RunState
 
     cfg = with_train(paper(args, 2), compile="off")  # compute-bound: eager suffices to compare, and saves compiling

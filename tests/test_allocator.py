@@ -8,9 +8,9 @@ import pytest
 _PROBE = """
 import resource, sys, torch
 from modicl.allocator import keep_freed_memory
-from modicl.config import preset
+from modicl.presets import preset
 from modicl.model import Transformer
-from modicl.train import TrainStep, build_optimizer
+from modicl.steps import TrainStep, build_optimizer
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.set_num_threads(1)

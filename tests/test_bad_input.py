@@ -14,7 +14,8 @@ import torch
 from conftest import tiny_config
 
 from modicl.cli import main
-from modicl.config import ConfigError, ModelConfig, preset, validate
+from modicl.config import ConfigError, ModelConfig, validate
+from modicl.presets import preset
 from modicl.runlock import lock_run
 from modicl.train import check_stream_device, train
 

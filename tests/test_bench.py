@@ -1,6 +1,6 @@
 import pytest
 from modicl.bench import benchmark, train_flops_per_step
-from modicl.config import preset
+from modicl.presets import preset
 
 from conftest import tiny_config
 

@@ -8,10 +8,11 @@ import functools
 import pytest
 import torch
 
-from modicl.config import ModelConfig, RunConfig, TrainConfig, config_hash
+from modicl.config import ModelConfig, RunConfig, TrainConfig
+from modicl.hashing import config_hash
 from modicl.model import Transformer
 from modicl.compiling import is_compiler_error
-from modicl.train import TrainStep, build_optimizer
+from modicl.steps import TrainStep, build_optimizer
 
 _COMPILE = torch.compile
 
@@ -84,7 +85,7 @@ def test_compile_mode_is_an_execution_setting_that_keeps_config_hashes():
 
 def _vmap_losses(tmp_path, compile_setting, steps=3):
     from conftest import tiny_config
-    from modicl.ensemble import VmapStep
+    from modicl.steps import VmapStep
     from modicl.train import RunState
 
     cfg = tiny_config(compile=compile_setting)

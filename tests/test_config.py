@@ -3,9 +3,10 @@ import dataclasses
 import pytest
 
 from modicl.config import (
-    ConfigError, ModelConfig, RunConfig, Seeds, TaskConfig, TrainConfig, config_hash, from_dict, preset, run_seeds, to_dict,
-    validate,
+    ConfigError, ModelConfig, RunConfig, Seeds, TaskConfig, TrainConfig, from_dict, run_seeds, to_dict, validate,
 )
+from modicl.hashing import config_hash
+from modicl.presets import preset
 
 
 def _cfg(task=None, model=None, train=None):

@@ -133,7 +133,7 @@ def test_a_member_checkpointed_on_another_device_type_fails_alone_with_a_clear_m
 
 
 def test_a_diverging_vmap_member_stops_alone_and_the_others_match_their_runs_alone(tmp_path, monkeypatch):
-    from modicl.ensemble import VmapStep
+    from modicl.steps import VmapStep
 
     cfgs = _members()[:2]
     train(cfgs[0], tmp_path / "alone", progress=False)

@@ -12,12 +12,13 @@ from modicl.algorithms import (
 )
 from modicl.analysis import kshot_grid, ratio_classes
 from modicl.cli import main
-from modicl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, config_hash, validate
+from modicl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, validate
+from modicl.hashing import config_hash
 from modicl.data import sample_sequences, z_logits, z_targets
 from modicl.metrics import SETS, query_structure
 from modicl.model import build_model
 from modicl.tasks import TaskSet, make_task_set
-from modicl.train import z_loss
+from modicl.steps import z_loss
 
 
 def test_the_paper_family_lays_out_x_y_z_triples():

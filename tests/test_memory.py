@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig, preset
+from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+from modicl.presets import preset
 from modicl.memory import (
     CPU_MEMORY_BUDGET, ensemble_capacity, estimate_memory, measure_saved_bytes, memory_budget, overhead_bound,
 )
@@ -39,7 +40,7 @@ import json, sys, torch
 from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 from modicl.model import Transformer
 from modicl.runtime import autocast_for
-from modicl.train import TrainStep, build_optimizer
+from modicl.steps import TrainStep, build_optimizer
 d, L, B, dt = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(1)
 cfg = RunConfig(task=TaskConfig(p=29, n_ctx=32, n_id=8), model=ModelConfig(d_model=d, n_layers=L, n_heads=4),

@@ -127,7 +127,7 @@ def test_rope_gradient_is_the_inverse_rotation_of_the_upstream_gradient():
 
 
 def _loss_and_grads(model, tok, dtype=None):
-    from modicl.train import z_loss
+    from modicl.steps import z_loss
 
     model.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is torch.bfloat16):

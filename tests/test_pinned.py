@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from modicl.config import PRESETS, RunConfig, config_hash, preset
+from modicl.config import RunConfig
+from modicl.hashing import config_hash
+from modicl.presets import PRESETS, preset
 from modicl.sweep import BUILTIN, expand
 
 CPU_PRESETS = ("quick", "quick-depth2", "quick-memorize")

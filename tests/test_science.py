@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from modicl.config import preset
+from modicl.presets import preset
 from modicl.train import train
 
 

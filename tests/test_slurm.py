@@ -18,8 +18,8 @@ import pytest
 
 from modicl.cli import main
 from modicl.config import ConfigError
-from modicl.slurm import SlurmOptions, queue_states, submit_sweep, sweep_status, time_minutes, wait_for_sweep
-from modicl.sweep import SweepSpec, load_sweep, run_sweep
+from modicl.sweep import SweepSpec, load_sweep, run_sweep, sweep_status
+from modicl.sweep.slurm import SlurmOptions, queue_states, submit_sweep, time_minutes, wait_for_sweep
 
 from conftest import tiny_config
 

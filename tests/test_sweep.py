@@ -6,7 +6,8 @@ import pytest
 
 import modicl.train
 from modicl.cli import main
-from modicl.config import ConfigError, preset
+from modicl.config import ConfigError
+from modicl.presets import preset
 from modicl.sweep import SweepSpec, expand, load_spec, parse_assignment, point_hash, point_status, run_sweep
 
 from conftest import tiny_config
@@ -217,7 +218,7 @@ def test_two_worker_processes_finish_every_point_and_share_the_table(tmp_path):
 
 def test_a_point_being_trained_elsewhere_is_left_alone_and_shown_running(tmp_path):
     from modicl.runlock import RunLocked, is_locked, lock_run
-    from modicl.slurm import sweep_status
+    from modicl.sweep import sweep_status
     from modicl.sweep import Job, load_sweep, run_job
 
     spec = _spec(seed=[1])

@@ -10,8 +10,10 @@ from modicl.config import ConfigError, ModelConfig, TaskConfig, TrainConfig
 from modicl.model import Transformer
 from modicl.rundir import CheckpointError, load_checkpoint, read_metrics
 from modicl.runtime import cpu_kind
+from modicl import steps as steps_mod
 from modicl import train as train_mod
-from modicl.train import TrainingDiverged, build_optimizer, lr_multiplier, train, weight_decay_at
+from modicl.steps import build_optimizer, lr_multiplier, weight_decay_at
+from modicl.train import TrainingDiverged, train
 
 
 def test_lr_schedule_warms_up_from_one_percent_then_cosines_to_ten_percent():
@@ -103,7 +105,7 @@ def test_checkpoints_hold_tasks_config_and_best_ood(tmp_path):
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real = train_mod.z_loss
+    real = steps_mod.z_loss
     calls = {"n": 0}
 
     def poisoned(model, tokens, n_var=2):
@@ -111,7 +113,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
         loss = real(model, tokens, n_var)
         return loss * float("nan") if calls["n"] == 30 else loss
 
-    monkeypatch.setattr(train_mod, "z_loss", poisoned)
+    monkeypatch.setattr(steps_mod, "z_loss", poisoned)
     cfg = tiny_config(steps=60, eval_every=20)
     with pytest.raises(TrainingDiverged, match=r"step 30; checkpoints/last .* keeps step 20"):
         train(cfg, tmp_path / "r", progress=False)

@@ -30,7 +30,7 @@ from . import analysis_plots as P
 from .config import ConfigError, RunConfig
 from .data import model_inputs
 from .family import example_positions, n_vectors
-from .rundir import load_checkpoint, write_json
+from .rundir import RunDir, load_checkpoint, write_json
 from .runtime import autocast_for, resolve_device, resolve_dtype
 from .tasks import TaskSet
 
@@ -244,7 +244,7 @@ def run_analyses(
         probing = []
     g = torch.Generator().manual_seed(seed)
     subject = Subject(model, cfg, tasks, dev, autocast, task, is_id, k, A.all_inputs(p, n_var=n_var), g, seed,
-                      run_dir / "analysis", context, shots)
+                      RunDir(run_dir).analysis, context, shots)
     probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None  # drawn first always: g then draws the k-shot context
     if probing:
         if len(probe) > max_probes:  # bounded memory at large p: a random subset of the probe inputs, stated in the output

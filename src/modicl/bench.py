@@ -20,7 +20,7 @@ from .data import sample_sequences
 from .family import input_length
 from .model import build_model
 from .runtime import autocast_for, resolve_compile, restores_threads, setup_process
-from .train import TrainStep, build_optimizer
+from .steps import TrainStep, build_optimizer
 from .tasks import make_task_set
 
 
@@ -142,7 +142,7 @@ def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtyp
         {'members', 'backend', 'dtype', 'device', 'single_compiled', 'ensemble_compiled' (what ran, after
          any compiler fallback), 'single_steps_per_s', 'ensemble_member_steps_per_s', 'ratio'}; ratio > 1 means the ensemble trains more member-steps per second than single runs.
     """
-    from .ensemble import LoopStep, VmapStep
+    from .steps import LoopStep, VmapStep
     from .train import RunState
 
     device, _ = setup_process(cfg.train)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import json
 import sys
 from collections.abc import Iterator
@@ -29,8 +28,11 @@ from typing import Annotated, Literal
 
 import tyro
 
-from .config import PARTS, ConfigError, RunConfig, config_hash, preset, validate
-from .slurm import SlurmOptions
+from .cli_args import check_seed, parse, pop_preset, reject_empty_out
+from .cli_sweep import cmd_plot, cmd_status, cmd_sweep
+from .config import ConfigError, RunConfig, validate
+from .hashing import config_hash
+from .presets import preset
 
 
 @dataclass(frozen=True)
@@ -81,46 +83,6 @@ class BenchCommand:
 
 
 @dataclass(frozen=True)
-class SweepCommand:
-    """Run (or continue) a grid of runs: finished points are skipped, interrupted ones resumed, failed ones re-run."""
-
-    spec: tyro.conf.Positional[str]
-    """a built-in spec (phase-diagram, depth, quick-phase-diagram, …) or a TOML file."""
-    out: Path | None = None
-    """sweep directory; None means sweeps/SPEC-NAME."""
-    axis: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
-    """extra or replacement axis FIELD=V1,V2,… (e.g. n_id=8,16,32); repeat the flag for several."""
-    set: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
-    """fixed override FIELD=VALUE for every point (e.g. train.steps=3000); repeat the flag for several."""
-    dry_run: bool = False
-    """list the grid points and their status; run nothing."""
-    ensemble: bool = True
-    """train points that differ only in their data together (--no-ensemble: every point on its own)."""
-    workers: int = 1
-    """runs at once, in separate processes sharing the CPU threads (2 on a 2-core machine: +18 %)."""
-    progress: bool = True
-    executor: Literal["local", "slurm"] = "local"
-    """local: run here; slurm: submit the jobs as a SLURM job array (through submitit) and return."""
-    wait: bool = False
-    """with --executor slurm: follow the jobs with a progress bar until they end, then write the results table."""
-    slurm: SlurmOptions = field(default_factory=SlurmOptions)
-
-
-@dataclass(frozen=True)
-class StatusCommand:
-    """Show the state of every point of a sweep: done, running, queued, interrupted, new, or failed with its error."""
-
-    sweep_dir: tyro.conf.Positional[Path]
-
-
-@dataclass(frozen=True)
-class PlotCommand:
-    """Draw a sweep's figures into SWEEP_DIR/plots: phase diagram, per-set heatmaps, o.o.d. accuracy vs n_id, training curves."""
-
-    sweep_dir: tyro.conf.Positional[Path]
-
-
-@dataclass(frozen=True)
 class AnalyzeCommand:
     """Open up a trained model: attention maps, circle-of-circles PCA, kaleidoscope similarity, k-shot grids,
     ratio matching vs modular regression, label noise, logit lens; writes RUN_DIR/analysis/."""
@@ -139,75 +101,20 @@ class AnalyzeCommand:
     seed: int = 0
 
 
-def _flags(cls) -> list[str]:
-    return ["--" + f.name.replace("_", "-") for f in dataclasses.fields(cls)]
-
-
-def _known_flags(command) -> list[str]:
-    """Every flag ``command`` accepts, for 'did you mean' hints."""
-    own = [fl for fl in _flags(command) if fl != "--config"]
-    if "--slurm" in own:
-        own.remove("--slurm")
-        own += [f"--slurm.{fl[2:]}" for fl in _flags(SlurmOptions)]
-    if "--config" not in _flags(command):
-        return own
-    flags = [f"--{part}.{fl[2:]}" for part, cls in PARTS.items() for fl in _flags(cls)]
-    flags += [fl for fl in _flags(RunConfig) if fl[2:] not in PARTS]
-    return flags + own
-
-
-def _pop_preset(argv: list[str], default: str) -> tuple[str, list[str]]:
-    rest, name, i = [], default, 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--preset" and i + 1 < len(argv):
-            name, i = argv[i + 1], i + 2
-            continue
-        if a.startswith("--preset="):
-            name = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-        i += 1
-    return name, rest
-
-
-def _parse(command, argv: list[str], default, prog: str):
-    parsed, unknown = tyro.cli(command, args=argv, default=default, prog=prog, return_unknown_args=True)
-    if unknown:
-        bad = next((u for u in unknown if u.startswith("-")), unknown[0])
-        known = _known_flags(command)
-        close = difflib.get_close_matches(bad.split("=")[0].replace("_", "-"), known, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise ConfigError(f"unknown option {bad!r}{hint} (see {prog} --help)")
-    return parsed
-
-
-def _check_seed(seed: int) -> None:
-    if not 0 <= seed < 2**63 - 1:
-        raise ConfigError(f"--seed {seed} must be an integer in [0, 2**63 - 2]")
-
-
-def _reject_empty_out(argv: list[str]) -> None:
-    """``--out ''`` would be the current directory; an empty path is an error."""
-    for i, a in enumerate(argv):
-        if a == "--out=" or (a == "--out" and i + 1 < len(argv) and not argv[i + 1].strip()):
-            raise ConfigError("--out is an empty path; give a directory")
-
-
 def cmd_train(argv: list[str]) -> int:
     from .metrics import PHASE_LABELS, format_table
-    from .rundir import clear_run, is_run_dir
+    from .rundir import RunDir, clear_run
     from .train import train
 
-    name, rest = _pop_preset(argv, "quick")
+    name, rest = pop_preset(argv, "quick")
     base = preset(name)
-    args = _parse(TrainCommand, rest, TrainCommand(config=base, preset=name), "modicl train")
+    args = parse(TrainCommand, rest, TrainCommand(config=base, preset=name), "modicl train")
     cfg = validate(args.config)
-    _reject_empty_out(rest)
+    reject_empty_out(rest)
     out = args.out or Path("runs") / f"{name}-{config_hash(cfg)}"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
-    if out.exists() and not is_run_dir(out) and any(e.name != ".lock" for e in out.iterdir()):
+    if RunDir(out).holds_other_files():
         raise ConfigError(f"--out {out} is not empty and holds no modicl run; choose another directory "
                           "(--overwrite only replaces run directories)")
     if args.overwrite and out.exists():
@@ -233,13 +140,13 @@ def cmd_eval(argv: list[str]) -> int:
     from .evaluation import evaluate_run
     from .metrics import PHASE_LABELS, classify_phase, format_table, pattern_text
     from .plots import kshot_plot
-    from .rundir import load_checkpoint, write_json
+    from .rundir import RunDir, load_checkpoint, write_json
     from .runtime import autocast_for, resolve_device, resolve_dtype
 
-    args = _parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
+    args = parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
     if args.sequences < 1:
         raise ConfigError(f"--sequences {args.sequences} must be ≥ 1")
-    _check_seed(args.seed)
+    check_seed(args.seed)
     device = resolve_device(args.device)
     ck = load_checkpoint(args.run_dir, args.checkpoint, device)
     cfg = ck.config
@@ -252,23 +159,24 @@ def cmd_eval(argv: list[str]) -> int:
     out = {"checkpoint": args.checkpoint, "step": ck.step, "sequences_requested": args.sequences,
            "sequences_per_set": used, "seed": args.seed, "phase": phase,
            "phase_pattern": pattern_text(res, cfg.phase_threshold), **res}
-    (args.run_dir / "eval").mkdir(exist_ok=True)
-    write_json(args.run_dir / "eval" / f"{args.checkpoint}.json", out)
-    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, args.run_dir / "eval" / f"kshot_{args.checkpoint}.png", p=cfg.task.p)
+    evals = RunDir(args.run_dir).evals
+    evals.mkdir(exist_ok=True)
+    write_json(evals / f"{args.checkpoint}.json", out)
+    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, evals / f"kshot_{args.checkpoint}.png", p=cfg.task.p)
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}); sequences used per set: "
           + ", ".join(f"{k} {v}" for k, v in used.items()))
     print(format_table(res, cfg.task.p))
     print("k-shot accuracy (o.o.d. test), k = shots before the query:", " ".join(f"{k}:{a:.2f}" for k, a in enumerate(res["ood_test"]["kshot"])))
-    print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {args.run_dir / 'eval' / (args.checkpoint + '.json')} and eval/kshot_{args.checkpoint}.png")
+    print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {evals / (args.checkpoint + '.json')} and eval/kshot_{args.checkpoint}.png")
     return 0
 
 
 def cmd_bench(argv: list[str]) -> int:
     from .bench import benchmark
 
-    name, rest = _pop_preset(argv, "bench")
+    name, rest = pop_preset(argv, "bench")
     base = preset(name)
-    args = _parse(BenchCommand, rest, BenchCommand(config=base, preset=name), "modicl bench")
+    args = parse(BenchCommand, rest, BenchCommand(config=base, preset=name), "modicl bench")
     cfg = validate(args.config)
     if args.steps < 1 or args.ensemble < 0:
         raise ConfigError("--steps must be ≥ 1 and --ensemble ≥ 0")
@@ -279,96 +187,6 @@ def cmd_bench(argv: list[str]) -> int:
     else:
         results = [benchmark(cfg, dtype=d, steps=args.steps) for d in args.dtypes]
     print(json.dumps(results, indent=1))
-    return 0
-
-
-def cmd_sweep(argv: list[str]) -> int:
-    from .sweep import expand, load_spec, parse_assignment, run_sweep
-
-    args = _parse(SweepCommand, argv, tyro.MISSING_NONPROP, "modicl sweep")
-    sets = {}
-    for text in args.set:
-        name, values = parse_assignment(text)
-        if len(values) != 1:
-            raise ConfigError(f"--set {text!r} gives {len(values)} values; use --axis for several")
-        sets[name] = values[0]
-    axes = dict(parse_assignment(t) for t in args.axis)
-    spec = load_spec(args.spec, overrides=sets, axes=axes)
-    _reject_empty_out(argv)
-    out = args.out or Path("sweeps") / spec.name
-    points = expand(spec)
-    if args.dry_run:  # the same table as modicl status, SLURM jobs included
-        from .slurm import format_status, sweep_status
-
-        print(format_status(sweep_status(out, points)).replace(" points: ", f" points in {out}: ", 1))
-        return 0
-    if args.executor == "slurm":
-        return _sweep_slurm(args, spec, out)
-    print(f"sweep {spec.name}: {len(points)} points in {out}")
-    report = run_sweep(spec, out, progress=args.progress, ensemble=args.ensemble, workers=args.workers)
-    print(f"finished {len(report.finished)}, already done {len(report.skipped)}, failed {len(report.failed)}; "
-          f"results in {out / 'results.csv'} (and .parquet)")
-    _print_cells(out / "results.csv")
-    for h, err in report.failed.items():
-        print(f"  failed {h}: {err} (details in {out / 'runs' / h / 'error.txt'})", file=sys.stderr)
-    return 1 if report.failed else 0
-
-
-def _print_cells(results: Path) -> None:
-    """Per cell of the sweep: how many seeds reached each phase, and the seed-mean o.o.d. test accuracy."""
-    import pandas as pd
-
-    from .cells import format_cells, seed_cells
-
-    if results.exists() and results.stat().st_size > 1:
-        df = pd.read_csv(results)
-        if len(df) and "phase" in df:
-            print(format_cells(seed_cells(df)))
-
-
-def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
-    from .slurm import format_status, read_submissions, submit_sweep, wait_for_sweep
-
-    if args.workers != 1:
-        raise ConfigError("--workers is for the local executor; with --executor slurm use --slurm.cpus-per-job and --slurm.array-parallelism")
-    subs = submit_sweep(spec, out, args.slurm, ensemble=args.ensemble)
-    if not subs:
-        print(f"sweep {spec.name}: nothing to submit in {out} (every point is done, queued or running); see modicl status {out}")
-    else:
-        n = sum(len(s.hashes) for s in subs)
-        print(f"sweep {spec.name}: submitted {n} points as {len(subs)} SLURM jobs: {' '.join(s.job_id for s in subs)}")
-        print(f"logs in {out / 'slurm'}; follow with: modicl status {out}")
-    if not args.wait:
-        return 0
-    # follow every point's latest job, also those an earlier submission left queued or running
-    try:
-        rows = wait_for_sweep(out, sorted(set(read_submissions(out).values())), progress=args.progress)
-    except KeyboardInterrupt:
-        print(f"\nmodicl sweep: stopped following; the SLURM jobs keep running: modicl status {out}", file=sys.stderr)
-        return 130
-    print(format_status(rows))
-    print(f"results in {out / 'results.csv'} (and .parquet)")
-    _print_cells(out / "results.csv")
-    unfinished = sum(r["state"] != "done" for r in rows)
-    if unfinished:
-        print(f"modicl sweep: {unfinished} of {len(rows)} points did not finish (see above and modicl status {out})", file=sys.stderr)
-    return 1 if unfinished else 0
-
-
-def cmd_status(argv: list[str]) -> int:
-    from .slurm import format_status, sweep_status
-
-    args = _parse(StatusCommand, argv, tyro.MISSING_NONPROP, "modicl status")
-    print(format_status(sweep_status(args.sweep_dir)))
-    return 0
-
-
-def cmd_plot(argv: list[str]) -> int:
-    from .sweep_plots import plot_sweep
-
-    args = _parse(PlotCommand, argv, tyro.MISSING_NONPROP, "modicl plot")
-    for path in plot_sweep(args.sweep_dir):
-        print(path)
     return 0
 
 
@@ -393,9 +211,10 @@ def _analyze_command() -> type:
 
 def cmd_analyze(argv: list[str]) -> int:
     from .analyze import run_analyses
+    from .rundir import RunDir
 
-    args = _parse(_analyze_command(), argv, tyro.MISSING_NONPROP, "modicl analyze")
-    _check_seed(args.seed)
+    args = parse(_analyze_command(), argv, tyro.MISSING_NONPROP, "modicl analyze")
+    check_seed(args.seed)
     task = _ints(args.task, "--task") if args.task else None
     context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None
     res = run_analyses(args.run_dir, args.checkpoint, task, args.what, context, args.shots or None, args.device, args.seed)
@@ -422,7 +241,7 @@ def cmd_analyze(argv: list[str]) -> int:
         c = res["algorithms"]["o.o.d."]
         print(f"o.o.d. last-shot accuracy: model {c['model'][-1]:.2f}, RM {c['ratio_matching'][-1]:.2f}, MR {c['modular_regression'][-1]:.2f}; "
               f"agreement with RM {c['agree_ratio_matching'][-1]:.2f}, with MR {c['agree_modular_regression'][-1]:.2f}")
-    print(f"figures and analysis.json in {args.run_dir / 'analysis'}")
+    print(f"figures and analysis.json in {RunDir(args.run_dir).analysis}")
     return 0
 
 

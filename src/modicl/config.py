@@ -5,16 +5,13 @@ task family of He et al. 2024, PAPER.md §1: modulus, inputs per example, pre-tr
 α split, sequence format; the family itself is :mod:`modicl.family`), :class:`ModelConfig` (the GPT-style decoder, PAPER.md §2.1) and :class:`TrainConfig` (AdamW
 and the warmup + cosine schedule, PAPER.md §2.3; evaluation cadence; numerics). :func:`validate`
 turns every configuration that cannot work into a :class:`ConfigError` whose one-line message says
-what to change, before any tensor is built. Presets: ``paper`` is PAPER.md §2.3 exactly (for a GPU);
-``quick`` is the same family scaled down so the i.d. → o.o.d. transition shows on two CPU cores.
-This module imports no torch code.
+what to change, before any tensor is built. The named presets are in :mod:`modicl.presets`, the hash
+that names run directories in :mod:`modicl.hashing`. This module imports no torch code.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -221,77 +218,6 @@ def run_seeds(cfg: RunConfig) -> Seeds:
     return Seeds(task=pick(cfg.task_seed), init=pick(cfg.init_seed), data=pick(cfg.data_seed))
 
 
-def _quick() -> RunConfig:
-    # Scaled-down paper setting for 2 CPU cores; the search behind it is in docs/quick-preset.md.
-    return RunConfig(
-        task=TaskConfig(p=7, rule="rectangular", n_id=32, alpha=0.8, n_ctx=16),
-        model=ModelConfig(d_model=128, n_layers=4, n_heads=4),
-        train=TrainConfig(
-            steps=6000, batch_size=64, lr=2e-3, weight_decay=0.5, warmup_steps=200,
-            eval_every=250, eval_sequences=512, eval_batch_size=512,
-            # One thread pins the floating-point summation order, and with it the trajectory: with 2
-            # threads the same seed reached only o.o.d. memorization (docs/quick-preset.md).
-            threads=1,
-        ),
-        seed=2,
-    )
-
-
-def _quick_depth2() -> RunConfig:
-    # The paper's minimal depth on 2 CPU cores (the search is in docs/quick-preset.md): depth 2 at
-    # d_model 64 runs 3.6x the quick preset's steps/s, and a constant lr after warmup lets it leave the
-    # plateau (seed 3 at ≈ 8 000-11 000 steps). Under the novel-query metric no seed reaches o.o.d.
-    # generalization (seed 3 ends at ✓✓✓✗), so the depth contrast is not shown.
-    q = _quick()
-    return dataclasses.replace(
-        q,
-        model=dataclasses.replace(q.model, d_model=64, n_layers=2),
-        train=dataclasses.replace(q.train, steps=14_000, final_lr_ratio=1.0, eval_every=500),
-        seed=3,
-    )
-
-
-def _quick_role() -> RunConfig:
-    # quick-depth2 with the role embedding (position mod 3): it leaves the loss plateau at 1 000-1 500 steps
-    # and i.d.-memorizes by 4 000 in 4 of 4 seeds, where quick-depth2 leaves none by then
-    # (docs/quick-preset.md, "The search for a seed-robust preset"). It does not reach o.o.d. generalization.
-    q = _quick_depth2()
-    return dataclasses.replace(
-        q,
-        model=dataclasses.replace(q.model, role_embedding=True),
-        train=dataclasses.replace(q.train, steps=4000, eval_every=250),
-        seed=1,
-    )
-
-
-def _bench() -> RunConfig:
-    # The throughput reference of `modicl bench`, a setting the authors' code can run too (it ran at
-    # 33.2k tokens/s on a 2-core CPU), so the two implementations compare on equal work.
-    paper = RunConfig()
-    return RunConfig(
-        task=dataclasses.replace(paper.task, n_id=128, n_ctx=32),
-        model=dataclasses.replace(paper.model, d_model=128, n_layers=2, n_heads=4),
-        train=dataclasses.replace(paper.train, batch_size=128, threads=2),
-    )
-
-
-PRESETS: dict[str, RunConfig] = {
-    "paper": RunConfig(),  # PAPER.md §2.3: p 29, d_model 512, 4 heads, bs 1024, lr 1.5e-4, wd 2, 200k steps
-    "quick": _quick(),
-    "quick-memorize": dataclasses.replace(_quick(), task=dataclasses.replace(_quick().task, n_id=8)),
-    "quick-depth2": _quick_depth2(),
-    "quick-role": _quick_role(),
-    "bench": _bench(),  # p 29, d_model 128, 2 layers, 4 heads, bs 128, n_ctx 32: the throughput reference
-}
-
-
-def preset(name: str) -> RunConfig:
-    """Return the named preset; raises ConfigError naming the known presets."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return PRESETS[name]
-
-
 def is_prime(n: int) -> bool:
     """Trial-division primality test (n is at most a few hundred here)."""
     if n < 2:
@@ -455,40 +381,3 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
         return RunConfig(**kwargs)
     except TypeError as e:
         raise ConfigError(f"config does not match this modicl version: {e}") from None
-
-
-# (part, field) -> default, for fields added after run directories were first named by config_hash
-# (part None: a top-level field). The o.o.d. validation split changes only what is evaluated, never
-# the training trajectory, so a run keeps its name with it.
-_ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
-    ("train", "decay_steps"): 0,
-    ("train", "weight_decay_step"): 0,
-    ("train", "late_weight_decay"): 0.0,
-    ("train", "compile_mode"): "default",
-    ("task", "ood_val_fraction"): 0.5,
-    (None, "task_seed"): None,
-    (None, "init_seed"): None,
-    (None, "data_seed"): None,
-    ("model", "role_embedding"): False,
-    ("model", "init_std"): 0.02,
-    ("task", "burst_pairs"): 0,
-    ("task", "burst_steps"): 0,
-    ("task", "curriculum_n_id"): 0,
-    ("task", "curriculum_steps"): 0,
-    ("task", "n_var"): 2,
-}
-
-
-def config_hash(cfg: RunConfig) -> str:
-    """A stable 12-hex-digit hash of the resolved config (run directories are named by it).
-
-    Fields added after the first release are left out while they hold their default, so a run
-    directory made before a field existed keeps its name (and its sweep finds it done).
-    """
-    d = to_dict(cfg)
-    for (part, name), default in _ADDED_FIELDS.items():
-        where = d if part is None else d[part]
-        if where[name] == default:
-            del where[name]
-    blob = json.dumps(d, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]

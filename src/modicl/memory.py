@@ -150,7 +150,7 @@ def ensemble_capacity(cfg: RunConfig, budget: int, dtype: torch.dtype = torch.bf
 def measure_saved_bytes(model: torch.nn.Module, tokens: torch.Tensor, autocast=None, n_var: int = DEFAULT_N_VAR) -> int:
     """Bytes of the distinct storages autograd saves in one training forward of ``model`` on ``tokens``
     (int64 [B, (n_var + 1)·n_ctx]), under ``autocast`` (a context manager, default none); parameters excluded."""
-    from .train import z_loss
+    from .steps import z_loss
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}

@@ -1,17 +1,22 @@
-"""The run directory on disk: config, task lists, metrics log, checkpoints, summary.
+"""The run directory on disk: config, task lists, metrics log, checkpoints, summary, status.
 
-Layout (DESIGN.md "On disk")::
+:class:`RunDir` is the only place that knows the layout (DESIGN.md "On disk")::
 
     RUN_DIR/config.json            resolved RunConfig (everything needed to re-run)
     RUN_DIR/tasks.json             the pre-training and o.o.d. task vectors and the input split, as used
     RUN_DIR/metrics.jsonl          one JSON line per evaluation, appended as training goes
+    RUN_DIR/sessions.jsonl         one JSON line per process that trained the run (host, job, numerics)
     RUN_DIR/checkpoints/{last,best_ood}.safetensors   model weights (the tied embedding stored once)
     RUN_DIR/checkpoints/{last,best_ood}.json          sidecar: step, config, task lists, metrics, version
     RUN_DIR/checkpoints/last.state.pt                 optimizer and data-stream state, for --resume
     RUN_DIR/summary.json           final and best-o.o.d. metrics, phase, wall time, tokens/s
-    RUN_DIR/plots/                 learning_curves.png, kshot.png
+    RUN_DIR/error.txt              a failed attempt: the one-line error, a blank line, the traceback
+    RUN_DIR/plots/                 learning_curves.png, attention_progress.png, kshot.png
+    RUN_DIR/eval/                  CHECKPOINT.json and kshot_CHECKPOINT.png of ``modicl eval``
+    RUN_DIR/.lock                  held while a process trains the run (:mod:`modicl.runlock`)
 
-Every file is written to a temporary name and renamed, so a crash never leaves a half-written file; a
+A run is done when it holds summary.json, failed when it holds error.txt, interrupted when it holds a
+checkpoint but neither, and new otherwise (:meth:`RunDir.status`). Every file is written to a temporary name and renamed, so a crash never leaves a half-written file; a
 write that fails (disk full, file too large, no permission) removes its temporary files and raises
 :class:`WriteError` naming the file.
 """
@@ -22,18 +27,20 @@ import io
 import json
 import os
 import shutil
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from typing import IO, TYPE_CHECKING, Any
 
 from . import __version__
 from .config import ConfigError, RunConfig, from_dict, to_dict
-from .model import Transformer, build_model
-from .tasks import TaskSet
+from .runlock import LOCK_NAME, is_locked, lock_run
+
+if TYPE_CHECKING:  # torch and the model load on use: a sweep's status needs neither
+    import torch
+
+    from .model import Transformer
+    from .tasks import TaskSet
 
 
 class CheckpointError(ConfigError):
@@ -60,14 +67,144 @@ def _atomic_write(path: Path, write) -> None:
         raise _write_failed(path, e, [tmp]) from None
 
 
+def _entry(name: str, doc: str) -> property:
+    return property(lambda self: self.path / name, doc=f"RUN_DIR/{name}: {doc}.")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory: where each of its files lives, and its state on disk. Every other module asks
+    this class (or the functions below) for a run's files instead of spelling their names."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    config = _entry("config.json", "the resolved RunConfig")
+    tasks = _entry("tasks.json", "the task vectors and the input split, as used")
+    metrics = _entry("metrics.jsonl", "one JSON line per evaluation")
+    sessions = _entry("sessions.jsonl", "one JSON line per process that trained the run")
+    summary = _entry("summary.json", "final and best-o.o.d. metrics, written when the run ends")
+    error = _entry("error.txt", "a failed attempt's one-line error, a blank line, its traceback")
+    checkpoints = _entry("checkpoints", "weights, sidecars and the resume state")
+    plots = _entry("plots", "the run's figures")
+    evals = _entry("eval", "modicl eval's CHECKPOINT.json and kshot_CHECKPOINT.png")
+    analysis = _entry("analysis", "modicl analyze's default output directory")
+
+    def checkpoint(self, name: str = "last", kind: str = "safetensors") -> Path:
+        """A file of checkpoint ``name``: ``kind`` is safetensors (weights), json (sidecar) or state.pt."""
+        return self.checkpoints / f"{name}.{kind}"
+
+    def holds_other_files(self) -> bool:
+        """True for a directory that holds something (the training lock aside) but no modicl run."""
+        return self.path.is_dir() and bool({e.name for e in self.path.iterdir()} - _RUN_SCAFFOLD) and not is_run_dir(self.path)
+
+    def has_checkpoint(self, name: str = "last") -> bool:
+        """True when the weights of checkpoint ``name`` exist."""
+        return self.checkpoint(name).exists()
+
+    def status(self) -> str:
+        """``done`` (summary.json written), ``failed`` (error.txt from an earlier attempt),
+        ``interrupted`` (a checkpoint, no summary) or ``new``."""
+        if self.summary.exists():
+            return "done"
+        if self.error.exists():
+            return "failed"
+        if self.has_checkpoint():
+            return "interrupted"
+        return "new"
+
+    def prepare(self) -> str:
+        """Make the directory ready to train and return how: ``interrupted`` (resume from its checkpoint;
+        also a failed attempt that left one, e.g. a cluster job that timed out too often or lost its node)
+        or ``new`` (a directory without a checkpoint is cleared); ``done`` is left alone."""
+        status = self.status()
+        if status == "failed" and self.has_checkpoint():
+            self.error.unlink()
+            return "interrupted"
+        if status in ("failed", "new") and self.path.exists():
+            shutil.rmtree(self.path)
+            return "new"
+        return status
+
+    def record_failure(self, e: BaseException) -> str:
+        """Write error.txt for ``e`` (the one-line error, then the traceback); return the one line."""
+        msg = f"{type(e).__name__}: {e}".splitlines()[0]
+        self.write_error(msg + "\n\n" + "".join(traceback.format_exception(e)))
+        return msg
+
+    def write_error(self, text: str) -> None:
+        """Write error.txt (its first line is the one-line error)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.error.write_text(text if text.endswith("\n") else text + "\n")
+
+    def first_error(self) -> str | None:
+        """The one-line error of a failed attempt, or None."""
+        return self.error.read_text().splitlines()[0] if self.error.exists() else None
+
+    def last_step(self) -> int | None:
+        """The step of the last readable line of metrics.jsonl, or None."""
+        if not self.metrics.exists():
+            return None
+        for line in reversed(self.metrics.read_bytes().splitlines()):
+            try:
+                return int(json.loads(line)["step"])
+            except (ValueError, KeyError):
+                continue
+        return None
+
+    def read_config(self) -> RunConfig:
+        """The saved config. Raises CheckpointError (missing or corrupt) or ConfigError (not a RunConfig)."""
+        return from_dict(read_json(self.config))
+
+    def read_config_dict(self) -> dict:
+        """config.json as written (a plain dict; no validation)."""
+        return read_json(self.config)
+
+    def read_summary(self) -> dict | None:
+        """summary.json, or None before the run finished."""
+        return json.loads(self.summary.read_text()) if self.summary.exists() else None
+
+    def begin(self, cfg: RunConfig) -> None:
+        """Start the run afresh: the directory made, earlier metrics and sessions dropped, config.json written."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.metrics.unlink(missing_ok=True)
+        self.sessions.unlink(missing_ok=True)
+        write_json(self.config, to_dict(cfg))
+
+    def write_tasks(self, tasks: TaskSet) -> None:
+        """Write tasks.json (the task vectors and input split the run trains on)."""
+        self.tasks.write_text(tasks.to_json())
+
+    def read_sessions(self) -> list[dict]:
+        """The lines of sessions.jsonl, one per process that trained the run, oldest first."""
+        if not self.sessions.exists():
+            return []
+        return [json.loads(line) for line in self.sessions.read_text().splitlines() if line.strip()]
+
+    def append_session(self, record: dict) -> None:
+        """Append one line to sessions.jsonl (a process that starts or resumes the run)."""
+        with self.sessions.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def lock(self) -> IO:
+        """Take the training lock (:func:`modicl.runlock.lock_run`); raises RunLocked when it is held."""
+        return lock_run(self.path)
+
+    def is_locked(self) -> bool:
+        """True while some process trains this run."""
+        return is_locked(self.path)
+
+
 # Names a run directory holds before its config.json exists: the training lock.
-_RUN_SCAFFOLD = {".lock"}
+_RUN_SCAFFOLD = {LOCK_NAME}
 
 
 def is_run_dir(path: str | Path) -> bool:
     """True when ``path`` holds a modicl run: a config.json this modicl reads as a RunConfig."""
     try:
-        from_dict(read_json(Path(path) / "config.json"))
+        RunDir(path).read_config()
     except (ConfigError, AttributeError, TypeError):
         return False
     return True
@@ -83,7 +220,7 @@ def check_run_out(run_dir: str | Path) -> None:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} is a file, not a run directory; choose another --out")
-    if run_dir.is_dir() and {e.name for e in run_dir.iterdir()} - _RUN_SCAFFOLD and not is_run_dir(run_dir):
+    if RunDir(run_dir).holds_other_files():
         raise ConfigError(f"{run_dir} is not empty and holds no modicl run; choose another --out (nothing was changed)")
 
 
@@ -95,8 +232,6 @@ def clear_run(run_dir: str | Path) -> None:
         ConfigError: ``run_dir`` holds something other than a modicl run (see :func:`check_run_out`).
         RunLocked: another process is training it; nothing is changed.
     """
-    from .runlock import lock_run
-
     run_dir = Path(run_dir)
     check_run_out(run_dir)
     with lock_run(run_dir):
@@ -132,18 +267,19 @@ def read_json(path: Path) -> Any:
 def append_metrics(run_dir: Path, row: dict) -> None:
     """Append one evaluation row to metrics.jsonl and fsync it, so a crash loses no logged evaluation.
     Raises WriteError naming the file when it cannot be written."""
+    path = RunDir(run_dir).metrics
     try:
-        with open(run_dir / "metrics.jsonl", "a") as f:
+        with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise _write_failed(run_dir / "metrics.jsonl", e, []) from None
+        raise _write_failed(path, e, []) from None
 
 
 def read_metrics(run_dir: Path, up_to_step: int | None = None) -> list[dict]:
     """Rows of metrics.jsonl (those with step ≤ up_to_step if given); a torn last line is ignored."""
-    path = run_dir / "metrics.jsonl"
+    path = RunDir(run_dir).metrics
     rows = []
     if path.exists():
         for line in path.read_text().splitlines():
@@ -159,7 +295,7 @@ def read_metrics(run_dir: Path, up_to_step: int | None = None) -> list[dict]:
 def truncate_metrics(run_dir: Path, step: int) -> None:
     """Drop rows logged after ``step`` (written after the checkpoint a resume starts from)."""
     rows = read_metrics(run_dir, step)
-    _atomic_write(run_dir / "metrics.jsonl", lambda t: t.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+    _atomic_write(RunDir(run_dir).metrics, lambda t: t.write_text("".join(json.dumps(r) + "\n" for r in rows)))
 
 
 def save_checkpoint(
@@ -171,8 +307,11 @@ def save_checkpoint(
     All files are written to temporary names first and then renamed, the sidecar last, so a process
     killed while saving leaves either the old checkpoint or the new one, except within the microseconds
     of the renames; :func:`load_state` detects that case by the step recorded in both."""
-    ck = run_dir / "checkpoints"
-    ck.mkdir(parents=True, exist_ok=True)
+    import torch
+    from safetensors.torch import save
+
+    rd = RunDir(run_dir)
+    rd.checkpoints.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     sidecar = {
         "step": step, "modicl_version": __version__, "config": to_dict(cfg),
@@ -182,9 +321,9 @@ def save_checkpoint(
     # (torch.save to a path reports only "iostream error").
     staged = []
     if state is not None:
-        staged.append((ck / f"{name}.state.pt", lambda: _torch_bytes({**state, "step": step})))
-    staged.append((ck / f"{name}.safetensors", lambda: save(weights, metadata={"step": str(step)})))
-    staged.append((ck / f"{name}.json", lambda: json.dumps(sidecar, indent=1).encode()))
+        staged.append((rd.checkpoint(name, "state.pt"), lambda: _torch_bytes({**state, "step": step})))
+    staged.append((rd.checkpoint(name), lambda: save(weights, metadata={"step": str(step)})))
+    staged.append((rd.checkpoint(name, "json"), lambda: json.dumps(sidecar, indent=1).encode()))
     tmps = [path.with_name(path.name + ".tmp") for path, _ in staged]
     for (path, data), tmp in zip(staged, tmps):
         try:
@@ -197,6 +336,8 @@ def save_checkpoint(
 
 
 def _torch_bytes(obj: Any) -> bytes:
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
@@ -219,23 +360,28 @@ def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch
     Raises:
         CheckpointError: run directory, weights or sidecar missing or corrupt.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist")
-    ck = run_dir / "checkpoints"
-    if not (ck / f"{name}.safetensors").exists():
-        have = sorted(p.stem for p in ck.glob("*.safetensors")) if ck.exists() else []
-        raise CheckpointError(f"no checkpoint {name!r} in {run_dir}; available: {', '.join(have) or 'none (train first)'}")
-    sidecar = read_json(ck / f"{name}.json")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .model import build_model
+    from .tasks import TaskSet
+
+    rd = RunDir(run_dir)
+    if not rd.path.is_dir():
+        raise CheckpointError(f"run directory {rd.path} does not exist")
+    if not rd.has_checkpoint(name):
+        have = sorted(p.stem for p in rd.checkpoints.glob("*.safetensors")) if rd.checkpoints.exists() else []
+        raise CheckpointError(f"no checkpoint {name!r} in {rd.path}; available: {', '.join(have) or 'none (train first)'}")
+    sidecar = read_json(rd.checkpoint(name, "json"))
     cfg = from_dict(sidecar["config"])
     tasks = TaskSet.from_json(json.dumps(sidecar["tasks"]))
     model = build_model(cfg)
     try:
-        weights = load_file(str(ck / f"{name}.safetensors"))
+        weights = load_file(str(rd.checkpoint(name)))
         model.load_state_dict(weights)
     except (SafetensorError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {ck / name}.safetensors is corrupt or does not match its config: {first}") from None
+        raise CheckpointError(f"checkpoint {rd.checkpoint(name)} is corrupt or does not match its config: {first}") from None
     model.to(device).eval()
     return Checkpoint(model, cfg, tasks, int(sidecar["step"]), sidecar)
 
@@ -246,14 +392,16 @@ def load_state(run_dir: Path, name: str = "last") -> dict:
     Raises:
         CheckpointError: the state file is missing or unreadable.
     """
-    path = run_dir / "checkpoints" / f"{name}.state.pt"
+    import torch
+
+    path = RunDir(run_dir).checkpoint(name, "state.pt")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; the run cannot be resumed, train it again without --resume") from None
     except Exception as e:  # torch raises several types for a truncated file
         raise CheckpointError(f"{path} is corrupt ({type(e).__name__}); start the run again with --overwrite") from None
-    saved = read_json(run_dir / "checkpoints" / f"{name}.json").get("step")
+    saved = read_json(RunDir(run_dir).checkpoint(name, "json")).get("step")
     if "step" in state and state["step"] != saved:
         raise CheckpointError(f"checkpoint {name} of {run_dir} is inconsistent (state at step {state['step']}, weights at step "
                               f"{saved}: killed while saving); start the run again with --overwrite")

@@ -15,6 +15,10 @@ from typing import IO
 from .config import ConfigError
 
 
+# The lock's file name inside a run directory.
+LOCK_NAME = ".lock"
+
+
 class RunLocked(ConfigError):
     """The run directory is being trained by another process."""
 
@@ -24,7 +28,7 @@ def lock_run(run_dir: str | Path) -> IO:
     training and close it to release. Raises RunLocked when another process holds it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(run_dir / ".lock", "w")
+    fh = open(run_dir / LOCK_NAME, "w")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -35,7 +39,7 @@ def lock_run(run_dir: str | Path) -> IO:
 
 def is_locked(run_dir: str | Path) -> bool:
     """True while some process holds the training lock of ``run_dir``."""
-    path = Path(run_dir) / ".lock"
+    path = Path(run_dir) / LOCK_NAME
     if not path.exists():
         return False
     with open(path) as fh:

@@ -21,6 +21,8 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from .config import ConfigError  # noqa: E402
 from .plots import save_figure, subplots  # noqa: E402
+from .rundir import RunDir, read_metrics  # noqa: E402
+from .sweep.spec import point_dir  # noqa: E402
 from .metrics import PHASE_KEY, PHASE_LABELS, SET_LABELS, SETS  # noqa: E402
 
 PHASE_ORDER = ("none", "id_memorization", "id_generalization", "ood_memorization", "ood_generalization", "unlisted")
@@ -56,7 +58,7 @@ def _load(sweep_dir: Path):
 
 
 def _threshold(sweep_dir: Path, df) -> float:
-    cfg = json.loads((sweep_dir / "runs" / df["hash"].iloc[0] / "config.json").read_text())
+    cfg = RunDir(point_dir(sweep_dir, df["hash"].iloc[0])).read_config_dict()
     return float(cfg.get("phase_threshold", 0.5))
 
 
@@ -179,8 +181,7 @@ def training_curves(df, sweep_dir: Path, path: Path, title: str, max_runs: int =
     cmap = colormaps["viridis"]
     n_ids = sorted(df["n_id"].unique())
     for _, r in rows.iterrows():
-        lines = (sweep_dir / "runs" / r["hash"] / "metrics.jsonl").read_text().splitlines()
-        pts = [json.loads(line) for line in lines]
+        pts = read_metrics(point_dir(sweep_dir, r["hash"]))
         steps = [m["step"] for m in pts]
         acc = [_ood_test_acc(m) for m in pts]
         color = cmap(n_ids.index(r["n_id"]) / max(len(n_ids) - 1, 1))
@@ -218,7 +219,7 @@ def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
     cmap = colormaps["viridis"]
     for depth in depths:
         r = df[df["n_layers"] == depth].sort_values("seed").iloc[0]
-        pts = [json.loads(line) for line in (sweep_dir / "runs" / r["hash"] / "metrics.jsonl").read_text().splitlines()]
+        pts = read_metrics(point_dir(sweep_dir, r["hash"]))
         steps, acc = [m["step"] for m in pts], [_ood_test_acc(m) for m in pts]
         color = cmap(depths.index(depth) / max(len(depths) - 1, 1))
         right.plot(steps, acc, color=color, lw=1, label=f"depth {depth}")

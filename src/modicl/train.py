@@ -1,9 +1,9 @@
-"""The training loop (PAPER.md §2.3): AdamW, linear warmup + cosine decay, evaluation, checkpoints.
+"""The training loop (PAPER.md §2.3): N runs stepped together, evaluation, checkpoints; one run is N = 1.
 
-AdamW with β = (0.9, 0.98) and decoupled weight decay on parameters with ≥ 2 dims only (LayerNorm gains
-and biases are not pulled to zero: decaying them would shrink the normalised scale, not a weight). The
-learning-rate multiplier rises linearly from ``warmup_start`` to 1 over the warmup, then follows a
-cosine to ``final_lr_ratio`` (over the last ``decay_steps`` steps only, if set). Every ``eval_every``
+:class:`RunState` is one run inside the loop (its directory, model, optimizer, data stream, best
+checkpoint); :func:`train_runs` steps N runs of one architecture with one of the step backends of
+:mod:`modicl.steps` (AdamW, warmup + cosine, the z-token loss) and :func:`train` is it for one run
+(:mod:`modicl.ensemble` for several). Every ``eval_every``
 steps the four sets are evaluated, a line is appended to ``metrics.jsonl``, ``checkpoints/last`` is
 rewritten with the optimizer and data-stream state, and ``checkpoints/best_ood`` keeps the weights of
 the highest novel-query last-position accuracy on the *validation* o.o.d. tasks (the paper's early
@@ -16,138 +16,39 @@ fp32); fused AdamW and optional ``torch.compile`` on CUDA.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
 import socket
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .compiling import graph_break_count, is_compiler_error
 from .circuits import attention_scores
-from .config import EXECUTION_FIELDS, ConfigError, RunConfig, TrainConfig, config_hash, from_dict, run_seeds, to_dict, validate
-from .data import model_inputs, sample_sequences, z_logits, z_targets
-from .family import DEFAULT_N_VAR, input_length
+from .config import EXECUTION_FIELDS, ConfigError, RunConfig, run_seeds, to_dict, validate
+from .hashing import config_hash
+from .data import sample_sequences
+from .family import input_length
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
 from .progress import progress_bar
-from .model import Transformer, build_model, n_params
-from .runlock import lock_run
+from .model import build_model, n_params
+from .runlock import LOCK_NAME
 from .rundir import (
-    append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_json, read_metrics, save_checkpoint,
-    truncate_metrics, write_json,
+    RunDir, append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_metrics, save_checkpoint, truncate_metrics,
+    write_json,
 )
-from .runtime import autocast_for, numerics, resolve_compile, restores_threads, setup_process
+from .runtime import autocast_for, numerics, restores_threads, setup_process
+from .steps import build_optimizer, lr_multiplier, make_step, weight_decay_at
 from .tasks import make_task_set
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the message names the step and the checkpoint that was kept."""
-
-
-def weight_decay_at(step: int, cfg: TrainConfig) -> float:
-    """Weight decay of the ≥ 2-D parameters at 0-based optimizer step ``step``: ``weight_decay``, then
-    ``late_weight_decay`` from ``weight_decay_step`` on when that is set (a deviation from the paper)."""
-    return cfg.late_weight_decay if cfg.weight_decay_step and step >= cfg.weight_decay_step else cfg.weight_decay
-
-
-def lr_multiplier(step: int, cfg: TrainConfig) -> float:
-    """Learning-rate multiplier at optimizer step ``step`` (0-based), PAPER.md §2.3.
-
-    Linear from ``warmup_start`` (step 0) to 1 (step warmup_steps), then cosine from 1 to
-    ``final_lr_ratio`` at step ``steps``. With ``decay_steps`` N > 0 the multiplier stays 1 until
-    step ``steps - N`` and the cosine runs over the last N steps (warmup-stable-decay).
-    """
-    if step < cfg.warmup_steps:
-        return cfg.warmup_start + (1.0 - cfg.warmup_start) * step / cfg.warmup_steps
-    # with decay_steps 0 this is the paper's schedule, to the bit (runs made before the option replay)
-    start = max(cfg.warmup_steps, cfg.steps - cfg.decay_steps) if cfg.decay_steps else cfg.warmup_steps
-    if step < start:
-        return 1.0
-    progress = min(1.0, (step - start) / max(1, cfg.steps - start))
-    return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig, device: torch.device, *,
-                    stacked: bool = False) -> torch.optim.AdamW:
-    """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA.
-
-    ``model`` is a module or its parameters in order; with ``stacked`` every parameter carries a leading
-    member dimension (an ensemble's stacked parameters, :class:`modicl.ensemble.VmapStep`) that does not
-    count towards its dimensions.
-    """
-    params = list(model.parameters() if isinstance(model, torch.nn.Module) else model)
-    lead = 1 if stacked else 0
-    decay = [p for p in params if p.dim() - lead >= 2]
-    no_decay = [p for p in params if p.dim() - lead < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
-
-
-def z_loss(model: Callable[[Tensor], Tensor], tokens: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
-    """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, (n_var + 1)·n_ctx] → scalar fp32
-    (the loss mask of PAPER.md §1.3: no input token is supervised). ``model`` maps the model's inputs
-    [B, (n_var + 1)·n_ctx − 1] to logits [B, (n_var + 1)·n_ctx − 1, p]: a module, or a functional call on
-    an ensemble member's parameters."""
-    logits = z_logits(model(model_inputs(tokens)), n_var)
-    return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens, n_var).flatten())
-
-
-class TrainStep:
-    """One optimizer step (forward under autocast, backward, AdamW).
-
-    With ``compile`` the model is wrapped by ``torch.compile(mode=compile_mode)``. If the compiler fails
-    (:func:`is_compiler_error`; on any call, not only the first) the step warns, records the error in
-    ``compile_error`` and runs eagerly from then on; every other exception propagates. ``compiled`` says
-    what runs now, ``graph_breaks`` how many graph breaks Dynamo reported while compiling (None before
-    the first compiled call or without compile). ``n_var`` is the task family's inputs per example,
-    which places the loss on the z tokens (:func:`z_loss`).
-    """
-
-    def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool, compile_mode: str = "default",
-                 n_var: int = DEFAULT_N_VAR):
-        self.model, self.opt, self.autocast, self.n_var = model, opt, autocast, n_var
-        self.compile_mode = compile_mode
-        self.compiled = compile
-        self.forward_model = model
-        if compile:  # mode only when it is not the default, so any backend can be swapped in
-            self.forward_model = torch.compile(model) if compile_mode == "default" else torch.compile(model, mode=compile_mode)
-        self.graph_breaks: int | None = None
-        self.compile_error: str | None = None
-
-    def _run(self, fwd, tokens: Tensor) -> Tensor:
-        self.opt.zero_grad(set_to_none=True)
-        with self.autocast:
-            loss = z_loss(fwd, tokens, self.n_var)
-        loss.backward()
-        self.opt.step()
-        return loss.detach()
-
-    def __call__(self, tokens: Tensor) -> Tensor:
-        if not self.compiled:
-            return self._run(self.model, tokens)
-        if self.compile_mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
-        breaks_before = graph_break_count() if self.graph_breaks is None else None
-        try:
-            loss = self._run(self.forward_model, tokens)
-        except Exception as e:
-            if not is_compiler_error(e):
-                raise
-            self.compiled, self.forward_model = False, self.model
-            self.compile_error = f"{type(e).__name__}: {str(e)[:300]}"
-            warnings.warn(f"torch.compile failed ({self.compile_error}); training eagerly instead")
-            return self._run(self.model, tokens)
-        if breaks_before is not None:
-            self.graph_breaks = graph_break_count() - breaks_before
-        return loss
 
 
 def _slurm_job_id() -> str | None:
@@ -196,7 +97,8 @@ def check_stream_device(state: dict, device: torch.device, run_dir: Path | str =
 
 class RunState:
     """One run inside a training loop: config, run directory, model, optimizer, data stream, the
-    best-o.o.d. record and timing. :func:`train` drives one; :mod:`modicl.ensemble` drives several.
+    best-o.o.d. record and timing. :func:`train_runs` drives N of them (:func:`train` one,
+    :mod:`modicl.ensemble` several).
 
     Opening a run validates ``cfg`` and either starts it fresh (writing config.json and tasks.json) or,
     with ``resume`` and a checkpoint present, restores the model, optimizer, data-stream state and
@@ -219,42 +121,39 @@ class RunState:
             self._open(cfg, run_dir, resume=resume, device=device, dtype=dtype)
         except BaseException:
             if fresh and hasattr(self, "_lock"):  # e.g. task vectors that cannot be arranged: leave no half-made run
-                clear_dir(run_dir, keep={".lock"})
+                clear_dir(run_dir, keep={LOCK_NAME})
                 self._lock.close()
                 if existed:
-                    (run_dir / ".lock").unlink(missing_ok=True)
+                    (run_dir / LOCK_NAME).unlink(missing_ok=True)
                 else:
                     shutil.rmtree(run_dir, ignore_errors=True)
             raise
 
     def _open(self, cfg: RunConfig, run_dir: Path, *, resume: bool, device: torch.device, dtype: torch.dtype) -> None:
         self.cfg, self.run_dir, self.device, self.dtype = cfg, Path(run_dir), device, dtype
-        self._lock = lock_run(self.run_dir)  # released by close(), or by the kernel when the process ends
+        rd = self.rundir = RunDir(run_dir)
+        self._lock = rd.lock()  # released by close(), or by the kernel when the process ends
         self.autocast = autocast_for(device, dtype)
         run_dir, tc = self.run_dir, cfg.train
         self.seeds = run_seeds(cfg)
-        has_ckpt = (run_dir / "checkpoints" / "last.safetensors").exists()
+        has_ckpt = rd.has_checkpoint()
         if has_ckpt and not resume:
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         state = None
         self.resumed = resume and has_ckpt
         if self.resumed:
-            saved = from_dict(read_json(run_dir / "config.json"))
-            diff = _run_differences(saved, cfg)
+            diff = _run_differences(rd.read_config(), cfg)
             if diff:
-                raise ConfigError(f"--resume with settings that differ from {run_dir}/config.json in {', '.join(diff)}; use the saved values")
+                raise ConfigError(f"--resume with settings that differ from {rd.config} in {', '.join(diff)}; use the saved values")
             ck = load_checkpoint(run_dir, "last", device)
             self.model, self.tasks, self.start = ck.model.train(), ck.tasks, ck.step
             state = load_state(run_dir)
             check_stream_device(state, device, run_dir)
             truncate_metrics(run_dir, self.start)
         else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            (run_dir / "sessions.jsonl").unlink(missing_ok=True)
-            write_json(run_dir / "config.json", to_dict(cfg))
+            rd.begin(cfg)
             self.tasks = make_task_set(cfg.task, self.seeds.task)
-            (run_dir / "tasks.json").write_text(self.tasks.to_json())
+            rd.write_tasks(self.tasks)
             torch.manual_seed(self.seeds.init)
             self.model = build_model(cfg).to(device)
             self.start = 0
@@ -275,24 +174,14 @@ class RunState:
         # One line per process that trained this run: where each resume started, on which host or SLURM
         # job, and with which numerics (thread count, dtype and CPU kind change a CPU trajectory).
         self.numerics = {**numerics(), "dtype": str(dtype).removeprefix("torch."), "device": str(device)}
-        sessions = run_dir / "sessions.jsonl"
-        if self.resumed and sessions.exists():
-            lines = sessions.read_text().splitlines()
-            before = json.loads(lines[-1]) if lines else {}
+        if self.resumed and rd.sessions.exists():
+            before = (rd.read_sessions() or [{}])[-1]
             changed = [f"{k} {before[k]} → {v}" for k, v in self.numerics.items() if k in before and before[k] != v]
             if changed:
                 warnings.warn(f"resuming {run_dir} with other numerics ({', '.join(changed)}); the rest of the run "
                               "will not match an uninterrupted one bit for bit")
-        with sessions.open("a") as fh:
-            fh.write(json.dumps({"start_step": self.start, "resumed": self.resumed, "host": socket.gethostname(),
-                                 "slurm_job_id": _slurm_job_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                 **self.numerics}) + "\n")
-
-    def set_lr(self, step: int) -> None:
-        """The scheduled learning rate and weight decay for 0-based optimizer step ``step``."""
-        for group in self.opt.param_groups:
-            group["lr"] = self.cfg.train.lr * lr_multiplier(step, self.cfg.train)
-        self.opt.param_groups[0]["weight_decay"] = weight_decay_at(step, self.cfg.train)  # the decayed group
+        rd.append_session({"start_step": self.start, "resumed": self.resumed, "host": socket.gethostname(),
+                           "slurm_job_id": _slurm_job_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **self.numerics})
 
     def batch(self, step: int) -> Tensor:
         """The training batch of 0-based optimizer step ``step`` from this run's data stream, int64
@@ -371,56 +260,102 @@ def train(
         TrainingDiverged: NaN/inf loss; ``checkpoints/last`` keeps the last good evaluation step.
     """
     cfg = validate(cfg)
-    tc = cfg.train
-    device, dtype = setup_process(tc)
+    device, dtype = setup_process(cfg.train)
     run = RunState(cfg, run_dir, resume=resume, device=device, dtype=dtype)
     with contextlib.closing(run):  # the run directory stays locked until training ends, however it ends
-        step_fn = TrainStep(run.model, run.opt, run.autocast, resolve_compile(tc.compile, device), tc.compile_mode, cfg.task.n_var)
+        (outcome,) = train_runs([run], "loop", progress=progress, stop_after=stop_after, desc="train")
+    if isinstance(outcome, TrainingDiverged):
+        raise outcome
+    return outcome
 
-        if run.start == 0 and not run.resumed:
-            run.evaluate(0, None)
-        bar = progress_bar(total=tc.steps, initial=run.start, disable=not progress, unit="step", dynamic_ncols=True, desc="train")
-        loss_sum = torch.zeros((), device=device)
-        bad_step = torch.full((), -1, dtype=torch.int64, device=device)
-        n_since, last_good, ood_last = 0, run.start, "-"
-        for step in range(run.start, tc.steps):
-            run.set_lr(step)
+
+def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: bool = True, stop_after: int | None = None,
+               desc: str = "train") -> list[dict | TrainingDiverged | None]:
+    """Train ``runs`` together to their last step, each as if trained alone.
+
+    The runs share one architecture and every training setting (one schedule for all:
+    :func:`modicl.ensemble.ensemble_key`) and start at the same step; ``backend`` is ``loop`` or ``vmap``
+    (:func:`modicl.steps.make_step`). A run whose loss becomes NaN or inf stops at the next check (every
+    25 steps and at each evaluation) while the others go on. Runs are evaluated and checkpointed every
+    ``eval_every`` steps; the caller opens and closes them.
+
+    Args:
+        progress: one progress bar over the steps, named ``desc``; with one run it shows the loss and
+            the o.o.d. accuracies.
+        stop_after: stop (as if interrupted) once this global step is checkpointed; for tests.
+    Returns:
+        Per run: its summary (finished), a :class:`TrainingDiverged` (it stopped; ``checkpoints/last``
+        keeps the last evaluated step), or None (stopped by ``stop_after``).
+    """
+    first = runs[0]
+    tc, start, device = first.cfg.train, first.start, first.device
+    outcome: list[dict | TrainingDiverged | None] = [None] * len(runs)
+    active = dict(enumerate(runs))
+    stepper = make_step(backend, runs)
+    for r in runs:
+        if r.start == 0 and not r.resumed:
+            r.evaluate(0, None)
+    bar = progress_bar(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True, desc=desc)
+    # Per-run bookkeeping as tensors of length N (one kernel each per step, no host sync): the running
+    # loss sums and the first non-finite step (−1 while finite).
+    loss_sum = torch.zeros(len(runs), device=device)
+    bad = torch.full((len(runs),), -1, dtype=torch.int64, device=device)
+    n_since, last_good, ood_last = 0, start, "-"
+    try:
+        for step in range(start, tc.steps):
             t_step = time.perf_counter()
-            loss = step_fn(run.batch(step))
-            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step + 1, bad_step)
-            loss_sum += loss
+            # one schedule for all (their train configs are equal); each run draws from its own generator,
+            # so its stream is the one it would see alone
+            losses = stepper([r.batch(step) for r in active.values()], tc.lr * lr_multiplier(step, tc), weight_decay_at(step, tc))
+            bad = torch.where((bad < 0) & ~torch.isfinite(losses), step + 1, bad)
+            loss_sum += losses
             n_since += 1
             done = step + 1
             bar.update(1)
             is_eval = done % tc.eval_every == 0 or done == tc.steps
             if done % 25 == 0 or is_eval:
-                if bad_step.item() >= 0:
-                    bar.close()
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at step {bad_step.item()}; checkpoints/last in {run.run_dir} keeps step "
-                        f"{last_good}; lower train.lr or use --train.dtype fp32"
-                    )
-                bar.set_postfix(loss=f"{loss.item():.3f}", ood_novel=ood_last)
-            run.train_s += time.perf_counter() - t_step
+                bad_steps = bad.tolist()
+                if max(bad_steps) >= 0:
+                    for (i, r), b in zip(list(active.items()), bad_steps):
+                        if b >= 0:
+                            outcome[i] = TrainingDiverged(f"loss became non-finite at step {b}; checkpoints/last in {r.run_dir} "
+                                                          f"keeps step {last_good}; lower train.lr or use --train.dtype fp32")
+                            del active[i]
+                    if not active:
+                        break
+                    keep = torch.tensor([b < 0 for b in bad_steps], device=device)
+                    loss_sum, bad = loss_sum[keep], bad[keep]
+                    stepper.sync()
+                    stepper = make_step(backend, list(active.values()))
+                if len(runs) == 1:
+                    bar.set_postfix(loss=f"{losses[0].item():.3f}", ood_novel=ood_last)
+            share = (time.perf_counter() - t_step) / len(active)
+            for r in active.values():
+                r.train_s += share
             if is_eval:
-                row = run.evaluate(done, (loss_sum / n_since).item())
+                stepper.sync()
+                for r, mean_loss in zip(active.values(), (loss_sum / n_since).tolist()):
+                    row = r.evaluate(done, mean_loss)
                 loss_sum.zero_()
-                n_since = 0
-                last_good = done
-                ood_last = "/".join(f"{row[s].get(PHASE_KEY) or 0:.2f}" for s in ("ood_train", "ood_test"))
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_novel=ood_last)
+                n_since, last_good = 0, done
+                if len(runs) == 1:
+                    ood_last = "/".join(f"{row[s].get(PHASE_KEY) or 0:.2f}" for s in ("ood_train", "ood_test"))
+                    bar.set_postfix(loss=f"{row['train_loss']:.3f}", ood_novel=ood_last)
                 if stop_after is not None and done >= stop_after and done < tc.steps:
-                    bar.close()
-                    return None
+                    return outcome
+    finally:
         bar.close()
-        return run.finish()
+    for i, r in active.items():
+        outcome[i] = r.finish()
+    return outcome
 
 
 def finish(run_dir: Path, **extra) -> dict:
     """Write ``summary.json`` and the plots from the run's metrics and checkpoints; return the summary."""
     from .plots import attention_progress_plot, kshot_plot, learning_curves_plot
 
-    cfg = from_dict(read_json(run_dir / "config.json"))
+    rd = RunDir(run_dir)
+    cfg = rd.read_config()
     rows = read_metrics(run_dir)
     state = load_state(run_dir)
     final = rows[-1]
@@ -444,9 +379,9 @@ def finish(run_dir: Path, **extra) -> dict:
         "final": {s: summary_of_set(final[s]) for s in SETS if s in final},
         "best_ood": {"step": best_row["step"], **{s: summary_of_set(best_row[s]) for s in (*SETS, VAL_SET) if s in best_row}},
     }
-    write_json(run_dir / "summary.json", summary)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    learning_curves_plot(rows, run_dir / "plots" / "learning_curves.png", p=cfg.task.p, best_step=best_row["step"])
-    attention_progress_plot(rows, run_dir / "plots" / "attention_progress.png", best_step=best_row["step"])
-    kshot_plot({"final": final, "best o.o.d. (validation)": best_row}, run_dir / "plots" / "kshot.png", p=cfg.task.p)
+    write_json(rd.summary, summary)
+    rd.plots.mkdir(exist_ok=True)
+    learning_curves_plot(rows, rd.plots / "learning_curves.png", p=cfg.task.p, best_step=best_row["step"])
+    attention_progress_plot(rows, rd.plots / "attention_progress.png", best_step=best_row["step"])
+    kshot_plot({"final": final, "best o.o.d. (validation)": best_row}, rd.plots / "kshot.png", p=cfg.task.p)
     return summary

@@ -26,27 +26,30 @@ Spec files are TOML::
 
 Field names are ``part.field`` (``task.n_id``) or a bare field name when it is unique (``n_id``).
 A sweep is a list of independent, serialisable :class:`Job` s (plain data: configs and paths), so an
-executor other than the in-process one only has to run ``run_job`` somewhere else (:mod:`modicl.slurm`
-does so on a cluster). Points that differ
+executor (:mod:`~modicl.sweep.executor`) only has to run ``run_job`` somewhere: in this process, in a
+pool of worker processes, or on a SLURM cluster (:mod:`~modicl.sweep.slurm`). Points that differ
 only in their data (n_id, α, seed, …) form one job and train together as an ensemble
 (:mod:`modicl.ensemble`) unless ``ensemble=False``.
 
 The package: :mod:`~modicl.sweep.spec` (specs, field paths, grid points, the built-ins),
-:mod:`~modicl.sweep.status` (a point's state on disk, failure records), :mod:`~modicl.sweep.jobs`
-(jobs and running one), :mod:`~modicl.sweep.tables` (index and results tables) and
-:mod:`~modicl.sweep.local` (:func:`run_sweep`: in this process or a pool of workers). Everything is
+:mod:`~modicl.sweep.status` (a point's state on disk, failure records, the status table),
+:mod:`~modicl.sweep.jobs` (jobs and running one), :mod:`~modicl.sweep.tables` (index and results
+tables), :mod:`~modicl.sweep.executor` (the executor interface), :mod:`~modicl.sweep.local`
+(:func:`run_sweep`, and the executors in this process or a pool of workers) and
+:mod:`~modicl.sweep.slurm` (the SLURM executor; imported on use). Everything but the SLURM executor is
 importable from ``modicl.sweep``.
 """
 
+from .executor import KINDS, Executor, Submission, executor_class
 from .jobs import Job, make_jobs, run_job, torch_oom, with_threads
-from .local import SweepReport, run_sweep
-from .spec import BUILTIN, Point, SweepSpec, expand, load_spec, parse_assignment, point_hash, resolve_field, with_field
-from .status import check_sweep_dir, format_status, point_status
+from .local import InProcess, ProcessPool, SweepReport, run_sweep
+from .spec import BUILTIN, Point, SweepSpec, expand, load_spec, parse_assignment, point_dir, point_hash, resolve_field, with_field
+from .status import check_sweep_dir, format_status, point_status, sweep_status
 from .tables import collect_results, load_sweep, refresh_tables, tables_lock, write_index, write_results
 
 __all__ = [
-    "BUILTIN", "Job", "Point", "SweepReport", "SweepSpec", "check_sweep_dir", "collect_results", "expand",
-    "format_status", "load_spec", "load_sweep", "make_jobs", "parse_assignment", "point_hash", "point_status",
-    "refresh_tables", "resolve_field", "run_job", "run_sweep", "tables_lock", "torch_oom", "with_field",
-    "with_threads", "write_index", "write_results",
+    "BUILTIN", "KINDS", "Executor", "InProcess", "Job", "Point", "ProcessPool", "Submission", "SweepReport", "SweepSpec",
+    "check_sweep_dir", "collect_results", "executor_class", "expand", "format_status", "load_spec", "load_sweep", "make_jobs",
+    "parse_assignment", "point_dir", "point_hash", "point_status", "refresh_tables", "resolve_field", "run_job", "run_sweep", "sweep_status",
+    "tables_lock", "torch_oom", "with_field", "with_threads", "write_index", "write_results",
 ]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from .spec import Point
-from .status import _prepare, _record_failure, point_status
+from .spec import Point, point_dir
+from ..rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -43,31 +43,31 @@ def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
     device memory trains its members one by one instead. Never raises for a failing point (a KeyboardInterrupt still stops it: the checkpoints are kept for the next launch)."""
     from .. import train as train_mod
     from ..ensemble import train_ensemble
-    from ..runlock import RunLocked, is_locked
+    from ..runlock import RunLocked
 
-    done = [point_status(d) == "done" for d in job.run_dirs]
+    done = [RunDir(d).status() == "done" for d in job.run_dirs]
     out: dict[str, str | None] = {p.hash: None for p, finished in zip(job.points, done) if finished}
     todo = []
     for p, d, finished in zip(job.points, job.run_dirs, done):
         if finished:
             continue
-        if is_locked(d):  # leave its directory alone: another process is training this point
+        if RunDir(d).is_locked():  # leave its directory alone: another process is training this point
             out[p.hash] = f"RunLocked: {d} is being trained by another process"
         else:
             todo.append((p, d))
     if len(todo) == 1:
         point, run_dir = todo[0]
-        status = _prepare(run_dir)
+        status = RunDir(run_dir).prepare()
         try:
             train_mod.train(point.config, run_dir, resume=status == "interrupted", progress=progress)
             out[point.hash] = None
         except RunLocked as e:  # taken between the check and the start: not this job's failure to record
             out[point.hash] = f"RunLocked: {e}"
         except Exception as e:  # one failing point must not stop the sweep
-            out[point.hash] = _record_failure(run_dir, e)
+            out[point.hash] = RunDir(run_dir).record_failure(e)
     elif todo:
         for _, run_dir in todo:
-            _prepare(run_dir)
+            RunDir(run_dir).prepare()
         try:
             errors = train_ensemble([p.config for p, _ in todo], [d for _, d in todo], resume=True, progress=progress)
         except torch_oom() as e:  # the estimate was wrong for this device: train the members one by one
@@ -79,9 +79,9 @@ def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
             errors = [e] * len(todo)
         for (point, run_dir), err in zip(todo, errors):
             if isinstance(err, BaseException):
-                err = _record_failure(run_dir, err)
+                err = RunDir(run_dir).record_failure(err)
             elif err is not None and not err.startswith("RunLocked:"):
-                (run_dir / "error.txt").write_text(err + "\n")
+                RunDir(run_dir).write_error(err)
             out[point.hash] = err
     return out
 
@@ -105,7 +105,7 @@ def make_jobs(points: Sequence[Point], out_dir: Path, ensemble: bool = True, max
     from ..memory import memory_budget as device_budget
 
     if not ensemble:
-        return [Job((p,), (out_dir / "runs" / p.hash,)) for p in points]
+        return [Job((p,), (point_dir(out_dir, p.hash),)) for p in points]
     groups: dict[str, list[Point]] = {}
     for p in points:
         groups.setdefault(ensemble_key(p.config), []).append(p)
@@ -115,7 +115,7 @@ def make_jobs(points: Sequence[Point], out_dir: Path, ensemble: bool = True, max
         size = ensemble_capacity(members[0].config, budget, *_planned_device(members[0].config), max_members=max_members)
         for i in range(0, len(members), size):
             chunk = tuple(members[i:i + size])
-            jobs.append(Job(chunk, tuple(out_dir / "runs" / p.hash for p in chunk)))
+            jobs.append(Job(chunk, tuple(point_dir(out_dir, p.hash) for p in chunk)))
     return jobs
 
 

@@ -1,36 +1,41 @@
-"""Running a sweep on this machine: in this process, or in a pool of worker processes.
+"""Running a sweep: :func:`run_sweep` for every executor, and the two that run on this machine.
 
 :func:`run_sweep` expands the spec, skips finished points, groups the rest into jobs
-(:mod:`modicl.sweep.jobs`) and runs them here or in ``workers`` spawned processes, rewriting the index
-and the results table after every job. Ctrl-C, SIGINT or SIGTERM to the sweep process stops every
-worker; their checkpoints are kept for the next launch.
+(:mod:`modicl.sweep.jobs`) and hands them to an executor (:mod:`modicl.sweep.executor`), rewriting the
+index and the results table after every job. :class:`InProcess` runs the jobs one after another in this
+process; :class:`ProcessPool` in ``workers`` spawned processes, where Ctrl-C, SIGINT or SIGTERM to the
+sweep process stops every worker; their checkpoints are kept for the next launch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from .executor import Executor, Outcome, Record, Submission
 from .jobs import Job, make_jobs, run_job, with_threads
-from .spec import SweepSpec, expand
+from .spec import SweepSpec, expand, point_dir
 from .status import check_sweep_dir, point_status
-from .tables import write_index, write_results
+from .tables import tables_lock, write_index, write_results
 
 
 @dataclass
 class SweepReport:
-    """What a sweep did: hashes per outcome, and the error message of each failed point."""
+    """What a sweep did: hashes per outcome, the error message of each failed point, and the jobs handed
+    to a scheduler (an executor that does not wait, such as SLURM's)."""
 
     finished: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    submitted: list[Submission] = field(default_factory=list)
 
 
 # Sweep workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process group, and a second
@@ -78,7 +83,8 @@ def _stop_workers(pool: Any, children: set, grace_s: float = STOP_GRACE_S) -> No
             print(f"modicl sweep: worker {child.pid} did not stop within {grace_s:.0f} s of SIGTERM; "
                   "its stack follows, then it is killed", file=sys.stderr, flush=True)
             if hasattr(signal, "SIGUSR1"):
-                os.kill(child.pid, signal.SIGUSR1)
+                with contextlib.suppress(ProcessLookupError):  # it may have ended by itself meanwhile
+                    os.kill(child.pid, signal.SIGUSR1)
                 time.sleep(0.5)
             child.kill()
             child.join()
@@ -98,6 +104,91 @@ def _worker_run_job(job: Job) -> dict[str, str | None]:
         _WORKER["running"] = False
 
 
+class _OnThisMachine:
+    """What both executors on this machine share: they wait for their jobs, no scheduler to ask."""
+
+    waits = True
+
+    def check(self, out_dir: Path) -> None:
+        """Nothing to check: this machine runs the jobs."""
+
+    def active(self, out_dir: Path) -> set[str]:
+        """None: a point that another process trains is refused by its run lock (:func:`run_job`)."""
+        return set()
+
+    @classmethod
+    def report(cls, out_dir: Path, rows: list[dict[str, Any]]) -> None:
+        """Nothing to add: a running point holds its run lock, which :func:`sweep_status` reads."""
+
+
+@dataclass
+class InProcess(_OnThisMachine):
+    """Runs the jobs one after another in this process (points that share an architecture as one
+    ensemble), with a progress bar inside each run when ``progress``."""
+
+    progress: bool = True
+    ensembles = True
+
+    def prepare(self, jobs: list[Job]) -> list[Job]:
+        """The jobs as they are (each run sets its own threads)."""
+        return jobs
+
+    def submit(self, jobs: Sequence[Job], out_dir: Path, record: Record) -> list[Submission]:
+        """Run the jobs here, one after another, recording each as it ends."""
+        for job in jobs:
+            record(job, run_job(job, progress=self.progress))
+        return []
+
+
+@dataclass
+class ProcessPool(_OnThisMachine):
+    """Runs the jobs in ``workers`` spawned processes, each with cpu_count / workers threads (on 2 CPU
+    cores two 1-thread runs do 18 % more steps per second than one 2-thread run, BENCHMARKS.md); every
+    point runs alone (no ensembles: on CPUs ensembles are a loop anyway). Ctrl-C, SIGINT or SIGTERM to
+    this process stops every worker. Raises ConfigError for ``workers`` < 1."""
+
+    workers: int = 2
+    ensembles = False
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"workers = {self.workers} must be ≥ 1")
+
+    def prepare(self, jobs: list[Job]) -> list[Job]:
+        """The jobs with cpu_count / workers threads each."""
+        threads = max(1, (os.cpu_count() or self.workers) // self.workers)
+        return [with_threads(job, threads) for job in jobs]
+
+    def submit(self, jobs: Sequence[Job], out_dir: Path, record: Record) -> list[Submission]:
+        """Run the jobs in the pool, recording each as it ends; on an interrupt stop the workers and re-raise."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")
+        others = set(multiprocessing.active_children())  # e.g. a notebook's own pools: not ours to stop
+        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {pool.submit(_worker_run_job, job): job for job in jobs}
+            try:
+                for fut in as_completed(futures):
+                    job = futures[fut]
+                    try:
+                        outcome = fut.result()
+                    except Exception as e:  # the worker process itself died
+                        outcome = {p.hash: f"{type(e).__name__}: {e}".splitlines()[0] for p in job.points}
+                    record(job, outcome)
+            except KeyboardInterrupt:  # Ctrl-C, or SIGINT to this process alone: stop the workers too
+                _stop_workers(pool, set(multiprocessing.active_children()) - others)
+                raise
+        return []
+
+
+def _write_tables(spec: SweepSpec, points: Sequence[Any], out_dir: Path, results: bool = True) -> None:
+    with tables_lock(out_dir):  # a scheduler's jobs may rewrite them at the same time
+        write_index(spec, points, out_dir)
+        if results:
+            write_results(points, out_dir)
+
+
 def run_sweep(
     spec: SweepSpec,
     out_dir: str | Path,
@@ -105,7 +196,7 @@ def run_sweep(
     progress: bool = True,
     ensemble: bool = True,
     workers: int = 1,
-    executor: Callable[[Job], dict[str, str | None]] | None = None,
+    executor: Executor | None = None,
 ) -> SweepReport:
     """Run (or continue) the sweep ``spec`` in ``out_dir``.
 
@@ -114,36 +205,38 @@ def run_sweep(
         out_dir: the sweep directory (created).
         progress: progress bars over grid points and within each run.
         ensemble: train points that share an architecture and training settings together
-            (:mod:`modicl.ensemble`); False runs every point alone.
-        workers: jobs run at once in separate processes, each with cpu_count / workers threads (on 2
-            CPU cores two 1-thread runs do 18 % more steps per second than one 2-thread run,
-            BENCHMARKS.md); 1 runs in this process. With several workers every point runs alone (no
-            ensembles): on CPUs ensembles are a loop anyway.
-        executor: runs one job and returns {hash: error or None}; default: in this process.
+            (:mod:`modicl.ensemble`) where the executor allows it; False runs every point alone.
+        workers: without ``executor``: 1 runs the jobs in this process (:class:`InProcess`), more in a
+            pool of that many processes (:class:`ProcessPool`).
+        executor: where the jobs run (:mod:`modicl.sweep.executor`); overrides ``workers``.
     Returns:
-        A :class:`SweepReport`; the results table is in ``out_dir/results.csv`` / ``results.parquet``.
+        A :class:`SweepReport`; the results table is in ``out_dir/results.csv`` / ``results.parquet``
+        (for an executor that does not wait, such as SLURM, it fills as its jobs end).
     Raises:
-        ConfigError: a spec that cannot run (before any point starts).
+        ConfigError: a spec that cannot run, or an executor that cannot run here (before any point starts).
     """
     from ..progress import progress_bar
 
+    if executor is None:
+        executor = InProcess(progress) if workers == 1 else ProcessPool(workers)
     out_dir = Path(out_dir)
     points = expand(spec)
     check_sweep_dir(out_dir)
-    write_index(spec, points, out_dir)
+    executor.check(out_dir)
+    _write_tables(spec, points, out_dir, results=False)
     report = SweepReport()
+    busy = executor.active(out_dir)
     todo = []
     for p in points:
-        if point_status(out_dir / "runs" / p.hash) == "done":
+        if point_status(point_dir(out_dir, p.hash)) == "done":
             report.skipped.append(p.hash)
-        else:
+        elif p.hash not in busy:
             todo.append(p)
-    if workers < 1:
-        raise ConfigError(f"workers = {workers} must be ≥ 1")
-    jobs = make_jobs(todo, out_dir, ensemble=ensemble and workers == 1)
-    bar = progress_bar(total=len(points), initial=len(report.skipped), disable=not progress, unit="run", desc=spec.name, position=0)
+    jobs = executor.prepare(make_jobs(todo, out_dir, ensemble=ensemble and executor.ensembles))
+    bar = progress_bar(total=len(points), initial=len(report.skipped), disable=not progress or not executor.waits,
+                       unit="run", desc=spec.name, position=0)
 
-    def record(job: Job, outcome: dict[str, str | None]) -> None:
+    def record(job: Job, outcome: Outcome) -> None:
         for h, err in outcome.items():
             if err:
                 report.failed[h] = err
@@ -151,37 +244,13 @@ def run_sweep(
                 report.finished.append(h)
         bar.update(len(job.points))
         bar.set_postfix(failed=len(report.failed))
-        write_index(spec, points, out_dir)
-        write_results(points, out_dir)
+        _write_tables(spec, points, out_dir)
 
     try:
-        if workers == 1:
-            run = executor or (lambda job: run_job(job, progress=progress))
-            for job in jobs:
-                record(job, run(job))
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            threads = max(1, (os.cpu_count() or workers) // workers)
-            ctx = multiprocessing.get_context("spawn")
-            others = set(multiprocessing.active_children())  # e.g. a notebook's own pools: not ours to stop
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-                futures = {pool.submit(_worker_run_job, with_threads(job, threads)): job for job in jobs}
-                try:
-                    for fut in as_completed(futures):
-                        job = futures[fut]
-                        try:
-                            outcome = fut.result()
-                        except Exception as e:  # the worker process itself died
-                            outcome = {p.hash: f"{type(e).__name__}: {e}".splitlines()[0] for p in job.points}
-                        record(job, outcome)
-                except KeyboardInterrupt:  # Ctrl-C, or SIGINT to this process alone: stop the workers too
-                    _stop_workers(pool, set(multiprocessing.active_children()) - others)
-                    raise
+        report.submitted = executor.submit(jobs, out_dir, record) if jobs else []
     finally:  # an interrupt still leaves an index that says which points are interrupted
         bar.close()
-        write_index(spec, points, out_dir)
-    write_index(spec, points, out_dir)
-    write_results(points, out_dir)
+        _write_tables(spec, points, out_dir, results=False)
+    if executor.waits:
+        _write_tables(spec, points, out_dir)
     return report

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import PARTS, ConfigError, RunConfig, config_hash, preset, validate, without_execution
+from ..config import PARTS, ConfigError, RunConfig, validate, without_execution
+from ..hashing import config_hash
+from ..presets import preset
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,7 +33,7 @@ class SweepSpec:
 
     Attributes:
         name: shown in messages and written to ``OUT/spec.json``.
-        preset: the starting config (see ``modicl.config.PRESETS``).
+        preset: the starting config (see ``modicl.presets.PRESETS``).
         set: field → value applied to every point.
         axes: field → list of values; the grid is their product, in the order given.
         zip: fields whose equal-length value lists vary together as one more axis (e.g. n_id with a
@@ -125,6 +127,11 @@ def with_field(cfg: RunConfig, path: str, value: Any) -> RunConfig:
 def point_hash(cfg: RunConfig) -> str:
     """Hash of ``cfg`` with the execution-only fields at their defaults: the point's directory name."""
     return config_hash(without_execution(cfg))
+
+
+def point_dir(out_dir: str | Path, hash: str) -> Path:
+    """The run directory of the point ``hash`` in the sweep directory ``out_dir``: ``OUT/runs/HASH``."""
+    return Path(out_dir) / "runs" / hash
 
 
 def _fmt(v: Any) -> str:

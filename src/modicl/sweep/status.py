@@ -1,21 +1,19 @@
-"""The state of a sweep's points on disk: done, interrupted, failed or new; failure records.
+"""The state of a sweep's points on disk: done, interrupted, failed or new.
 
-A point is done when its run directory holds ``summary.json``, interrupted when it holds a checkpoint
-but no summary, failed when an earlier attempt left ``error.txt`` (the one-line error, then the
-traceback). A sweep directory is recognised by its ``spec.json``. :func:`format_status` prints the
-per-point states that :func:`modicl.slurm.sweep_status` gathers (from disk, run locks and the SLURM
-queue) for local and cluster sweeps alike.
+A point's state is its run directory's (:meth:`modicl.rundir.RunDir.status`). A sweep directory is recognised by its ``spec.json``. :func:`sweep_status` gathers the
+per-point states from disk, the run locks and what each executor reports (:mod:`modicl.sweep.executor`:
+e.g. the SLURM queue), for local and cluster sweeps alike; :func:`format_status` prints them.
 """
 
 from __future__ import annotations
 
-import shutil
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..rundir import RunDir
+from .spec import point_dir
 
 
 # What a sweep directory may hold before its spec.json: the table lock, run directories, SLURM files.
@@ -37,36 +35,45 @@ def check_sweep_dir(out_dir: str | Path) -> None:
 
 
 def point_status(run_dir: Path) -> str:
-    """``done`` (summary.json written), ``interrupted`` (a checkpoint, no summary), ``failed``
-    (error.txt from an earlier attempt) or ``new``."""
-    if (run_dir / "summary.json").exists():
-        return "done"
-    if (run_dir / "error.txt").exists():
-        return "failed"
-    if (run_dir / "checkpoints" / "last.safetensors").exists():
-        return "interrupted"
-    return "new"
+    """``done``, ``interrupted``, ``failed`` or ``new``: :meth:`modicl.rundir.RunDir.status`."""
+    return RunDir(run_dir).status()
 
 
-def _prepare(run_dir: Path) -> str:
-    """Make ``run_dir`` ready to train and return how: ``interrupted`` (resume from its checkpoint; also a
-    failed attempt that left one, e.g. a cluster job that timed out too often or lost its node) or ``new``
-    (a directory without a checkpoint is cleared)."""
-    status = point_status(run_dir)
-    if status == "failed" and (run_dir / "checkpoints" / "last.safetensors").exists():
-        (run_dir / "error.txt").unlink()
-        return "interrupted"
-    if status in ("failed", "new") and run_dir.exists():
-        shutil.rmtree(run_dir)
-        return "new"
-    return status
+def sweep_status(out_dir: str | Path, points: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """Per-point state of the sweep in ``out_dir``, in grid order: dicts with ``hash``, ``axes``,
+    ``state``, ``job_id`` (latest submission to a scheduler, or None), ``step`` (last evaluated step or
+    None), ``steps`` (the run's total), ``error`` (for failed points) and ``note`` (e.g. SLURM's reason for
+    a queued job, or why the queue could not be read).
 
+    States: done; running (a process holds the run's lock) or queued / running as an executor reports it
+    (e.g. its latest SLURM job is in the queue), also while an earlier attempt's error is on disk; failed
+    (error.txt, or a SLURM job that ended before training started); interrupted (a checkpoint, nothing
+    running); new; another scheduler state in lower case (e.g. suspended). When a scheduler cannot be
+    asked the states come from disk and ``note`` says so.
 
-def _record_failure(run_dir: Path, e: BaseException) -> str:
-    msg = f"{type(e).__name__}: {e}".splitlines()[0]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "error.txt").write_text(msg + "\n\n" + "".join(traceback.format_exception(e)))
-    return msg
+    Args:
+        points: the grid points (default: those of ``out_dir/spec.json``).
+    Raises:
+        ConfigError when ``out_dir`` is not a sweep directory."""
+    from .executor import KINDS, executor_class
+    from .tables import load_sweep
+
+    out_dir = Path(out_dir)
+    if points is None:
+        _, points = load_sweep(out_dir)
+    rows = []
+    for p in points:
+        run = RunDir(point_dir(out_dir, p.hash))
+        state, error = run.status(), None
+        if state != "done" and run.is_locked():  # trained by a local process (modicl train / sweep)
+            state = "running"
+        elif state == "failed":
+            error = run.first_error()
+        rows.append({"hash": p.hash, "axes": p.axes, "state": state, "job_id": None, "step": run.last_step(),
+                     "steps": p.config.train.steps, "error": error, "note": None})
+    for kind in KINDS:
+        executor_class(kind).report(out_dir, rows)
+    return rows
 
 
 def format_status(rows: Sequence[dict[str, Any]]) -> str:

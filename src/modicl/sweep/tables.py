@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from .spec import Point, SweepSpec, expand
+from ..rundir import RunDir
+from .spec import Point, SweepSpec, expand, point_dir
 from .status import point_status
 
 # Columns every results row has, under short names; other axes keep their full field name.
@@ -50,8 +51,8 @@ def write_index(spec: SweepSpec, points: Sequence[Point], out_dir: Path) -> None
         w = csv.writer(fh)
         w.writerow(["hash", *axes, "status", "run_dir"])
         for p in points:
-            run_dir = out_dir / "runs" / p.hash
-            w.writerow([p.hash, *(p.axes[a] for a in axes), point_status(run_dir), f"runs/{p.hash}"])
+            run_dir = point_dir(out_dir, p.hash)
+            w.writerow([p.hash, *(p.axes[a] for a in axes), point_status(run_dir), str(run_dir.relative_to(out_dir))])
     tmp.replace(out_dir / "index.csv")
 
 
@@ -69,10 +70,9 @@ def collect_results(points: Sequence[Point], out_dir: Path):
 
     rows = []
     for p in points:
-        path = out_dir / "runs" / p.hash / "summary.json"
-        if not path.exists():
+        s = RunDir(point_dir(out_dir, p.hash)).read_summary()
+        if s is None:
             continue
-        s = json.loads(path.read_text())
         cfg = p.config
         row: dict[str, Any] = {"hash": p.hash, "p": cfg.task.p, "n_id": cfg.task.n_id, "alpha": cfg.task.alpha,
                                "n_layers": cfg.model.n_layers, "seed": cfg.seed}

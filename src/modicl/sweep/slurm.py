@@ -1,7 +1,8 @@
-"""Sweeps on a SLURM cluster through submitit: submit, follow, and report per-point state.
+"""The SLURM executor (:mod:`modicl.sweep.executor`), through submitit: submit, follow, report per-point state.
 
-:func:`submit_sweep` sends the jobs of a sweep (:class:`modicl.sweep.Job`: one run, or an ensemble of runs
-that share an architecture) to SLURM as one job array; each array task runs :class:`SweepTask`, which is
+:class:`Slurm` sends the jobs of a sweep (:class:`modicl.sweep.Job`: one run, or an ensemble of runs
+that share an architecture) to SLURM as one job array (:func:`submit_sweep` is
+:func:`modicl.sweep.run_sweep` with it); each array task runs :class:`SweepTask`, which is
 :func:`modicl.sweep.run_job` followed by a locked rewrite of the sweep's index and results table. The run
 directories are the same as with the local executor, so finished points are skipped, interrupted ones
 resume from ``checkpoints/last``, and the results table is the same table.
@@ -31,12 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
-from .runlock import is_locked
-from .sweep import (
-    Job, SweepSpec, check_sweep_dir, expand, format_status, make_jobs, point_status, refresh_tables, run_job, tables_lock,
-    with_threads, write_index,
-)
+from ..config import ConfigError
+from ..rundir import RunDir
+from .executor import Record, Submission
+from .jobs import Job, run_job, with_threads
+from .local import run_sweep
+from .spec import SweepSpec, point_dir
+from .status import sweep_status
+from .tables import refresh_tables
 
 # squeue states shown as "queued" and "running"; any other state is shown in lower case.
 _QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
@@ -129,7 +132,7 @@ class SweepTask:
     runs resume from the checkpoints in their run directories."""
 
     def __call__(self, job: Job, out_dir: str) -> dict[str, str | None]:
-        from .allocator import keep_freed_memory
+        from ..allocator import keep_freed_memory
 
         keep_freed_memory()  # the job's process is ours (allocator.py)
         outcome = run_job(job, progress=False)
@@ -140,14 +143,6 @@ class SweepTask:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(self, job, out_dir)
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One SLURM array task: its id as squeue shows it (``ARRAYID_TASK``) and the points it trains."""
-
-    job_id: str
-    hashes: tuple[str, ...]
 
 
 def _submissions_path(out_dir: Path) -> Path:
@@ -234,68 +229,6 @@ def _validate(opts: SlurmOptions) -> None:
         raise ConfigError(f"{', '.join(bad)}: must be positive (CPUs, array parallelism, memory) or ≥ 0")
 
 
-def submit_sweep(spec: SweepSpec, out_dir: str | Path, opts: SlurmOptions = SlurmOptions(), *, ensemble: bool = True) -> list[Submission]:
-    """Submit the unfinished points of ``spec`` to SLURM as one job array and return without waiting.
-
-    Points already done are skipped, and so are points whose latest job is still queued or running
-    (re-submitting a sweep never trains a point twice at once); interrupted points resume from their
-    checkpoints, failed ones start again.
-
-    Args:
-        spec: the grid (validated before anything is submitted).
-        out_dir: the sweep directory; it must be on a file system that the compute nodes share.
-        opts: resources per job.
-        ensemble: group points that share an architecture into one job (:mod:`modicl.ensemble`).
-    Returns:
-        One :class:`Submission` per array task (empty when nothing is left to run).
-    Raises:
-        ConfigError: invalid spec or options, no submitit, SLURM unreachable, or sbatch refusing the job.
-    """
-    _validate(opts)
-    out_dir = Path(out_dir).resolve()
-    points = expand(spec)
-    check_sweep_dir(out_dir)
-    check_slurm()
-    with tables_lock(out_dir):
-        write_index(spec, points, out_dir)
-    latest = read_submissions(out_dir)
-    active = queue_states(latest.values())
-    todo = [p for p in points if point_status(out_dir / "runs" / p.hash) != "done" and latest.get(p.hash) not in active]
-    if not todo:
-        return []
-    jobs = [with_threads(j, opts.cpus_per_job) for j in make_jobs(todo, out_dir, ensemble=ensemble)]
-    ex = _executor(out_dir, opts, spec.name)
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):  # submitit prints sbatch's refusal there; keep it for the one-line error
-            submitted = ex.map_array(SweepTask(), jobs, [str(out_dir)] * len(jobs))
-    except Exception as e:  # sbatch's refusal (bad partition, limits) comes as FailedJobError
-        lines = [ln.strip() for ln in (err.getvalue() or str(e)).splitlines() if ln.strip()] or [type(e).__name__]
-        raise ConfigError(f"sbatch refused the sweep: {lines[-1].removeprefix('sbatch: error: ')}") from None
-    sys.stderr.write(err.getvalue())
-    subs = [Submission(str(s.job_id), tuple(p.hash for p in j.points)) for s, j in zip(submitted, jobs)]
-    path = _submissions_path(out_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        for s in subs:
-            fh.write(json.dumps({"job_id": s.job_id, "hashes": list(s.hashes), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-    return subs
-
-
-def _last_step(run_dir: Path) -> int | None:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return None
-    with path.open("rb") as fh:
-        lines = fh.read().splitlines()
-    for line in reversed(lines):
-        try:
-            return int(json.loads(line)["step"])
-        except (ValueError, KeyError):
-            continue
-    return None
-
-
 # Reasons for which a pending job will never start without a change (sbatch accepts such jobs).
 _NEVER_STARTS = {"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints", "InvalidQOS", "InvalidAccount",
                  "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob", "QOSMaxWallDurationPerJobLimit"}
@@ -307,65 +240,119 @@ def _ended_job_error(out_dir: Path, run_dir: Path, job_id: str) -> str | None:
     log = job_log(out_dir, job_id)
     if not log.exists():
         return None
-    sessions = run_dir / "sessions.jsonl"
-    if sessions.exists() and any(json.loads(line).get("slurm_job_id") == job_id for line in sessions.read_text().splitlines() if line.strip()):
+    if any(s.get("slurm_job_id") == job_id for s in RunDir(run_dir).read_sessions()):
         return None
     lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     last = f": {lines[-1]}" if lines else " (the log is empty)"
     return f"SLURM job {job_id} ended before training started; see {log}{last}"
 
 
-def sweep_status(out_dir: str | Path, points: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-    """Per-point state of the sweep in ``out_dir``, in grid order: dicts with ``hash``, ``axes``,
-    ``state``, ``job_id`` (latest SLURM submission or None), ``step`` (last evaluated step or None),
-    ``steps`` (the run's total), ``error`` (for failed points) and ``note`` (SLURM's reason for a queued
-    job, or why the queue could not be read).
+@dataclass
+class Slurm:
+    """The SLURM executor: hands the jobs to SLURM as one job array (``opts`` per job) and returns
+    without waiting; each array task rewrites the sweep's tables when it ends (:class:`SweepTask`).
+    Points whose latest job is still queued or running are never submitted again. The sweep directory
+    must be on a file system that the compute nodes share.
 
-    States: done; running or queued (its latest SLURM job is in the queue, or a local process holds the
-    run's lock), also while an earlier attempt's error is on disk; failed (error.txt, or a SLURM job that
-    ended before training started); interrupted (a checkpoint, nothing running); new; another SLURM state
-    in lower case (e.g. suspended). When squeue cannot be read the states come from disk and ``note`` says so.
+    Raises:
+        ConfigError: invalid options (on construction), no submitit or SLURM unreachable (``check``),
+            sbatch refusing the jobs (``submit``).
+    """
+
+    opts: SlurmOptions = SlurmOptions()
+    name: str = "sweep"
+    """the jobs' name in the queue is modicl-NAME."""
+    ensembles = True
+    waits = False
+
+    def __post_init__(self) -> None:
+        _validate(self.opts)
+
+    def check(self, out_dir: Path) -> None:
+        """:func:`check_slurm`: submitit installed, a SLURM controller answering."""
+        check_slurm()
+
+    def prepare(self, jobs: list[Job]) -> list[Job]:
+        """The jobs with ``opts.cpus_per_job`` threads each."""
+        return [with_threads(j, self.opts.cpus_per_job) for j in jobs]
+
+    def active(self, out_dir: Path) -> set[str]:
+        """Points whose latest SLURM job squeue still lists (queued or running)."""
+        latest = read_submissions(out_dir)
+        queued = queue_states(latest.values())
+        return {h for h, job_id in latest.items() if job_id in queued}
+
+    def submit(self, jobs: Sequence[Job], out_dir: Path, record: Record) -> list[Submission]:
+        """Submit the jobs as one job array and note them in ``slurm/submissions.jsonl``; ``record`` is not
+        called (each job rewrites the tables when it ends)."""
+        ex = _executor(out_dir, self.opts, self.name)
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):  # submitit prints sbatch's refusal there; keep it for the one-line error
+                submitted = ex.map_array(SweepTask(), list(jobs), [str(out_dir)] * len(jobs))
+        except Exception as e:  # sbatch's refusal (bad partition, limits) comes as FailedJobError
+            lines = [ln.strip() for ln in (err.getvalue() or str(e)).splitlines() if ln.strip()] or [type(e).__name__]
+            raise ConfigError(f"sbatch refused the sweep: {lines[-1].removeprefix('sbatch: error: ')}") from None
+        sys.stderr.write(err.getvalue())
+        subs = [Submission(str(s.job_id), tuple(p.hash for p in j.points)) for s, j in zip(submitted, jobs)]
+        path = _submissions_path(out_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            for s in subs:
+                fh.write(json.dumps({"job_id": s.job_id, "hashes": list(s.hashes), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        return subs
+
+    @classmethod
+    def report(cls, out_dir: Path, rows: list[dict[str, Any]]) -> None:
+        """Each point's latest SLURM job, its queue state (squeue) and reason, and the error of a job that
+        ended before training started; when squeue cannot be read, a note that the states come from disk."""
+        latest = read_submissions(out_dir)
+        if not latest:
+            return
+        wanted = {latest[r["hash"]] for r in rows if r["state"] != "done" and r["hash"] in latest}
+        queue_error = None
+        try:
+            queue = queue_info(wanted)
+        except ConfigError as e:
+            queue, queue_error = {}, f"{e}; shown from disk"
+        for r in rows:
+            job_id = r["job_id"] = latest.get(r["hash"])
+            if r["state"] == "done" or job_id is None:
+                continue
+            if job_id in queue:
+                q, reason = queue[job_id]
+                r["state"] = "running" if q in _RUNNING else "queued" if q in _QUEUED else q.lower()
+                r["error"] = None
+                if r["state"] == "queued" and reason not in ("", "None", "Priority", "Resources"):
+                    r["note"] = f"SLURM reason: {reason}" + (" — it can never start; scancel it and re-submit with fewer resources"
+                                                             if reason in _NEVER_STARTS else "")
+            elif r["state"] in ("interrupted", "new") and queue_error is None:  # not running here, not failed on disk
+                r["error"] = _ended_job_error(out_dir, point_dir(out_dir, r["hash"]), job_id)
+                r["state"] = "failed" if r["error"] else r["state"]
+            if queue_error is not None:
+                r["note"] = queue_error
+
+
+def submit_sweep(spec: SweepSpec, out_dir: str | Path, opts: SlurmOptions = SlurmOptions(), *, ensemble: bool = True) -> list[Submission]:
+    """Submit the unfinished points of ``spec`` to SLURM as one job array and return without waiting
+    (:func:`modicl.sweep.run_sweep` with the :class:`Slurm` executor).
+
+    Points already done are skipped, and so are points whose latest job is still queued or running
+    (re-submitting a sweep never trains a point twice at once); interrupted points resume from their
+    checkpoints, failed ones start again.
 
     Args:
-        points: the grid points (default: those of ``out_dir/spec.json``).
+        spec: the grid (validated before anything is submitted).
+        out_dir: the sweep directory; it must be on a file system that the compute nodes share.
+        opts: resources per job.
+        ensemble: group points that share an architecture into one job (:mod:`modicl.ensemble`).
+    Returns:
+        One :class:`~modicl.sweep.executor.Submission` per array task (empty when nothing is left to run).
     Raises:
-        ConfigError when ``out_dir`` is not a sweep directory."""
-    from .sweep import load_sweep
-
-    out_dir = Path(out_dir)
-    if points is None:
-        _, points = load_sweep(out_dir)
-    latest = read_submissions(out_dir)
-    disk = {p.hash: point_status(out_dir / "runs" / p.hash) for p in points}
-    wanted = {latest[h] for h, st in disk.items() if st != "done" and h in latest}
-    queue_error = None
-    try:
-        queue = queue_info(wanted)
-    except ConfigError as e:
-        queue, queue_error = {}, f"{e}; shown from disk"
-    rows = []
-    for p in points:
-        run_dir = out_dir / "runs" / p.hash
-        state, job_id = disk[p.hash], latest.get(p.hash)
-        error = note = None
-        if state != "done" and job_id in queue:
-            q, reason = queue[job_id]
-            state = "running" if q in _RUNNING else "queued" if q in _QUEUED else q.lower()
-            if state == "queued" and reason not in ("", "None", "Priority", "Resources"):
-                note = f"SLURM reason: {reason}" + (" — it can never start; scancel it and re-submit with fewer resources"
-                                                    if reason in _NEVER_STARTS else "")
-        elif state != "done" and is_locked(run_dir):  # trained by a local process (modicl train / sweep)
-            state = "running"
-        elif state == "failed":
-            error = (run_dir / "error.txt").read_text().splitlines()[0]
-        elif state != "done" and job_id is not None and queue_error is None:
-            error = _ended_job_error(out_dir, run_dir, job_id)
-            state = "failed" if error else state
-        if state != "done" and job_id is not None and queue_error is not None:
-            note = queue_error
-        rows.append({"hash": p.hash, "axes": p.axes, "state": state, "job_id": job_id, "step": _last_step(run_dir),
-                     "steps": p.config.train.steps, "error": error, "note": note})
-    return rows
+        ConfigError: invalid spec or options, no submitit, SLURM unreachable, or sbatch refusing the job.
+    """
+    executor = Slurm(opts, spec.name)
+    return run_sweep(spec, Path(out_dir).resolve(), progress=False, ensemble=ensemble, executor=executor).submitted
 
 
 class JobsCannotStart(ConfigError):
@@ -380,7 +367,7 @@ def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: boo
         ConfigError: squeue fails.
         JobsCannotStart: every remaining job is pending for a reason that never clears (e.g. more CPUs
             than a node has: SLURM reason PartitionConfig); the jobs are left in the queue."""
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     out_dir = Path(out_dir)
     rows = sweep_status(out_dir)
@@ -406,5 +393,5 @@ def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: boo
     return sweep_status(out_dir)
 
 
-__all__ = ["JobsCannotStart", "SlurmOptions", "Submission", "SweepTask", "check_slurm", "format_status", "job_log", "queue_info",
-           "queue_states", "read_submissions", "submit_sweep", "sweep_status", "time_minutes", "wait_for_sweep"]
+__all__ = ["JobsCannotStart", "Slurm", "SlurmOptions", "SweepTask", "check_slurm", "job_log", "queue_info", "queue_states",
+           "read_submissions", "submit_sweep", "time_minutes", "wait_for_sweep"]

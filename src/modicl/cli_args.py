@@ -1,0 +1,75 @@
+"""Parsing the ``modicl`` command line: flags generated from the config dataclasses, the preset flag read
+first, one-line errors with "did you mean" hints. Used by every command module (:mod:`modicl.cli`,
+:mod:`modicl.cli_sweep`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+import tyro
+
+from .config import PARTS, ConfigError, RunConfig
+from .sweep.slurm import SlurmOptions
+
+
+def flags(cls) -> list[str]:
+    """The flags of dataclass ``cls``'s fields, as tyro spells them (``--n-id``)."""
+    return ["--" + f.name.replace("_", "-") for f in dataclasses.fields(cls)]
+
+
+def known_flags(command) -> list[str]:
+    """Every flag ``command`` accepts, for 'did you mean' hints."""
+    own = [fl for fl in flags(command) if fl != "--config"]
+    if "--slurm" in own:
+        own.remove("--slurm")
+        own += [f"--slurm.{fl[2:]}" for fl in flags(SlurmOptions)]
+    if "--config" not in flags(command):
+        return own
+    config = [f"--{part}.{fl[2:]}" for part, cls in PARTS.items() for fl in flags(cls)]
+    config += [fl for fl in flags(RunConfig) if fl[2:] not in PARTS]
+    return config + own
+
+
+def pop_preset(argv: list[str], default: str) -> tuple[str, list[str]]:
+    """(the ``--preset`` value or ``default``, ``argv`` without it): the preset sets the defaults that the
+    other flags override, so it is read first."""
+    rest, name, i = [], default, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--preset" and i + 1 < len(argv):
+            name, i = argv[i + 1], i + 2
+            continue
+        if a.startswith("--preset="):
+            name = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        i += 1
+    return name, rest
+
+
+def parse(command, argv: list[str], default, prog: str):
+    """``argv`` parsed into the dataclass ``command`` (tyro) on top of ``default``. Raises ConfigError for
+    an unknown option, with the closest known flag as a hint."""
+    parsed, unknown = tyro.cli(command, args=argv, default=default, prog=prog, return_unknown_args=True)
+    if unknown:
+        bad = next((u for u in unknown if u.startswith("-")), unknown[0])
+        known = known_flags(command)
+        close = difflib.get_close_matches(bad.split("=")[0].replace("_", "-"), known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"unknown option {bad!r}{hint} (see {prog} --help)")
+    return parsed
+
+
+def check_seed(seed: int) -> None:
+    """Raise ConfigError for a seed that torch.Generator.manual_seed refuses."""
+    if not 0 <= seed < 2**63 - 1:
+        raise ConfigError(f"--seed {seed} must be an integer in [0, 2**63 - 2]")
+
+
+def reject_empty_out(argv: list[str]) -> None:
+    """``--out ''`` would be the current directory; an empty path is an error."""
+    for i, a in enumerate(argv):
+        if a == "--out=" or (a == "--out" and i + 1 < len(argv) and not argv[i + 1].strip()):
+            raise ConfigError("--out is an empty path; give a directory")

@@ -1,0 +1,83 @@
+"""The named presets: starting configs for ``modicl train --preset NAME`` and sweep specs.
+
+``paper`` is PAPER.md §2.3 exactly (for a GPU); ``quick`` is the same family scaled down so the i.d. →
+o.o.d. transition shows on two CPU cores (the search behind it and its variants is in
+docs/quick-preset.md); ``bench`` is the throughput reference of ``modicl bench``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
+
+
+def _quick() -> RunConfig:
+    # Scaled-down paper setting for 2 CPU cores; the search behind it is in docs/quick-preset.md.
+    return RunConfig(
+        task=TaskConfig(p=7, rule="rectangular", n_id=32, alpha=0.8, n_ctx=16),
+        model=ModelConfig(d_model=128, n_layers=4, n_heads=4),
+        train=TrainConfig(
+            steps=6000, batch_size=64, lr=2e-3, weight_decay=0.5, warmup_steps=200,
+            eval_every=250, eval_sequences=512, eval_batch_size=512,
+            # One thread pins the floating-point summation order, and with it the trajectory: with 2
+            # threads the same seed reached only o.o.d. memorization (docs/quick-preset.md).
+            threads=1,
+        ),
+        seed=2,
+    )
+
+
+def _quick_depth2() -> RunConfig:
+    # The paper's minimal depth on 2 CPU cores (the search is in docs/quick-preset.md): depth 2 at
+    # d_model 64 runs 3.6x the quick preset's steps/s, and a constant lr after warmup lets it leave the
+    # plateau (seed 3 at ≈ 8 000-11 000 steps). Under the novel-query metric no seed reaches o.o.d.
+    # generalization (seed 3 ends at ✓✓✓✗), so the depth contrast is not shown.
+    q = _quick()
+    return dataclasses.replace(
+        q,
+        model=dataclasses.replace(q.model, d_model=64, n_layers=2),
+        train=dataclasses.replace(q.train, steps=14_000, final_lr_ratio=1.0, eval_every=500),
+        seed=3,
+    )
+
+
+def _quick_role() -> RunConfig:
+    # quick-depth2 with the role embedding (position mod 3): it leaves the loss plateau at 1 000-1 500 steps
+    # and i.d.-memorizes by 4 000 in 4 of 4 seeds, where quick-depth2 leaves none by then
+    # (docs/quick-preset.md, "The search for a seed-robust preset"). It does not reach o.o.d. generalization.
+    q = _quick_depth2()
+    return dataclasses.replace(
+        q,
+        model=dataclasses.replace(q.model, role_embedding=True),
+        train=dataclasses.replace(q.train, steps=4000, eval_every=250),
+        seed=1,
+    )
+
+
+def _bench() -> RunConfig:
+    # The throughput reference of `modicl bench`, a setting the authors' code can run too (it ran at
+    # 33.2k tokens/s on a 2-core CPU), so the two implementations compare on equal work.
+    paper = RunConfig()
+    return RunConfig(
+        task=dataclasses.replace(paper.task, n_id=128, n_ctx=32),
+        model=dataclasses.replace(paper.model, d_model=128, n_layers=2, n_heads=4),
+        train=dataclasses.replace(paper.train, batch_size=128, threads=2),
+    )
+
+
+PRESETS: dict[str, RunConfig] = {
+    "paper": RunConfig(),  # PAPER.md §2.3: p 29, d_model 512, 4 heads, bs 1024, lr 1.5e-4, wd 2, 200k steps
+    "quick": _quick(),
+    "quick-memorize": dataclasses.replace(_quick(), task=dataclasses.replace(_quick().task, n_id=8)),
+    "quick-depth2": _quick_depth2(),
+    "quick-role": _quick_role(),
+    "bench": _bench(),  # p 29, d_model 128, 2 layers, 4 heads, bs 128, n_ctx 32: the throughput reference
+}
+
+
+def preset(name: str) -> RunConfig:
+    """Return the named preset; raises ConfigError naming the known presets."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]

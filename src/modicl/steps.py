@@ -1,0 +1,264 @@
+"""One optimizer step of N runs (PAPER.md §2.3): the schedule, AdamW, the loss, and two step backends.
+
+AdamW with β = (0.9, 0.98) and decoupled weight decay on parameters with ≥ 2 dims only (LayerNorm gains
+and biases are not pulled to zero: decaying them would shrink the normalised scale, not a weight). The
+learning-rate multiplier rises linearly from ``warmup_start`` to 1 over the warmup, then follows a
+cosine to ``final_lr_ratio`` (over the last ``decay_steps`` steps only, if set). The loss is the mean
+cross-entropy on the z tokens.
+
+The training loop (:func:`modicl.train.train_runs`) steps N runs of one architecture with one of two
+backends, which take the runs' batches, the learning rate and the weight decay and return the N losses:
+
+* :class:`LoopStep`: one :class:`TrainStep` per run in turn, bit for bit a run trained alone (N = 1 is
+  a single run). On 2 CPU cores a single model of the quick architecture is already compute-bound, so
+  this is what CPUs use.
+* :class:`VmapStep`: the runs' parameters stacked along a leading dimension (``torch.func``:
+  ``stack_module_state``, ``functional_call``, ``vmap``), so one forward/backward and one AdamW step
+  serve all runs. AdamW is element-wise, so a stacked AdamW is the runs' AdamW exactly. This is what pays
+  on a GPU, where one small model leaves the device mostly idle.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .compiling import graph_break_count, is_compiler_error
+from .config import ConfigError, TrainConfig
+from .data import model_inputs, z_logits, z_targets
+from .family import DEFAULT_N_VAR
+from .model import Transformer
+from .runtime import resolve_compile
+
+if TYPE_CHECKING:
+    from .train import RunState
+
+
+def set_schedule(opt: torch.optim.Optimizer, lr: float, weight_decay: float | None = None) -> None:
+    """Set ``lr`` on every parameter group of ``opt`` (built by :func:`build_optimizer`) and, unless None,
+    ``weight_decay`` on its decayed group (the first)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    if weight_decay is not None:
+        opt.param_groups[0]["weight_decay"] = weight_decay
+
+
+def weight_decay_at(step: int, cfg: TrainConfig) -> float:
+    """Weight decay of the ≥ 2-D parameters at 0-based optimizer step ``step``: ``weight_decay``, then
+    ``late_weight_decay`` from ``weight_decay_step`` on when that is set (a deviation from the paper)."""
+    return cfg.late_weight_decay if cfg.weight_decay_step and step >= cfg.weight_decay_step else cfg.weight_decay
+
+
+def lr_multiplier(step: int, cfg: TrainConfig) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` (0-based), PAPER.md §2.3.
+
+    Linear from ``warmup_start`` (step 0) to 1 (step warmup_steps), then cosine from 1 to
+    ``final_lr_ratio`` at step ``steps``. With ``decay_steps`` N > 0 the multiplier stays 1 until
+    step ``steps - N`` and the cosine runs over the last N steps (warmup-stable-decay).
+    """
+    if step < cfg.warmup_steps:
+        return cfg.warmup_start + (1.0 - cfg.warmup_start) * step / cfg.warmup_steps
+    # with decay_steps 0 this is the paper's schedule, to the bit (runs made before the option replay)
+    start = max(cfg.warmup_steps, cfg.steps - cfg.decay_steps) if cfg.decay_steps else cfg.warmup_steps
+    if step < start:
+        return 1.0
+    progress = min(1.0, (step - start) / max(1, cfg.steps - start))
+    return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig, device: torch.device, *,
+                    stacked: bool = False) -> torch.optim.AdamW:
+    """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA.
+
+    ``model`` is a module or its parameters in order; with ``stacked`` every parameter carries a leading
+    member dimension (an ensemble's stacked parameters, :class:`VmapStep`) that does not
+    count towards its dimensions.
+    """
+    params = list(model.parameters() if isinstance(model, torch.nn.Module) else model)
+    lead = 1 if stacked else 0
+    decay = [p for p in params if p.dim() - lead >= 2]
+    no_decay = [p for p in params if p.dim() - lead < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
+
+
+def z_loss(model: Callable[[Tensor], Tensor], tokens: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
+    """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, (n_var + 1)·n_ctx] → scalar fp32
+    (the loss mask of PAPER.md §1.3: no input token is supervised). ``model`` maps the model's inputs
+    [B, (n_var + 1)·n_ctx − 1] to logits [B, (n_var + 1)·n_ctx − 1, p]: a module, or a functional call on
+    an ensemble member's parameters."""
+    logits = z_logits(model(model_inputs(tokens)), n_var)
+    return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens, n_var).flatten())
+
+
+class TrainStep:
+    """One optimizer step (forward under autocast, backward, AdamW).
+
+    With ``compile`` the model is wrapped by ``torch.compile(mode=compile_mode)``. If the compiler fails
+    (:func:`is_compiler_error`; on any call, not only the first) the step warns, records the error in
+    ``compile_error`` and runs eagerly from then on; every other exception propagates. ``compiled`` says
+    what runs now, ``graph_breaks`` how many graph breaks Dynamo reported while compiling (None before
+    the first compiled call or without compile). ``n_var`` is the task family's inputs per example,
+    which places the loss on the z tokens (:func:`z_loss`).
+    """
+
+    def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool, compile_mode: str = "default",
+                 n_var: int = DEFAULT_N_VAR):
+        self.model, self.opt, self.autocast, self.n_var = model, opt, autocast, n_var
+        self.compile_mode = compile_mode
+        self.compiled = compile
+        self.forward_model = model
+        if compile:  # mode only when it is not the default, so any backend can be swapped in
+            self.forward_model = torch.compile(model) if compile_mode == "default" else torch.compile(model, mode=compile_mode)
+        self.graph_breaks: int | None = None
+        self.compile_error: str | None = None
+
+    def _run(self, fwd, tokens: Tensor) -> Tensor:
+        self.opt.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss = z_loss(fwd, tokens, self.n_var)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        if not self.compiled:
+            return self._run(self.model, tokens)
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
+        breaks_before = graph_break_count() if self.graph_breaks is None else None
+        try:
+            loss = self._run(self.forward_model, tokens)
+        except Exception as e:
+            if not is_compiler_error(e):
+                raise
+            self.compiled, self.forward_model = False, self.model
+            self.compile_error = f"{type(e).__name__}: {str(e)[:300]}"
+            warnings.warn(f"torch.compile failed ({self.compile_error}); training eagerly instead")
+            return self._run(self.model, tokens)
+        if breaks_before is not None:
+            self.graph_breaks = graph_break_count() - breaks_before
+        return loss
+
+
+class VmapStep:
+    """One AdamW step of all members at once on stacked parameters.
+
+    ``sync()`` copies the stacked parameters and optimizer state back into each member's own model and
+    optimizer (in the format a single run saves), before evaluation and checkpoints. With the members'
+    ``train.compile`` resolved on, the vmapped forward and loss are compiled as one graph (RoPE is then
+    real-valued, so no custom vmap rule runs); a compiler failure falls back to eager as in
+    :class:`TrainStep`. ``compiled`` says which ran."""
+
+    def __init__(self, runs: Sequence[RunState]):
+        from torch.func import stack_module_state
+
+        self.runs = list(runs)
+        self.autocast = runs[0].autocast
+        tc = runs[0].cfg.train
+        models = [r.model for r in runs]
+        params, self.buffers = stack_module_state(models)
+        self.params = params
+        self.base = copy.deepcopy(models[0]).to("meta")
+        names = list(params)
+        self.opt = build_optimizer([params[n] for n in names], tc, runs[0].device, stacked=True)
+        self.compiled = resolve_compile(tc.compile, runs[0].device)
+        self.compile_error: str | None = None
+        self.loss_fn = self._losses
+        if self.compiled:
+            mode = tc.compile_mode
+            self.loss_fn = torch.compile(self._losses) if mode == "default" else torch.compile(self._losses, mode=mode)
+        member_params = [dict(m.named_parameters()) for m in models]
+        for n in names:  # resume: stack the members' optimizer states
+            states = [r.opt.state.get(mp[n]) for r, mp in zip(runs, member_params)]
+            if all(states):
+                self.opt.state[params[n]] = {
+                    "step": states[0]["step"].clone(),
+                    "exp_avg": torch.stack([s["exp_avg"] for s in states]),
+                    "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in states]),
+                }
+
+    def _member_loss(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
+        from torch.func import functional_call
+
+        return z_loss(lambda inputs: functional_call(self.base, (params, buffers), (inputs,)), tokens, self.runs[0].cfg.task.n_var)
+
+    def _losses(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
+        from torch.func import vmap
+
+        with self.autocast:
+            return vmap(self._member_loss)(params, buffers, tokens)
+
+    def __call__(self, batches: Sequence[Tensor], lr: float, weight_decay: float | None = None) -> Tensor:
+        """One step of every member at learning rate ``lr`` and weight decay ``weight_decay`` of the ≥ 2-D
+        parameters (None: as built) on its batch (int64 [batch_size, (n_var + 1)·n_ctx] each); returns the
+        members' losses, fp32 [K], detached."""
+        set_schedule(self.opt, lr, weight_decay)
+        self.opt.zero_grad(set_to_none=True)
+        tokens = torch.stack(list(batches))
+        if self.compiled and self.runs[0].cfg.train.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
+        try:
+            losses = self.loss_fn(self.params, self.buffers, tokens)
+        except Exception as e:
+            if self.loss_fn is self._losses or not is_compiler_error(e):
+                raise
+            self.compile_error = f"{type(e).__name__}: {str(e)[:300]}"
+            warnings.warn(f"torch.compile failed on the vmap ensemble ({self.compile_error}); running it eagerly")
+            self.loss_fn, self.compiled = self._losses, False
+            self.opt.zero_grad(set_to_none=True)
+            losses = self._losses(self.params, self.buffers, tokens)
+        losses.sum().backward()
+        self.opt.step()
+        return losses.detach()
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Copy the stacked parameters, optimizer state and learning rate into each member's own."""
+        for i, run in enumerate(self.runs):
+            for group, stacked in zip(run.opt.param_groups, self.opt.param_groups):
+                group["lr"], group["weight_decay"] = stacked["lr"], stacked["weight_decay"]
+            for n, p in run.model.named_parameters():
+                p.copy_(self.params[n][i])
+                st = self.opt.state.get(self.params[n])
+                if st:
+                    run.opt.state[p] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][i].clone(),
+                                        "exp_avg_sq": st["exp_avg_sq"][i].clone()}
+
+
+class LoopStep:
+    """One optimizer step per member in turn: the single-run step, bit for bit."""
+
+    def __init__(self, runs: Sequence[RunState]):
+        compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
+        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode, r.cfg.task.n_var) for r in runs]
+
+    def __call__(self, batches: Sequence[Tensor], lr: float, weight_decay: float | None = None) -> Tensor:
+        """One step per member at learning rate ``lr`` and weight decay ``weight_decay``; the members'
+        losses, fp32 [K], detached."""
+        for step in self.steps:
+            set_schedule(step.opt, lr, weight_decay)
+        return torch.stack([step(tokens) for step, tokens in zip(self.steps, batches)])
+
+    def sync(self) -> None:
+        """Nothing to copy: each member steps its own model and optimizer."""
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """``auto`` → ``vmap`` on CUDA, ``loop`` elsewhere (see the module docstring); raises ConfigError for
+    another name."""
+    if name not in ("auto", "vmap", "loop"):
+        raise ConfigError(f"ensemble backend {name!r}; use auto, vmap or loop")
+    return ("vmap" if device.type == "cuda" else "loop") if name == "auto" else name
+
+
+def make_step(backend: str, runs: Sequence[RunState]) -> LoopStep | VmapStep:
+    """The step of ``runs`` for a resolved ``backend`` (``loop`` or ``vmap``)."""
+    return (VmapStep if backend == "vmap" else LoopStep)(runs)
