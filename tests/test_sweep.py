@@ -408,4 +408,5 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(capfd):
     assert not child.is_alive()
     assert time.monotonic() - t0 < 10
     assert Pool.shutdown_calls == [{"wait": False, "cancel_futures": True}]
-    assert f"worker {child.pid} did not stop within 1 s of SIGTERM" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert f"worker {child.pid} did not stop within 1 s of SIGTERM (process state: S (sleeping))" in err

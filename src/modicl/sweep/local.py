@@ -69,25 +69,40 @@ def _worker_init() -> None:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
+def _process_state(pid: int) -> str:
+    """The kernel's state line for ``pid`` (e.g. ``S (sleeping)``, ``Z (zombie)``), or why it is unknown."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as e:
+        return f"unknown, {type(e).__name__}"
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("State:")), "unknown")
+
+
 def _stop_workers(pool: Any, children: set, grace_s: float = STOP_GRACE_S) -> None:
     """Stop a pool's worker processes: SIGTERM each once, let the pool hand them their exit, and wait up to
     ``grace_s`` seconds; a worker still alive then prints its Python stack to stderr and is killed."""
     for child in children:
         child.terminate()
     pool.shutdown(wait=False, cancel_futures=True)  # refuses queued jobs; each worker exits after its current one
+    # A worker has ended once its sentinel is ready. Not is_alive(): the pool's own thread may have reaped
+    # the process already, and is_alive() then reports a process that no longer exists as alive.
+    from multiprocessing.connection import wait as wait_ready
+
     deadline = time.monotonic() + grace_s
-    for child in children:
-        child.join(max(0.0, deadline - time.monotonic()))
-    for child in children:
-        if child.is_alive():
-            print(f"modicl sweep: worker {child.pid} did not stop within {grace_s:.0f} s of SIGTERM; "
-                  "its stack follows, then it is killed", file=sys.stderr, flush=True)
-            if hasattr(signal, "SIGUSR1"):
-                with contextlib.suppress(ProcessLookupError):  # it may have ended by itself meanwhile
-                    os.kill(child.pid, signal.SIGUSR1)
-                time.sleep(0.5)
-            child.kill()
-            child.join()
+    pending = {child.sentinel: child for child in children}
+    while pending and time.monotonic() < deadline:
+        for sentinel in wait_ready(list(pending), max(0.0, deadline - time.monotonic())):
+            pending.pop(sentinel)
+    for child in pending.values():
+        print(f"modicl sweep: worker {child.pid} did not stop within {grace_s:.0f} s of SIGTERM "
+              f"(process state: {_process_state(child.pid)}); its stack follows, then it is killed",
+              file=sys.stderr, flush=True)
+        if hasattr(signal, "SIGUSR1"):
+            with contextlib.suppress(ProcessLookupError):  # it may have ended by itself meanwhile
+                os.kill(child.pid, signal.SIGUSR1)
+            time.sleep(0.5)
+        child.kill()
+        child.join()
 
 
 def _worker_run_job(job: Job) -> dict[str, str | None]:
