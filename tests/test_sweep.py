@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -313,7 +314,7 @@ def _warn_of_killed_workers(stderr: str) -> None:
         warnings.warn(f"a sweep worker needed SIGKILL:\n{stderr}", stacklevel=2)
 
 
-_SWEEP_ENV = {**__import__("os").environ, "PYTHONFAULTHANDLER": "1"}
+_SWEEP_ENV = {**os.environ, "PYTHONFAULTHANDLER": "1"}
 
 
 _INTERRUPTIBLE_SWEEP = """
@@ -380,15 +381,18 @@ def test_the_sweep_command_stops_its_workers_on_sigterm_and_on_sigint_inherited_
 
 
 def _ignore_sigterm_and_sleep() -> None:
+    import faulthandler
     import signal
     import time
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # as _worker_init does
     time.sleep(600)
 
 
 def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(capfd):
     import multiprocessing
+    import signal
     import time
 
     from modicl.sweep.local import _stop_workers
@@ -409,4 +413,6 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(capfd):
     assert time.monotonic() - t0 < 10
     assert Pool.shutdown_calls == [{"wait": False, "cancel_futures": True}]
     err = capfd.readouterr().err
-    assert f"worker {child.pid} did not stop within 1 s of SIGTERM (process state: S (sleeping))" in err
+    assert f"worker {child.pid} did not stop within 1 s of SIGTERM (process state: S" in err
+    assert "_ignore_sigterm_and_sleep" in err  # its stack, from its own handler
+    assert child.exitcode == -signal.SIGKILL

@@ -227,7 +227,7 @@ def test_a_weight_decay_step_changes_the_decay_from_that_step_and_nothing_before
 
 @pytest.mark.parametrize("fields, message", [
     ({"weight_decay_step": 60}, r"train.weight_decay_step \(60\) must be in 1"),
-    ({"weight_decay_step": 10, "late_weight_decay": -1.0}, "≥ 0"),
+    ({"weight_decay_step": 10, "late_weight_decay": -1.0}, "late_weight_decay and train.warmup_steps ≥ 0"),
     ({"late_weight_decay": 1.0}, "needs train.weight_decay_step"),
 ])
 def test_a_weight_decay_schedule_that_cannot_work_is_a_config_error(fields, message):
@@ -235,3 +235,12 @@ def test_a_weight_decay_schedule_that_cannot_work_is_a_config_error(fields, mess
 
     with pytest.raises(ConfigError, match=message):
         validate(tiny_config(**fields))
+
+
+def test_a_run_resumed_before_its_weight_decay_step_ends_as_the_uninterrupted_run(tmp_path):
+    cfg = tiny_config(steps=40, eval_every=10, weight_decay=0.1, weight_decay_step=25, late_weight_decay=4.0)
+    train(cfg, tmp_path / "whole", progress=False)
+    assert train(cfg, tmp_path / "split", progress=False, stop_after=20) is None
+    train(cfg, tmp_path / "split", progress=False, resume=True)
+    drop = lambda row: {k: v for k, v in row.items() if k != "wall_s"}  # noqa: E731
+    assert [drop(r) for r in read_metrics(tmp_path / "split")] == [drop(r) for r in read_metrics(tmp_path / "whole")]

@@ -125,7 +125,8 @@ class TrainConfig:
             ("warmup-stable-decay", Hägele et al. 2024, arXiv 2405.18392). Up to step ``steps - N``
             such a run is identical to the constant-lr run (final_lr_ratio 1) of the same seed.
         late_weight_decay, weight_decay_step: from 0-based optimizer step ``weight_decay_step`` on, the
-            weight decay is ``late_weight_decay``; 0 (default, the paper) keeps ``weight_decay`` throughout.
+            weight decay is ``late_weight_decay`` (0 turns it off from there); ``weight_decay_step`` 0 (default,
+            the paper) keeps ``weight_decay`` throughout.
             A deviation from the paper: a low weight decay while the in-context circuit forms, a higher one
             afterwards to clean up (weight decay drives the clean-up phase of grokking, Nanda et al. 2023,
             arXiv 2301.05217).
@@ -340,8 +341,8 @@ def validate(cfg: RunConfig) -> RunConfig:
                           f" (n_heads in {_valid_head_counts(m.d_model)} for d_model {m.d_model})")
     if tr.steps < 1 or tr.eval_every < 1 or tr.eval_sequences < 1 or tr.eval_batch_size < 1:
         raise ConfigError("train.steps, train.eval_every, train.eval_sequences and train.eval_batch_size must be ≥ 1")
-    if not tr.lr > 0 or tr.weight_decay < 0 or tr.warmup_steps < 0:
-        raise ConfigError("train.lr must be > 0, train.weight_decay and train.warmup_steps ≥ 0")
+    if not tr.lr > 0 or tr.weight_decay < 0 or tr.late_weight_decay < 0 or tr.warmup_steps < 0:
+        raise ConfigError("train.lr must be > 0, train.weight_decay, train.late_weight_decay and train.warmup_steps ≥ 0")
     if not 0.0 < tr.warmup_start <= 1.0 or not 0.0 <= tr.final_lr_ratio <= 1.0:
         raise ConfigError("train.warmup_start must be in (0, 1] and train.final_lr_ratio in [0, 1] (fractions of lr)")
     if tr.decay_steps < 0 or tr.decay_steps > max(0, tr.steps - tr.warmup_steps):
@@ -354,9 +355,9 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"train.decay_steps = {tr.decay_steps} has no effect with train.final_lr_ratio = 1 (a constant lr); "
             "set train.final_lr_ratio to where the decay should end (e.g. 0) or decay_steps to 0"
         )
-    if tr.weight_decay_step and not (0 < tr.weight_decay_step < tr.steps and tr.late_weight_decay >= 0):
+    if tr.weight_decay_step and not 0 < tr.weight_decay_step < tr.steps:
         raise ConfigError(f"train.weight_decay_step ({tr.weight_decay_step}) must be in 1 … train.steps - 1 "
-                          f"({tr.steps - 1}) and train.late_weight_decay ({tr.late_weight_decay}) ≥ 0; 0 keeps one weight decay")
+                          f"({tr.steps - 1}); 0 keeps one weight decay")
     if tr.late_weight_decay and not tr.weight_decay_step:
         raise ConfigError(f"train.late_weight_decay = {tr.late_weight_decay} needs train.weight_decay_step, the step it starts at")
     if not m.rope_theta > 1.0:

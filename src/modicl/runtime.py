@@ -40,11 +40,13 @@ def _isa_cap(value: str) -> str | None:
     """The CPU kind that an ISA cap (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) allows at most; ``""`` for
     below AVX2, None for a value this does not know."""
     v = value.strip().upper()
-    if v.startswith("SSE") or v == "DEFAULT":
+    if v.startswith("SSE") or v in ("AVX", "DEFAULT"):
         return ""
     if v.startswith("AVX2"):
         return "avx2"
-    if v.startswith(("AVX512", "AVX10")):
+    if v.startswith("AVX10"):  # AVX10 includes bf16
+        return "amx" if "AMX" in v else "avx512_bf16"
+    if v.startswith("AVX512"):
         return "amx" if "AMX" in v else "avx512_bf16" if ("BF16" in v or "FP16" in v) else "avx512"
     return None
 

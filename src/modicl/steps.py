@@ -221,7 +221,7 @@ class VmapStep:
 
     @torch.no_grad()
     def sync(self) -> None:
-        """Copy the stacked parameters, optimizer state and learning rate into each member's own."""
+        """Copy the stacked parameters, optimizer state, learning rate and weight decay into each member's own."""
         for i, run in enumerate(self.runs):
             for group, stacked in zip(run.opt.param_groups, self.opt.param_groups):
                 group["lr"], group["weight_decay"] = stacked["lr"], stacked["weight_decay"]

@@ -100,9 +100,11 @@ def _stop_workers(pool: Any, children: set, grace_s: float = STOP_GRACE_S) -> No
         if hasattr(signal, "SIGUSR1"):
             with contextlib.suppress(ProcessLookupError):  # it may have ended by itself meanwhile
                 os.kill(child.pid, signal.SIGUSR1)
-            time.sleep(0.5)
+    if pending:
+        time.sleep(0.5)  # the stacks are written by the workers' own signal handlers
+    for child in pending.values():
         child.kill()
-        child.join()
+        child.join(5.0)  # a process in uninterruptible sleep may outlive SIGKILL a while; do not wait on it
 
 
 def _worker_run_job(job: Job) -> dict[str, str | None]:
