@@ -229,6 +229,8 @@ def test_a_weight_decay_step_changes_the_decay_from_that_step_and_nothing_before
     ({"weight_decay_step": 60}, r"train.weight_decay_step \(60\) must be in 1"),
     ({"weight_decay_step": 10, "late_weight_decay": -1.0}, "late_weight_decay and train.warmup_steps ≥ 0"),
     ({"late_weight_decay": 1.0}, "needs train.weight_decay_step"),
+    ({"grokfast_lambda": -1.0}, r"train.grokfast_lambda \(-1.0\) must be ≥ 0"),
+    ({"grokfast_lambda": 2.0, "grokfast_alpha": 1.0}, r"train.grokfast_alpha \(1.0\) in \[0, 1\)"),
 ])
 def test_a_weight_decay_schedule_that_cannot_work_is_a_config_error(fields, message):
     from modicl.config import validate
@@ -244,3 +246,36 @@ def test_a_run_resumed_before_its_weight_decay_step_ends_as_the_uninterrupted_ru
     train(cfg, tmp_path / "split", progress=False, resume=True)
     drop = lambda row: {k: v for k, v in row.items() if k != "wall_s"}  # noqa: E731
     assert [drop(r) for r in read_metrics(tmp_path / "split")] == [drop(r) for r in read_metrics(tmp_path / "whole")]
+
+
+def test_the_grokfast_filter_adds_lambda_times_the_gradient_ema_as_worked_by_hand():
+    # SGD with lr 1 moves the parameter by minus the filtered gradient, so the steps read it directly.
+    w = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([w], lr=1.0)
+    g1, g2 = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.0])
+    moves = []
+    for g in (g1, g2):
+        before = w.detach().clone()
+        w.grad = g.clone()
+        emas = steps_mod.grokfast_filter(opt, 2.0, 0.5)
+        opt.step()
+        steps_mod.keep_grokfast(opt, emas)
+        moves.append(before - w.detach())
+    # step 1: ema = g1, g ← g1 + 2·g1; step 2: ema = 0.5·g1 + 0.5·g2 = (2, −1), g ← g2 + 2·ema = (7, −2)
+    assert torch.equal(moves[0], torch.tensor([3.0, -6.0]))
+    assert torch.equal(moves[1], torch.tensor([7.0, -2.0]))
+    assert torch.equal(opt.state[w][steps_mod.GROKFAST_KEY], torch.tensor([2.0, -1.0]))
+
+
+def test_a_grokfast_run_changes_the_trajectory_and_resumes_with_its_filter_state(tmp_path):
+    cfg = tiny_config(steps=40, eval_every=10, grokfast_lambda=2.0)
+    train(cfg, tmp_path / "whole", progress=False)
+    assert train(cfg, tmp_path / "split", progress=False, stop_after=20) is None
+    state = torch.load(tmp_path / "split" / "checkpoints" / "last.state.pt", weights_only=False)
+    assert all(steps_mod.GROKFAST_KEY in st for st in state["optimizer"]["state"].values())
+    train(cfg, tmp_path / "split", progress=False, resume=True)
+    train(tiny_config(steps=40, eval_every=10), tmp_path / "plain", progress=False)
+    drop = lambda row: {k: v for k, v in row.items() if k != "wall_s"}  # noqa: E731
+    whole = [drop(r) for r in read_metrics(tmp_path / "whole")]
+    assert [drop(r) for r in read_metrics(tmp_path / "split")] == whole
+    assert whole[1]["train_loss"] != read_metrics(tmp_path / "plain")[1]["train_loss"]

@@ -130,6 +130,11 @@ class TrainConfig:
             A deviation from the paper: a low weight decay while the in-context circuit forms, a higher one
             afterwards to clean up (weight decay drives the clean-up phase of grokking, Nanda et al. 2023,
             arXiv 2301.05217).
+        grokfast_lambda, grokfast_alpha: the Grokfast-EMA gradient filter (Lee et al. 2024, arXiv
+            2405.20233), a deviation from the paper: before each optimizer step every gradient g gets
+            ``grokfast_lambda`` times its exponential moving average (decay ``grokfast_alpha``) added,
+            amplifying the slow component reported to drive grokking. ``grokfast_lambda`` 0 (default) turns
+            it off; the authors use α 0.98, λ 2.
         beta1, beta2, eps: AdamW constants.
         eval_every: evaluate (and checkpoint ``last``) every this many steps, and at the end.
         eval_sequences: sequences per evaluation set, spread evenly over the set's tasks.
@@ -153,6 +158,8 @@ class TrainConfig:
     decay_steps: int = 0
     weight_decay_step: int = 0
     late_weight_decay: float = 0.0
+    grokfast_lambda: float = 0.0
+    grokfast_alpha: float = 0.98
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-8
@@ -360,6 +367,9 @@ def validate(cfg: RunConfig) -> RunConfig:
                           f"({tr.steps - 1}); 0 keeps one weight decay")
     if tr.late_weight_decay and not tr.weight_decay_step:
         raise ConfigError(f"train.late_weight_decay = {tr.late_weight_decay} needs train.weight_decay_step, the step it starts at")
+    if tr.grokfast_lambda < 0 or not 0.0 <= tr.grokfast_alpha < 1.0:
+        raise ConfigError(f"train.grokfast_lambda ({tr.grokfast_lambda}) must be ≥ 0 (0 turns the filter off) and "
+                          f"train.grokfast_alpha ({tr.grokfast_alpha}) in [0, 1) (the EMA decay; 0.98 in Grokfast)")
     if not m.rope_theta > 1.0:
         raise ConfigError(f"model.rope_theta = {m.rope_theta} must be > 1 (the RoPE base; 10 000 in the paper)")
     if not 0.0 < cfg.phase_threshold <= 1.0:

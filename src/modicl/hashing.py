@@ -20,6 +20,8 @@ _ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
     ("train", "decay_steps"): 0,
     ("train", "weight_decay_step"): 0,
     ("train", "late_weight_decay"): 0.0,
+    ("train", "grokfast_lambda"): 0.0,
+    ("train", "grokfast_alpha"): 0.98,
     ("train", "compile_mode"): "default",
     ("task", "ood_val_fraction"): 0.5,
     (None, "task_seed"): None,

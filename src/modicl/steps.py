@@ -89,6 +89,37 @@ def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig,
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
 
 
+GROKFAST_KEY = "grokfast_ema"  # where the filter keeps its EMA: in the optimizer state, so checkpoints carry it
+
+
+@torch.no_grad()
+def grokfast_filter(opt: torch.optim.Optimizer, lamb: float, alpha: float) -> dict[Tensor, Tensor]:
+    """Grokfast-EMA (Lee et al. 2024, arXiv 2405.20233, Algorithm 2): for every parameter of ``opt`` with a
+    gradient g, ema ← α·ema + (1 − α)·g (ema starts at the first g), then g ← g + λ·ema, in place.
+
+    The EMA lives in ``opt.state[p]`` under :data:`GROKFAST_KEY`, so it is saved and restored with the
+    optimizer. It is written back by :func:`keep_grokfast` after ``opt.step()``: AdamW builds its own
+    state only for a parameter whose state is still empty. Returns {parameter: its new EMA}; works on
+    stacked ensemble parameters alike (the filter is element-wise).
+    """
+    emas = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            ema = opt.state[p].get(GROKFAST_KEY) if p in opt.state else None
+            ema = p.grad.detach().clone() if ema is None else ema.mul_(alpha).add_(p.grad, alpha=1.0 - alpha)
+            p.grad.add_(ema, alpha=lamb)
+            emas[p] = ema
+    return emas
+
+
+def keep_grokfast(opt: torch.optim.Optimizer, emas: dict[Tensor, Tensor]) -> None:
+    """Store the EMAs of :func:`grokfast_filter` in the optimizer state (after ``opt.step()``)."""
+    for p, ema in emas.items():
+        opt.state[p][GROKFAST_KEY] = ema
+
+
 def z_loss(model: Callable[[Tensor], Tensor], tokens: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
     """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, (n_var + 1)·n_ctx] → scalar fp32
     (the loss mask of PAPER.md §1.3: no input token is supervised). ``model`` maps the model's inputs
@@ -106,12 +137,14 @@ class TrainStep:
     ``compile_error`` and runs eagerly from then on; every other exception propagates. ``compiled`` says
     what runs now, ``graph_breaks`` how many graph breaks Dynamo reported while compiling (None before
     the first compiled call or without compile). ``n_var`` is the task family's inputs per example,
-    which places the loss on the z tokens (:func:`z_loss`).
+    which places the loss on the z tokens (:func:`z_loss`). ``grokfast`` is (λ, α) of
+    :func:`grokfast_filter`, applied between backward and the optimizer step when λ > 0.
     """
 
     def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool, compile_mode: str = "default",
-                 n_var: int = DEFAULT_N_VAR):
+                 n_var: int = DEFAULT_N_VAR, grokfast: tuple[float, float] = (0.0, 0.98)):
         self.model, self.opt, self.autocast, self.n_var = model, opt, autocast, n_var
+        self.grokfast = grokfast
         self.compile_mode = compile_mode
         self.compiled = compile
         self.forward_model = model
@@ -125,7 +158,9 @@ class TrainStep:
         with self.autocast:
             loss = z_loss(fwd, tokens, self.n_var)
         loss.backward()
+        emas = grokfast_filter(self.opt, *self.grokfast) if self.grokfast[0] else {}
         self.opt.step()
+        keep_grokfast(self.opt, emas)
         return loss.detach()
 
     def __call__(self, tokens: Tensor) -> Tensor:
@@ -184,6 +219,8 @@ class VmapStep:
                     "exp_avg": torch.stack([s["exp_avg"] for s in states]),
                     "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in states]),
                 }
+                if all(GROKFAST_KEY in s for s in states):
+                    self.opt.state[params[n]][GROKFAST_KEY] = torch.stack([s[GROKFAST_KEY] for s in states])
 
     def _member_loss(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import functional_call
@@ -216,7 +253,10 @@ class VmapStep:
             self.opt.zero_grad(set_to_none=True)
             losses = self._losses(self.params, self.buffers, tokens)
         losses.sum().backward()
+        tc = self.runs[0].cfg.train
+        emas = grokfast_filter(self.opt, tc.grokfast_lambda, tc.grokfast_alpha) if tc.grokfast_lambda else {}
         self.opt.step()
+        keep_grokfast(self.opt, emas)
         return losses.detach()
 
     @torch.no_grad()
@@ -231,6 +271,8 @@ class VmapStep:
                 if st:
                     run.opt.state[p] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][i].clone(),
                                         "exp_avg_sq": st["exp_avg_sq"][i].clone()}
+                    if GROKFAST_KEY in st:
+                        run.opt.state[p][GROKFAST_KEY] = st[GROKFAST_KEY][i].clone()
 
 
 class LoopStep:
@@ -238,7 +280,8 @@ class LoopStep:
 
     def __init__(self, runs: Sequence[RunState]):
         compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
-        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode, r.cfg.task.n_var) for r in runs]
+        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode, r.cfg.task.n_var,
+                                (r.cfg.train.grokfast_lambda, r.cfg.train.grokfast_alpha)) for r in runs]
 
     def __call__(self, batches: Sequence[Tensor], lr: float, weight_decay: float | None = None) -> Tensor:
         """One step per member at learning rate ``lr`` and weight decay ``weight_decay``; the members'
@@ -260,5 +303,9 @@ def resolve_backend(name: str, device: torch.device) -> str:
 
 
 def make_step(backend: str, runs: Sequence[RunState]) -> LoopStep | VmapStep:
-    """The step of ``runs`` for a resolved ``backend`` (``loop`` or ``vmap``)."""
+    """The step of ``runs`` for a resolved ``backend`` (``loop`` or ``vmap``).
+
+    The runs must share one :func:`modicl.ensemble.ensemble_key` (so one learning rate, weight decay and
+    Grokfast setting serve them all) and stand at the same start step. Neither is checked here:
+    :func:`modicl.ensemble.train_ensemble` refuses other members and groups resumed ones by their step."""
     return (VmapStep if backend == "vmap" else LoopStep)(runs)
