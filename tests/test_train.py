@@ -279,3 +279,37 @@ def test_a_grokfast_run_changes_the_trajectory_and_resumes_with_its_filter_state
     whole = [drop(r) for r in read_metrics(tmp_path / "whole")]
     assert [drop(r) for r in read_metrics(tmp_path / "split")] == whole
     assert whole[1]["train_loss"] != read_metrics(tmp_path / "plain")[1]["train_loss"]
+
+
+def test_the_muon_option_puts_the_blocks_matrices_in_muon_and_the_rest_in_adamw():
+    from modicl.model import build_model
+
+    cfg = tiny_config(optimizer="muon")
+    model = build_model(cfg)
+    opt = build_optimizer(model, cfg.train, torch.device("cpu"))
+    names = {p: n for n, p in model.named_parameters()}
+    in_muon = {names[p] for g in opt.muon.param_groups for p in g["params"]}
+    assert in_muon == {n for n, p in model.named_parameters() if n.startswith("blocks.") and p.ndim == 2}
+    assert in_muon and all(".attn." in n or n.endswith(("fc.weight", "proj.weight")) for n in in_muon)
+    adamw_decayed = {names[p] for p in opt.adamw.param_groups[0]["params"]}
+    assert adamw_decayed == {"wte.weight"}  # the embeddings keep AdamW and its decay
+    steps_mod.set_schedule(opt, 0.5, 7.0)
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 0.5, 0.5]
+    assert [g["weight_decay"] for g in opt.param_groups] == [7.0, 0.0, 7.0]
+    with pytest.raises(ConfigError, match="loop backend"):
+        build_optimizer(list(model.parameters()), cfg.train, torch.device("cpu"), stacked=True)
+
+
+def test_a_muon_run_differs_from_adamw_and_resumes_to_the_uninterrupted_run(tmp_path):
+    cfg = tiny_config(steps=40, eval_every=10, optimizer="muon")
+    train(cfg, tmp_path / "whole", progress=False)
+    assert train(cfg, tmp_path / "split", progress=False, stop_after=20) is None
+    train(cfg, tmp_path / "split", progress=False, resume=True)
+    train(tiny_config(steps=40, eval_every=10), tmp_path / "adamw", progress=False)
+    drop = lambda row: {k: v for k, v in row.items() if k != "wall_s"}  # noqa: E731
+    whole = [drop(r) for r in read_metrics(tmp_path / "whole")]
+    assert [drop(r) for r in read_metrics(tmp_path / "split")] == whole
+    assert whole[1]["train_loss"] != read_metrics(tmp_path / "adamw")[1]["train_loss"]
+    state = torch.load(tmp_path / "whole" / "checkpoints" / "last.state.pt", weights_only=False)
+    assert set(state["optimizer"]) == {"adamw", "muon"}
+    assert all("momentum_buffer" in st for st in state["optimizer"]["muon"]["state"].values())

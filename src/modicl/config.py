@@ -135,6 +135,9 @@ class TrainConfig:
             ``grokfast_lambda`` times its exponential moving average (decay ``grokfast_alpha``) added,
             amplifying the slow component reported to drive grokking. ``grokfast_lambda`` 0 (default) turns
             it off; the authors use α 0.98, λ 2.
+        optimizer: ``adamw`` (the paper) or ``muon``: Muon on the blocks' weight matrices with AdamW on the
+            rest (:class:`modicl.steps.MuonAdamW`; a deviation from the paper, reported to shorten
+            grokking delays, Tveit et al. 2025, arXiv 2504.16041). Same lr, schedule and weight decay.
         beta1, beta2, eps: AdamW constants.
         eval_every: evaluate (and checkpoint ``last``) every this many steps, and at the end.
         eval_sequences: sequences per evaluation set, spread evenly over the set's tasks.
@@ -160,6 +163,7 @@ class TrainConfig:
     late_weight_decay: float = 0.0
     grokfast_lambda: float = 0.0
     grokfast_alpha: float = 0.98
+    optimizer: Literal["adamw", "muon"] = "adamw"
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-8

@@ -22,6 +22,7 @@ _ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
     ("train", "late_weight_decay"): 0.0,
     ("train", "grokfast_lambda"): 0.0,
     ("train", "grokfast_alpha"): 0.98,
+    ("train", "optimizer"): "adamw",
     ("train", "compile_mode"): "default",
     ("task", "ood_val_fraction"): 0.5,
     (None, "task_seed"): None,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -41,13 +42,14 @@ if TYPE_CHECKING:
     from .train import RunState
 
 
-def set_schedule(opt: torch.optim.Optimizer, lr: float, weight_decay: float | None = None) -> None:
+def set_schedule(opt: torch.optim.Optimizer | MuonAdamW, lr: float, weight_decay: float | None = None) -> None:
     """Set ``lr`` on every parameter group of ``opt`` (built by :func:`build_optimizer`) and, unless None,
-    ``weight_decay`` on its decayed group (the first)."""
+    ``weight_decay`` on its decayed groups (AdamW's first, and Muon's)."""
     for group in opt.param_groups:
         group["lr"] = lr
     if weight_decay is not None:
-        opt.param_groups[0]["weight_decay"] = weight_decay
+        for group in getattr(opt, "decayed_groups", opt.param_groups[:1]):
+            group["weight_decay"] = weight_decay
 
 
 def weight_decay_at(step: int, cfg: TrainConfig) -> float:
@@ -73,20 +75,78 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
     return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class MuonAdamW:
+    """Muon (``torch.optim.Muon``; Jordan et al. 2024) on the blocks' weight matrices and AdamW on the
+    rest, stepped together: the optimizer of ``train.optimizer = "muon"``, a deviation from the paper.
+
+    Muon runs with Moonshot's learning-rate adjustment (``match_rms_adamw``: its update's RMS matches
+    AdamW's, so the AdamW lr and weight decay carry over; Liu et al. 2025, arXiv 2502.16982). It
+    orthogonalizes each matrix's momentum, so it needs single 2-D matrices: no stacked ensemble
+    (:class:`VmapStep`). ``param_groups`` lists AdamW's groups then Muon's; ``decayed_groups`` the ones
+    whose weight decay follows the schedule; ``state`` reads both optimizers' states.
+    """
+
+    def __init__(self, adamw: torch.optim.AdamW, muon: torch.optim.Optimizer):
+        self.adamw, self.muon = adamw, muon
+
+    # properties, not lists: load_state_dict gives each optimizer new group dicts
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.adamw.param_groups + self.muon.param_groups
+
+    @property
+    def decayed_groups(self) -> list[dict]:
+        return self.adamw.param_groups[:1] + self.muon.param_groups
+
+    @property
+    def state(self) -> ChainMap:
+        return ChainMap(self.adamw.state, self.muon.state)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.adamw.zero_grad(set_to_none=set_to_none)
+        self.muon.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.adamw.step()
+        self.muon.step()
+
+    def state_dict(self) -> dict:
+        return {"adamw": self.adamw.state_dict(), "muon": self.muon.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`; raises ConfigError for the state of a plain AdamW run."""
+        if set(state) != {"adamw", "muon"}:
+            raise ConfigError("the checkpoint holds a plain AdamW state; resume it with train.optimizer adamw")
+        self.adamw.load_state_dict(state["adamw"])
+        self.muon.load_state_dict(state["muon"])
+
+
 def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig, device: torch.device, *,
-                    stacked: bool = False) -> torch.optim.AdamW:
-    """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA.
+                    stacked: bool = False) -> torch.optim.AdamW | MuonAdamW:
+    """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA. With ``cfg.optimizer``
+    ``muon``, a :class:`MuonAdamW` whose Muon takes the weight matrices of the blocks (attention and MLP)
+    and whose AdamW takes the embeddings (decayed) and the LayerNorm parameters.
 
     ``model`` is a module or its parameters in order; with ``stacked`` every parameter carries a leading
     member dimension (an ensemble's stacked parameters, :class:`VmapStep`) that does not
-    count towards its dimensions.
+    count towards its dimensions. Raises ConfigError for Muon on stacked parameters or without a module.
     """
+    muon: list[Tensor] = []
+    if cfg.optimizer == "muon":
+        if stacked or not isinstance(model, torch.nn.Module):
+            raise ConfigError("train.optimizer muon steps each weight matrix on its own: train the ensemble with "
+                              "the loop backend (--backend loop), or use train.optimizer adamw")
+        muon = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2]
     params = list(model.parameters() if isinstance(model, torch.nn.Module) else model)
     lead = 1 if stacked else 0
-    decay = [p for p in params if p.dim() - lead >= 2]
-    no_decay = [p for p in params if p.dim() - lead < 2]
+    rest = [p for p in params if all(p is not q for q in muon)]
+    decay = [p for p in rest if p.dim() - lead >= 2]
+    no_decay = [p for p in rest if p.dim() - lead < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
+    adamw = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
+    if not muon:
+        return adamw
+    return MuonAdamW(adamw, torch.optim.Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"))
 
 
 GROKFAST_KEY = "grokfast_ema"  # where the filter keeps its EMA: in the optimizer state, so checkpoints carry it
