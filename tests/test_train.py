@@ -313,3 +313,18 @@ def test_a_muon_run_differs_from_adamw_and_resumes_to_the_uninterrupted_run(tmp_
     state = torch.load(tmp_path / "whole" / "checkpoints" / "last.state.pt", weights_only=False)
     assert set(state["optimizer"]) == {"adamw", "muon"}
     assert all("momentum_buffer" in st for st in state["optimizer"]["muon"]["state"].values())
+
+
+def test_evaluation_draws_with_replacement_whatever_the_training_sampler(tmp_path):
+    # p 5, α 0.8: 5 test pairs, fewer than n_ctx 8, so a without-replacement evaluation would repeat at the
+    # last position every time and leave the phase's metric undefined on the test sets.
+    def cfg(replacement):
+        c = tiny_config(steps=20, eval_every=10)
+        return dataclasses.replace(c, task=dataclasses.replace(c.task, n_ctx=8, replacement=replacement))
+    train(cfg(False), tmp_path / "without", progress=False)
+    train(cfg(True), tmp_path / "with", progress=False)
+    without, with_ = read_metrics(tmp_path / "without"), read_metrics(tmp_path / "with")
+    drop = lambda row: {k: v for k, v in row.items() if k != "wall_s"}  # noqa: E731
+    assert drop(without[0]) == drop(with_[0])  # step 0: the same model, the same evaluation sequences
+    assert without[-1]["train_loss"] != with_[-1]["train_loss"]  # the training streams differ
+    assert without[-1]["ood_test"]["acc_last_novel"] is not None and without[-1]["ood_test"]["repeat_frac_last"] > 0

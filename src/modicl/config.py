@@ -43,9 +43,12 @@ class TaskConfig:
         n_ctx: examples (x, y, z) per sequence; the model sees (n_var + 1)·n_ctx − 1 tokens.
         shared_inputs: every task's j-th sequence in a batch uses the same (x, y) stream, as the
             official code does (PAPER.md §1.8); False draws inputs independently per sequence.
-        replacement: draw a sequence's pairs with replacement (the official near-replacement sampler);
-            False draws them without replacement where the pool allows it (each pair once before
-            any repeats), in training and evaluation.
+        replacement: draw a training sequence's pairs with replacement (the official near-replacement
+            sampler); False draws them without replacement where the pool allows it (each pair once
+            before any repeats), so no training query can be answered by copying. Evaluation always
+            draws with replacement: the measurement stays the same whatever the training sampler, and a
+            test pool smaller than n_ctx (10 pairs at p = 7, α 0.8) drawn without replacement would
+            leave no novel query at the last position, where the phase is read.
         split_seed: seed of the α split of input pairs (the official data_seed = 0).
         burst_pairs: bursty curriculum (a deviation from the paper, off at 0): early training sequences
             draw their pairs from only this many training pairs each, so queries repeat earlier inputs
@@ -124,21 +127,22 @@ class TrainConfig:
             at its peak after warmup and the cosine runs over the last N steps only
             ("warmup-stable-decay", Hägele et al. 2024, arXiv 2405.18392). Up to step ``steps - N``
             such a run is identical to the constant-lr run (final_lr_ratio 1) of the same seed.
-        late_weight_decay, weight_decay_step: from 0-based optimizer step ``weight_decay_step`` on, the
-            weight decay is ``late_weight_decay`` (0 turns it off from there); ``weight_decay_step`` 0 (default,
-            the paper) keeps ``weight_decay`` throughout.
-            A deviation from the paper: a low weight decay while the in-context circuit forms, a higher one
-            afterwards to clean up (weight decay drives the clean-up phase of grokking, Nanda et al. 2023,
-            arXiv 2301.05217).
-        grokfast_lambda, grokfast_alpha: the Grokfast-EMA gradient filter (Lee et al. 2024, arXiv
-            2405.20233), a deviation from the paper: before each optimizer step every gradient g gets
-            ``grokfast_lambda`` times its exponential moving average (decay ``grokfast_alpha``) added,
-            amplifying the slow component reported to drive grokking. ``grokfast_lambda`` 0 (default) turns
-            it off; the authors use α 0.98, λ 2.
+        weight_decay_step: from this 0-based optimizer step on, the weight decay is ``late_weight_decay``;
+            0 (default, the paper) keeps ``weight_decay`` throughout. A deviation from the paper: a low
+            weight decay while the in-context circuit forms, a higher one afterwards to clean up (weight
+            decay drives the clean-up phase of grokking, Nanda et al. 2023, arXiv 2301.05217).
+        late_weight_decay: the weight decay from ``weight_decay_step`` on (0 turns it off from there).
+        grokfast_lambda: the Grokfast-EMA gradient filter (Lee et al. 2024, arXiv 2405.20233), a deviation
+            from the paper: before each optimizer step every gradient g gets this times its exponential
+            moving average added, amplifying the slow component reported to drive grokking. 0 (default)
+            turns it off; the authors use 2.
+        grokfast_alpha: the decay of that moving average (the authors' 0.98).
         optimizer: ``adamw`` (the paper) or ``muon``: Muon on the blocks' weight matrices with AdamW on the
             rest (:class:`modicl.steps.MuonAdamW`; a deviation from the paper, reported to shorten
             grokking delays, Tveit et al. 2025, arXiv 2504.16041). Same lr, schedule and weight decay.
-        beta1, beta2, eps: AdamW constants.
+        beta1: AdamW's first-moment decay (0.9 in the paper).
+        beta2: AdamW's second-moment decay (0.98 in the paper).
+        eps: AdamW's denominator constant.
         eval_every: evaluate (and checkpoint ``last``) every this many steps, and at the end.
         eval_sequences: sequences per evaluation set, spread evenly over the set's tasks.
         eval_batch_size: sequences per forward pass during evaluation.

@@ -43,14 +43,15 @@ def evaluate_run(
     autocast: contextlib.AbstractContextManager,
 ) -> dict[str, dict]:
     """Evaluate ``model`` on the four sets of a run (PAPER.md §1.7) and its validation set, with the
-    run's sequence format and inputs drawn independently per sequence.
+    run's sequence format and inputs drawn independently per sequence, with replacement whatever the
+    run's training sampler (``task.replacement``).
 
     Returns {set: result}; see :func:`modicl.metrics.evaluate` for the keys.
     """
     device = next(model.parameters()).device
     return evaluate(
         model, eval_sets(task_tensors(tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p, sequences=sequences,
-        batch_size=cfg.train.eval_batch_size, generator=generator, autocast=autocast, replacement=cfg.task.replacement,
+        batch_size=cfg.train.eval_batch_size, generator=generator, autocast=autocast, replacement=True,
     )
 
 
