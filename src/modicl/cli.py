@@ -41,7 +41,7 @@ class TrainCommand:
 
     config: Annotated[RunConfig, tyro.conf.arg(name="")] = field(default_factory=RunConfig)
     preset: str = "quick"
-    """named starting point: quick (CPU, p = 7, depth 4), quick-depth2 (CPU, depth 2, d_model 64), quick-memorize (quick with n_id = 8), quick-role (quick-depth2 with the role embedding, 4 000 steps), paper (PAPER.md §2.3, GPU), bench."""
+    """named starting point: quick (CPU, p = 7, depth 4), quick-depth2 (CPU, depth 2, d_model 64), quick-memorize (quick with n_id = 8), quick-role (quick-depth2 with the role embedding, 4 000 steps), quick-muon (quick-role with Muon), paper (PAPER.md §2.3, GPU), bench."""
     out: Path | None = None
     """run directory; None means runs/PRESET-CONFIGHASH."""
     resume: bool = False
