@@ -239,13 +239,24 @@ def test_a_weight_decay_schedule_that_cannot_work_is_a_config_error(fields, mess
         validate(tiny_config(**fields))
 
 
-def test_a_run_resumed_before_its_weight_decay_step_ends_as_the_uninterrupted_run(tmp_path):
-    cfg = tiny_config(steps=40, eval_every=10, weight_decay=0.1, weight_decay_step=25, late_weight_decay=4.0)
+def _drop_wall(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
+
+
+def _resumes_exactly(cfg, tmp_path) -> tuple[list[dict], dict]:
+    """Train ``cfg`` whole, and stopped at step 20 then resumed; assert the two logs are equal. Returns the
+    log (wall times dropped) and the optimizer state the stopped run saved."""
     train(cfg, tmp_path / "whole", progress=False)
     assert train(cfg, tmp_path / "split", progress=False, stop_after=20) is None
+    saved = torch.load(tmp_path / "split" / "checkpoints" / "last.state.pt", weights_only=False)["optimizer"]
     train(cfg, tmp_path / "split", progress=False, resume=True)
-    drop = lambda row: {k: v for k, v in row.items() if k != "wall_s"}  # noqa: E731
-    assert [drop(r) for r in read_metrics(tmp_path / "split")] == [drop(r) for r in read_metrics(tmp_path / "whole")]
+    whole = _drop_wall(read_metrics(tmp_path / "whole"))
+    assert _drop_wall(read_metrics(tmp_path / "split")) == whole
+    return whole, saved
+
+
+def test_a_run_resumed_before_its_weight_decay_step_ends_as_the_uninterrupted_run(tmp_path):
+    _resumes_exactly(tiny_config(steps=40, eval_every=10, weight_decay=0.1, weight_decay_step=25, late_weight_decay=4.0), tmp_path)
 
 
 def test_the_grokfast_filter_adds_lambda_times_the_gradient_ema_as_worked_by_hand():
@@ -268,16 +279,9 @@ def test_the_grokfast_filter_adds_lambda_times_the_gradient_ema_as_worked_by_han
 
 
 def test_a_grokfast_run_changes_the_trajectory_and_resumes_with_its_filter_state(tmp_path):
-    cfg = tiny_config(steps=40, eval_every=10, grokfast_lambda=2.0)
-    train(cfg, tmp_path / "whole", progress=False)
-    assert train(cfg, tmp_path / "split", progress=False, stop_after=20) is None
-    state = torch.load(tmp_path / "split" / "checkpoints" / "last.state.pt", weights_only=False)
-    assert all(steps_mod.GROKFAST_KEY in st for st in state["optimizer"]["state"].values())
-    train(cfg, tmp_path / "split", progress=False, resume=True)
+    whole, saved = _resumes_exactly(tiny_config(steps=40, eval_every=10, grokfast_lambda=2.0), tmp_path)
+    assert all(steps_mod.GROKFAST_KEY in st for st in saved["state"].values())
     train(tiny_config(steps=40, eval_every=10), tmp_path / "plain", progress=False)
-    drop = lambda row: {k: v for k, v in row.items() if k != "wall_s"}  # noqa: E731
-    whole = [drop(r) for r in read_metrics(tmp_path / "whole")]
-    assert [drop(r) for r in read_metrics(tmp_path / "split")] == whole
     assert whole[1]["train_loss"] != read_metrics(tmp_path / "plain")[1]["train_loss"]
 
 
@@ -301,18 +305,11 @@ def test_the_muon_option_puts_the_blocks_matrices_in_muon_and_the_rest_in_adamw(
 
 
 def test_a_muon_run_differs_from_adamw_and_resumes_to_the_uninterrupted_run(tmp_path):
-    cfg = tiny_config(steps=40, eval_every=10, optimizer="muon")
-    train(cfg, tmp_path / "whole", progress=False)
-    assert train(cfg, tmp_path / "split", progress=False, stop_after=20) is None
-    train(cfg, tmp_path / "split", progress=False, resume=True)
+    whole, saved = _resumes_exactly(tiny_config(steps=40, eval_every=10, optimizer="muon"), tmp_path)
+    assert set(saved) == {"adamw", "muon"}
+    assert all("momentum_buffer" in st for st in saved["muon"]["state"].values())
     train(tiny_config(steps=40, eval_every=10), tmp_path / "adamw", progress=False)
-    drop = lambda row: {k: v for k, v in row.items() if k != "wall_s"}  # noqa: E731
-    whole = [drop(r) for r in read_metrics(tmp_path / "whole")]
-    assert [drop(r) for r in read_metrics(tmp_path / "split")] == whole
     assert whole[1]["train_loss"] != read_metrics(tmp_path / "adamw")[1]["train_loss"]
-    state = torch.load(tmp_path / "whole" / "checkpoints" / "last.state.pt", weights_only=False)
-    assert set(state["optimizer"]) == {"adamw", "muon"}
-    assert all("momentum_buffer" in st for st in state["optimizer"]["muon"]["state"].values())
 
 
 def test_evaluation_draws_with_replacement_whatever_the_training_sampler(tmp_path):
