@@ -101,7 +101,7 @@ PRESET_HASHES = {"paper": "9ccaba1676a5",
  "quick": "77e1a91a5843",
  "quick-memorize": "a85134b6b99a",
  "quick-depth2": "cfec5179b103",
- "bench": "cd9418796806", "quick-role": "3ce707206875", "quick-muon": "3ba7fc10a55c"}
+ "bench": "cd9418796806", "quick-role": "3ce707206875", "quick-muon": "91489ad92a02"}
 
 SWEEP_HASHES = {"phase-diagram": ["f5527de01358", "78d5785ef903", "02b67b41fe8f", "76ab7b83ab76", "4a8f52772618", "5422236f3b84",
                    "53c98a90cacb", "c66d4933fa58", "3975a89950ba", "ae4ffc189589", "45fe33cf783d", "6e5f0f13c01e",
@@ -118,7 +118,7 @@ SWEEP_HASHES = {"phase-diagram": ["f5527de01358", "78d5785ef903", "02b67b41fe8f"
  "quick-phase-diagram-d4": ["873ce23fcd5e", "e6de9b7fd46f", "9cd12b2c3de1", "3fc9b02ef48c", "c40e95d15729",
                             "bd6d2c454618", "9fd3f9e60d05", "565aabff452a", "ed1de76a15fa", "3da08d951ce2",
                             "89c5b859b871", "a7e363be981d"],
- "demo": ["c64bcb87427d", "9ea2477f5ba8"],
+ "demo": ["cd735f898bda", "e1263004e436"],
  "quick-depth": ["44213862938d", "db5d9ff8a32c", "a7e363be981d", "7da325198980"],
  "depth": ["062868dd6f0d", "816023aeffec", "9f39b7a4a985", "dbf24bcdaa20", "d29ab6c9e0d5", "e7e39d3fa882",
            "a18c8c2be2c3", "5bfdcb27eded", "942abca2f532", "9ccaba1676a5", "f49169c3b1c5", "af03bfa739df",

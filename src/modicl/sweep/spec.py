@@ -265,9 +265,9 @@ BUILTIN: dict[str, SweepSpec] = {
     # The depth claim on the CPU preset (PAPER.md §3): the quick preset (n_id 32, α 0.8, seed 2) at depths 1, 2, 4, 6.
     # Depth 4 is the same config, hence the same run directory name, as the α = 0.8, n_id = 32 point above.
     "quick-depth": SweepSpec("quick-depth", preset="quick", axes={"model.n_layers": [1, 2, 4, 6]}),
-    # `make demo`: two seeds of the quick-role preset side by side (one thread each, both cores), so the demo
+    # `make demo`: two seeds of the quick-muon preset side by side (one thread each, both cores), so the demo
     # reports how many seeds land in each phase rather than one seed's story.
-    "demo": SweepSpec("demo", preset="quick-role", axes={"seed": [1, 2]}),
+    "demo": SweepSpec("demo", preset="quick-muon", axes={"seed": [1, 2]}),
     # PAPER.md §3 depth study: o.o.d. accuracy against n_id for depths 1, 2, 4, 6 at α = 0.6, for a GPU.
     "depth": SweepSpec(
         "depth", preset="paper", set={"task.alpha": 0.6},
