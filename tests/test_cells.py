@@ -48,3 +48,10 @@ def test_a_swept_data_seed_labels_each_run_by_the_seeds_that_vary():
 def test_plain_seeds_print_as_seed_n():
     df = pd.DataFrame({"p": [7, 7], "seed": [1, 2], "phase": ["none", "none"], "final.ood_test.acc_last_novel": [0.1, 0.2]})
     assert "    seed 2: none, 0.20" in format_cells(seed_cells(df))
+
+
+def test_an_unlisted_seed_prints_with_its_pattern():
+    df = pd.DataFrame({"p": [7, 7], "seed": [1, 2], "phase": ["unlisted", "id_memorization"],
+                       "phase_pattern": ["✓✓✓✗", "✓✗✗✗"], "final.ood_test.acc_last_novel": [0.4952, 0.2]})
+    text = format_cells(seed_cells(df))
+    assert "    seed 1: unlisted ✓✓✓✗, 0.50" in text and "    seed 2: id_memorization, 0.20" in text

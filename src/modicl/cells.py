@@ -41,7 +41,7 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
     Returns a list of dicts, one per cell: ``cell`` (axis → value), ``n`` seeds, ``phases`` (phase → count,
     in :data:`modicl.metrics.PHASES` order, zero counts left out), ``seeds`` (seed → phase; the seed is
     labelled by every seed column that varies when task/init/data seeds are swept), ``per_seed`` (the same
-    with each run's ``key`` and its interval), and ``mean``/``low``/``high``: the seed-mean of ``key`` with
+    with each run's ``key``, its interval and its ✓/✗ ``pattern`` where the table has ``phase_pattern``), and ``mean``/``low``/``high``: the seed-mean of ``key`` with
     its 95 % t-interval.
     """
     axes = [c for c in df.columns if c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood.")))]
@@ -57,7 +57,7 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
         for _, r in g.iterrows():
             ci = (r.get(f"{key}_lo"), r.get(f"{key}_hi"))
             label = r["seed"] if varying == ["seed"] else ", ".join(f"{c} {r[c]}" for c in varying)
-            per_seed[label] = {"phase": r["phase"], "acc": r[key], "ci": ci}
+            per_seed[label] = {"phase": r["phase"], "acc": r[key], "ci": ci, "pattern": r.get("phase_pattern")}
         out.append({"cell": dict(zip(axes, values)), "n": len(g),
                     "phases": {ph: int(counts[ph]) for ph in PHASES if ph in counts},
                     "seeds": {sd: v["phase"] for sd, v in per_seed.items()}, "per_seed": per_seed,
@@ -77,7 +77,9 @@ def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last
             acc = "—" if v["acc"] is None or math.isnan(v["acc"]) else f"{v['acc']:.2f}"
             lo, hi = v["ci"]
             band = "" if lo is None or hi is None or math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]"
-            lines.append(f"    {'seed ' if isinstance(seed, numbers.Number) else ''}{seed}: {v['phase']}, {acc}{band}")
+            # a pattern Table 1 does not name prints with its marks, so the reader sees which sets it solved
+            phase = f"{v['phase']} {v['pattern']}" if v["phase"] == "unlisted" and isinstance(v.get("pattern"), str) else v["phase"]
+            lines.append(f"    {'seed ' if isinstance(seed, numbers.Number) else ''}{seed}: {phase}, {acc}{band}")
     return "\n".join(lines)
 
 
