@@ -88,7 +88,7 @@ def train_ensemble(
     if len(keys) > 1:
         raise ConfigError("ensemble members differ in more than their data (n_id, α, rule, seed, …); train them in separate ensembles")
     device, dtype = setup_process(cfgs[0].train)
-    backend = resolve_backend(backend, device)
+    backend = resolve_backend(backend, device, cfgs[0].train.optimizer)
     outcome: list[str | None] = [None] * len(cfgs)
     runs: dict[int, RunState] = {}
     for i, (cfg, d) in enumerate(zip(cfgs, run_dirs)):

@@ -134,8 +134,8 @@ def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig,
     muon: list[Tensor] = []
     if cfg.optimizer == "muon":
         if stacked or not isinstance(model, torch.nn.Module):
-            raise ConfigError("train.optimizer muon steps each weight matrix on its own: train the ensemble with "
-                              "the loop backend (--backend loop), or use train.optimizer adamw")
+            raise ConfigError("train.optimizer muon steps each weight matrix on its own, so it cannot train a vmap "
+                              "ensemble: use the loop backend (what backend auto picks for Muon) or train.optimizer adamw")
         muon = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2]
     params = list(model.parameters() if isinstance(model, torch.nn.Module) else model)
     lead = 1 if stacked else 0
@@ -354,12 +354,14 @@ class LoopStep:
         """Nothing to copy: each member steps its own model and optimizer."""
 
 
-def resolve_backend(name: str, device: torch.device) -> str:
-    """``auto`` → ``vmap`` on CUDA, ``loop`` elsewhere (see the module docstring); raises ConfigError for
-    another name."""
+def resolve_backend(name: str, device: torch.device, optimizer: str = "adamw") -> str:
+    """``auto`` → ``vmap`` on CUDA, ``loop`` elsewhere (see the module docstring) and always for Muon (it
+    cannot step stacked matrices, :class:`MuonAdamW`); raises ConfigError for another name."""
     if name not in ("auto", "vmap", "loop"):
         raise ConfigError(f"ensemble backend {name!r}; use auto, vmap or loop")
-    return ("vmap" if device.type == "cuda" else "loop") if name == "auto" else name
+    if name == "auto":
+        return "vmap" if device.type == "cuda" and optimizer != "muon" else "loop"
+    return name
 
 
 def make_step(backend: str, runs: Sequence[RunState]) -> LoopStep | VmapStep:
