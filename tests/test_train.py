@@ -268,9 +268,7 @@ def test_the_grokfast_filter_adds_lambda_times_the_gradient_ema_as_worked_by_han
     for g in (g1, g2):
         before = w.detach().clone()
         w.grad = g.clone()
-        emas = steps_mod.grokfast_filter(opt, 2.0, 0.5)
-        opt.step()
-        steps_mod.keep_grokfast(opt, emas)
+        steps_mod.filtered_step(opt, 2.0, 0.5)
         moves.append(before - w.detach())
     # step 1: ema = g1, g ← g1 + 2·g1; step 2: ema = 0.5·g1 + 0.5·g2 = (2, −1), g ← g2 + 2·ema = (7, −2)
     assert torch.equal(moves[0], torch.tensor([3.0, -6.0]))

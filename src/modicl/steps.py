@@ -163,11 +163,12 @@ def grokfast_filter(opt: torch.optim.Optimizer, lamb: float, alpha: float) -> di
     stacked ensemble parameters alike (the filter is element-wise).
     """
     emas = {}
+    state = opt.state  # once: MuonAdamW builds this view on each access
     for group in opt.param_groups:
         for p in group["params"]:
             if p.grad is None:
                 continue
-            ema = opt.state[p].get(GROKFAST_KEY) if p in opt.state else None
+            ema = state[p].get(GROKFAST_KEY) if p in state else None
             ema = p.grad.detach().clone() if ema is None else ema.mul_(alpha).add_(p.grad, alpha=1.0 - alpha)
             p.grad.add_(ema, alpha=lamb)
             emas[p] = ema
@@ -176,8 +177,17 @@ def grokfast_filter(opt: torch.optim.Optimizer, lamb: float, alpha: float) -> di
 
 def keep_grokfast(opt: torch.optim.Optimizer, emas: dict[Tensor, Tensor]) -> None:
     """Store the EMAs of :func:`grokfast_filter` in the optimizer state (after ``opt.step()``)."""
+    state = opt.state
     for p, ema in emas.items():
-        opt.state[p][GROKFAST_KEY] = ema
+        state[p][GROKFAST_KEY] = ema
+
+
+def filtered_step(opt: torch.optim.Optimizer | MuonAdamW, lamb: float, alpha: float) -> None:
+    """``opt.step()`` on the gradients in place, through :func:`grokfast_filter` (λ ``lamb``, α ``alpha``)
+    when ``lamb`` > 0: what every step backend runs after backward."""
+    emas = grokfast_filter(opt, lamb, alpha) if lamb else {}
+    opt.step()
+    keep_grokfast(opt, emas)
 
 
 def z_loss(model: Callable[[Tensor], Tensor], tokens: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
@@ -218,9 +228,7 @@ class TrainStep:
         with self.autocast:
             loss = z_loss(fwd, tokens, self.n_var)
         loss.backward()
-        emas = grokfast_filter(self.opt, *self.grokfast) if self.grokfast[0] else {}
-        self.opt.step()
-        keep_grokfast(self.opt, emas)
+        filtered_step(self.opt, *self.grokfast)
         return loss.detach()
 
     def __call__(self, tokens: Tensor) -> Tensor:
@@ -314,9 +322,7 @@ class VmapStep:
             losses = self._losses(self.params, self.buffers, tokens)
         losses.sum().backward()
         tc = self.runs[0].cfg.train
-        emas = grokfast_filter(self.opt, tc.grokfast_lambda, tc.grokfast_alpha) if tc.grokfast_lambda else {}
-        self.opt.step()
-        keep_grokfast(self.opt, emas)
+        filtered_step(self.opt, tc.grokfast_lambda, tc.grokfast_alpha)
         return losses.detach()
 
     @torch.no_grad()
