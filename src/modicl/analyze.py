@@ -30,6 +30,7 @@ from . import analysis_plots as P
 from .config import ConfigError, RunConfig
 from .data import model_inputs
 from .family import example_positions, n_vectors
+from .history import FIXED, file_stem
 from .rundir import RunDir, load_checkpoint, write_json
 from .runtime import autocast_for, resolve_device, resolve_dtype
 from .tasks import TaskSet
@@ -244,7 +245,7 @@ def run_analyses(
         probing = []
     g = torch.Generator().manual_seed(seed)
     subject = Subject(model, cfg, tasks, dev, autocast, task, is_id, k, A.all_inputs(p, n_var=n_var), g, seed,
-                      RunDir(run_dir).analysis, context, shots)
+                      analysis_dir(run_dir, checkpoint), context, shots)
     probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None  # drawn first always: g then draws the k-shot context
     if probing:
         if len(probe) > max_probes:  # bounded memory at large p: a random subset of the probe inputs, stated in the output
@@ -267,6 +268,14 @@ def run_analyses(
 
 def _layers_heads(s: Subject) -> tuple[int, int]:
     return s.cfg.model.n_layers, s.cfg.model.n_heads
+
+
+def analysis_dir(run_dir: str | Path, checkpoint: str) -> Path:
+    """RUN_DIR/analysis for ``best_ood`` and ``last``; RUN_DIR/analysis/step-NNNNNNN for a kept ``step:N``,
+    so the analyses of a run's history sit side by side."""
+    stem = file_stem(checkpoint)
+    base = RunDir(run_dir).analysis
+    return base if stem in FIXED else base / stem
 
 
 @analysis("attention", probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_pattern": None})

@@ -1,13 +1,15 @@
 """``modicl`` command line: a thin layer over the library, flags generated from the config dataclasses.
 
     modicl train [--preset quick|quick-depth2|quick-memorize|paper] [--out DIR] [--resume] [--task.n-id 8 …]
-    modicl eval RUN_DIR [--checkpoint last|best_ood] [--sequences 4096]
+                 [--train.keep-checkpoints log+every:1000]
+    modicl train --from RUN_DIR@step:N --out NEW [--train.lr 1e-4 --train.weight-decay 1 …]   (a branch)
+    modicl eval RUN_DIR [--checkpoint last|best_ood|step:N] [--sequences 4096]
     modicl bench [--preset …] [--task.p 29 …] [--steps 20] [--dtypes fp32 bf16] [--ensemble 16 --backend vmap]
     modicl sweep SPEC [--out DIR] [--axis n_id=8,16,32 …] [--set train.steps=3000 …] [--dry-run]
                       [--executor slurm --slurm.partition P --slurm.gpus-per-job 1 --slurm.time 6:00:00 [--wait]]
     modicl status SWEEP_DIR
     modicl plot SWEEP_DIR
-    modicl analyze RUN_DIR [--checkpoint best_ood|last] [--task 3,5] [--what attention pca …]
+    modicl analyze RUN_DIR [--checkpoint best_ood|last|step:N] [--task 3,5] [--what attention pca …]
 
 A configuration that cannot work, an unknown preset or flag, a missing checkpoint, or an output
 directory that holds something else or is being trained by another process ends with one line on
@@ -28,7 +30,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from .cli_args import check_seed, parse, pop_preset, reject_empty_out
+from .cli_args import check_seed, parse, peek_flag, pop_preset, reject_empty_out
 from .cli_sweep import cmd_plot, cmd_status, cmd_sweep
 from .config import ConfigError, RunConfig, validate
 from .hashing import config_hash
@@ -46,6 +48,9 @@ class TrainCommand:
     """run directory; None means runs/PRESET-CONFIGHASH."""
     resume: bool = False
     """continue from OUT/checkpoints/last."""
+    from_: Annotated[str | None, tyro.conf.arg(name="from")] = None
+    """RUN_DIR@step:N (or RUN_DIR@last): branch a new run (--out) from that kept checkpoint of another, with
+    the training flags given here changed (lr, weight decay, schedule, steps); the defaults are the parent's."""
     overwrite: bool = False
     """delete OUT first if it holds a run."""
     progress: bool = True
@@ -58,7 +63,7 @@ class EvalCommand:
 
     run_dir: tyro.conf.Positional[Path]
     checkpoint: str = "best_ood"
-    """checkpoint name: best_ood or last."""
+    """checkpoint: best_ood, last, or step:N of a kept history (train.keep-checkpoints)."""
     sequences: int = 4096
     """sequences per evaluation set."""
     device: str = "auto"
@@ -89,7 +94,7 @@ class AnalyzeCommand:
 
     run_dir: tyro.conf.Positional[Path]
     checkpoint: str = "best_ood"
-    """checkpoint name: best_ood or last."""
+    """checkpoint: best_ood, last, or step:N of a kept history (train.keep-checkpoints)."""
     task: str | None = None
     """probe task 'a,b' (n_var residues; default: the run's first o.o.d. task)."""
     what: tuple[str, ...] = ()
@@ -102,15 +107,33 @@ class AnalyzeCommand:
 
 
 def cmd_train(argv: list[str]) -> int:
-    from .metrics import PHASE_LABELS, format_table
+    from .branch import branch_run, split_ref
     from .rundir import RunDir, clear_run
     from .train import train
 
     name, rest = pop_preset(argv, "quick")
-    base = preset(name)
+    source = peek_flag(rest, "--from")
+    if source is not None:
+        if any(a == "--preset" or a.startswith("--preset=") for a in argv):
+            raise ConfigError("--from takes the parent run's config; drop --preset")
+        parent, ref = split_ref(source)
+        base = RunDir(parent).read_config() if RunDir(parent).config.exists() else None
+        if base is None:
+            raise ConfigError(f"--from {source}: {parent} is not a run directory (no config.json)")
+    else:
+        base = preset(name)
     args = parse(TrainCommand, rest, TrainCommand(config=base, preset=name), "modicl train")
     cfg = validate(args.config)
     reject_empty_out(rest)
+    if source is not None:
+        if args.out is None:
+            raise ConfigError("--from needs --out NEW, the branch's own run directory")
+        if not (args.resume and RunDir(args.out).has_checkpoint()):
+            record = branch_run(parent, ref, args.out, cfg)
+            changes = ", ".join(f"{k} {a} → {b}" for k, a, b in ((k, *v) for k, v in record["changed"].items())) or "nothing"
+            print(f"branch of {parent} at step {record['step']} ({record['checkpoint']}); changed: {changes}")
+        summary = train(cfg, args.out, resume=True, progress=args.progress)
+        return _report_training(summary, cfg, args.out)
     out = args.out or Path("runs") / f"{name}-{config_hash(cfg)}"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
@@ -121,6 +144,12 @@ def cmd_train(argv: list[str]) -> int:
         clear_run(out)  # under the run's lock: refused while another process trains it
     print(f"run directory: {out}")
     summary = train(cfg, out, resume=args.resume, progress=args.progress)
+    return _report_training(summary, cfg, out)
+
+
+def _report_training(summary: dict, cfg: RunConfig, out: Path) -> int:
+    from .metrics import PHASE_LABELS, format_table
+
     print(f"\nfinal (step {summary['steps']}), 95 % intervals:")
     print(format_table(summary["final"], cfg.task.p))
     print(f"\nbest o.o.d. checkpoint (step {summary['best_ood']['step']}, selected on the validation o.o.d. tasks; "
@@ -140,6 +169,7 @@ def cmd_eval(argv: list[str]) -> int:
     from .evaluation import evaluate_run
     from .metrics import PHASE_LABELS, classify_phase, format_table, pattern_text
     from .plots import kshot_plot
+    from .history import file_stem
     from .rundir import RunDir, load_checkpoint, write_json
     from .runtime import autocast_for, resolve_device, resolve_dtype
 
@@ -161,13 +191,14 @@ def cmd_eval(argv: list[str]) -> int:
            "phase_pattern": pattern_text(res, cfg.phase_threshold), **res}
     evals = RunDir(args.run_dir).evals
     evals.mkdir(exist_ok=True)
-    write_json(evals / f"{args.checkpoint}.json", out)
-    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, evals / f"kshot_{args.checkpoint}.png", p=cfg.task.p)
+    stem = file_stem(args.checkpoint)  # step:500 → step-0000500, a file name without a colon
+    write_json(evals / f"{stem}.json", out)
+    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, evals / f"kshot_{stem}.png", p=cfg.task.p)
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}); sequences used per set: "
           + ", ".join(f"{k} {v}" for k, v in used.items()))
     print(format_table(res, cfg.task.p))
     print("k-shot accuracy (o.o.d. test), k = shots before the query:", " ".join(f"{k}:{a:.2f}" for k, a in enumerate(res["ood_test"]["kshot"])))
-    print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {evals / (args.checkpoint + '.json')} and eval/kshot_{args.checkpoint}.png")
+    print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {evals / (stem + '.json')} and eval/kshot_{stem}.png")
     return 0
 
 
@@ -210,7 +241,7 @@ def _analyze_command() -> type:
 
 
 def cmd_analyze(argv: list[str]) -> int:
-    from .analyze import run_analyses
+    from .analyze import analysis_dir, run_analyses
     from .rundir import RunDir
 
     args = parse(_analyze_command(), argv, tyro.MISSING_NONPROP, "modicl analyze")
@@ -241,7 +272,7 @@ def cmd_analyze(argv: list[str]) -> int:
         c = res["algorithms"]["o.o.d."]
         print(f"o.o.d. last-shot accuracy: model {c['model'][-1]:.2f}, RM {c['ratio_matching'][-1]:.2f}, MR {c['modular_regression'][-1]:.2f}; "
               f"agreement with RM {c['agree_ratio_matching'][-1]:.2f}, with MR {c['agree_modular_regression'][-1]:.2f}")
-    print(f"figures and analysis.json in {RunDir(args.run_dir).analysis}")
+    print(f"figures and analysis.json in {analysis_dir(args.run_dir, args.checkpoint)}")
     return 0
 
 

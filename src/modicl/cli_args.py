@@ -49,6 +49,16 @@ def pop_preset(argv: list[str], default: str) -> tuple[str, list[str]]:
     return name, rest
 
 
+def peek_flag(argv: list[str], flag: str) -> str | None:
+    """The value of ``flag`` in ``argv`` (``--flag V`` or ``--flag=V``), leaving ``argv`` as it is; None when absent."""
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def parse(command, argv: list[str], default, prog: str):
     """``argv`` parsed into the dataclass ``command`` (tyro) on top of ``default``. Raises ConfigError for
     an unknown option, with the closest known flag as a hint."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import family
+from .history import ScheduleError, parse_schedule
 
 
 class ConfigError(ValueError):
@@ -153,6 +154,10 @@ class TrainConfig:
             overhead for small models) or ``max-autotune``.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` …
         threads: CPU threads for torch (0 leaves torch's default).
+        keep_checkpoints: which evaluations keep a checkpoint of their own besides ``last`` and
+            ``best_ood``: ``none``, ``all``, ``log`` (step 0 and the first evaluation after each power of
+            two), ``every:N`` or ``log+every:N`` (:mod:`modicl.history`); open them with ``--checkpoint
+            step:N``, branch from them with ``modicl train --from RUN@step:N``.
     """
 
     steps: int = 200_000
@@ -179,6 +184,7 @@ class TrainConfig:
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     device: str = "auto"
     threads: int = 0
+    keep_checkpoints: str = "none"
 
 
 @dataclass(frozen=True)
@@ -210,7 +216,7 @@ PARTS: dict[str, type] = {"task": TaskConfig, "model": ModelConfig, "train": Tra
 
 # TrainConfig fields that change how a run executes but not what it computes: a resume may change them,
 # and a sweep point's directory name does not depend on them.
-EXECUTION_FIELDS = ("device", "threads", "compile", "compile_mode")
+EXECUTION_FIELDS = ("device", "threads", "compile", "compile_mode", "keep_checkpoints")
 
 
 def without_execution(cfg: RunConfig) -> RunConfig:
@@ -378,6 +384,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     if tr.grokfast_lambda < 0 or not 0.0 <= tr.grokfast_alpha < 1.0:
         raise ConfigError(f"train.grokfast_lambda ({tr.grokfast_lambda}) must be ≥ 0 (0 turns the filter off) and "
                           f"train.grokfast_alpha ({tr.grokfast_alpha}) in [0, 1) (the EMA decay; 0.98 in Grokfast)")
+    try:
+        parse_schedule(tr.keep_checkpoints, tr.eval_every)
+    except ScheduleError as e:
+        raise ConfigError(str(e)) from None
     if not m.rope_theta > 1.0:
         raise ConfigError(f"model.rope_theta = {m.rope_theta} must be > 1 (the RoPE base; 10 000 in the paper)")
     if not 0.0 < cfg.phase_threshold <= 1.0:

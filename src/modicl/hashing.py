@@ -24,6 +24,7 @@ _ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
     ("train", "grokfast_alpha"): 0.98,
     ("train", "optimizer"): "adamw",
     ("train", "compile_mode"): "default",
+    ("train", "keep_checkpoints"): "none",
     ("task", "ood_val_fraction"): 0.5,
     (None, "task_seed"): None,
     (None, "init_seed"): None,

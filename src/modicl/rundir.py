@@ -9,6 +9,8 @@
     RUN_DIR/checkpoints/{last,best_ood}.safetensors   model weights (the tied embedding stored once)
     RUN_DIR/checkpoints/{last,best_ood}.json          sidecar: step, config, task lists, metrics, version
     RUN_DIR/checkpoints/last.state.pt                 optimizer and data-stream state, for --resume
+    RUN_DIR/checkpoints/step-NNNNNNN.*                the kept history (train.keep_checkpoints): all three files
+    RUN_DIR/parent.json            a branched run's parent run, step and changed fields (:mod:`modicl.branch`)
     RUN_DIR/summary.json           final and best-o.o.d. metrics, phase, wall time, tokens/s
     RUN_DIR/error.txt              a failed attempt: the one-line error, a blank line, the traceback
     RUN_DIR/plots/                 learning_curves.png, attention_progress.png, kshot.png
@@ -35,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 from . import __version__
 from .config import ConfigError, RunConfig, from_dict, to_dict
 from .runlock import LOCK_NAME, is_locked, lock_run
+from .history import ScheduleError, file_stem, ref_of, step_of
 
 if TYPE_CHECKING:  # torch and the model load on use: a sweep's status needs neither
     import torch
@@ -354,8 +357,18 @@ class Checkpoint:
     sidecar: dict
 
 
+def available(rd: RunDir) -> str:
+    """The checkpoints of a run as ``--checkpoint`` spells them (``last, best_ood, step:0 … step:4000``)."""
+    have = sorted((p.stem for p in rd.checkpoints.glob("*.safetensors")), key=lambda s: (-1 if step_of(s) is None else step_of(s), s)) if rd.checkpoints.exists() else []
+    names = [ref_of(s) for s in have]
+    if len(names) > 8:
+        names = names[:4] + ["…"] + names[-3:]
+    return ", ".join(names) or "none (train first)"
+
+
 def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch.device = "cpu") -> Checkpoint:
-    """Load ``RUN_DIR/checkpoints/{name}`` into a fresh model.
+    """Load checkpoint ``name`` of a run into a fresh model: ``last``, ``best_ood`` or a kept ``step:N``
+    (:mod:`modicl.history`).
 
     Raises:
         CheckpointError: run directory, weights or sidecar missing or corrupt.
@@ -369,9 +382,12 @@ def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch
     rd = RunDir(run_dir)
     if not rd.path.is_dir():
         raise CheckpointError(f"run directory {rd.path} does not exist")
+    try:
+        name = file_stem(name)
+    except ScheduleError as e:
+        raise CheckpointError(str(e)) from None
     if not rd.has_checkpoint(name):
-        have = sorted(p.stem for p in rd.checkpoints.glob("*.safetensors")) if rd.checkpoints.exists() else []
-        raise CheckpointError(f"no checkpoint {name!r} in {rd.path}; available: {', '.join(have) or 'none (train first)'}")
+        raise CheckpointError(f"no checkpoint {ref_of(name)!r} in {rd.path}; available: {available(rd)}")
     sidecar = read_json(rd.checkpoint(name, "json"))
     cfg = from_dict(sidecar["config"])
     tasks = TaskSet.from_json(json.dumps(sidecar["tasks"]))
@@ -394,6 +410,7 @@ def load_state(run_dir: Path, name: str = "last") -> dict:
     """
     import torch
 
+    name = file_stem(name)
     path = RunDir(run_dir).checkpoint(name, "state.pt")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

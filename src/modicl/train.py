@@ -36,10 +36,11 @@ from .family import input_length
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
 from .progress import progress_bar
+from .history import keep_copy, keeps, parse_schedule
 from .model import build_model, n_params
 from .runlock import LOCK_NAME
 from .rundir import (
-    RunDir, append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_metrics, save_checkpoint, truncate_metrics,
+    RunDir, append_metrics, check_run_out, read_json, clear_dir, load_checkpoint, load_state, read_metrics, save_checkpoint, truncate_metrics,
     write_json,
 )
 from .runtime import autocast_for, numerics, restores_threads, setup_process
@@ -168,6 +169,7 @@ class RunState:
             self.best = state["best"]
             self.wall_before, self.train_s = state["elapsed"]["wall_s"], state["elapsed"]["train_s"]
         self.t_dev = task_tensors(self.tasks, device)
+        self.keep = parse_schedule(tc.keep_checkpoints, tc.eval_every)
         self.per_task = tc.batch_size // cfg.task.n_id
         self.tokens_per_step = tc.batch_size * input_length(cfg.task.n_ctx, cfg.task.n_var)
         self.t0 = time.perf_counter()
@@ -217,6 +219,8 @@ class RunState:
         st = {"optimizer": self.opt.state_dict(), "generator": self.gen.get_state(), "generator_device": self.device.type,
               "best": self.best, "elapsed": elapsed}
         save_checkpoint(self.run_dir, "last", self.model, cfg, self.tasks, step, metrics=row, state=st)
+        if keeps(step, tc.eval_every, self.keep):
+            keep_copy(self.rundir.checkpoints, "last", step)
         return row
 
     def finish(self) -> dict:
@@ -357,6 +361,8 @@ def finish(run_dir: Path, **extra) -> dict:
     rd = RunDir(run_dir)
     cfg = rd.read_config()
     rows = read_metrics(run_dir)
+    if (rd.path / "parent.json").exists():  # a branch (modicl.branch) names where it came from
+        extra["parent"] = read_json(rd.path / "parent.json")
     state = load_state(run_dir)
     final = rows[-1]
     best_row = next(r for r in rows if r["step"] == state["best"]["step"])

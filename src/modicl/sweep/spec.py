@@ -242,9 +242,10 @@ def parse_assignment(text: str) -> tuple[str, list[Any]]:
 
 # ---------------------------------------------------------------------------------------- built-ins
 
-def _quick_grid(name: str, preset_name: str) -> SweepSpec:
-    """The reduced CPU phase diagram's 4 n_id × 3 α grid on a quick preset (batch zipped with n_id)."""
-    return SweepSpec(name, preset=preset_name, axes={"task.alpha": [0.4, 0.6, 0.8]},
+def _quick_grid(name: str, preset_name: str, seeds: list[int]) -> SweepSpec:
+    """The reduced CPU phase diagram's 4 n_id × 3 α grid on a quick preset (batch zipped with n_id), each
+    cell over ``seeds``. The seed axis comes first, so a sweep stopped part way holds whole seeds."""
+    return SweepSpec(name, preset=preset_name, axes={"seed": seeds, "task.alpha": [0.4, 0.6, 0.8]},
                      zip={"task.n_id": [8, 16, 24, 32], "train.batch_size": [64, 64, 72, 64]})
 
 
@@ -255,16 +256,16 @@ BUILTIN: dict[str, SweepSpec] = {
         "phase-diagram", preset="paper", set={"model.n_layers": 6},
         axes={"task.n_id": [8, 16, 32, 64, 128, 256, 512], "task.alpha": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
     ),
-    # The phase diagram reduced to fit 2 CPU cores: the quick-depth2 preset (seed 3, 14 000 steps of a depth-2,
-    # d_model-64 model), 4 values of n_id up to the critical n_id of the quick presets (docs/quick-preset.md)
-    # × 3 of α: 12 runs of ≈ 8 min, 48.5 min on 2 cores with --workers 2 (docs/REPRODUCTION.md). The batch
-    # stays a multiple of n_id. (n_id 40 cannot be placed by the rectangular rule at p = 7 for every seed.)
-    "quick-phase-diagram": _quick_grid("quick-phase-diagram", "quick-depth2"),
-    # The same grid on the depth-4 quick preset (seed 2, 6 000 steps): ≈ 72 min on 2 cores (docs/REPRODUCTION.md).
-    "quick-phase-diagram-d4": _quick_grid("quick-phase-diagram-d4", "quick"),
-    # The depth claim on the CPU preset (PAPER.md §3): the quick preset (n_id 32, α 0.8, seed 2) at depths 1, 2, 4, 6.
-    # Depth 4 is the same config, hence the same run directory name, as the α = 0.8, n_id = 32 point above.
-    "quick-depth": SweepSpec("quick-depth", preset="quick", axes={"model.n_layers": [1, 2, 4, 6]}),
+    # The phase diagram reduced to fit 2 CPU cores, with seeds (a cell is a distribution of outcomes): the
+    # quick-muon preset (p = 7, depth 2, d_model 64, 4 000 steps), n_id 8…32 (16 %-65 % of p²) × α 0.4, 0.6, 0.8
+    # × seeds 1-3: 36 runs of ≈ 2 min, two at a time (docs/REPRODUCTION.md). The batch stays a multiple of
+    # n_id. (n_id 40 cannot be placed by the rectangular rule at p = 7 for every seed.)
+    "quick-phase-diagram": _quick_grid("quick-phase-diagram", "quick-muon", [1, 2, 3]),
+    # The same grid on the depth-4 AdamW quick preset (6 000 steps, ≈ 6 min a run), one seed: a starting point.
+    "quick-phase-diagram-d4": _quick_grid("quick-phase-diagram-d4", "quick", [2]),
+    # The depth law on the CPU preset (PAPER.md §3): quick-muon (n_id 32, α 0.8) at depths 1, 2, 4, 6, 5 seeds
+    # each. Depth 2 is the same config, hence the same run directory name, as the n_id 32, α 0.8 cell above.
+    "quick-depth": SweepSpec("quick-depth", preset="quick-muon", axes={"seed": [1, 2, 3, 4, 5], "model.n_layers": [1, 2, 4, 6]}),
     # `make demo`: two seeds of the quick-muon preset side by side (one thread each, both cores), so the demo
     # reports how many seeds land in each phase rather than one seed's story.
     "demo": SweepSpec("demo", preset="quick-muon", axes={"seed": [1, 2]}),
