@@ -8,6 +8,7 @@ import pytest
 import modicl.train
 from modicl.cli import main
 from modicl.config import ConfigError
+from modicl.metrics import PHASES
 from modicl.presets import preset
 from modicl.sweep import SweepSpec, expand, load_spec, parse_assignment, point_hash, point_status, run_sweep
 
@@ -187,16 +188,18 @@ def test_builtin_specs_expand_to_the_paper_grids():
     depth = expand(load_spec("depth"))
     assert {p.config.model.n_layers for p in depth} == {1, 2, 4, 6}
     quick = expand(load_spec("quick-phase-diagram"))
-    assert len(quick) == 12 and all(p.config.train.batch_size % p.config.task.n_id == 0 for p in quick)
-    assert {(p.config.model.n_layers, p.config.model.d_model) for p in quick} == {(2, 64)}  # the quick-depth2 preset
-    cell = next(p for p in quick if p.config.task.alpha == 0.8 and p.config.task.n_id == 32)
-    assert cell.config == preset("quick-depth2")
+    # 4 n_id × 3 α × 3 seeds on the demo preset, the batch a multiple of n_id
+    assert len(quick) == 36 and all(p.config.train.batch_size % p.config.task.n_id == 0 for p in quick)
+    assert {p.config.seed for p in quick} == {1, 2, 3} and {(p.config.model.n_layers, p.config.model.d_model) for p in quick} == {(2, 64)}
+    assert [p.config.seed for p in quick[:12]] == [1] * 12  # seed outermost: a sweep stopped part way holds whole seeds
+    cell = next(p for p in quick if p.config.task.alpha == 0.8 and p.config.task.n_id == 32 and p.config.seed == 1)
+    assert cell.config == preset("quick-muon")
     quick_d4 = expand(load_spec("quick-phase-diagram-d4"))
     assert len(quick_d4) == 12 and {p.config.model.n_layers for p in quick_d4} == {4}
-    depth = {p.config.model.n_layers: p.hash for p in expand(load_spec("quick-depth"))}
-    assert set(depth) == {1, 2, 4, 6}
-    # its depth-4 point is the quick preset itself, the α = 0.8, n_id = 32 cell of quick-phase-diagram-d4
-    assert depth[4] == next(p.hash for p in quick_d4 if p.config.task.alpha == 0.8 and p.config.task.n_id == 32)
+    depth = {(p.config.model.n_layers, p.config.seed): p for p in expand(load_spec("quick-depth"))}
+    assert {d for d, _ in depth} == {1, 2, 4, 6} and {s for _, s in depth} == {1, 2, 3, 4, 5}
+    # its depth-2 points are the demo preset's seeds, the α = 0.8, n_id = 32 cell of quick-phase-diagram
+    assert depth[2, 1].hash == cell.hash and depth[4, 1].config.model.d_model == 64
 
 
 def test_plot_of_a_sweep_where_every_point_failed_is_a_one_line_error(tmp_path, monkeypatch, capsys):
@@ -250,11 +253,13 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     run_sweep(_spec(n_id=[4, 8], alpha=[0.6, 0.8], seed=[1]), grid, progress=False)
     written = {p.name for p in plot_sweep(grid)}
     assert written == {f"{n}.{ext}" for n in ("phase_diagram", "accuracy_heatmaps", "training_curves", "ood_vs_n_id")
-                       for ext in ("png", "pdf")}
+                       for ext in ("png", "pdf")} | {"cells.md"}
     df = pd.read_csv(grid / "results.csv")
-    # one seed per cell: each cell's phase is its run's own phase
-    phases = {(c["n_id"], c["alpha"]): c["phase"] for c in _cells(df)}
-    assert phases == {(r.n_id, r.alpha): r.phase for r in df.itertuples()}
+    # one seed per cell: each cell's phase count is its run's own phase
+    phases = {(c["n_id"], c["alpha"]): c["phases"] for c in _cells(df)}
+    assert phases == {(r.n_id, r.alpha): {r.phase if r.phase in PHASES else "unlisted": 1} for r in df.itertuples()}
+    table = (grid / "plots" / "cells.md").read_text().splitlines()
+    assert len([line for line in table if line.startswith("| 4 ") or line.startswith("| 8 ")]) == 4  # one row per cell
 
     depth = tmp_path / "depth"
     run_sweep(_spec(n_layers=[1, 2], seed=[1]), depth, progress=False)
@@ -262,20 +267,25 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     assert {"depth.png", "depth.pdf", "training_curves_n_layers1.png", "training_curves_n_layers2.png"} <= written
 
 
-def test_a_cells_phase_is_the_phase_most_seeds_reached_never_the_phase_of_seed_means():
+def test_a_cell_is_its_seeds_phase_counts_and_seed_mean_intervals_never_the_phase_of_seed_means():
+    from modicl.cells import cells_markdown
     from modicl.sweep_plots import _cells
 
     sets = ("id_train", "id_test", "ood_train", "ood_test")
-    rows = [  # two seeds generalize o.o.d., one memorizes: the seed-mean o.o.d. test (0.53) would also pass 0.5
-        {"n_id": 8, "alpha": 0.8, "phase": "ood_generalization", **{f"final.{s}.acc_last_novel": 0.7 for s in sets}},
-        {"n_id": 8, "alpha": 0.8, "phase": "ood_generalization", **{f"final.{s}.acc_last_novel": 0.7 for s in sets}},
-        {"n_id": 8, "alpha": 0.8, "phase": "unlisted_pattern", **{f"final.{s}.acc_last_novel": 0.2 for s in sets}},
-        {"n_id": 16, "alpha": 0.8, "phase": "none", **{f"final.{s}.acc_last_novel": 0.1 for s in sets}},
+    rows = [  # two seeds generalize o.o.d., one does not: the seed-mean o.o.d. test (0.53) would also pass 0.5
+        {"p": 7, "n_id": 8, "alpha": 0.8, "phase": "ood_generalization", **{f"final.{s}.acc_last_novel": 0.7 for s in sets}},
+        {"p": 7, "n_id": 8, "alpha": 0.8, "phase": "ood_generalization", **{f"final.{s}.acc_last_novel": 0.7 for s in sets}},
+        {"p": 7, "n_id": 8, "alpha": 0.8, "phase": "unlisted_pattern", **{f"final.{s}.acc_last_novel": 0.2 for s in sets}},
+        {"p": 7, "n_id": 16, "alpha": 0.8, "phase": "none", **{f"final.{s}.acc_last_novel": 0.1 for s in sets}},
+        {"p": 7, "n_id": 16, "alpha": 0.8, "phase": "none", **{f"final.{s}.acc_last_novel": 0.3 for s in sets}},
     ]
     cells = {c["n_id"]: c for c in _cells(pd.DataFrame(rows))}
-    assert (cells[8]["phase"], cells[8]["agree"], cells[8]["n"]) == ("ood_generalization", 2, 3)
-    assert cells[8]["spread"]["ood_test"] == (0.2, 0.7)
-    assert (cells[16]["phase"], cells[16]["agree"]) == ("none", 1)
+    assert (cells[8]["phases"], cells[8]["n"]) == ({"ood_generalization": 2, "unlisted": 1}, 3)
+    # n = 2: mean 0.2, sd 0.1414, t(0.975, 1) = 12.706, half-width 12.706 · 0.1414 / √2 = 1.27 → clipped to [0, 1]
+    assert cells[16]["phases"] == {"none": 2} and cells[16]["acc"]["ood_test"] == "0.20 [0.00, 1.00]"
+    md = cells_markdown(pd.DataFrame(rows))
+    # n_id 8 of p² = 49 tasks: 16 %; n_id 16: 33 %
+    assert "| 8 | 16% | 3 | ood generalization 2, unlisted pattern 1 |" in md and "| 16 | 33% | 2 | none 2 |" in md
 
 
 def _interrupt_once_two_points_checkpointed(proc, out, sig):

@@ -125,7 +125,9 @@ def test_missing_and_corrupt_checkpoints_give_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "nope")
     cfg = tiny_config(steps=20, eval_every=20)
     train(cfg, tmp_path / "r", progress=False)
-    with pytest.raises(CheckpointError, match="no checkpoint 'step7'"):
+    with pytest.raises(CheckpointError, match="no checkpoint 'step:7' in .*; available: best_ood, last$"):
+        load_checkpoint(tmp_path / "r", "step:7")
+    with pytest.raises(CheckpointError, match="'step7' is not a checkpoint name; use last, best_ood or step:N"):
         load_checkpoint(tmp_path / "r", "step7")
     (tmp_path / "r" / "checkpoints" / "last.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="corrupt"):

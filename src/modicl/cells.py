@@ -99,3 +99,43 @@ def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> float:
     k, n = k1 + k2, n1 + n2
     total = math.comb(n, k)
     return sum(math.comb(n1, i) * math.comb(n2, k - i) for i in range(k1, min(k, n1) + 1)) / total
+
+
+_SET_NAMES = {"id_train": "i.d. train", "id_test": "i.d. test", "ood_train": "o.o.d. train", "ood_test": "o.o.d. test"}
+
+
+def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> str:
+    """A results table (one row per seed) as a Markdown table, one row per cell of ``axes`` that vary:
+    the seeds in each phase; the seed-mean novel-query last-position accuracy of each set at the end and
+    of o.o.d. test at the checkpoint selected on the validation o.o.d. tasks, each with its 95 % t-interval
+    (:func:`mean_interval`); and, for o.o.d. test, the null models beside it (seed means): chance 1/p,
+    ratio matching and modular regression on the same novel queries, and copying from the context on all
+    last-position queries (it scores 0 on novel ones by construction). With ``p``, n_id is
+    also given as a fraction of the p² tasks (PAPER.md Fig. 1b's boundary is ≈ 30 % at p = 29)."""
+    import pandas as pd
+
+    keys = [a for a in axes if a in df.columns and df[a].nunique() > 1]
+    groups = df.groupby(keys) if keys else [((), df)]
+
+    def iv(values) -> str:
+        m, lo, hi = mean_interval(values)
+        return f"{m:.2f}" if math.isnan(lo) else f"{m:.2f} [{max(0.0, lo):.2f}, {min(1.0, hi):.2f}]"
+
+    head = [*keys] + (["n_id / p²"] if "n_id" in keys and "p" in df.columns else []) + ["seeds", "phases (seeds)"]
+    head += [f"{_SET_NAMES[s]}" for s in _SET_NAMES] + ["o.o.d. test, early stop", "o.o.d. test nulls: chance / RM / MR", "copy, all queries"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for values, g in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        row = [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+        if "n_id / p²" in head:
+            row.append(f"{int(g['n_id'].iloc[0]) / int(g['p'].iloc[0]) ** 2:.0%}")
+        counts = g["phase"].value_counts()
+        row += [str(len(g)), ", ".join(f"{ph.replace('_', ' ')} {int(counts[ph])}" for ph in [*PHASES, *sorted(set(counts.index) - set(PHASES))] if ph in counts)]
+        row += [iv(g[f"final.{s}.acc_last_novel"]) for s in _SET_NAMES]
+        row.append(iv(g["best_ood.ood_test.acc_last_novel"]) if "best_ood.ood_test.acc_last_novel" in g else "—")
+        mean = lambda c: f"{g[c].mean():.2f}" if c in g and pd.notna(g[c]).any() else "—"  # noqa: E731
+        nulls = [f"{1 / int(g['p'].iloc[0]):.2f}" if "p" in g else "—"]
+        nulls += [mean(f"final.ood_test.{b}_last_novel") for b in ("ratio_matching", "modular_regression")]
+        row += [" / ".join(nulls), mean("final.ood_test.copy_last")]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

@@ -51,9 +51,12 @@ class StatusCommand:
 
 @dataclass(frozen=True)
 class PlotCommand:
-    """Draw a sweep's figures into SWEEP_DIR/plots: phase diagram, per-set heatmaps, o.o.d. accuracy vs n_id, training curves."""
+    """Draw a sweep's figures into SWEEP_DIR/plots (phase diagram with each cell's phase fractions over seeds,
+    per-set heatmaps, o.o.d. accuracy vs n_id, the depth law, training curves), or redraw one run's figures
+    into RUN_DIR/plots (learning curves, progress measures with its phases, k-shot accuracy)."""
 
     sweep_dir: tyro.conf.Positional[Path]
+    """a sweep directory, or a run directory."""
 
 
 def cmd_sweep(argv: list[str]) -> int:
@@ -142,10 +145,13 @@ def cmd_status(argv: list[str]) -> int:
 
 
 def cmd_plot(argv: list[str]) -> int:
-    """``modicl plot``: a sweep's figures, one path per line."""
+    """``modicl plot``: a sweep's (or a run's) figures, one path per line."""
+    from .rundir import is_run_dir
     from .sweep_plots import plot_sweep
+    from .train import draw_run
 
     args = parse(PlotCommand, argv, tyro.MISSING_NONPROP, "modicl plot")
-    for path in plot_sweep(args.sweep_dir):
+    draw = draw_run if is_run_dir(args.sweep_dir) else plot_sweep
+    for path in draw(args.sweep_dir):
         print(path)
     return 0

@@ -275,11 +275,13 @@ def flat_columns(prefix: str, summary_set: Mapping) -> dict:
     """One set of a summary (:func:`summary_of_set`) as flat table columns named ``prefix.KEY``:
     accuracies with ``_lo`` / ``_hi`` interval columns, counts, the repeat share, the loss, and the
     null models' last-position accuracy on all queries (``copy_last``, ``ratio_matching_last``,
-    ``modular_regression_last``). Keys the summary lacks (runs from older versions) are left out."""
+    ``modular_regression_last``) and on novel queries (``…_last_novel``, the phase metric's nulls). Keys the
+    summary lacks (runs from older versions) are left out."""
     out = {}
     for k, v in summary_set.items():
         if k == "baselines":
             out.update({f"{prefix}.{b}_last": bv["acc_last"] for b, bv in v.items()})
+            out.update({f"{prefix}.{b}_last_novel": bv["acc_last_novel"] for b, bv in v.items() if "acc_last_novel" in bv})
         elif k.endswith("_ci"):
             out[f"{prefix}.{k[:-3]}_lo"], out[f"{prefix}.{k[:-3]}_hi"] = v
         else:

@@ -14,9 +14,25 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .metrics import BASELINE_LABELS, BASELINES, SET_LABELS, SETS, VAL_SET
+from .metrics import BASELINE_LABELS, BASELINES, PHASE_LABELS, PHASES, SET_LABELS, SETS, VAL_SET, classify_phase
 
 _COLORS = {"id_train": "tab:blue", "id_test": "tab:cyan", "ood_train": "tab:red", "ood_test": "tab:orange"}
+# one colour per phase of :data:`modicl.metrics.PHASES` (greys and blues: i.d.; oranges: o.o.d.), in every figure
+PHASE_COLORS = dict(zip(PHASES, ("#d9d9d9", "#9ecae1", "#3182bd", "#fdae6b", "#e6550d", "#9e9ac8")))
+
+
+def phase_segments(rows: Sequence[Mapping], threshold: float) -> list[tuple[int, int, str]]:
+    """The phases a run passed through: (first step, last step, phase) for each stretch of evaluations
+    classified alike (:func:`modicl.metrics.classify_phase`), in order; a boundary lies between the last
+    step of one stretch and the first of the next."""
+    out: list[list] = []
+    for r in rows:
+        ph = classify_phase(r, threshold)
+        if out and out[-1][2] == ph:
+            out[-1][1] = r["step"]
+        else:
+            out.append([r["step"], r["step"], ph])
+    return [tuple(x) for x in out]
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs):
@@ -83,15 +99,21 @@ def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step:
     _save(fig, path)
 
 
-def attention_progress_plot(rows: Sequence[Mapping], path: Path, best_step: int | None = None) -> bool:
-    """The hidden-progress measures of :func:`modicl.circuits.attention_scores` against the step: per layer,
-    the strongest head's attention to the previous token, two back, and all earlier z tokens, beside the
-    i.d.-train loss (right axis) so a circuit forming under the plateau shows before the loss moves.
+def attention_progress_plot(rows: Sequence[Mapping], path: Path, best_step: int | None = None,
+                            threshold: float | None = None) -> bool:
+    """Progress measures against the step, with the run's phases as background bands (PAPER.md §3: the
+    phase of each evaluation, Table 1, so the boundaries show where the run changed phase).
+
+    Top: the novel-query last-position accuracy of the four sets and the threshold. Bottom: the
+    hidden-progress measures of :func:`modicl.circuits.attention_scores` (per layer, the strongest head's
+    attention to the previous token, two back, and all earlier z tokens) beside the i.d.-train loss (right
+    axis), so a circuit forming under the loss plateau shows before the loss moves.
 
     Args:
         rows: metrics.jsonl rows; rows without ``attention`` (older runs) are skipped.
         path: PNG to write.
         best_step: step of the best o.o.d. checkpoint, a vertical line.
+        threshold: the phase threshold; None draws no phase bands.
     Returns:
         False (and writes nothing) when no row has the measures.
     """
@@ -100,20 +122,40 @@ def attention_progress_plot(rows: Sequence[Mapping], path: Path, best_step: int 
         return False
     steps = [r["step"] for r in rows]
     n_layers = len(rows[0]["attention"]["prev_token"])
-    fig, ax = subplots(figsize=(8, 4.5))
+    fig, (top, ax) = subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [2, 3]})
+    for s in SETS:
+        top.plot(steps, [_acc(r, s, "acc_last_novel") for r in rows], color=_COLORS[s], label=SET_LABELS[s])
+    top.set_ylabel("accuracy, novel queries,\nlast position")
+    top.set_ylim(0, 1.02)
     for key, ls in (("prev_token", "-"), ("two_back", "--"), ("z_tokens", ":")):
         for layer in range(n_layers):
             ax.plot(steps, [r["attention"][key][layer] for r in rows], ls=ls, color=f"C{layer}",
                     label=f"layer {layer}: {key.replace('_', ' ')}")
-    if best_step is not None:
-        ax.axvline(best_step, color="k", ls="--", lw=0.8)
+    seen = set()
+    if threshold is not None:
+        top.axhline(threshold, color="k", ls=":", lw=0.8, label=f"phase threshold {threshold:g}")
+        segs = phase_segments(rows, threshold)
+        for i, (a, b, ph) in enumerate(segs):
+            # a band reaches halfway to the neighbouring evaluations, so boundaries sit between evaluations
+            lo = a if i == 0 else (segs[i - 1][1] + a) / 2
+            hi = b if i == len(segs) - 1 else (b + segs[i + 1][0]) / 2
+            for axis in (top, ax):
+                axis.axvspan(lo, hi, color=PHASE_COLORS[ph], alpha=0.35, lw=0,
+                             label=None if ph in seen or axis is ax else PHASE_LABELS[ph])
+            seen.add(ph)
+    for axis in (top, ax):
+        if best_step is not None:
+            axis.axvline(best_step, color="k", ls="--", lw=0.8, label="best o.o.d. (validation)" if axis is top else None)
     ax.set_xlabel("step")
     ax.set_ylabel("attention weight from y positions (strongest head)")
     ax.set_ylim(0, 1.02)
     loss_ax = ax.twinx()
     loss_ax.plot(steps, [_acc(r, "id_train", "loss") for r in rows], color="0.4", lw=2, alpha=0.5)
     loss_ax.set_ylabel("i.d. train loss (grey)")
+    top.legend(fontsize=6, ncol=2, loc="upper left")
     ax.legend(fontsize=6, ncol=max(1, n_layers))
+    top.set_title("progress measures; background: the phase of each evaluation (Table 1)" if threshold is not None
+                  else "progress measures", fontsize=9)
     _save(fig, path)
     return True
 

@@ -1,11 +1,12 @@
 """Figures of a sweep (PAPER.md §3): the phase diagram in the layout of Fig. 1b, the per-set accuracy
-heatmaps of Fig. 3a, o.o.d. accuracy against n_id per depth, accuracy against depth at one (n_id, α), and
+heatmaps of Fig. 3a, o.o.d. accuracy against n_id per depth, the depth law at one (n_id, α), and
 training curves that show transient o.o.d. generalization. Everything is read from the sweep's ``results.csv`` and run directories.
 
-Accuracies are novel-query last-position accuracies (the phase metric, :data:`modicl.metrics.PHASE_KEY`),
-averaged over a cell's seeds with their range shown. A cell's phase is the phase most of its seeds
-reached (each seed classified on its own, never a seed-mean), with the share of seeds that reached it;
-"best" always means the checkpoint selected on the validation o.o.d. tasks, reported on test tasks.
+Accuracies are novel-query last-position accuracies (the phase metric, :data:`modicl.metrics.PHASE_KEY`).
+A cell is a distribution over its seeds: each seed is classified on its own and the phase diagram draws
+the fraction of seeds in each phase, never the phase of a seed-mean accuracy; seed means carry 95 %
+Student-t intervals (:func:`modicl.cells.mean_interval`). "best" always means the checkpoint selected on
+the validation o.o.d. tasks, reported on test tasks.
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ from pathlib import Path
 
 from matplotlib import colormaps
 
-from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from .cells import cells_markdown, fisher_exact, mean_interval  # noqa: E402
 from .config import ConfigError  # noqa: E402
-from .plots import save_figure, subplots  # noqa: E402
+from .plots import PHASE_COLORS, save_figure, subplots  # noqa: E402
 from .rundir import RunDir, read_metrics  # noqa: E402
 from .sweep.spec import point_dir  # noqa: E402
-from .metrics import PHASE_KEY, PHASE_LABELS, SET_LABELS, SETS  # noqa: E402
+from .metrics import PHASE_KEY, PHASE_LABELS, PHASES, SET_LABELS, SETS  # noqa: E402
 
-PHASE_ORDER = ("none", "id_memorization", "id_generalization", "ood_memorization", "ood_generalization", "unlisted")
-PHASE_COLORS = ("#d9d9d9", "#9ecae1", "#3182bd", "#fdae6b", "#e6550d", "#9e9ac8")
+PHASE_ORDER = PHASES
 KEY = PHASE_KEY  # the accuracy every sweep figure shows
 
 
@@ -78,49 +78,71 @@ def _ood_test_acc(row: dict) -> float:
     return math.nan if v is None else v
 
 
+def _interval_text(values) -> str:
+    m, lo, hi = mean_interval(values)
+    return f"{m:.2f}" if math.isnan(lo) else f"{m:.2f} [{max(0.0, lo):.2f}, {min(1.0, hi):.2f}]"
+
+
+def _phase_counts(g) -> dict[str, int]:
+    """Seeds per phase of a group of runs, in :data:`PHASE_ORDER` (unknown labels count as unlisted)."""
+    phases = g["phase"].map(lambda ph: ph if ph in PHASE_ORDER else "unlisted").value_counts()
+    return {ph: int(phases[ph]) for ph in PHASE_ORDER if ph in phases}
+
+
 def _cells(df) -> list[dict]:
-    """Per (n_id, α) cell: seed-mean accuracy and range per set, the majority phase and its share."""
+    """Per (n_id, α) cell: seeds per phase, and the seed-mean accuracy (95 % t-interval text) per set."""
     cells = []
     for (n_id, alpha), g in df.groupby(["n_id", "alpha"]):
-        acc = {s: float(g[_col(df, "final", s)].mean()) for s in SETS}
-        spread = {s: (float(g[_col(df, "final", s)].min()), float(g[_col(df, "final", s)].max())) for s in SETS}
-        phases = g["phase"].map(lambda ph: ph if ph in PHASE_ORDER else "unlisted")
-        counts = phases.value_counts()
-        top = max(counts.index, key=lambda ph: (counts[ph], PHASE_ORDER.index(ph)))
-        cells.append({"n_id": int(n_id), "alpha": float(alpha), "acc": acc, "spread": spread, "n": len(g),
-                      "phase": top, "agree": int(counts[top])})
+        cells.append({"n_id": int(n_id), "alpha": float(alpha), "n": len(g), "phases": _phase_counts(g),
+                      "acc": {s: _interval_text(g[_col(df, "final", s)]) for s in SETS}})
     return cells
 
 
+def _phase_bar(ax, x: float, y: float, width: float, height: float, counts: dict[str, int], n: int) -> None:
+    """A stacked bar of phase fractions, left edge at ``x``, bottom at ``y``, each seed one segment."""
+    left = x
+    for ph in PHASE_ORDER:
+        k = counts.get(ph, 0)
+        if k:
+            ax.add_patch(Rectangle((left, y), width * k / n, height, facecolor=PHASE_COLORS[ph], edgecolor="white", lw=0.8))
+            ax.text(left + width * k / n / 2, y + height / 2, str(k), ha="center", va="center", fontsize=7)
+            left += width * k / n
+
+
 def phase_diagram(df, thr: float, path: Path, title: str) -> list[Path]:
-    """Fig. 1b layout: n_id on x (log₂ spacing), α on y, the majority phase of the cell's seeds as
-    colour (hatched where seeds disagree), each cell labelled with its seed-mean novel-query
-    last-position accuracies (i.d. train / test over o.o.d. train / test) and the share of seeds in
-    its phase."""
+    """Fig. 1b layout with seeds: n_id on x, α on y; in each cell a bar of the fraction of seeds in each
+    phase (each seed classified on its own), the seed-mean i.d. test and o.o.d. test accuracy with its
+    95 % t-interval, and the seed count; a cell whose seeds disagree is framed in red."""
     cells = _cells(df)
     xs, ys = sorted({c["n_id"] for c in cells}), sorted({c["alpha"] for c in cells})
-    fig, ax = subplots(figsize=(1.25 * len(xs) + 2.5, 0.9 * len(ys) + 1.6))
-    grid = [[math.nan] * len(xs) for _ in ys]
+    fig, ax = subplots(figsize=(1.9 * len(xs) + 3.2, 1.3 * len(ys) + 1.6))
+    disagree = False
     for c in cells:
-        grid[ys.index(c["alpha"])][xs.index(c["n_id"])] = PHASE_ORDER.index(c["phase"])
-    ax.imshow(grid, cmap=ListedColormap(PHASE_COLORS), vmin=-0.5, vmax=len(PHASE_ORDER) - 0.5, origin="lower", aspect="auto")
-    for c in cells:
-        a, j, i = c["acc"], xs.index(c["n_id"]), ys.index(c["alpha"])
-        share = f"\n{c['agree']}/{c['n']} seeds" if c["n"] > 1 else ""
-        ax.text(j, i, f"{a['id_train']:.2f}/{a['id_test']:.2f}\n{a['ood_train']:.2f}/{a['ood_test']:.2f}{share}",
-                ha="center", va="center", fontsize=7)
-        if c["agree"] < c["n"]:
-            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.3", lw=0))
+        j, i = xs.index(c["n_id"]), ys.index(c["alpha"])
+        _phase_bar(ax, j - 0.44, i - 0.44, 0.88, 0.3, c["phases"], c["n"])
+        ax.text(j, i + 0.2, f"i.d. test {c['acc']['id_test']}\no.o.d. test {c['acc']['ood_test']}\n{c['n']} seed{'s' * (c['n'] > 1)}",
+                ha="center", va="center", fontsize=6.5)
+        if len(c["phases"]) > 1:
+            disagree = True
+            ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False, edgecolor="tab:red", lw=1.5, ls="--"))
+    ax.set_xlim(-0.5, len(xs) - 0.5)
+    ax.set_ylim(-0.5, len(ys) - 0.5)
     ax.set_xticks(range(len(xs)), [f"{x}" + (f"\n($2^{{{math.log2(x):g}}}$)" if math.log2(x).is_integer() else "") for x in xs])
     ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+    for k in range(1, len(xs)):
+        ax.axvline(k - 0.5, color="0.85", lw=0.8)
+    for k in range(1, len(ys)):
+        ax.axhline(k - 0.5, color="0.85", lw=0.8)
     ax.set_xlabel("n_id: number of pre-training task vectors")
     ax.set_ylabel("α: fraction of the p² input pairs\nused in pre-training")
     seeds = max(c["n"] for c in cells)
-    seeds_text = "one seed: an anecdote" if seeds == 1 else f"mean of ≤ {seeds} seeds; colour: the phase most seeds reached, hatched: seeds disagree"
-    ax.set_title(f"{title}\ncells: novel-query last-position acc. i.d. train/test, o.o.d. train/test, ✓ at ≥ {thr:g}\n({seeds_text})",
+    note = "one seed per cell: an anecdote" if seeds == 1 else f"bars: fraction of the seeds in each phase (≤ {seeds} seeds a cell)"
+    ax.set_title(f"{title}\n{note}; seed means with 95 % t-intervals, novel-query last-position accuracy; ✓ at ≥ {thr:g}",
                  fontsize=8)
-    ax.legend(handles=[Patch(color=col, label=PHASE_LABELS[ph]) for ph, col in zip(PHASE_ORDER, PHASE_COLORS)],
-              loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    handles = [Patch(color=PHASE_COLORS[ph], label=PHASE_LABELS[ph]) for ph in PHASE_ORDER]
+    if disagree:
+        handles.append(Patch(fill=False, edgecolor="tab:red", ls="--", label="seeds disagree"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return _save(fig, path)
 
 
@@ -201,34 +223,64 @@ def training_curves(df, sweep_dir: Path, path: Path, title: str, max_runs: int =
 
 
 def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
-    """The depth claim (PAPER.md §3): left, the final (solid) and best-o.o.d.-checkpoint (dashed) last-position
-    accuracy of the four sets against n_layers, mean over seeds; right, o.o.d. test accuracy against step
-    per depth (first seed), the best-o.o.d. step marked, where transient o.o.d. generalization shows."""
-    fig, (left, right) = subplots(1, 2, figsize=(11, 4))
-    mean = df.groupby("n_layers")[[_col(df, w, s) for w in ("final", "best_ood") for s in SETS]].mean()
-    depths = list(mean.index)
-    for s in SETS:
-        line, = left.plot(depths, mean[_col(df, "final", s)], "o-", label=SET_LABELS[s])
-        left.plot(depths, mean[_col(df, "best_ood", s)], "o--", color=line.get_color(), alpha=0.6)
-    left.plot([], [], "k--", alpha=0.6, label="at the best o.o.d. checkpoint")
-    left.set_xticks(depths)
+    """The depth law (PAPER.md §3) with seeds. Left: per depth, the fraction of seeds in each phase at the
+    end of training and, beside it, at the checkpoint selected on the validation o.o.d. tasks (early
+    stopping), with the count of seeds that reach o.o.d. generalization and a one-sided Fisher exact test
+    of depth 2 against depth 1. Middle: seed-mean o.o.d. test accuracy (95 % t-intervals) at the end and at
+    the selected checkpoint, with chance. Right: o.o.d. test accuracy against step for every seed, the
+    selected step starred: a transient o.o.d. phase shows as a peak before the end."""
+    fig, (left, mid, right) = subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"wspace": 0.3})
+    depths = sorted(int(d) for d in df["n_layers"].unique())
+    wins = {}
+    for k, d in enumerate(depths):
+        g = df[df["n_layers"] == d]
+        for off, col in ((-0.2, "phase"), (0.2, "phase_best_ood")):
+            counts = _phase_counts(g.assign(phase=g[col]))
+            y = 0.0
+            for ph in PHASE_ORDER:
+                h = counts.get(ph, 0) / len(g)
+                if h:
+                    left.bar(k + off, h, bottom=y, width=0.36, color=PHASE_COLORS[ph], edgecolor="white")
+                    y += h
+        wins[d] = (int((g["phase"] == "ood_generalization").sum()), int((g["phase_best_ood"] == "ood_generalization").sum()), len(g))
+        left.text(k, 1.03, f"o.o.d. gen.\n{wins[d][0]}/{wins[d][2]} | {wins[d][1]}/{wins[d][2]}", ha="center", va="bottom", fontsize=7)
+    left.set_xticks(range(len(depths)), [f"{d}\nend | early stop" for d in depths], fontsize=7)
     left.set_xlabel("n_layers (depth)")
-    left.set_ylabel("accuracy, novel queries, last position")
-    left.set_ylim(0, 1.02)
-    left.legend(fontsize=7)
+    left.set_ylabel("fraction of seeds in each phase")
+    left.set_ylim(0, 1.25)
+    left.legend(handles=[Patch(color=PHASE_COLORS[ph], label=PHASE_LABELS[ph]) for ph in PHASE_ORDER], fontsize=6,
+                loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
+    if 1 in wins and 2 in wins:
+        pv = fisher_exact(wins[2][0], wins[2][2], wins[1][0], wins[1][2])
+        left.set_title(f"o.o.d. generalization at the end, depth 2 vs 1: {wins[2][0]}/{wins[2][2]} vs {wins[1][0]}/{wins[1][2]}, "
+                       f"Fisher p = {pv:.3f} (one-sided)", fontsize=8)
+    final, best = _col(df, "final", "ood_test"), _col(df, "best_ood", "ood_test")
+    for col, ls, label in ((final, "-", "end of training"), (best, "--", "early stop (validation o.o.d. tasks)")):
+        stats = [mean_interval(df[df["n_layers"] == d][col]) for d in depths]
+        m = [s_[0] for s_ in stats]
+        err = [[0 if math.isnan(s_[1]) else s_[0] - s_[1] for s_ in stats], [0 if math.isnan(s_[2]) else s_[2] - s_[0] for s_ in stats]]
+        mid.errorbar(depths, m, yerr=err, fmt="o" + ls, capsize=3, label=label)
+    if "p" in df.columns:
+        mid.axhline(1 / df["p"].iloc[0], color="gray", ls=":", lw=1, label="chance 1/p")
+    mid.set_xticks(depths)
+    mid.set_xlabel("n_layers (depth)")
+    mid.set_ylabel("o.o.d. test accuracy, novel queries, last position\n(seed mean, 95 % t-interval)")
+    mid.set_ylim(0, 1.02)
+    mid.legend(fontsize=7)
     cmap = colormaps["viridis"]
     for depth in depths:
-        r = df[df["n_layers"] == depth].sort_values("seed").iloc[0]
-        pts = read_metrics(point_dir(sweep_dir, r["hash"]))
-        steps, acc = [m["step"] for m in pts], [_ood_test_acc(m) for m in pts]
         color = cmap(depths.index(depth) / max(len(depths) - 1, 1))
-        right.plot(steps, acc, color=color, lw=1, label=f"depth {depth}")
-        best = int(r["best_ood_step"])
-        if best in steps:
-            right.plot(best, acc[steps.index(best)], "*", color=color, ms=8)
+        for n, (_, r) in enumerate(df[df["n_layers"] == depth].sort_values("seed").iterrows()):
+            pts = read_metrics(point_dir(sweep_dir, r["hash"]))
+            steps, acc = [m["step"] for m in pts], [_ood_test_acc(m) for m in pts]
+            right.plot(steps, acc, color=color, lw=0.8, alpha=0.7, label=f"depth {depth}" if n == 0 else None)
+            best_step = int(r["best_ood_step"])
+            if best_step in steps:
+                right.plot(best_step, acc[steps.index(best_step)], "*", color=color, ms=6)
     right.set_xlabel("step")
     right.set_ylabel("o.o.d. test accuracy, novel queries, last position")
     right.set_ylim(0, 1.02)
+    right.set_title("every seed; ★ the step selected on the validation o.o.d. tasks", fontsize=8)
     right.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
@@ -257,4 +309,8 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
         written += ood_vs_n_id(df, out / "ood_vs_n_id", spec["name"])
     if df["n_layers"].nunique() > 1 and df["n_id"].nunique() == 1 and df["alpha"].nunique() == 1:
         written += depth_figure(df, sweep_dir, out / "depth", spec["name"])
-    return written
+    seeds = ("seed", "task_seed", "init_seed", "data_seed")
+    axes = [c for c in df.columns if c not in seeds and (c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood."))))]
+    table = out / "cells.md"
+    table.write_text(f"# {spec['name']}: one row per cell, over its seeds\n\n{cells_markdown(df, axes)}\n")
+    return written + [table]

@@ -40,7 +40,7 @@ from .history import keep_copy, keeps, parse_schedule
 from .model import build_model, n_params
 from .runlock import LOCK_NAME
 from .rundir import (
-    RunDir, append_metrics, check_run_out, read_json, clear_dir, load_checkpoint, load_state, read_metrics, save_checkpoint, truncate_metrics,
+    CheckpointError, RunDir, append_metrics, check_run_out, read_json, clear_dir, load_checkpoint, load_state, read_metrics, save_checkpoint, truncate_metrics,
     write_json,
 )
 from .runtime import autocast_for, numerics, restores_threads, setup_process
@@ -354,10 +354,35 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
     return outcome
 
 
-def finish(run_dir: Path, **extra) -> dict:
-    """Write ``summary.json`` and the plots from the run's metrics and checkpoints; return the summary."""
+def draw_run(run_dir: str | Path, rows: list[dict] | None = None, best_step: int | None = None) -> list[Path]:
+    """Draw a run's figures into RUN_DIR/plots from its metrics (``modicl plot RUN_DIR`` redraws them):
+    learning curves, progress measures with the phase of each evaluation, k-shot accuracy. ``best_step``
+    defaults to the step of the ``best_ood`` checkpoint. Returns the paths written.
+
+    Raises:
+        CheckpointError: no metrics or no checkpoint yet.
+    """
     from .plots import attention_progress_plot, kshot_plot, learning_curves_plot
 
+    rd = RunDir(run_dir)
+    cfg = rd.read_config()
+    rows = read_metrics(run_dir) if rows is None else rows
+    if best_step is None:
+        best_step = load_checkpoint(run_dir, "best_ood").step
+    if not rows:
+        raise CheckpointError(f"{run_dir} has no evaluations yet; train it first")
+    best_row = next((r for r in rows if r["step"] == best_step), rows[-1])
+    rd.plots.mkdir(exist_ok=True)
+    out = [rd.plots / "learning_curves.png", rd.plots / "kshot.png"]
+    learning_curves_plot(rows, out[0], p=cfg.task.p, best_step=best_step)
+    if attention_progress_plot(rows, rd.plots / "attention_progress.png", best_step=best_step, threshold=cfg.phase_threshold):
+        out.append(rd.plots / "attention_progress.png")
+    kshot_plot({"final": rows[-1], "best o.o.d. (validation)": best_row}, out[1], p=cfg.task.p)
+    return out
+
+
+def finish(run_dir: Path, **extra) -> dict:
+    """Write ``summary.json`` and the plots from the run's metrics and checkpoints; return the summary."""
     rd = RunDir(run_dir)
     cfg = rd.read_config()
     rows = read_metrics(run_dir)
@@ -386,8 +411,5 @@ def finish(run_dir: Path, **extra) -> dict:
         "best_ood": {"step": best_row["step"], **{s: summary_of_set(best_row[s]) for s in (*SETS, VAL_SET) if s in best_row}},
     }
     write_json(rd.summary, summary)
-    rd.plots.mkdir(exist_ok=True)
-    learning_curves_plot(rows, rd.plots / "learning_curves.png", p=cfg.task.p, best_step=best_row["step"])
-    attention_progress_plot(rows, rd.plots / "attention_progress.png", best_step=best_row["step"])
-    kshot_plot({"final": final, "best o.o.d. (validation)": best_row}, rd.plots / "kshot.png", p=cfg.task.p)
+    draw_run(run_dir, rows, best_row["step"])
     return summary
