@@ -107,8 +107,9 @@ _SET_NAMES = {"id_train": "i.d. train", "id_test": "i.d. test", "ood_train": "o.
 def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> str:
     """A results table (one row per seed) as a Markdown table, one row per cell of ``axes`` that vary:
     the seeds in each phase; the seed-mean novel-query last-position accuracy of each set at the end and
-    of o.o.d. test at the checkpoint selected on the validation o.o.d. tasks, each with its 95 % t-interval
-    (:func:`mean_interval`); and, for o.o.d. test, the null models beside it (seed means): chance 1/p,
+    of o.o.d. test at the checkpoint selected on the validation o.o.d. tasks (early stopping), each with its
+    95 % t-interval (:func:`mean_interval`), and the paired per-seed difference early stop − end (a transient
+    o.o.d. phase makes it positive); and, for o.o.d. test, the null models beside it (seed means): chance 1/p,
     ratio matching and modular regression on the same novel queries, and copying from the context on all
     last-position queries (it scores 0 on novel ones by construction). With ``p``, n_id is
     also given as a fraction of the p² tasks (PAPER.md Fig. 1b's boundary is ≈ 30 % at p = 29)."""
@@ -122,7 +123,8 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
         return f"{m:.2f}" if math.isnan(lo) else f"{m:.2f} [{max(0.0, lo):.2f}, {min(1.0, hi):.2f}]"
 
     head = [*keys] + (["n_id / p²"] if "n_id" in keys and "p" in df.columns else []) + ["seeds", "phases (seeds)"]
-    head += [f"{_SET_NAMES[s]}" for s in _SET_NAMES] + ["o.o.d. test, early stop", "o.o.d. test nulls: chance / RM / MR", "copy, all queries"]
+    head += [f"{_SET_NAMES[s]}" for s in _SET_NAMES] + ["o.o.d. test, early stop", "early stop − end (paired)",
+                                                       "o.o.d. test nulls: chance / RM / MR", "copy, all queries"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for values, g in groups:
         values = values if isinstance(values, tuple) else (values,)
@@ -132,7 +134,12 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
         counts = g["phase"].value_counts()
         row += [str(len(g)), ", ".join(f"{ph.replace('_', ' ')} {int(counts[ph])}" for ph in [*PHASES, *sorted(set(counts.index) - set(PHASES))] if ph in counts)]
         row += [iv(g[f"final.{s}.acc_last_novel"]) for s in _SET_NAMES]
-        row.append(iv(g["best_ood.ood_test.acc_last_novel"]) if "best_ood.ood_test.acc_last_novel" in g else "—")
+        early = "best_ood.ood_test.acc_last_novel"
+        if early in g:
+            diff = mean_interval(g[early] - g["final.ood_test.acc_last_novel"])
+            row += [iv(g[early]), f"{diff[0]:+.2f}" + ("" if math.isnan(diff[1]) else f" [{diff[1]:+.2f}, {diff[2]:+.2f}]")]
+        else:
+            row += ["—", "—"]
         mean = lambda c: f"{g[c].mean():.2f}" if c in g and pd.notna(g[c]).any() else "—"  # noqa: E731
         nulls = [f"{1 / int(g['p'].iloc[0]):.2f}" if "p" in g else "—"]
         nulls += [mean(f"final.ood_test.{b}_last_novel") for b in ("ratio_matching", "modular_regression")]
