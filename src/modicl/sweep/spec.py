@@ -265,7 +265,10 @@ BUILTIN: dict[str, SweepSpec] = {
     "quick-phase-diagram-d4": _quick_grid("quick-phase-diagram-d4", "quick", [2]),
     # The depth law on the CPU preset (PAPER.md §3): quick-muon (n_id 32, α 0.8) at depths 1, 2, 4, 6, 5 seeds
     # each. Depth 2 is the same config, hence the same run directory name, as the n_id 32, α 0.8 cell above.
-    "quick-depth": SweepSpec("quick-depth", preset="quick-muon", axes={"seed": [1, 2, 3, 4, 5], "model.n_layers": [1, 2, 4, 6]}),
+    # Every run keeps a checkpoint history (an execution setting: the names stay), so a transient o.o.d.
+    # phase can be opened up or branched from afterwards.
+    "quick-depth": SweepSpec("quick-depth", preset="quick-muon", set={"train.keep_checkpoints": "log+every:1000"},
+                             axes={"seed": [1, 2, 3, 4, 5], "model.n_layers": [1, 2, 4, 6]}),
     # `make demo`: two seeds of the quick-muon preset side by side (one thread each, both cores), so the demo
     # reports how many seeds land in each phase rather than one seed's story.
     "demo": SweepSpec("demo", preset="quick-muon", axes={"seed": [1, 2]}),
