@@ -105,5 +105,5 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
     save_checkpoint(out, "last", ck.model, cfg, ck.tasks, ck.step, metrics=row, state=state)
     record = {"parent": str(parent_dir.resolve()), "checkpoint": ref_of(ref), "step": ck.step,
               "parent_config_hash": config_hash(ck.config), "changed": changed}
-    write_json(rd.path / "parent.json", record)
+    write_json(rd.parent, record)
     return record

@@ -94,6 +94,7 @@ class RunDir:
     plots = _entry("plots", "the run's figures")
     evals = _entry("eval", "modicl eval's CHECKPOINT.json and kshot_CHECKPOINT.png")
     analysis = _entry("analysis", "modicl analyze's default output directory")
+    parent = _entry("parent.json", "a branch's parent run, branch step and changed fields (modicl.branch)")
 
     def checkpoint(self, name: str = "last", kind: str = "safetensors") -> Path:
         """A file of checkpoint ``name``: ``kind`` is safetensors (weights), json (sidecar) or state.pt."""

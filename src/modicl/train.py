@@ -40,8 +40,8 @@ from .history import keep_copy, keeps, parse_schedule
 from .model import build_model, n_params
 from .runlock import LOCK_NAME
 from .rundir import (
-    CheckpointError, RunDir, append_metrics, check_run_out, read_json, clear_dir, load_checkpoint, load_state, read_metrics, save_checkpoint, truncate_metrics,
-    write_json,
+    CheckpointError, RunDir, append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_json, read_metrics,
+    save_checkpoint, truncate_metrics, write_json,
 )
 from .runtime import autocast_for, numerics, restores_threads, setup_process
 from .steps import build_optimizer, lr_multiplier, make_step, weight_decay_at
@@ -367,10 +367,10 @@ def draw_run(run_dir: str | Path, rows: list[dict] | None = None, best_step: int
     rd = RunDir(run_dir)
     cfg = rd.read_config()
     rows = read_metrics(run_dir) if rows is None else rows
-    if best_step is None:
-        best_step = load_checkpoint(run_dir, "best_ood").step
     if not rows:
         raise CheckpointError(f"{run_dir} has no evaluations yet; train it first")
+    if best_step is None:
+        best_step = load_checkpoint(run_dir, "best_ood").step
     best_row = next((r for r in rows if r["step"] == best_step), rows[-1])
     rd.plots.mkdir(exist_ok=True)
     out = [rd.plots / "learning_curves.png", rd.plots / "kshot.png"]
@@ -386,8 +386,8 @@ def finish(run_dir: Path, **extra) -> dict:
     rd = RunDir(run_dir)
     cfg = rd.read_config()
     rows = read_metrics(run_dir)
-    if (rd.path / "parent.json").exists():  # a branch (modicl.branch) names where it came from
-        extra["parent"] = read_json(rd.path / "parent.json")
+    if rd.parent.exists():  # a branch (modicl.branch) names where it came from
+        extra["parent"] = read_json(rd.parent)
     state = load_state(run_dir)
     final = rows[-1]
     best_row = next(r for r in rows if r["step"] == state["best"]["step"])
