@@ -93,19 +93,24 @@ def _cells(df) -> list[dict]:
     """Per (n_id, α) cell: seeds per phase, and the seed-mean accuracy (95 % t-interval text) per set."""
     cells = []
     for (n_id, alpha), g in df.groupby(["n_id", "alpha"]):
+        odd = g[~g["phase"].isin(PHASE_ORDER[:-1])]
+        patterns = sorted(set(odd["phase_pattern"].dropna())) if "phase_pattern" in g else []
         cells.append({"n_id": int(n_id), "alpha": float(alpha), "n": len(g), "phases": _phase_counts(g),
-                      "acc": {s: _interval_text(g[_col(df, "final", s)]) for s in SETS}})
+                      "unlisted_patterns": patterns, "acc": {s: _interval_text(g[_col(df, "final", s)]) for s in SETS}})
     return cells
 
 
-def _phase_bar(ax, x: float, y: float, width: float, height: float, counts: dict[str, int], n: int) -> None:
-    """A stacked bar of phase fractions, left edge at ``x``, bottom at ``y``, each seed one segment."""
+def _phase_bar(ax, x: float, y: float, width: float, height: float, counts: dict[str, int], n: int,
+               unlisted: list[str] = ()) -> None:
+    """A stacked bar of phase fractions, left edge at ``x``, bottom at ``y``, a segment per phase labelled
+    with its seed count (and the ✓/✗ patterns of seeds in no Table 1 phase)."""
     left = x
     for ph in PHASE_ORDER:
         k = counts.get(ph, 0)
         if k:
             ax.add_patch(Rectangle((left, y), width * k / n, height, facecolor=PHASE_COLORS[ph], edgecolor="white", lw=0.8))
-            ax.text(left + width * k / n / 2, y + height / 2, str(k), ha="center", va="center", fontsize=7)
+            label = f"{k} {' '.join(unlisted)}" if ph == "unlisted" and unlisted else str(k)
+            ax.text(left + width * k / n / 2, y + height / 2, label, ha="center", va="center", fontsize=7)
             left += width * k / n
 
 
@@ -115,13 +120,13 @@ def phase_diagram(df, thr: float, path: Path, title: str) -> list[Path]:
     95 % t-interval, and the seed count; a cell whose seeds disagree is framed in red."""
     cells = _cells(df)
     xs, ys = sorted({c["n_id"] for c in cells}), sorted({c["alpha"] for c in cells})
-    fig, ax = subplots(figsize=(1.9 * len(xs) + 3.2, 1.3 * len(ys) + 1.6))
+    fig, ax = subplots(figsize=(1.9 * len(xs) + 3.2, 1.45 * len(ys) + 1.6))
     disagree = False
     for c in cells:
         j, i = xs.index(c["n_id"]), ys.index(c["alpha"])
-        _phase_bar(ax, j - 0.44, i - 0.44, 0.88, 0.3, c["phases"], c["n"])
-        ax.text(j, i + 0.2, f"i.d. test {c['acc']['id_test']}\no.o.d. test {c['acc']['ood_test']}\n{c['n']} seed{'s' * (c['n'] > 1)}",
-                ha="center", va="center", fontsize=6.5)
+        _phase_bar(ax, j - 0.44, i - 0.44, 0.88, 0.28, c["phases"], c["n"], c["unlisted_patterns"])
+        ax.text(j, i + 0.18, f"i.d. test {c['acc']['id_test']}\no.o.d. train {c['acc']['ood_train']}\n"
+                f"o.o.d. test {c['acc']['ood_test']}\n{c['n']} seed{'s' * (c['n'] > 1)}", ha="center", va="center", fontsize=6.5)
         if len(c["phases"]) > 1:
             disagree = True
             ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False, edgecolor="tab:red", lw=1.5, ls="--"))
