@@ -55,3 +55,18 @@ def test_an_unlisted_seed_prints_with_its_pattern():
                        "phase_pattern": ["✓✓✓✗", "✓✗✗✗"], "final.ood_test.acc_last_novel": [0.4952, 0.2]})
     text = format_cells(seed_cells(df))
     assert "    seed 1: unlisted ✓✓✓✗, 0.50" in text and "    seed 2: id_memorization, 0.20" in text
+
+
+def test_the_transient_table_compares_fixed_stretches_of_training_seed_by_seed():
+    from modicl.cells import transient_markdown, window_mean
+
+    def run(accs):  # evaluations at steps 0, 100, …, 400 of one seed
+        return [{"step": 100 * i, "ood_train": {"acc_last_novel": a}, "ood_test": {"acc_last_novel": 0.2}} for i, a in enumerate(accs)]
+
+    a, b = run([0.1, 0.5, 0.6, 0.3, 0.2]), run([0.1, 0.4, 0.4, 0.2, 0.2])
+    # middle (0.25, 0.5] of 400 steps holds step 200; end (0.75, 1] holds step 400
+    assert window_mean(a, "ood_train", 0.25, 0.5) == 0.6 and window_mean(a, "ood_train", 0.75, 1.0) == 0.2
+    assert window_mean(a, "ood_train", 0.0, 0.5) == (0.5 + 0.6) / 2  # steps 100 and 200: step 0 lies outside (0, …]
+    table = transient_markdown({"depth 6": [a, b]})
+    # end − middle: −0.4 and −0.2 → mean −0.30, sd 0.1414, t(0.975, 1) 12.706: ± 1.27
+    assert "| depth 6 | 2 | 0.50 | 0.20 | -0.30 [-1.57, +0.97] | 0.20 | 0.20 | +0.00 [+0.00, +0.00] |" in table

@@ -264,7 +264,7 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     depth = tmp_path / "depth"
     run_sweep(_spec(n_layers=[1, 2], seed=[1]), depth, progress=False)
     written = {p.name for p in plot_sweep(depth)}
-    assert {"depth.png", "depth.pdf", "training_curves_n_layers1.png", "training_curves_n_layers2.png"} <= written
+    assert {"depth.png", "depth.pdf", "transient.md", "training_curves_n_layers1.png", "training_curves_n_layers2.png"} <= written
 
 
 def test_a_cell_is_its_seeds_phase_counts_and_seed_mean_intervals_never_the_phase_of_seed_means():

@@ -146,3 +146,38 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
         row += [" / ".join(nulls), mean("final.ood_test.copy_last")]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def window_mean(rows: Sequence[dict], set_name: str, lo: float, hi: float, key: str = "acc_last_novel") -> float:
+    """Mean of ``rows[i][set_name][key]`` over the evaluations with lo·T < step ≤ hi·T, T the last step:
+    a fixed stretch of training chosen before looking at the curve, so that comparing two stretches is
+    free of the optimism of picking a curve's peak. NaN when no evaluation falls in it."""
+    last = rows[-1]["step"]
+    v = [r[set_name][key] for r in rows if lo * last < r["step"] <= hi * last and r[set_name].get(key) is not None]
+    return sum(v) / len(v) if v else math.nan
+
+
+def transient_markdown(curves: dict, sets: Sequence[str] = ("ood_train", "ood_test"), mid=(0.25, 0.5), end=(0.75, 1.0)) -> str:
+    """The transient phase as a Markdown table (PAPER.md §3, Fig. 3b: o.o.d. accuracy that rises, then
+    falls as training goes on). Per group (e.g. depth) and set: the seed-mean accuracy over the middle of
+    training (``mid``, fractions of the run) and over its end (``end``), and the paired per-seed
+    difference end − middle with its 95 % t-interval; a transient makes it negative.
+
+    Args:
+        curves: group label → list of per-seed metrics.jsonl row lists.
+    """
+    head = ["group", "seeds"]
+    for s in sets:
+        head += [f"{_SET_NAMES[s]}, middle ({mid[0]:g}–{mid[1]:g})", f"{_SET_NAMES[s]}, end ({end[0]:g}–{end[1]:g})",
+                 f"{_SET_NAMES[s]}, end − middle (paired)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group, runs in curves.items():
+        row = [str(group), str(len(runs))]
+        for s in sets:
+            a = [window_mean(r, s, *mid) for r in runs]
+            b = [window_mean(r, s, *end) for r in runs]
+            d = mean_interval([y - x for x, y in zip(a, b)])
+            band = "" if math.isnan(d[1]) else f" [{d[1]:+.2f}, {d[2]:+.2f}]"
+            row += [f"{mean_interval(a)[0]:.2f}", f"{mean_interval(b)[0]:.2f}", f"{d[0]:+.2f}{band}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

@@ -19,7 +19,7 @@ from matplotlib import colormaps
 
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from .cells import cells_markdown, fisher_exact, mean_interval  # noqa: E402
+from .cells import cells_markdown, fisher_exact, mean_interval, transient_markdown  # noqa: E402
 from .config import ConfigError  # noqa: E402
 from .plots import PHASE_COLORS, save_figure, subplots  # noqa: E402
 from .rundir import RunDir, read_metrics  # noqa: E402
@@ -227,13 +227,19 @@ def training_curves(df, sweep_dir: Path, path: Path, title: str, max_runs: int =
     return _save(fig, path)
 
 
+def depth_curves(df, sweep_dir: Path) -> dict[int, list[list[dict]]]:
+    """Depth → the metrics.jsonl rows of each of its runs, in seed order."""
+    return {int(d): [read_metrics(point_dir(sweep_dir, h)) for h in g.sort_values("seed")["hash"]]
+            for d, g in df.groupby("n_layers")}
+
+
 def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
     """The depth law (PAPER.md §3) with seeds. Left: per depth, the fraction of seeds in each phase at the
     end of training and, beside it, at the checkpoint selected on the validation o.o.d. tasks (early
     stopping), with the count of seeds that reach o.o.d. generalization and a one-sided Fisher exact test
     of depth 2 against depth 1. Middle: seed-mean o.o.d. test accuracy (95 % t-intervals) at the end and at
-    the selected checkpoint, with chance. Right: o.o.d. test accuracy against step for every seed, the
-    selected step starred: a transient o.o.d. phase shows as a peak before the end."""
+    the selected checkpoint, with chance. Right: seed-mean o.o.d. train and test accuracy against step per
+    depth (band: 95 % t-interval over seeds): a transient o.o.d. phase shows as a rise, then a fall."""
     fig, (left, mid, right) = subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"wspace": 0.3})
     depths = sorted(int(d) for d in df["n_layers"].unique())
     wins = {}
@@ -273,20 +279,24 @@ def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
     mid.set_ylim(0, 1.02)
     mid.legend(fontsize=7)
     cmap = colormaps["viridis"]
+    curves = depth_curves(df, sweep_dir)
     for depth in depths:
         color = cmap(depths.index(depth) / max(len(depths) - 1, 1))
-        for n, (_, r) in enumerate(df[df["n_layers"] == depth].sort_values("seed").iterrows()):
-            pts = read_metrics(point_dir(sweep_dir, r["hash"]))
-            steps, acc = [m["step"] for m in pts], [_ood_test_acc(m) for m in pts]
-            right.plot(steps, acc, color=color, lw=0.8, alpha=0.7, label=f"depth {depth}" if n == 0 else None)
-            best_step = int(r["best_ood_step"])
-            if best_step in steps:
-                right.plot(best_step, acc[steps.index(best_step)], "*", color=color, ms=6)
+        runs = curves[depth]
+        steps = [r["step"] for r in runs[0]]
+        for s, ls in (("ood_train", "-"), ("ood_test", ":")):
+            per_step = [[run[i][s].get(KEY) for run in runs if i < len(run)] for i in range(len(steps))]
+            stats = [mean_interval([v for v in vals if v is not None]) if any(v is not None for v in vals) else (math.nan,) * 3
+                     for vals in per_step]
+            right.plot(steps, [m for m, _, _ in stats], ls=ls, color=color, lw=1.2,
+                       label=f"depth {depth}, {SET_LABELS[s]}" if s == "ood_train" or depth == depths[-1] else None)
+            if len(runs) > 1 and s == "ood_train":
+                right.fill_between(steps, [max(0, lo) for _, lo, _ in stats], [min(1, hi) for _, _, hi in stats], color=color, alpha=0.12, lw=0)
     right.set_xlabel("step")
-    right.set_ylabel("o.o.d. test accuracy, novel queries, last position")
+    right.set_ylabel("o.o.d. accuracy, novel queries, last position\n(seed mean; band: 95 % t-interval, o.o.d. train)")
     right.set_ylim(0, 1.02)
-    right.set_title("every seed; ★ the step selected on the validation o.o.d. tasks", fontsize=8)
-    right.legend(fontsize=7)
+    right.set_title("solid: o.o.d. train (unseen tasks, training inputs); dotted: o.o.d. test", fontsize=8)
+    right.legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
@@ -314,6 +324,11 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
         written += ood_vs_n_id(df, out / "ood_vs_n_id", spec["name"])
     if df["n_layers"].nunique() > 1 and df["n_id"].nunique() == 1 and df["alpha"].nunique() == 1:
         written += depth_figure(df, sweep_dir, out / "depth", spec["name"])
+        transient = out / "transient.md"
+        curves = {f"depth {d}": runs for d, runs in depth_curves(df, sweep_dir).items()}
+        transient.write_text(f"# {spec['name']}: o.o.d. accuracy in the middle and at the end of training, per depth\n\n"
+                             f"{transient_markdown(curves)}\n")
+        written.append(transient)
     seeds = ("seed", "task_seed", "init_seed", "data_seed")
     axes = [c for c in df.columns if c not in seeds and (c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood."))))]
     table = out / "cells.md"
