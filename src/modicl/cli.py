@@ -8,7 +8,7 @@
     modicl sweep SPEC [--out DIR] [--axis n_id=8,16,32 …] [--set train.steps=3000 …] [--dry-run]
                       [--executor slurm --slurm.partition P --slurm.gpus-per-job 1 --slurm.time 6:00:00 [--wait]]
     modicl status SWEEP_DIR
-    modicl plot SWEEP_DIR
+    modicl plot SWEEP_DIR | RUN_DIR
     modicl analyze RUN_DIR [--checkpoint best_ood|last|step:N] [--task 3,5] [--what attention pca …]
 
 A configuration that cannot work, an unknown preset or flag, a missing checkpoint, or an output
