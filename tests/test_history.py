@@ -101,7 +101,7 @@ def test_a_branch_takes_its_new_settings_and_refuses_other_changes(tmp_path):
     bad = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_model=64))
     with pytest.raises(ConfigError, match="model.d_model"):
         branch_run(tmp_path / "parent", "step:20", tmp_path / "c", bad)
-    with pytest.raises(ConfigError, match="ends before the branch point"):
+    with pytest.raises(ConfigError, match="does not go past the branch point"):
         branch_run(tmp_path / "parent", "step:40", tmp_path / "c", dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=40)))
     with pytest.raises(ConfigError, match="keeps no optimizer state"):
         branch_run(tmp_path / "parent", "best_ood", tmp_path / "c", cfg)
@@ -129,3 +129,20 @@ def test_the_command_line_keeps_evaluates_and_branches_history(tmp_path, capsys)
     assert main(["train", "--from", f"{run}@step:4", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "drop --preset" in err and "--from needs --out" in err
+
+
+def test_analyses_of_a_kept_step_sit_apart_and_a_folder_never_mixes_two_checkpoints(tmp_path):
+    from modicl.analyze import run_analyses
+
+    cfg = tiny_config(keep_checkpoints="all", steps=40)
+    train(cfg, tmp_path / "r", progress=False)
+    res = run_analyses(tmp_path / "r", "step:20", what=("attention",), device="cpu")
+    assert res["step"] == 20 and (tmp_path / "r" / "analysis" / "step-0000020" / "analysis.json").exists()
+    # an earlier analysis of another checkpoint in RUN_DIR/analysis: its files go before `last` writes there
+    shared = tmp_path / "r" / "analysis"
+    (shared / "analysis.json").write_text(json.dumps({"step": 0, "checkpoint": "best_ood"}))
+    (shared / "pca_best_head.png").write_bytes(b"stale")
+    run_analyses(tmp_path / "r", "last", what=("attention",), device="cpu")
+    assert not (shared / "pca_best_head.png").exists()
+    assert json.loads((shared / "analysis.json").read_text())["step"] == 40
+    assert (shared / "step-0000020" / "analysis.json").exists()  # other checkpoints' folders stay

@@ -17,6 +17,7 @@ a reason, or refused when asked for by name.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,8 +245,10 @@ def run_analyses(
         selected = [a for a in selected if a.probe_hooks is None]
         probing = []
     g = torch.Generator().manual_seed(seed)
+    out_dir = analysis_dir(run_dir, checkpoint)
+    _drop_other_checkpoint(out_dir, ck.step)
     subject = Subject(model, cfg, tasks, dev, autocast, task, is_id, k, A.all_inputs(p, n_var=n_var), g, seed,
-                      analysis_dir(run_dir, checkpoint), context, shots)
+                      out_dir, context, shots)
     probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None  # drawn first always: g then draws the k-shot context
     if probing:
         if len(probe) > max_probes:  # bounded memory at large p: a random subset of the probe inputs, stated in the output
@@ -268,6 +271,21 @@ def run_analyses(
 
 def _layers_heads(s: Subject) -> tuple[int, int]:
     return s.cfg.model.n_layers, s.cfg.model.n_heads
+
+
+def _drop_other_checkpoint(out_dir: Path, step: int) -> None:
+    """Remove the files of an earlier analysis of another checkpoint from ``out_dir`` (``best_ood`` and
+    ``last`` share RUN_DIR/analysis), so the folder never mixes figures of two checkpoints."""
+    previous = out_dir / "analysis.json"
+    if previous.exists():
+        try:
+            same = json.loads(previous.read_text()).get("step") == step
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            for f in out_dir.iterdir():
+                if f.is_file():
+                    f.unlink()
 
 
 def analysis_dir(run_dir: str | Path, checkpoint: str) -> Path:

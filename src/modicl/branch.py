@@ -84,10 +84,10 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
     changed = changed_fields(ck.config, cfg)
     fixed = [k for k in changed if not k.startswith("train.") or k.removeprefix("train.") in _FIXED_TRAIN]
     if fixed:
-        raise ConfigError(f"a branch keeps its parent's task, model, seeds and optimizer; {', '.join(fixed)} differ "
-                          "(train a new run for those)")
+        raise ConfigError(f"a branch keeps its parent's task, model, seeds and optimizer; {', '.join(fixed)} "
+                          f"{'differs' if len(fixed) == 1 else 'differ'} from the parent (train a new run for those)")
     if cfg.train.steps <= ck.step:
-        raise ConfigError(f"train.steps = {cfg.train.steps} ends before the branch point (step {ck.step}); give more steps")
+        raise ConfigError(f"train.steps = {cfg.train.steps} does not go past the branch point (step {ck.step}); give more steps")
     check_run_out(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} is not empty; a branch starts in a new directory")

@@ -132,7 +132,12 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
         if "n_id / p²" in head:
             row.append(f"{int(g['n_id'].iloc[0]) / int(g['p'].iloc[0]) ** 2:.0%}")
         counts = g["phase"].value_counts()
-        row += [str(len(g)), ", ".join(f"{ph.replace('_', ' ')} {int(counts[ph])}" for ph in [*PHASES, *sorted(set(counts.index) - set(PHASES))] if ph in counts)]
+
+        def named(ph: str) -> str:  # seeds in no Table 1 phase show their ✓/✗ patterns
+            pats = sorted(set(g.loc[g["phase"] == ph, "phase_pattern"].dropna())) if "phase_pattern" in g and ph not in PHASES[:-1] else []
+            return f"{ph.replace('_', ' ')} {int(counts[ph])}" + (f" ({', '.join(pats)})" if pats else "")
+
+        row += [str(len(g)), ", ".join(named(ph) for ph in [*PHASES, *sorted(set(counts.index) - set(PHASES))] if ph in counts)]
         row += [iv(g[f"final.{s}.acc_last_novel"]) for s in _SET_NAMES]
         early = "best_ood.ood_test.acc_last_novel"
         if early in g:

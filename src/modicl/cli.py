@@ -1,6 +1,6 @@
 """``modicl`` command line: a thin layer over the library, flags generated from the config dataclasses.
 
-    modicl train [--preset quick|quick-depth2|quick-memorize|paper] [--out DIR] [--resume] [--task.n-id 8 …]
+    modicl train [--preset quick|quick-depth2|quick-memorize|quick-role|quick-muon|paper|bench] [--out DIR] [--resume] [--task.n-id 8 …]
                  [--train.keep-checkpoints log+every:1000]
     modicl train --from RUN_DIR@step:N --out NEW [--train.lr 1e-4 --train.weight-decay 1 …]   (a branch)
     modicl eval RUN_DIR [--checkpoint last|best_ood|step:N] [--sequences 4096]
@@ -128,6 +128,8 @@ def cmd_train(argv: list[str]) -> int:
     if source is not None:
         if args.out is None:
             raise ConfigError("--from needs --out NEW, the branch's own run directory")
+        if args.overwrite:
+            raise ConfigError("--overwrite does not apply to a branch: give --from a new --out (or delete the old branch first)")
         if not (args.resume and RunDir(args.out).has_checkpoint()):
             record = branch_run(parent, ref, args.out, cfg)
             changes = ", ".join(f"{k} {a} → {b}" for k, a, b in ((k, *v) for k, v in record["changed"].items())) or "nothing"
