@@ -146,3 +146,15 @@ def test_analyses_of_a_kept_step_sit_apart_and_a_folder_never_mixes_two_checkpoi
     assert not (shared / "pca_best_head.png").exists()
     assert json.loads((shared / "analysis.json").read_text())["step"] == 40
     assert (shared / "step-0000020" / "analysis.json").exists()  # other checkpoints' folders stay
+
+
+def test_a_checkpoint_rewritten_while_a_branch_reads_it_is_refused(tmp_path):
+    import shutil
+
+    cfg = tiny_config(keep_checkpoints="all")
+    train(cfg, tmp_path / "parent", progress=False)
+    ckpts = tmp_path / "parent" / "checkpoints"
+    # as if the parent replaced the weights between the sidecar (step 20) and the weights (step 40) being read
+    shutil.copyfile(ckpts / "step-0000040.safetensors", ckpts / "step-0000020.safetensors")
+    with pytest.raises(CheckpointError, match="rewritten while it was read"):
+        branch_run(tmp_path / "parent", "step:20", tmp_path / "b", cfg)

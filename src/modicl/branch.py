@@ -17,8 +17,8 @@ from pathlib import Path
 from .config import EXECUTION_FIELDS, ConfigError, RunConfig, to_dict
 from .evaluation import selection_score
 from .hashing import config_hash
-from .history import ref_of
-from .rundir import RunDir, check_run_out, load_checkpoint, load_state, read_metrics, save_checkpoint, write_json
+from .history import file_stem, ref_of
+from .rundir import CheckpointError, RunDir, check_run_out, load_checkpoint, load_state, read_metrics, save_checkpoint, write_json
 
 # Fields a branch may change: training settings that leave the optimizer's state meaningful.
 _FIXED_TRAIN = ("optimizer",)
@@ -42,6 +42,15 @@ def changed_fields(parent: RunConfig, cfg: RunConfig) -> dict[str, list]:
         elif a[key] != b[key]:
             out[key] = [a[key], b[key]]
     return out
+
+
+def _weights_step(run_dir: Path, ref: str) -> int | None:
+    """The step recorded in a checkpoint's weights file (None when it records none)."""
+    from safetensors import safe_open
+
+    with safe_open(str(RunDir(run_dir).checkpoint(file_stem(ref))), "pt") as f:
+        step = (f.metadata() or {}).get("step")
+    return None if step is None else int(step)
 
 
 def _with_hyperparameters(saved: dict, fresh: dict) -> dict:
@@ -70,7 +79,8 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
     Raises:
         ConfigError: ``cfg`` changes the task, model, seeds or optimizer; ``cfg.train.steps`` is not past
             the branch step; ``out`` holds files.
-        CheckpointError: the parent or its checkpoint (or its optimizer state) is missing.
+        CheckpointError: the parent or its checkpoint (or its optimizer state) is missing, or the
+            checkpoint was rewritten while it was read (a parent still training).
     """
     import torch
 
@@ -81,6 +91,9 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
     state = load_state(parent_dir, ref) if ref != "best_ood" else None
     if state is None:
         raise ConfigError(f"checkpoint best_ood of {parent_dir} keeps no optimizer state; branch from last or a kept step:N")
+    if state.get("step", ck.step) != ck.step or _weights_step(parent_dir, ref) not in (None, ck.step):
+        raise CheckpointError(f"checkpoint {ref_of(ref)} of {parent_dir} was rewritten while it was read (the parent is "
+                              "still training); run the same command again")
     changed = changed_fields(ck.config, cfg)
     fixed = [k for k in changed if not k.startswith("train.") or k.removeprefix("train.") in _FIXED_TRAIN]
     if fixed:
