@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import EXECUTION_FIELDS, ConfigError, RunConfig, to_dict
+from .config import ConfigError, RunConfig, differences
 from .evaluation import selection_score
 from .hashing import config_hash
 from .history import file_stem, ref_of
@@ -28,20 +28,6 @@ def split_ref(text: str) -> tuple[Path, str]:
     """``"runs/a@step:500"`` → (Path("runs/a"), "step:500"); a bare run directory means its ``last``."""
     run, sep, ref = text.rpartition("@")
     return (Path(run), ref) if sep and run else (Path(text), "last")
-
-
-def changed_fields(parent: RunConfig, cfg: RunConfig) -> dict[str, list]:
-    """Dotted field name → [parent value, branch value] for every field that differs, execution-only
-    fields (threads, device, compile, checkpoint schedule) left out."""
-    a, b = to_dict(parent), to_dict(cfg)
-    out = {}
-    for key in a:
-        if isinstance(a[key], dict):
-            out.update({f"{key}.{k}": [a[key][k], b[key][k]] for k in a[key]
-                        if a[key][k] != b[key][k] and not (key == "train" and k in EXECUTION_FIELDS)})
-        elif a[key] != b[key]:
-            out[key] = [a[key], b[key]]
-    return out
 
 
 def _weights_step(run_dir: Path, ref: str) -> int | None:
@@ -87,14 +73,14 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
     from .steps import build_optimizer
 
     parent_dir, out = Path(parent_dir), Path(out)
-    ck = load_checkpoint(parent_dir, ref)
-    state = load_state(parent_dir, ref) if ref != "best_ood" else None
-    if state is None:
+    if ref == "best_ood":
         raise ConfigError(f"checkpoint best_ood of {parent_dir} keeps no optimizer state; branch from last or a kept step:N")
+    ck = load_checkpoint(parent_dir, ref)
+    state = load_state(parent_dir, ref)
     if state.get("step", ck.step) != ck.step or _weights_step(parent_dir, ref) not in (None, ck.step):
         raise CheckpointError(f"checkpoint {ref_of(ref)} of {parent_dir} was rewritten while it was read (the parent is "
                               "still training); run the same command again")
-    changed = changed_fields(ck.config, cfg)
+    changed = differences(ck.config, cfg)
     fixed = [k for k in changed if not k.startswith("train.") or k.removeprefix("train.") in _FIXED_TRAIN]
     if fixed:
         raise ConfigError(f"a branch keeps its parent's task, model, seeds and optimizer; {', '.join(fixed)} "

@@ -101,6 +101,14 @@ def fisher_exact(k1: int, n1: int, k2: int, n2: int) -> float:
     return sum(math.comb(n1, i) * math.comb(n2, k - i) for i in range(k1, min(k, n1) + 1)) / total
 
 
+def outside_patterns(g, phase: str = "unlisted") -> list[str]:
+    """The ✓/✗ patterns (``phase_pattern``) of the runs in results table ``g`` whose ``phase`` is
+    ``phase``, sorted; empty for a Table 1 phase (its name says its pattern) or a table without patterns."""
+    if "phase_pattern" not in g or phase in PHASES[:-1]:
+        return []
+    return sorted(set(g.loc[g["phase"] == phase, "phase_pattern"].dropna()))
+
+
 _SET_NAMES = {"id_train": "i.d. train", "id_test": "i.d. test", "ood_train": "o.o.d. train", "ood_test": "o.o.d. test"}
 
 
@@ -134,7 +142,7 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
         counts = g["phase"].value_counts()
 
         def named(ph: str) -> str:  # seeds in no Table 1 phase show their ✓/✗ patterns
-            pats = sorted(set(g.loc[g["phase"] == ph, "phase_pattern"].dropna())) if "phase_pattern" in g and ph not in PHASES[:-1] else []
+            pats = outside_patterns(g, ph)
             return f"{ph.replace('_', ' ')} {int(counts[ph])}" + (f" ({', '.join(pats)})" if pats else "")
 
         row += [str(len(g)), ", ".join(named(ph) for ph in [*PHASES, *sorted(set(counts.index) - set(PHASES))] if ph in counts)]

@@ -219,6 +219,20 @@ PARTS: dict[str, type] = {"task": TaskConfig, "model": ModelConfig, "train": Tra
 EXECUTION_FIELDS = ("device", "threads", "compile", "compile_mode", "keep_checkpoints")
 
 
+def differences(a: RunConfig, b: RunConfig) -> dict[str, list]:
+    """Dotted field name → [value in ``a``, value in ``b``] for every field where the two configs differ,
+    :data:`EXECUTION_FIELDS` left out (what a resume may change and a branch does not report)."""
+    da, db = to_dict(a), to_dict(b)
+    out: dict[str, list] = {}
+    for key in da:
+        if isinstance(da[key], dict):
+            out.update({f"{key}.{k}": [da[key][k], db[key][k]] for k in da[key]
+                        if da[key][k] != db[key][k] and not (key == "train" and k in EXECUTION_FIELDS)})
+        elif da[key] != db[key]:
+            out[key] = [da[key], db[key]]
+    return out
+
+
 def without_execution(cfg: RunConfig) -> RunConfig:
     """``cfg`` with its :data:`EXECUTION_FIELDS` at their defaults (what a run computes, wherever it runs)."""
     defaults = TrainConfig()

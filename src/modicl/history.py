@@ -2,7 +2,7 @@
 
 Besides ``last`` (rewritten at every evaluation, for ``--resume``) and ``best_ood`` (selected on the
 validation o.o.d. tasks), a run keeps the checkpoints its ``train.keep_checkpoints`` schedule names, so a
-transient phase (PAPER.md §3, Fig. 1c: o.o.d. accuracy that rises and falls again) can be opened up
+transient phase (PAPER.md §3, Fig. 3b: o.o.d. accuracy that rises and falls again) can be opened up
 after the fact and a run can be branched from any of them (:func:`modicl.branch.branch_run`).
 
 Schedules (``train.keep_checkpoints``):
@@ -12,7 +12,7 @@ Schedules (``train.keep_checkpoints``):
     ``every:N``        every evaluation at a multiple of N steps (N a multiple of ``train.eval_every``);
     ``log+every:N``    both.
 A kept checkpoint is named ``step:N`` on the command line and stored as ``checkpoints/step-NNNNNNN.*``
-(weights, sidecar and optimizer / data-stream state, ≈ 3× the weights' size; the README gives sizes).
+(weights, sidecar and optimizer / data-stream state, 2–3× the weights' size; the README gives sizes).
 
 No torch and nothing of modicl beyond the config error: the config validates schedules with it.
 """
@@ -41,10 +41,6 @@ class KeepSchedule:
     all: bool = False
     log: bool = False
     every: int = 0
-
-    @property
-    def keeps_any(self) -> bool:
-        return self.all or self.log or self.every > 0
 
 
 def parse_schedule(text: str, eval_every: int) -> KeepSchedule:
@@ -99,8 +95,8 @@ def file_stem(ref: str) -> str:
 
 def ref_of(stem: str) -> str:
     """Inverse of :func:`file_stem`: ``step-0000500`` → ``step:500``; other stems as they are."""
-    m = _STEP_REF.fullmatch(stem)
-    return f"step:{int(m.group(1))}" if m else stem
+    step = step_of(stem)
+    return stem if step is None else f"step:{step}"
 
 
 def step_of(stem: str) -> int | None:

@@ -19,7 +19,7 @@ from matplotlib import colormaps
 
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from .cells import cells_markdown, fisher_exact, mean_interval, transient_markdown  # noqa: E402
+from .cells import cells_markdown, fisher_exact, mean_interval, outside_patterns, transient_markdown  # noqa: E402
 from .config import ConfigError  # noqa: E402
 from .plots import PHASE_COLORS, save_figure, subplots  # noqa: E402
 from .rundir import RunDir, read_metrics  # noqa: E402
@@ -93,10 +93,9 @@ def _cells(df) -> list[dict]:
     """Per (n_id, α) cell: seeds per phase, and the seed-mean accuracy (95 % t-interval text) per set."""
     cells = []
     for (n_id, alpha), g in df.groupby(["n_id", "alpha"]):
-        odd = g[~g["phase"].isin(PHASE_ORDER[:-1])]
-        patterns = sorted(set(odd["phase_pattern"].dropna())) if "phase_pattern" in g else []
+        odd = g[~g["phase"].isin(PHASE_ORDER[:-1])]  # every label outside Table 1 counts as unlisted
         cells.append({"n_id": int(n_id), "alpha": float(alpha), "n": len(g), "phases": _phase_counts(g),
-                      "unlisted_patterns": patterns, "acc": {s: _interval_text(g[_col(df, "final", s)]) for s in SETS}})
+                      "unlisted_patterns": outside_patterns(odd.assign(phase="unlisted")), "acc": {s: _interval_text(g[_col(df, "final", s)]) for s in SETS}})
     return cells
 
 
@@ -233,13 +232,14 @@ def depth_curves(df, sweep_dir: Path) -> dict[int, list[list[dict]]]:
             for d, g in df.groupby("n_layers")}
 
 
-def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
+def depth_figure(df, curves: dict[int, list[list[dict]]], path: Path, title: str) -> list[Path]:
     """The depth law (PAPER.md §3) with seeds. Left: per depth, the fraction of seeds in each phase at the
     end of training and, beside it, at the checkpoint selected on the validation o.o.d. tasks (early
     stopping), with the count of seeds that reach o.o.d. generalization and a one-sided Fisher exact test
     of depth 2 against depth 1. Middle: seed-mean o.o.d. test accuracy (95 % t-intervals) at the end and at
     the selected checkpoint, with chance. Right: seed-mean o.o.d. train and test accuracy against step per
-    depth (band: 95 % t-interval over seeds): a transient o.o.d. phase shows as a rise, then a fall."""
+    depth (band: 95 % t-interval over seeds): a transient o.o.d. phase shows as a rise, then a fall.
+    ``curves`` holds each depth's runs' metrics rows (:func:`depth_curves`)."""
     fig, (left, mid, right) = subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"wspace": 0.3})
     depths = sorted(int(d) for d in df["n_layers"].unique())
     wins = {}
@@ -279,7 +279,6 @@ def depth_figure(df, sweep_dir: Path, path: Path, title: str) -> list[Path]:
     mid.set_ylim(0, 1.02)
     mid.legend(fontsize=7)
     cmap = colormaps["viridis"]
-    curves = depth_curves(df, sweep_dir)
     for depth in depths:
         color = cmap(depths.index(depth) / max(len(depths) - 1, 1))
         runs = curves[depth]
@@ -323,11 +322,11 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
     if df["n_id"].nunique() > 1:
         written += ood_vs_n_id(df, out / "ood_vs_n_id", spec["name"])
     if df["n_layers"].nunique() > 1 and df["n_id"].nunique() == 1 and df["alpha"].nunique() == 1:
-        written += depth_figure(df, sweep_dir, out / "depth", spec["name"])
+        curves = depth_curves(df, sweep_dir)  # read once, for the figure and the table
+        written += depth_figure(df, curves, out / "depth", spec["name"])
         transient = out / "transient.md"
-        curves = {f"depth {d}": runs for d, runs in depth_curves(df, sweep_dir).items()}
         transient.write_text(f"# {spec['name']}: o.o.d. accuracy in the middle and at the end of training, per depth\n\n"
-                             f"{transient_markdown(curves)}\n")
+                             f"{transient_markdown({f'depth {d}': runs for d, runs in curves.items()})}\n")
         written.append(transient)
     seeds = ("seed", "task_seed", "init_seed", "data_seed")
     axes = [c for c in df.columns if c not in seeds and (c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood."))))]

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .circuits import attention_scores
-from .config import EXECUTION_FIELDS, ConfigError, RunConfig, run_seeds, to_dict, validate
+from .config import ConfigError, RunConfig, differences, run_seeds, validate
 from .hashing import config_hash
 from .data import sample_sequences
 from .family import input_length
@@ -58,18 +58,6 @@ def _slurm_job_id() -> str | None:
     if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
         return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
     return env.get("SLURM_JOB_ID")
-
-
-def _run_differences(a: RunConfig, b: RunConfig) -> list[str]:
-    """Dotted names of the fields where ``a`` and ``b`` differ, ignoring execution-only fields."""
-    da, db = to_dict(a), to_dict(b)
-    out = []
-    for key in da:
-        if isinstance(da[key], dict):
-            out += [f"{key}.{k}" for k in da[key] if da[key][k] != db[key][k] and not (key == "train" and k in EXECUTION_FIELDS)]
-        elif da[key] != db[key]:
-            out.append(key)
-    return out
 
 
 # Byte size of a CPU generator's state (the Mersenne Twister's); a CUDA generator's Philox state is 16 bytes.
@@ -143,7 +131,7 @@ class RunState:
         state = None
         self.resumed = resume and has_ckpt
         if self.resumed:
-            diff = _run_differences(rd.read_config(), cfg)
+            diff = list(differences(rd.read_config(), cfg))
             if diff:
                 raise ConfigError(f"--resume with settings that differ from {rd.config} in {', '.join(diff)}; use the saved values")
             ck = load_checkpoint(run_dir, "last", device)
