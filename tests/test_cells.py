@@ -70,3 +70,21 @@ def test_the_transient_table_compares_fixed_stretches_of_training_seed_by_seed()
     table = transient_markdown({"depth 6": [a, b]})
     # end − middle: −0.4 and −0.2 → mean −0.30, sd 0.1414, t(0.975, 1) 12.706: ± 1.27
     assert "| depth 6 | 2 | 0.50 | 0.20 | -0.30 [-1.57, +0.97] | 0.20 | 0.20 | +0.00 [+0.00, +0.00] |" in table
+
+
+def test_each_seed_prints_what_its_o_o_d_test_reads_as_and_cells_md_counts_the_labels():
+    from modicl.cells import cells_markdown
+
+    df = pd.DataFrame({
+        "p": [11] * 3, "n_id": [64] * 3, "alpha": [0.8] * 3, "n_layers": [2] * 3, "seed": [1, 2, 3],
+        "phase": ["ood_generalization", "ood_generalization", "ood_memorization"],
+        **{f"final.{s}.acc_last_novel": [0.9, 0.8, 0.3] for s in ("id_train", "id_test", "ood_train", "ood_test")},
+        "final.ood_test.algorithm": ["ratio_matching", "ratio_matching", "neither"],
+        "final.ood_test.fp_rm": [0.85, 0.75, 0.2], "final.ood_test.fp_mr_only": [0.1, 0.2, 0.1],
+    })
+    text = format_cells(seed_cells(df))
+    assert "seed 1: ood_generalization, 0.90; read as ratio matching (RM-solvable 0.85, MR-only 0.10)" in text
+    assert "seed 3: ood_memorization, 0.30; read as neither (RM-solvable 0.20, MR-only 0.10)" in text
+    md = cells_markdown(df)
+    assert "o.o.d. test read as (seeds)" in md and "ratio matching 2, neither 1" in md
+    assert "0.60 [" in md  # seed mean of the RM-solvable accuracy (0.85 + 0.75 + 0.2) / 3

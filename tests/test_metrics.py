@@ -177,3 +177,95 @@ def test_evaluation_draws_inputs_independently_for_every_task():
     assert not torch.equal(xy[0], xy[1]) and not torch.equal(xy[1], xy[2])
     distinct_streams = {tuple(s.flatten().tolist()) for s in xy.reshape(30, -1)}
     assert len(distinct_streams) == 30
+
+
+def _reference_result(algorithm, p=7, n_ctx=6):
+    """Counts of a 'model' that runs a reference algorithm on the examples before each query and answers
+    a certainly wrong z (the true one plus 1) where the algorithm makes no prediction."""
+    tasks = torch.tensor([[1, 2], [3, 5], [2, 6], [4, 1]])
+    pairs = torch.tensor([(x, y) for x in range(p) for y in range(p)])
+    tok = sample_sequences(tasks, pairs, 50, n_ctx, p, torch.Generator().manual_seed(0), shared_inputs=False)
+    xy, z = tok.view(-1, n_ctx, 3)[..., :2], tok.view(-1, n_ctx, 3)[..., 2]
+    logits = torch.zeros(*z.shape, p)
+    for k in range(n_ctx):
+        pred = algorithm(xy[:, :k], z[:, :k], xy[:, k], p)
+        answer = torch.where(pred >= 0, pred, (z[:, k] + 1) % p)
+        logits[torch.arange(len(z)), k, answer] = 1.0
+    st = query_structure(tok, p)
+    c = Counts(n_ctx, torch.device("cpu"))
+    c.add(logits, z, st)
+    return c.result(), st
+
+
+def test_a_ratio_matcher_answers_exactly_the_rm_solvable_class_and_reads_as_ratio_matching():
+    from modicl.metrics import read_algorithm
+
+    r, st = _reference_result(ratio_matching)
+    fp = r["fingerprint"]
+    assert fp["rm"]["acc"] == 1.0 and fp["mr_only"]["acc"] == 0.0 and fp["mr_only"]["n"] > 0
+    assert fp["rm"]["n"] + fp["mr_only"]["n"] + fp["neither"]["n"] == r["n_novel_last"]
+    # ratio matching's own novel-query accuracy is the RM-solvable share: the ceiling a ratio matcher meets
+    assert fp["rm"]["share"] == pytest.approx(r["baselines"]["ratio_matching"]["acc_last_novel"])
+    assert fp["rm"]["share"] + fp["mr_only"]["share"] + fp["neither"]["share"] == pytest.approx(1.0)
+    assert read_algorithm(fp) == "ratio_matching"
+    # per k: the classes partition the novel queries, and the ratio matcher is right on RM-solvable ones alone
+    ks = r["fingerprint_kshot"]
+    assert [sum(ks[c]["n"][k] for c in ks) for k in range(6)] == st["novel"].sum(0).tolist()
+    assert all(a == 1.0 for a in ks["rm"]["acc"] if a is not None)
+    assert all(a == 0.0 for c in ("mr_only", "neither") for a in ks[c]["acc"] if a is not None)
+
+
+def test_a_modular_regressor_answers_the_mr_only_class_and_reads_as_modular_regression():
+    from modicl.metrics import read_algorithm
+
+    fp = _reference_result(modular_regression)[0]["fingerprint"]
+    assert fp["rm"]["acc"] == 1.0 and fp["mr_only"]["acc"] == 1.0 and fp["mr_only"]["n"] > 0
+    assert read_algorithm(fp) == "modular_regression"
+
+
+def test_fingerprint_classes_of_a_hand_built_sequence():
+    p = 7
+    # k: 0 (1,2) neither; 1 (2,4) = 2·(1,2) RM; 2 (3,4) neither (one line so far); 3 (5,1) MR-only;
+    # 4 (1,2) a repeat (not novel); 5 (2,1) MR-only (on none of the lines of (1,2), (3,4), (5,1))
+    xys = [(1, 2), (2, 4), (3, 4), (5, 1), (1, 2), (2, 1)]
+    tok = torch.tensor([_seq((2, 3), xys, p)])
+    st = query_structure(tok, p)
+    targets = tok.view(1, -1, 3)[..., 2]
+    logits = torch.nn.functional.one_hot(targets, p).float()
+    logits[0, 3] = torch.nn.functional.one_hot((targets[0, 3] + 1) % p, p).float()  # wrong on the first MR-only
+    c = Counts(6, torch.device("cpu"))
+    c.add(logits, targets, st)
+    ks = c.result()["fingerprint_kshot"]
+    assert ks["rm"]["n"] == [0, 1, 0, 0, 0, 0]
+    assert ks["mr_only"]["n"] == [0, 0, 0, 1, 0, 1] and ks["mr_only"]["acc"] == [None, None, None, 0.0, None, 1.0]
+    assert ks["neither"]["n"] == [1, 0, 1, 0, 0, 0]
+    last = c.result()["fingerprint"]
+    assert last["mr_only"] == {"acc": 1.0, "acc_ci": list(wilson_interval(1, 1)), "n": 1, "share": 1.0}
+
+
+@pytest.mark.parametrize("rm, mr, label", [
+    ((0.9, 0.95, 200), (0.05, 0.15, 100), "ratio_matching"),
+    ((0.9, 0.95, 200), (0.55, 0.70, 100), "modular_regression"),
+    ((0.1, 0.3, 200), (0.05, 0.15, 100), "neither"),
+    ((0.9, 0.95, 200), (0.40, 0.60, 100), "undecided"),   # MR-only straddles the threshold
+    ((0.40, 0.60, 200), (0.05, 0.15, 100), "undecided"),  # RM-solvable straddles it
+    ((0.9, 0.95, 200), (0.0, 1.0, 0), "undecided"),       # no MR-only query: RM and MR cannot be told apart
+])
+def test_algorithm_label_follows_the_intervals_against_the_threshold(rm, mr, label):
+    from modicl.metrics import read_algorithm
+
+    fp = {"rm": {"acc_ci": [rm[0], rm[1]], "n": rm[2]}, "mr_only": {"acc_ci": [mr[0], mr[1]], "n": mr[2]}}
+    assert read_algorithm(fp, 0.5) == label
+
+
+def test_phase_table_says_a_check_needs_modular_regression_where_ratio_matching_cannot_pass():
+    from modicl.metrics import format_table
+
+    r = _reference_result(ratio_matching)[0]
+    share = r["fingerprint"]["rm"]["share"]
+    text = format_table({"ood_test": r}, p=7, threshold=0.5)
+    assert "read as" in text and "ratio matching" in text
+    needs = "o.o.d. test: ratio matching can answer only"
+    assert (needs in text) == (share < 0.5)
+    assert needs in format_table({"ood_test": r}, p=7, threshold=min(1.0, share + 0.01))
+    assert needs not in format_table({"ood_test": r}, p=7, threshold=max(0.01, share - 0.01))

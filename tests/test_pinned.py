@@ -46,8 +46,21 @@ def short(name: str) -> RunConfig:
     return dataclasses.replace(cfg, train=tc)
 
 
+# Keys added after the pins were recorded, each pinned by its own tests (test_metrics: the algorithm
+# fingerprint); the digests leave them out so that they still prove every earlier number unchanged.
+ADDED_KEYS = ("fingerprint", "fingerprint_kshot", "algorithm")
+
+
+def _without_added(obj):
+    if isinstance(obj, dict):
+        return {k: _without_added(v) for k, v in obj.items() if k not in ADDED_KEYS}
+    if isinstance(obj, list):
+        return [_without_added(v) for v in obj]
+    return obj
+
+
 def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(_without_added(obj), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -58,6 +58,10 @@ def ratio_matching(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, p: int) -> Tens
         int64 [...]: ẑ = c·z_i mod p for the first context example i whose line contains the query
         (x ≡ c·x_i, x_i ≠ 0); 0 for the query 0 (c = 0); −1 where no line of the context contains it.
     """
+    origin = (query == 0).all(dim=-1)
+    if ctx_xy.shape[-2] == 0:  # no context (0-shot): only the origin is answered
+        lead_shape = torch.broadcast_shapes(query.shape[:-1], ctx_xy.shape[:-2])
+        return torch.where(origin, 0, -1).expand(lead_shape).to(torch.int64)
     inv = inverse_table(p, ctx_xy.device)
     shape = (*torch.broadcast_shapes(query.shape[:-1], ctx_xy.shape[:-2]), *ctx_xy.shape[-2:])
     q, ctx_xy = query[..., None, :].expand(shape), ctx_xy.expand(shape)
@@ -69,7 +73,6 @@ def ratio_matching(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, p: int) -> Tens
     first = on_line.to(torch.int8).argmax(dim=-1, keepdim=True)
     pred = torch.gather(pred_i, -1, first).squeeze(-1)
     pred = torch.where(on_line.any(dim=-1), pred, torch.full_like(pred, -1))
-    origin = (query == 0).all(dim=-1)
     return torch.where(origin, torch.zeros_like(pred), pred)
 
 

@@ -11,7 +11,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
-from .metrics import PHASES
+from .metrics import ALGORITHM_LABELS, ALGORITHMS, PHASES
 
 # two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1…30 (beyond 30 the normal 1.96 is within 4 %)
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -41,8 +41,9 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
     Returns a list of dicts, one per cell: ``cell`` (axis → value), ``n`` seeds, ``phases`` (phase → count,
     in :data:`modicl.metrics.PHASES` order, zero counts left out), ``seeds`` (seed → phase; the seed is
     labelled by every seed column that varies when task/init/data seeds are swept), ``per_seed`` (the same
-    with each run's ``key``, its interval and its ✓/✗ ``pattern`` where the table has ``phase_pattern``), and ``mean``/``low``/``high``: the seed-mean of ``key`` with
-    its 95 % t-interval.
+    with each run's ``key``, its interval, its ✓/✗ ``pattern`` where the table has ``phase_pattern``, and
+    the ``fingerprint`` of the same set where the table has one: {algorithm, rm, mr_only}), and
+    ``mean``/``low``/``high``: the seed-mean of ``key`` with its 95 % t-interval.
     """
     axes = [c for c in df.columns if c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood.")))]
     axes = [c for c in axes if c not in seed_cols and df[c].nunique() > 1]
@@ -57,12 +58,31 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
         for _, r in g.iterrows():
             ci = (r.get(f"{key}_lo"), r.get(f"{key}_hi"))
             label = r["seed"] if varying == ["seed"] else ", ".join(f"{c} {r[c]}" for c in varying)
-            per_seed[label] = {"phase": r["phase"], "acc": r[key], "ci": ci, "pattern": r.get("phase_pattern")}
+            per_seed[label] = {"phase": r["phase"], "acc": r[key], "ci": ci, "pattern": r.get("phase_pattern"),
+                               "fingerprint": _fingerprint_of(r, key.rsplit(".", 1)[0])}
         out.append({"cell": dict(zip(axes, values)), "n": len(g),
                     "phases": {ph: int(counts[ph]) for ph in PHASES if ph in counts},
                     "seeds": {sd: v["phase"] for sd, v in per_seed.items()}, "per_seed": per_seed,
                     "mean": m, "low": lo, "high": hi})
     return out
+
+
+def _fingerprint_of(row, prefix: str) -> dict | None:
+    """The algorithm label and the RM-solvable / MR-only accuracies of the set ``prefix`` (e.g.
+    ``final.ood_test``) in one results row; None for tables written before the fingerprint existed."""
+    algo = row.get(f"{prefix}.algorithm")
+    if not isinstance(algo, str):
+        return None
+    return {"algorithm": algo, **{c: row.get(f"{prefix}.fp_{c}") for c in ("rm", "mr_only")}}
+
+
+def format_fingerprint_short(fp: dict | None) -> str:
+    """``; read as ratio matching (RM-solvable 0.85, MR-only 0.12)``, or nothing without a fingerprint."""
+    if not fp:
+        return ""
+    num = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"  # noqa: E731
+    return (f"; read as {ALGORITHM_LABELS.get(fp['algorithm'], fp['algorithm'])} "
+            f"(RM-solvable {num(fp['rm'])}, MR-only {num(fp['mr_only'])})")
 
 
 def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last position") -> str:
@@ -79,7 +99,8 @@ def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last
             band = "" if lo is None or hi is None or math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]"
             # a pattern Table 1 does not name prints with its marks, so the reader sees which sets it solved
             phase = f"{v['phase']} {v['pattern']}" if v["phase"] == "unlisted" and isinstance(v.get("pattern"), str) else v["phase"]
-            lines.append(f"    {'seed ' if isinstance(seed, numbers.Number) else ''}{seed}: {phase}, {acc}{band}")
+            lines.append(f"    {'seed ' if isinstance(seed, numbers.Number) else ''}{seed}: {phase}, {acc}{band}"
+                         + format_fingerprint_short(v.get("fingerprint")))
     return "\n".join(lines)
 
 
@@ -119,7 +140,9 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
     95 % t-interval (:func:`mean_interval`), and the paired per-seed difference early stop − end (a transient
     o.o.d. phase makes it positive); and, for o.o.d. test, the null models beside it (seed means): chance 1/p,
     ratio matching and modular regression on the same novel queries, and copying from the context on all
-    last-position queries (it scores 0 on novel ones by construction). With ``p``, n_id is
+    last-position queries (it scores 0 on novel ones by construction); where the table has the algorithm
+    fingerprint, the seeds per label o.o.d. test reads as and the seed-mean accuracy on its RM-solvable and
+    MR-only novel queries. With ``p``, n_id is
     also given as a fraction of the p² tasks (PAPER.md Fig. 1b's boundary is ≈ 30 % at p = 29)."""
     import pandas as pd
 
@@ -133,6 +156,9 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
     head = [*keys] + (["n_id / p²"] if "n_id" in keys and "p" in df.columns else []) + ["seeds", "phases (seeds)"]
     head += [f"{_SET_NAMES[s]}" for s in _SET_NAMES] + ["o.o.d. test, early stop", "early stop − end (paired)",
                                                        "o.o.d. test nulls: chance / RM / MR", "copy, all queries"]
+    fp = "final.ood_test.algorithm" in df.columns
+    if fp:
+        head += ["o.o.d. test read as (seeds)", "o.o.d. test: RM-solvable / MR-only"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for values, g in groups:
         values = values if isinstance(values, tuple) else (values,)
@@ -157,6 +183,11 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
         nulls = [f"{1 / int(g['p'].iloc[0]):.2f}" if "p" in g else "—"]
         nulls += [mean(f"final.ood_test.{b}_last_novel") for b in ("ratio_matching", "modular_regression")]
         row += [" / ".join(nulls), mean("final.ood_test.copy_last")]
+        if fp:
+            reads = g["final.ood_test.algorithm"].value_counts()
+            row += [", ".join(f"{ALGORITHM_LABELS[a]} {int(reads[a])}" for a in ALGORITHMS if a in reads) or "—",
+                    " / ".join(iv(g[f"final.ood_test.fp_{c}"].dropna()) if g[f"final.ood_test.fp_{c}"].notna().any() else "—"
+                               for c in ("rm", "mr_only"))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

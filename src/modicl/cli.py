@@ -153,10 +153,10 @@ def _report_training(summary: dict, cfg: RunConfig, out: Path) -> int:
     from .metrics import PHASE_LABELS, format_table
 
     print(f"\nfinal (step {summary['steps']}), 95 % intervals:")
-    print(format_table(summary["final"], cfg.task.p))
+    print(format_table(summary["final"], cfg.task.p, cfg.phase_threshold))
     print(f"\nbest o.o.d. checkpoint (step {summary['best_ood']['step']}, selected on the validation o.o.d. tasks; "
           "test numbers):")
-    print(format_table(summary["best_ood"], cfg.task.p))
+    print(format_table(summary["best_ood"], cfg.task.p, cfg.phase_threshold))
     print(f"\nphase: {PHASE_LABELS[summary['phase']]} {summary['phase_pattern']} (i.d. train, i.d. test, o.o.d. train, "
           f"o.o.d. test; ✓ = novel-query last-position accuracy ≥ {cfg.phase_threshold}); at the best checkpoint: "
           f"{PHASE_LABELS[summary['phase_best_ood']]} {summary['phase_pattern_best_ood']}")
@@ -198,7 +198,7 @@ def cmd_eval(argv: list[str]) -> int:
     kshot_plot({f"{args.checkpoint} step {ck.step}": res}, evals / f"kshot_{stem}.png", p=cfg.task.p)
     print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}); sequences used per set: "
           + ", ".join(f"{k} {v}" for k, v in used.items()))
-    print(format_table(res, cfg.task.p))
+    print(format_table(res, cfg.task.p, cfg.phase_threshold))
     print("k-shot accuracy (o.o.d. test), k = shots before the query:", " ".join(f"{k}:{a:.2f}" for k, a in enumerate(res["ood_test"]["kshot"])))
     print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {evals / (stem + '.json')} and eval/kshot_{stem}.png")
     return 0

@@ -17,6 +17,14 @@ line through the origin of some earlier input, PAPER.md §4.1) and *modular regr
 query once two earlier inputs are independent, §4.2). The data are noise-free, so each of them is right
 exactly where it applies; :mod:`modicl.algorithms` holds the predictors themselves.
 
+The **algorithm fingerprint** splits the novel queries by which reference algorithm can answer them:
+ratio-matching-solvable (``rm``), solvable only by modular regression (``mr_only``) and solvable by
+neither from the context (``neither``; only task recall, i.e. memorization, answers those). The model's
+accuracy on each class, with counts and intervals, says which algorithm it runs (:func:`read_algorithm`):
+the paper's depth-2 models answer the ``rm`` class and stay at chance on ``mr_only`` (§4.1, §4.3). Since
+each reference algorithm is right exactly where it applies, ratio matching's own novel-query accuracy is
+the ``rm`` class's share: the ceiling a ratio matcher cannot pass on that set.
+
 Counts are int64 and losses fp64 whatever the autocast dtype. Every accuracy carries a 95 % Wilson
 interval; for all-position accuracies, whose predictions within a sequence are correlated, the
 interval uses the effective count of a clustered sample (Kish 1965). The phase (PAPER.md Table 1) is
@@ -45,6 +53,12 @@ BASELINES = ("copy", "ratio_matching", "modular_regression")
 BASELINE_LABELS = {"copy": "copy", "ratio_matching": "ratio matching", "modular_regression": "modular regression"}
 # The accuracy that labels phases and selects checkpoints: last position, novel queries only.
 PHASE_KEY = "acc_last_novel"
+# The fingerprint's classes of novel queries: which reference algorithm can answer them (module docstring).
+FINGERPRINT = ("rm", "mr_only", "neither")
+FINGERPRINT_LABELS = {"rm": "RM-solvable", "mr_only": "MR-only", "neither": "neither"}
+ALGORITHMS = ("modular_regression", "ratio_matching", "neither", "undecided")
+ALGORITHM_LABELS = {"modular_regression": "modular regression", "ratio_matching": "ratio matching",
+                    "neither": "neither", "undecided": "undecided"}
 
 # Table 1 of the paper: the ✓/✗ pattern on (i.d. train, i.d. test, o.o.d. train, o.o.d. test) → phase.
 TABLE_1 = {
@@ -135,6 +149,9 @@ class Counts:
         self.novel_loss_sum = z((), dt=torch.float64)
         # per-sequence sums over the model's hits y and novel counts m: Σy², and Σy_n², Σy_n·m, Σm² (novel)
         self.seq = z(4)
+        # the fingerprint: novel queries per class of :data:`FINGERPRINT` and the model's hits on them, per k
+        self.fp_n = z(len(FINGERPRINT), n_ctx)
+        self.fp_hits = z(len(FINGERPRINT), n_ctx)
         self.n = 0
 
     @property
@@ -160,6 +177,11 @@ class Counts:
         self.novel_loss_sum += (loss * novel).sum(dtype=torch.float64)
         y, yn, m = hit.sum(1), (hit & novel).sum(1), novel.sum(1)
         self.seq += torch.stack([(y * y).sum(), (yn * yn).sum(), (yn * m).sum(), (m * m).sum()])
+        if structure is not None:
+            rm, mr = structure["ratio_matching"], structure["modular_regression"]
+            classes = torch.stack([rm, mr & ~rm, ~(mr | rm)]) & novel  # [class, B, n_ctx]
+            self.fp_n += classes.sum(1, dtype=torch.int64)
+            self.fp_hits += (classes & hit).sum(1, dtype=torch.int64)
         self.n += targets.shape[0]
 
     def result(self) -> dict:
@@ -198,6 +220,15 @@ class Counts:
                 for i, b in enumerate(BASELINES, start=1)
             },
         }
+        if int(self.fp_n.sum()):  # scored with the query structure: the fingerprint, last position and per k
+            fp_n, fp_hits = self.fp_n.cpu().tolist(), self.fp_hits.cpu().tolist()
+            out["fingerprint"] = {
+                c: {"acc": frac(fp_hits[i][-1], fp_n[i][-1]), "acc_ci": list(wilson_interval(fp_hits[i][-1], fp_n[i][-1])),
+                    "n": fp_n[i][-1], "share": frac(fp_n[i][-1], n_novel_last)}
+                for i, c in enumerate(FINGERPRINT)
+            }
+            out["fingerprint_kshot"] = {c: {"acc": [frac(h, k) for h, k in zip(fp_hits[i], fp_n[i])], "n": fp_n[i]}
+                                        for i, c in enumerate(FINGERPRINT)}
         return out
 
 
@@ -236,7 +267,10 @@ def evaluate(
         ``loss_novel`` (nats); ``kshot`` and ``kshot_novel`` (per position k, the k-shot curve);
         ``n_sequences``, ``n_novel`` (all positions), ``n_novel_last``; ``repeat_frac`` and
         ``repeat_frac_last`` (fraction of queries that repeat an earlier input); ``baselines``:
-        {copy, ratio_matching, modular_regression: {acc, acc_last, acc_last_ci, acc_last_novel, kshot}}.
+        {copy, ratio_matching, modular_regression: {acc, acc_last, acc_last_ci, acc_last_novel, kshot}};
+        ``fingerprint``: {rm, mr_only, neither: {acc (None without queries), acc_ci, n, share}}, the novel
+        last-position queries split by which reference algorithm can answer them (share: of all novel
+        last-position queries), and ``fingerprint_kshot``: {class: {acc: [n_ctx], n: [n_ctx]}} per k.
     """
     was_training = model.training
     model.eval()
@@ -257,17 +291,49 @@ def evaluate(
     return out
 
 
+def read_algorithm(fingerprint: Mapping[str, Mapping], threshold: float = 0.5) -> str:
+    """Which reference algorithm a set's answers read as, from its last-position :data:`FINGERPRINT`.
+
+    A class counts as *answered* when the 95 % interval of the model's accuracy on it lies at or above
+    ``threshold`` (the phase threshold, so "answered" means what ✓ means in Table 1), and as *not
+    answered* when the interval lies below it. The label:
+
+    * ``modular_regression``: the MR-only queries are answered (only solving for w from two independent
+      examples, PAPER.md §4.2, reaches those);
+    * ``ratio_matching``: the RM-solvable queries are answered and the MR-only ones are not (§4.1: the
+      depth-2 model's algorithm);
+    * ``neither``: not even the RM-solvable queries are answered;
+    * ``undecided``: an interval straddles the threshold or a class has no query (more sequences decide).
+
+    Args:
+        fingerprint: {class: {"acc", "acc_ci": [lo, hi], "n", ...}} as in :func:`evaluate`'s results.
+        threshold: the phase threshold in (0, 1].
+    """
+    rm, mr = fingerprint["rm"], fingerprint["mr_only"]
+    if mr["n"] and mr["acc_ci"][0] >= threshold:
+        return "modular_regression"
+    if rm["n"] and rm["acc_ci"][1] < threshold:
+        return "neither"
+    if rm["n"] and mr["n"] and rm["acc_ci"][0] >= threshold and mr["acc_ci"][1] < threshold:
+        return "ratio_matching"
+    return "undecided"
+
+
 # The per-set numbers kept in summary.json and results tables (the k-shot curves stay in metrics.jsonl).
 SUMMARY_KEYS = ("acc", "acc_ci", "acc_last", "acc_last_ci", "acc_last_novel", "acc_last_novel_ci", "acc_novel",
                 "acc_novel_ci", "loss", "n_sequences", "n_novel_last", "repeat_frac_last")
 
 
-def summary_of_set(result: Mapping) -> dict:
-    """The :data:`SUMMARY_KEYS` of one set's :func:`evaluate` result, and each null model's last-position
-    accuracy on all and on novel queries (``baselines``); keys a result lacks are left out."""
+def summary_of_set(result: Mapping, threshold: float = 0.5) -> dict:
+    """The :data:`SUMMARY_KEYS` of one set's :func:`evaluate` result, each null model's last-position
+    accuracy on all and on novel queries (``baselines``), the last-position ``fingerprint`` and the
+    ``algorithm`` it reads as at ``threshold`` (:func:`read_algorithm`); keys a result lacks are left out."""
     out = {k: result[k] for k in SUMMARY_KEYS if k in result}
     if "baselines" in result:
         out["baselines"] = {b: {k: v[k] for k in ("acc_last", "acc_last_ci", "acc_last_novel")} for b, v in result["baselines"].items()}
+    if "fingerprint" in result:
+        out["fingerprint"] = result["fingerprint"]
+        out["algorithm"] = read_algorithm(result["fingerprint"], threshold)
     return out
 
 
@@ -275,11 +341,16 @@ def flat_columns(prefix: str, summary_set: Mapping) -> dict:
     """One set of a summary (:func:`summary_of_set`) as flat table columns named ``prefix.KEY``:
     accuracies with ``_lo`` / ``_hi`` interval columns, counts, the repeat share, the loss, and the
     null models' last-position accuracy on all queries (``copy_last``, ``ratio_matching_last``,
-    ``modular_regression_last``) and on novel queries (``…_last_novel``, the phase metric's nulls). Keys the
-    summary lacks (runs from older versions) are left out."""
+    ``modular_regression_last``) and on novel queries (``…_last_novel``, the phase metric's nulls), the
+    fingerprint (``fp_rm``, ``fp_mr_only``, ``fp_neither`` with ``_lo`` / ``_hi`` / ``_n``) and the
+    ``algorithm`` label. Keys the summary lacks (runs from older versions) are left out."""
     out = {}
     for k, v in summary_set.items():
-        if k == "baselines":
+        if k == "fingerprint":
+            for c, f in v.items():
+                out[f"{prefix}.fp_{c}"], out[f"{prefix}.fp_{c}_n"] = f["acc"], f["n"]
+                out[f"{prefix}.fp_{c}_lo"], out[f"{prefix}.fp_{c}_hi"] = f["acc_ci"]
+        elif k == "baselines":
             out.update({f"{prefix}.{b}_last": bv["acc_last"] for b, bv in v.items()})
             out.update({f"{prefix}.{b}_last_novel": bv["acc_last_novel"] for b, bv in v.items() if "acc_last_novel" in bv})
         elif k.endswith("_ci"):
@@ -326,16 +397,18 @@ def _ci(ci) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def format_table(metrics: Mapping[str, Mapping], p: int | None = None) -> str:
+def format_table(metrics: Mapping[str, Mapping], p: int | None = None, threshold: float = 0.5) -> str:
     """A plain-text table of the sets: last-position accuracy of novel queries (the phase metric) and
     of all queries with 95 % intervals and counts, the null models' last-position accuracy on the same
-    sequences, the all-position accuracy and the loss."""
+    sequences, the all-position accuracy and the loss; then the algorithm fingerprint of each set (the
+    model's accuracy on novel queries that ratio matching can answer, that only modular regression can,
+    and that neither can, and what it reads as at ``threshold``, :func:`read_algorithm`), and a line for
+    each set whose ratio-matching ceiling lies below ``threshold``: a ✓ there needs modular regression."""
     head = (f"{'set':<13}{'novel last':>11}{'95% CI':>14}{'n':>6}  {'last':>6}{'95% CI':>14}{'n':>6}"
             f"{'repeat':>8}{'copy':>7}{'RM':>7}{'MR':>7}  {'all-pos':>7}{'loss':>7}")
     lines = [head]
-    for s in (*SETS, VAL_SET):
-        if s not in metrics:
-            continue
+    present = [s for s in (*SETS, VAL_SET) if s in metrics]
+    for s in present:
         m = metrics[s]
         b = m.get("baselines", {})
         bl = "".join(f"{b[k]['acc_last']:>7.3f}" if k in b else f"{'–':>7}" for k in BASELINES)
@@ -350,4 +423,32 @@ def format_table(metrics: Mapping[str, Mapping], p: int | None = None) -> str:
               "apply (MR is the ceiling)")
     if p:
         notes += f"; chance 1/p = {1 / p:.3f}"
-    return "\n".join(lines) + "\n" + notes
+    out = "\n".join(lines) + "\n" + notes
+    fp_sets = [s for s in present if "fingerprint" in metrics[s]]
+    if fp_sets:
+        out += "\n\n" + format_fingerprint({s: metrics[s] for s in fp_sets}, threshold)
+    return out
+
+
+def format_fingerprint(metrics: Mapping[str, Mapping], threshold: float = 0.5) -> str:
+    """The algorithm fingerprint of each set as text: novel last-position accuracy on the queries that
+    ratio matching can answer (RM-solvable), that only modular regression can (MR-only) and that no
+    in-context algorithm can (neither), each with its 95 % interval, count and share; the label it
+    reads as (:func:`read_algorithm`); then, for every set where ratio matching's ceiling (its own
+    novel-query accuracy, the RM-solvable share) is below ``threshold``, a line saying that a ✓ there
+    needs modular regression."""
+    head = f"{'fingerprint':<13}" + "".join(f"{FINGERPRINT_LABELS[c]:>27}" for c in FINGERPRINT) + "  read as"
+    lines = [head]
+    ceilings = []
+    for s, m in metrics.items():
+        fp = m["fingerprint"]
+        cols = "".join(f"{_pct(fp[c]['acc']):>7}{_ci(fp[c]['acc_ci']):>13} {fp[c]['n']:>5}" + " " for c in FINGERPRINT)
+        lines.append(f"{SET_LABELS[s]:<13}{cols} {ALGORITHM_LABELS[read_algorithm(fp, threshold)]}")
+        share = fp["rm"]["share"]
+        if share is not None and share < threshold and s in SETS:
+            ceilings.append(f"{SET_LABELS[s]}: ratio matching can answer only {share:.2f} of the novel last-position "
+                            f"queries (< threshold {threshold:g}), so a ✓ there needs modular regression")
+    lines.append(f"accuracy on the novel last-position queries [95% CI] and their count, by which reference algorithm "
+                 f"can answer them; read as modular regression when the MR-only interval is ≥ {threshold:g}, ratio "
+                 f"matching when the RM-solvable one is ≥ {threshold:g} and the MR-only one below it")
+    return "\n".join(lines + ceilings)
