@@ -155,17 +155,58 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_temporary
     assert not list(out.rglob("*.tmp"))
 
 
-def test_output_into_a_closed_pipe_exits_0_quietly(tmp_path):
+def _closed_pipe_run(args, stream, timeout=300):
+    """Run ``modicl ARGS`` with ``stream`` (stdout or stderr) writing into a pipe whose reader has gone, as
+    ``modicl … | head -1`` (stdout) or ``modicl … 2>&1 | head -1`` (both) leave it; the other stream is read."""
     read, write = os.pipe()
-    os.close(read)  # like `modicl train … | head -1` once head has exited
+    os.close(read)
+    other = {"stdout": "stderr", "stderr": "stdout"}[stream]
     try:
-        proc = subprocess.run([sys.executable, "-m", "modicl", "train", *TINY, "--out", str(tmp_path / "run")],
-                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+        return subprocess.run([sys.executable, "-m", "modicl", *args], **{stream: write, other: subprocess.PIPE},
+                              text=True, timeout=timeout)
     finally:
         os.close(write)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
-    assert (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_closed_pipe_on_either_stream_lets_train_finish_its_run(tmp_path, stream):
+    # with the progress report on (it writes its last line to stderr when training ends)
+    args = [a for a in TINY if a != "--no-progress"]
+    proc = _closed_pipe_run(["train", *args, "--out", str(tmp_path / "run")], stream)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(rows[-1])["step"] == 4
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 4 and (tmp_path / "run" / "plots" / "learning_curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_closed_pipe_on_either_stream_lets_a_sweep_finish_every_point(tmp_path, stream):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('name = "pipe"\npreset = "quick"\n[set]\n'
+                    + "".join(f'"{k}" = {v}\n' for k, v in {
+                        "task.p": 5, "task.n_id": 4, "task.n_ctx": 4, "model.d_model": 32, "model.n_layers": 1,
+                        "model.n_heads": 2, "train.batch_size": 16, "train.steps": 4, "train.eval_every": 2,
+                        "train.eval_sequences": 16, "train.dtype": '"fp32"', "train.warmup_steps": 1}.items())
+                    + "[axes]\nseed = [1, 2, 3]\n")
+    proc = _closed_pipe_run(["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--workers", "2", "--no-ensemble"], stream)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    import pandas as pd
+
+    assert len(pd.read_csv(tmp_path / "sweep" / "results.csv")) == 3
+    assert set(pd.read_csv(tmp_path / "sweep" / "index.csv")["status"]) == {"done"}
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_closed_pipe_on_either_stream_lets_eval_and_analyze_write_everything(tmp_path, stream):
+    run = tmp_path / "run"
+    train(tiny_config(steps=4, eval_every=2), run, progress=False)
+    proc = _closed_pipe_run(["eval", str(run), "--checkpoint", "last", "--sequences", "16"], stream)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert json.loads((run / "eval" / "last.json").read_text())["step"] == 4
+    proc = _closed_pipe_run(["analyze", str(run), "--checkpoint", "last"], stream)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert (run / "analysis" / "analysis.json").exists()
 
 
 def test_a_data_stream_stays_on_the_device_type_that_drew_it(tmp_path):

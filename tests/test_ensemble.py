@@ -46,8 +46,9 @@ def _assert_same_run(a, b, exact):
 
 
 @pytest.mark.parametrize("backend", ["loop", "vmap"])
-@pytest.mark.parametrize("schedule", [{}, {"weight_decay_step": 25, "late_weight_decay": 3.0}, {"grokfast_lambda": 2.0}],
-                         ids=["wd", "wd-step", "grokfast"])
+@pytest.mark.parametrize("schedule", [{}, {"weight_decay_step": 25, "late_weight_decay": 3.0}, {"grokfast_lambda": 2.0},
+                                      {"optimizer": "muon", "muon_ns_dtype": "fp32"}],
+                         ids=["wd", "wd-step", "grokfast", "muon"])
 def test_a_member_trained_in_an_ensemble_matches_the_same_config_trained_alone(backend, schedule, tmp_path):
     cfgs = _members(**schedule)
     for i, c in enumerate(cfgs):

@@ -14,7 +14,8 @@
 A configuration that cannot work, an unknown preset or flag, a missing checkpoint, or an output
 directory that holds something else or is being trained by another process ends with one line on
 stderr and exit code 2; a file that cannot be written (disk full, file too large, no permission) with
-one line naming it and exit code 1. Output into a closed pipe (``| head``) is dropped quietly.
+one line naming it and exit code 1. Output into a closed pipe (``| head``, on stdout or stderr) is dropped
+quietly and the command does all its work (:mod:`modicl.streams`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .cli_sweep import cmd_plot, cmd_status, cmd_sweep
 from .config import ConfigError, RunConfig, validate
 from .hashing import config_hash
 from .presets import preset
+from .streams import guard_streams
 
 
 @dataclass(frozen=True)
@@ -307,59 +309,6 @@ def _interrupt_on_signals() -> Iterator[None]:
             signal.signal(s, h)
 
 
-class _StdoutGuard:
-    """Stands in for sys.stdout while a command runs: once the reader of a pipe has gone (``modicl train |
-    head -1``), output is dropped instead of raising, and the command finishes its work (the run's
-    results are on disk; stdout is only a report)."""
-
-    def __init__(self, stream):
-        self.stream, self.broken = stream, False
-
-    def write(self, text: str) -> int:
-        if not self.broken:
-            try:
-                return self.stream.write(text)
-            except BrokenPipeError:
-                self._broke()
-        return len(text)
-
-    def flush(self) -> None:
-        if not self.broken:
-            try:
-                self.stream.flush()
-            except BrokenPipeError:
-                self._broke()
-
-    def _broke(self) -> None:
-        self.broken = True
-        _stdout_to_devnull()
-
-    def __getattr__(self, name: str):
-        return getattr(self.stream, name)
-
-
-@contextlib.contextmanager
-def _guard_stdout() -> Iterator[None]:
-    guard = _StdoutGuard(sys.stdout)
-    sys.stdout = guard
-    try:
-        yield
-        guard.flush()  # inside the guard: a closed pipe shows here, not at interpreter exit
-    finally:
-        if sys.stdout is guard:
-            sys.stdout = guard.stream
-
-
-def _stdout_to_devnull() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush does not fail again on a closed pipe."""
-    import os
-
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -372,14 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     from .train import TrainingDiverged
 
     try:
-        with _interrupt_on_signals(), _guard_stdout():
+        with _interrupt_on_signals(), guard_streams():
             return COMMANDS[argv[0]](argv[1:])
     except (ConfigError, CheckpointError) as e:
         print(f"modicl {argv[0]}: error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `modicl … | head`: the reader has gone; what we did is done
-        _stdout_to_devnull()
-        return 0
+    except BrokenPipeError:  # a pipe the stream guards do not cover broke the work off: not a success
+        print(f"modicl {argv[0]}: stopped: an output pipe was closed; the last checkpoint is kept", file=sys.stderr)
+        return 1
     except OSError as e:  # a file that cannot be written or read: disk full, file too large, no permission
         where = f"{e.filename}: " if e.filename else ""
         print(f"modicl {argv[0]}: error: {where}{e.strerror or e}", file=sys.stderr)

@@ -141,6 +141,10 @@ class TrainConfig:
         optimizer: ``adamw`` (the paper) or ``muon``: Muon on the blocks' weight matrices with AdamW on the
             rest (:class:`modicl.steps.MuonAdamW`; a deviation from the paper, reported to shorten
             grokking delays, Tveit et al. 2025, arXiv 2504.16041). Same lr, schedule and weight decay.
+        muon_ns_dtype: precision of Muon's Newton–Schulz iteration: ``auto`` (bf16 on CUDA and on CPUs with
+            native bf16, where it is bit for bit ``torch.optim.Muon``; fp32 on CPUs without, which would
+            emulate bf16 several times slower), ``bf16`` (torch.optim.Muon everywhere: how Muon runs made
+            on an AVX2-only CPU before this field existed replay) or ``fp32``.
         beta1: AdamW's first-moment decay (0.9 in the paper).
         beta2: AdamW's second-moment decay (0.98 in the paper).
         eps: AdamW's denominator constant.
@@ -173,6 +177,7 @@ class TrainConfig:
     grokfast_lambda: float = 0.0
     grokfast_alpha: float = 0.98
     optimizer: Literal["adamw", "muon"] = "adamw"
+    muon_ns_dtype: Literal["auto", "bf16", "fp32"] = "auto"
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-8

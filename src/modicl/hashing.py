@@ -23,6 +23,7 @@ _ADDED_FIELDS: dict[tuple[str | None, str], Any] = {
     ("train", "grokfast_lambda"): 0.0,
     ("train", "grokfast_alpha"): 0.98,
     ("train", "optimizer"): "adamw",
+    ("train", "muon_ns_dtype"): "auto",
     ("train", "compile_mode"): "default",
     ("train", "keep_checkpoints"): "none",
     ("task", "ood_val_fraction"): 0.5,

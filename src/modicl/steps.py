@@ -23,8 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections import ChainMap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -36,6 +35,7 @@ from .config import ConfigError, TrainConfig
 from .data import model_inputs, z_logits, z_targets
 from .family import DEFAULT_N_VAR
 from .model import Transformer
+from .muon import Muon, resolve_ns_dtype
 from .runtime import resolve_compile
 
 if TYPE_CHECKING:
@@ -76,18 +76,18 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
 
 
 class MuonAdamW:
-    """Muon (``torch.optim.Muon``; Jordan et al. 2024) on the blocks' weight matrices and AdamW on the
+    """Muon (Jordan et al. 2024) on the blocks' weight matrices and AdamW on the
     rest, stepped together: the optimizer of ``train.optimizer = "muon"``, a deviation from the paper.
 
-    Muon runs with Moonshot's learning-rate adjustment (``match_rms_adamw``: its update's RMS matches
-    AdamW's, so the AdamW lr and weight decay carry over; Liu et al. 2025, arXiv 2502.16982). It
-    orthogonalizes each matrix's momentum, so it needs single 2-D matrices: no stacked ensemble
-    (:class:`VmapStep`). ``param_groups`` lists AdamW's groups then Muon's; ``decayed_groups`` the ones
+    Muon (:class:`modicl.muon.Muon`) runs with Moonshot's learning-rate adjustment (``match_rms_adamw``: its
+    update's RMS matches AdamW's, so the AdamW lr and weight decay carry over; Liu et al. 2025, arXiv
+    2502.16982), on single matrices or on an ensemble's stacked ones (:class:`VmapStep`). ``param_groups`` lists AdamW's groups then Muon's; ``decayed_groups`` the ones
     whose weight decay follows the schedule; ``state`` reads both optimizers' states.
     """
 
     def __init__(self, adamw: torch.optim.AdamW, muon: torch.optim.Optimizer):
         self.adamw, self.muon = adamw, muon
+        self.muon_ids = {id(p) for g in muon.param_groups for p in g["params"]}
 
     # properties, not lists: load_state_dict gives each optimizer new group dicts
     @property
@@ -99,8 +99,8 @@ class MuonAdamW:
         return self.adamw.param_groups[:1] + self.muon.param_groups
 
     @property
-    def state(self) -> ChainMap:
-        return ChainMap(self.adamw.state, self.muon.state)
+    def state(self) -> _JointState:
+        return _JointState(self)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.adamw.zero_grad(set_to_none=set_to_none)
@@ -121,24 +121,53 @@ class MuonAdamW:
         self.muon.load_state_dict(state["muon"])
 
 
-def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig, device: torch.device, *,
+class _JointState(MutableMapping):
+    """The states of a :class:`MuonAdamW` as one mapping: each parameter's entry lives in (and is written
+    to) the optimizer that steps it, so a checkpoint never finds a parameter in the other's state."""
+
+    def __init__(self, opt: MuonAdamW):
+        self.opt = opt
+
+    def _owner(self, p: Tensor) -> dict:
+        return self.opt.muon.state if id(p) in self.opt.muon_ids else self.opt.adamw.state
+
+    def __getitem__(self, p: Tensor) -> dict:
+        return self._owner(p)[p]
+
+    def __setitem__(self, p: Tensor, value: dict) -> None:
+        self._owner(p)[p] = value
+
+    def __delitem__(self, p: Tensor) -> None:
+        del self._owner(p)[p]
+
+    def __contains__(self, p: object) -> bool:
+        return isinstance(p, Tensor) and p in self._owner(p)
+
+    def __iter__(self):
+        yield from self.opt.adamw.state
+        yield from self.opt.muon.state
+
+    def __len__(self) -> int:
+        return len(self.opt.adamw.state) + len(self.opt.muon.state)
+
+
+def build_optimizer(model: torch.nn.Module | Mapping[str, Tensor], cfg: TrainConfig, device: torch.device, *,
                     stacked: bool = False) -> torch.optim.AdamW | MuonAdamW:
     """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA. With ``cfg.optimizer``
     ``muon``, a :class:`MuonAdamW` whose Muon takes the weight matrices of the blocks (attention and MLP)
     and whose AdamW takes the embeddings (decayed) and the LayerNorm parameters.
 
-    ``model`` is a module or its parameters in order; with ``stacked`` every parameter carries a leading
-    member dimension (an ensemble's stacked parameters, :class:`VmapStep`) that does not
-    count towards its dimensions. Raises ConfigError for Muon on stacked parameters or without a module.
+    ``model`` is a module or its named parameters {name: tensor} in order; with ``stacked`` every parameter carries a leading member dimension (an ensemble's stacked
+    parameters, :class:`VmapStep`) that does not count towards its dimensions, and Muon orthogonalizes
+    each member's matrix on its own. Muon's Newton–Schulz precision is ``cfg.muon_ns_dtype``
+    (:func:`modicl.muon.resolve_ns_dtype`).
     """
     muon: list[Tensor] = []
-    if cfg.optimizer == "muon":
-        if stacked or not isinstance(model, torch.nn.Module):
-            raise ConfigError("train.optimizer muon steps each weight matrix on its own, so it cannot train a vmap "
-                              "ensemble: use the loop backend (what backend auto picks for Muon) or train.optimizer adamw")
-        muon = [p for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2]
-    params = list(model.parameters() if isinstance(model, torch.nn.Module) else model)
     lead = 1 if stacked else 0
+    named = dict(model.named_parameters()) if isinstance(model, torch.nn.Module) else dict(model)
+    if cfg.optimizer == "muon":
+        muon = [p for n, p in named.items() if n.startswith("blocks.") and p.dim() - lead == 2]
+    params = list(named.values())
     rest = [p for p in params if all(p is not q for q in muon)]
     decay = [p for p in rest if p.dim() - lead >= 2]
     no_decay = [p for p in rest if p.dim() - lead < 2]
@@ -146,7 +175,8 @@ def build_optimizer(model: torch.nn.Module | Iterable[Tensor], cfg: TrainConfig,
     adamw = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
     if not muon:
         return adamw
-    return MuonAdamW(adamw, torch.optim.Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"))
+    return MuonAdamW(adamw, Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 ns_dtype=resolve_ns_dtype(cfg.muon_ns_dtype, device)))
 
 
 GROKFAST_KEY = "grokfast_ema"  # where the filter keeps its EMA: in the optimizer state, so checkpoints carry it
@@ -271,7 +301,7 @@ class VmapStep:
         self.params = params
         self.base = copy.deepcopy(models[0]).to("meta")
         names = list(params)
-        self.opt = build_optimizer([params[n] for n in names], tc, runs[0].device, stacked=True)
+        self.opt = build_optimizer(params, tc, runs[0].device, stacked=True)
         self.compiled = resolve_compile(tc.compile, runs[0].device)
         self.compile_error: str | None = None
         self.loss_fn = self._losses
@@ -280,15 +310,10 @@ class VmapStep:
             self.loss_fn = torch.compile(self._losses) if mode == "default" else torch.compile(self._losses, mode=mode)
         member_params = [dict(m.named_parameters()) for m in models]
         for n in names:  # resume: stack the members' optimizer states
-            states = [r.opt.state.get(mp[n]) for r, mp in zip(runs, member_params)]
-            if all(states):
-                self.opt.state[params[n]] = {
-                    "step": states[0]["step"].clone(),
-                    "exp_avg": torch.stack([s["exp_avg"] for s in states]),
-                    "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in states]),
-                }
-                if all(GROKFAST_KEY in s for s in states):
-                    self.opt.state[params[n]][GROKFAST_KEY] = torch.stack([s[GROKFAST_KEY] for s in states])
+            states = [r.opt.state[mp[n]] if mp[n] in r.opt.state else None for r, mp in zip(runs, member_params)]
+            if all(states):  # AdamW's moments, Muon's momentum, the Grokfast EMA: one per member; the step count shared
+                self.opt.state[params[n]] = {k: v.clone() if k == "step" else torch.stack([s[k] for s in states])
+                                             for k, v in states[0].items() if all(k in s for s in states)}
 
     def _member_loss(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import functional_call
@@ -333,12 +358,9 @@ class VmapStep:
                 group["lr"], group["weight_decay"] = stacked["lr"], stacked["weight_decay"]
             for n, p in run.model.named_parameters():
                 p.copy_(self.params[n][i])
-                st = self.opt.state.get(self.params[n])
+                st = self.opt.state[self.params[n]] if self.params[n] in self.opt.state else None
                 if st:
-                    run.opt.state[p] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][i].clone(),
-                                        "exp_avg_sq": st["exp_avg_sq"][i].clone()}
-                    if GROKFAST_KEY in st:
-                        run.opt.state[p][GROKFAST_KEY] = st[GROKFAST_KEY][i].clone()
+                    run.opt.state[p] = {k: v.clone() if k == "step" else v[i].clone() for k, v in st.items()}
 
 
 class LoopStep:
@@ -361,12 +383,12 @@ class LoopStep:
 
 
 def resolve_backend(name: str, device: torch.device, optimizer: str = "adamw") -> str:
-    """``auto`` → ``vmap`` on CUDA, ``loop`` elsewhere (see the module docstring) and always for Muon (it
-    cannot step stacked matrices, :class:`MuonAdamW`); raises ConfigError for another name."""
+    """``auto`` → ``vmap`` on CUDA, ``loop`` elsewhere (see the module docstring), for AdamW and Muon
+    alike (``optimizer`` is kept for callers); raises ConfigError for another name."""
     if name not in ("auto", "vmap", "loop"):
         raise ConfigError(f"ensemble backend {name!r}; use auto, vmap or loop")
     if name == "auto":
-        return "vmap" if device.type == "cuda" and optimizer != "muon" else "loop"
+        return "vmap" if device.type == "cuda" else "loop"
     return name
 
 

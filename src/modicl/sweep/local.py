@@ -60,8 +60,10 @@ def _worker_init() -> None:
     import faulthandler
 
     from ..allocator import keep_freed_memory
+    from ..streams import guard_process_streams
 
     keep_freed_memory()  # a process of our own: keep freed activations for reuse (allocator.py)
+    guard_process_streams()  # a closed pipe on the sweep's stdout or stderr must not stop a job (streams.py)
     _WORKER["parent"] = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
