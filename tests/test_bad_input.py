@@ -253,3 +253,124 @@ print(json.dumps([matplotlib.get_backend(), torch.get_num_threads(), allocator._
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["svg", 2, False, []]
     assert (tmp_path / "run" / "plots" / "learning_curves.png").exists()
+
+
+@pytest.fixture(scope="module")
+def analysed_run(tmp_path_factory):
+    """A tiny run with its plots and a complete analysis of its last checkpoint."""
+    from modicl.analyze import run_analyses
+
+    run = tmp_path_factory.mktemp("analysed") / "run"
+    train(tiny_config(steps=4, eval_every=2), run, progress=False)
+    run_analyses(run, "last", device="cpu")
+    return run
+
+
+def _fail_on_second_figure(monkeypatch, exc):
+    import matplotlib.figure
+
+    calls = {"n": 0}
+    real = matplotlib.figure.Figure.savefig
+
+    def savefig(self, fname, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            real(self, fname, *a, **k)  # half a file on disk, as a full disk leaves it
+            raise exc
+        return real(self, fname, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), OSError(28, "No space left on device")], ids=["ctrl-c", "disk-full"])
+def test_an_interrupted_or_failed_analyze_leaves_the_previous_analysis_as_it_was(analysed_run, monkeypatch, exc):
+    from modicl.analyze import run_analyses
+
+    before = _snapshot(analysed_run / "analysis")
+    _fail_on_second_figure(monkeypatch, exc)
+    with pytest.raises(type(exc)) as err:
+        run_analyses(analysed_run, "best_ood", device="cpu")
+    if isinstance(exc, OSError):
+        assert err.value.filename and err.value.filename.endswith((".png", ".pdf"))  # the message names the file
+    assert _snapshot(analysed_run / "analysis") == before
+    assert not [p for p in analysed_run.rglob("*") if ".staging-" in p.name or p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), OSError(28, "No space left on device")], ids=["ctrl-c", "disk-full"])
+def test_an_interrupted_or_failed_plot_leaves_the_previous_figures_and_never_a_partial_one(analysed_run, monkeypatch, exc, capsys):
+    before = _snapshot(analysed_run / "plots")
+    _fail_on_second_figure(monkeypatch, exc)
+    if isinstance(exc, KeyboardInterrupt):
+        assert main(["plot", str(analysed_run)]) == 130
+    else:
+        assert main(["plot", str(analysed_run)]) == 1
+        assert "plots" in _one_line(capsys.readouterr().err)  # names the figure it could not write
+    assert _snapshot(analysed_run / "plots") == before
+    assert all(p.stat().st_size > 0 for p in analysed_run.rglob("*.png"))
+
+
+@pytest.mark.parametrize("bad", [None, "seven", [5]])
+def test_a_config_json_with_a_wrong_type_is_one_line_naming_file_and_field(analysed_run, tmp_path, capsys, bad):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(analysed_run, run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["task"]["p"] = bad
+    (run / "config.json").write_text(json.dumps(cfg))
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert main(["plot", str(run)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "config.json" in line and "task.p" in line, line
+    assert _snapshot(run) == before and not (run / "plots").joinpath("x").exists()
+
+
+def test_a_checkpoint_whose_task_lists_overlap_is_refused(analysed_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(analysed_run, run)
+    side = run / "checkpoints" / "last.json"
+    d = json.loads(side.read_text())
+    d["tasks"]["ood_tasks"][0] = d["tasks"]["id_tasks"][0]  # an o.o.d. task that is also a pre-training task
+    side.write_text(json.dumps(d))
+    assert main(["eval", str(run), "--checkpoint", "last", "--sequences", "8"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "last.json" in line and "id_tasks ∩ ood_tasks" in line, line
+
+
+def test_a_torn_metrics_line_is_reported_when_it_is_dropped(analysed_run, tmp_path):
+    from modicl.rundir import read_metrics
+
+    run = tmp_path / "r"
+    (run).mkdir()
+    rows = (analysed_run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(rows[:-1]) + "\n" + rows[-1][: len(rows[-1]) // 2])
+    with pytest.warns(UserWarning, match=r"metrics.jsonl: line 3 is not a complete metrics row"):
+        assert len(read_metrics(run)) == len(rows) - 1
+
+
+def test_overwrite_lists_a_users_own_files_in_a_run_folder_and_deletes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    (run / "my_notes.txt").write_text("mine")
+    before = _snapshot(run)
+    capsys.readouterr()
+    assert main(["train", *TINY, "--out", str(run), "--overwrite"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "my_notes.txt" in line and "move them out" in line, line
+    assert _snapshot(run) == before
+
+
+def test_tyro_errors_and_a_nan_lr_are_one_line(capsys, tmp_path):
+    assert main(["bench", "--dtypes", "fp64"]) == 2
+    assert "invalid choice 'fp64' for argument '--dtypes'" in _one_line(capsys.readouterr().err)
+    assert main(["analyze", str(tmp_path), "--what", "nosuch"]) == 2
+    assert "'nosuch'" in _one_line(capsys.readouterr().err)
+    assert main(["train", *TINY, "--train.lr", "nan", "--out", str(tmp_path / "r")]) == 2
+    assert "finite" in _one_line(capsys.readouterr().err)
+    assert main(["plot", str(tmp_path / "nowhere")]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "run directory" in line and "results.csv" not in line
+    assert not (tmp_path / "r").exists()

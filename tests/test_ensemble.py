@@ -154,5 +154,6 @@ def test_a_diverging_vmap_member_stops_alone_and_the_others_match_their_runs_alo
     errors = train_ensemble(cfgs, [tmp_path / "a", tmp_path / "b"], backend="vmap", progress=False)
     assert errors[0] is None
     assert errors[1].startswith("TrainingDiverged: loss became non-finite at step 13;") and "keeps step 0" in errors[1]
+    assert "lower train.lr" in errors[1] and "fp32" not in errors[1]  # the run is fp32 already: no such hint
     assert calls[:20] == [2] * 20 and calls[20:] == [1] * 20  # checked at the evaluation of step 20; one goes on
     _assert_same_run(tmp_path / "a", tmp_path / "alone", exact=False)

@@ -32,6 +32,7 @@ from .config import ConfigError, RunConfig
 from .data import model_inputs
 from .family import example_positions, n_vectors
 from .history import FIXED, file_stem
+from .staging import staged
 from .rundir import RunDir, load_checkpoint, write_json
 from .runtime import autocast_for, resolve_device, resolve_dtype
 from .tasks import TaskSet
@@ -246,46 +247,41 @@ def run_analyses(
         probing = []
     g = torch.Generator().manual_seed(seed)
     out_dir = analysis_dir(run_dir, checkpoint)
-    _drop_other_checkpoint(out_dir, ck.step)
-    subject = Subject(model, cfg, tasks, dev, autocast, task, is_id, k, A.all_inputs(p, n_var=n_var), g, seed,
-                      out_dir, context, shots)
-    probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None  # drawn first always: g then draws the k-shot context
-    if probing:
-        if len(probe) > max_probes:  # bounded memory at large p: a random subset of the probe inputs, stated in the output
-            keep = torch.randperm(len(probe), generator=torch.Generator().manual_seed(seed + 2))[:max_probes].sort().values
-            probe, subject.pairs = probe[keep], subject.pairs[keep]
-        n_probes = n_vectors(p, n_var)
-        res["probes"] = {"used": len(probe), "of": n_probes, "subsampled": len(probe) < n_probes}
-        xyz = example_positions(k, n_var)
-        hooks = {name: pos for i in range(cfg.model.n_layers) for a in probing for name, pos in a.probe_hooks(i, xyz).items()}
-        subject.cache = probe_activations(model, model_inputs(probe).to(dev), hooks)
-    figures: list[Path] = []
-    for a in selected:
-        res[a.key], figs = a.run(subject)
-        figures += figs
-    res["figures"] = [str(f.relative_to(run_dir)) for f in figures if f.suffix == ".png"]
-    subject.out_dir.mkdir(parents=True, exist_ok=True)  # also when no analysis drew a figure
-    write_json(subject.out_dir / "analysis.json", _finite(res))
+    # written into a staging folder and moved into out_dir when complete: an interrupted or failed analysis
+    # leaves the previous one as it was; an analysis of another step replaces every file of the old one
+    with staged(out_dir, replace_all=not _same_step(out_dir, ck.step)) as stage:
+        subject = Subject(model, cfg, tasks, dev, autocast, task, is_id, k, A.all_inputs(p, n_var=n_var), g, seed,
+                          stage, context, shots)
+        probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None  # drawn first always: g then draws the k-shot context
+        if probing:
+            if len(probe) > max_probes:  # bounded memory at large p: a random subset of the probe inputs, stated in the output
+                keep = torch.randperm(len(probe), generator=torch.Generator().manual_seed(seed + 2))[:max_probes].sort().values
+                probe, subject.pairs = probe[keep], subject.pairs[keep]
+            n_probes = n_vectors(p, n_var)
+            res["probes"] = {"used": len(probe), "of": n_probes, "subsampled": len(probe) < n_probes}
+            xyz = example_positions(k, n_var)
+            hooks = {name: pos for i in range(cfg.model.n_layers) for a in probing for name, pos in a.probe_hooks(i, xyz).items()}
+            subject.cache = probe_activations(model, model_inputs(probe).to(dev), hooks)
+        figures: list[Path] = []
+        for a in selected:
+            res[a.key], figs = a.run(subject)
+            figures += figs
+        res["figures"] = [str((out_dir / f.relative_to(stage)).relative_to(run_dir)) for f in figures if f.suffix == ".png"]
+        write_json(stage / "analysis.json", _finite(res))
     return res
+
+
+def _same_step(out_dir: Path, step: int) -> bool:
+    """Whether ``out_dir`` holds an analysis of ``step`` (``best_ood`` and ``last`` share RUN_DIR/analysis;
+    a new analysis of another step replaces all of the old one's files, so the folder never mixes two)."""
+    try:
+        return json.loads((out_dir / "analysis.json").read_text()).get("step") == step
+    except (OSError, ValueError):
+        return False
 
 
 def _layers_heads(s: Subject) -> tuple[int, int]:
     return s.cfg.model.n_layers, s.cfg.model.n_heads
-
-
-def _drop_other_checkpoint(out_dir: Path, step: int) -> None:
-    """Remove the files of an earlier analysis of another checkpoint from ``out_dir`` (``best_ood`` and
-    ``last`` share RUN_DIR/analysis), so the folder never mixes figures of two checkpoints."""
-    previous = out_dir / "analysis.json"
-    if previous.exists():
-        try:
-            same = json.loads(previous.read_text()).get("step") == step
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            for f in out_dir.iterdir():
-                if f.is_file():
-                    f.unlink()
 
 
 def analysis_dir(run_dir: str | Path, checkpoint: str) -> Path:

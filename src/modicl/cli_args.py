@@ -5,8 +5,10 @@ first, one-line errors with "did you mean" hints. Used by every command module (
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import io
 
 import tyro
 
@@ -62,7 +64,14 @@ def peek_flag(argv: list[str], flag: str) -> str | None:
 def parse(command, argv: list[str], default, prog: str):
     """``argv`` parsed into the dataclass ``command`` (tyro) on top of ``default``. Raises ConfigError for
     an unknown option, with the closest known flag as a hint."""
-    parsed, unknown = tyro.cli(command, args=argv, default=default, prog=prog, return_unknown_args=True)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            parsed, unknown = tyro.cli(command, args=argv, default=default, prog=prog, return_unknown_args=True)
+    except SystemExit as e:
+        if not e.code:  # --help
+            raise
+        raise ConfigError(_tyro_message(err.getvalue(), prog)) from None
     if unknown:
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
         known = known_flags(command)
@@ -70,6 +79,20 @@ def parse(command, argv: list[str], default, prog: str):
         hint = f"; did you mean {close[0]}?" if close else ""
         raise ConfigError(f"unknown option {bad!r}{hint} (see {prog} --help)")
     return parsed
+
+
+def _tyro_message(text: str, prog: str) -> str:
+    """tyro's boxed error (title, message, rule, help hint) as one line: the message, then where help is."""
+    lines = [ln.strip().strip("│╭╮╰╯─ ").strip() for ln in text.splitlines()]
+    body = []
+    for ln in lines[1:]:  # the first line is the box's title
+        if not ln or set(ln) <= set("─"):
+            if body:
+                break
+            continue
+        body.append(ln)
+    msg = " ".join(body) or (lines[0] if lines else "invalid arguments")
+    return f"{' '.join(msg.split())} (see {prog} --help)"
 
 
 def check_seed(seed: int) -> None:

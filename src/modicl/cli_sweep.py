@@ -146,12 +146,17 @@ def cmd_status(argv: list[str]) -> int:
 
 def cmd_plot(argv: list[str]) -> int:
     """``modicl plot``: a sweep's (or a run's) figures, one path per line."""
-    from .rundir import is_run_dir
+    from .rundir import RunDir
     from .sweep_plots import plot_sweep
     from .train import draw_run
 
     args = parse(PlotCommand, argv, tyro.MISSING_NONPROP, "modicl plot")
-    draw = draw_run if is_run_dir(args.sweep_dir) else plot_sweep
+    where = Path(args.sweep_dir)
+    if not where.is_dir():
+        raise ConfigError(f"{where} does not exist; give a run directory (modicl train --out) or a sweep directory "
+                          "(modicl sweep --out)")
+    # a run is a folder with config.json (read and checked by draw_run, so a broken one is named); a sweep has spec.json
+    draw = draw_run if RunDir(where).config.exists() and not (where / "spec.json").exists() else plot_sweep
     for path in draw(args.sweep_dir):
         print(path)
     return 0

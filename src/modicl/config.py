@@ -12,8 +12,11 @@ that names run directories in :mod:`modicl.hashing`. This module imports no torc
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -382,7 +385,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     if tr.steps < 1 or tr.eval_every < 1 or tr.eval_sequences < 1 or tr.eval_batch_size < 1:
         raise ConfigError("train.steps, train.eval_every, train.eval_sequences and train.eval_batch_size must be ≥ 1")
     if not tr.lr > 0 or tr.weight_decay < 0 or tr.late_weight_decay < 0 or tr.warmup_steps < 0:
-        raise ConfigError("train.lr must be > 0, train.weight_decay, train.late_weight_decay and train.warmup_steps ≥ 0")
+        raise ConfigError(f"train.lr must be a finite number > 0 (got {tr.lr}); train.weight_decay ({tr.weight_decay}), "
+                          f"train.late_weight_decay ({tr.late_weight_decay}) and train.warmup_steps ({tr.warmup_steps}) ≥ 0")
     if not 0.0 < tr.warmup_start <= 1.0 or not 0.0 <= tr.final_lr_ratio <= 1.0:
         raise ConfigError("train.warmup_start must be in (0, 1] and train.final_lr_ratio in [0, 1] (fractions of lr)")
     if tr.decay_steps < 0 or tr.decay_steps > max(0, tr.steps - tr.warmup_steps):
@@ -420,8 +424,43 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def _has_type(value: Any, t: Any) -> bool:
+    """Whether a JSON value fits the annotation ``t`` of a config field (ints pass for floats, not bools)."""
+    origin = typing.get_origin(t)
+    if origin is Literal:
+        return value in typing.get_args(t)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in typing.get_args(t))
+    if t is type(None):
+        return value is None
+    if t is bool:
+        return isinstance(value, bool)
+    if t in (int, float):
+        return isinstance(value, (int, float) if t is float else int) and not isinstance(value, bool)
+    if t is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        return isinstance(value, (tuple, list))
+    return True
+
+
+def _check_types(cls: type, values: dict[str, Any], prefix: str) -> None:
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key in hints and key not in PARTS and not _has_type(value, hints[key]):
+            want = " or ".join(repr(a) for a in typing.get_args(hints[key])) if typing.get_origin(hints[key]) is Literal \
+                else str(hints[key]).replace("<class '", "").replace("'>", "")
+            raise ConfigError(f"{prefix}{key} = {json.dumps(value)} is not {want}")
+
+
 def from_dict(d: dict[str, Any]) -> RunConfig:
-    """Inverse of :func:`to_dict`; unknown keys raise ConfigError (a config from a newer modicl)."""
+    """Inverse of :func:`to_dict`. Raises ConfigError naming the field for a value of the wrong type (e.g.
+    ``task.p = null``) and for unknown keys (a config from a newer modicl)."""
+    if not isinstance(d, dict) or not all(isinstance(d.get(k, {}), dict) for k in PARTS):
+        raise ConfigError("config is not an object of task, model and train objects")
+    _check_types(RunConfig, d, "")
+    for key, cls in PARTS.items():
+        _check_types(cls, d.get(key, {}), f"{key}.")
     kwargs: dict[str, Any] = {}
     try:
         for key, value in d.items():

@@ -44,11 +44,15 @@ def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | N
 
 
 def save_figure(fig, path: Path, suffixes: Sequence[str] = (".png", ".pdf"), dpi: int = 120) -> list[Path]:
-    """Write ``fig`` as ``path`` with each suffix (PNG and PDF by default); return the paths."""
+    """Write ``fig`` as ``path`` with each suffix (PNG and PDF by default), each to a temporary name first
+    (:func:`modicl.rundir.atomic_write`: never a partial file); return the paths. Raises OSError naming
+    the file that could not be written."""
+    from .rundir import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
     out = [path.with_suffix(s) for s in suffixes]
     for target in out:
-        fig.savefig(target, dpi=dpi, bbox_inches="tight")
+        atomic_write(target, lambda tmp, t=target: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=t.suffix[1:]))
     return out
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import os
 import shutil
 import traceback
@@ -61,7 +62,10 @@ def _write_failed(path: Path, e: OSError, tmps: list[Path]) -> WriteError:
     return WriteError(e.errno, e.strerror or str(e), str(path))
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp)`` to write ``path``'s content to ``path.tmp``, then rename it to ``path``: a reader
+    never sees a partial file. Raises WriteError (an OSError) naming ``path`` when the write fails; the
+    temporary file is removed and an existing ``path`` is left as it was."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         write(tmp)
@@ -70,7 +74,11 @@ def _atomic_write(path: Path, write) -> None:
         raise _write_failed(path, e, [tmp]) from None
 
 
+_ENTRY_NAMES: set[str] = set()  # the names of a run directory's entries (what --overwrite may delete)
+
+
 def _entry(name: str, doc: str) -> property:
+    _ENTRY_NAMES.add(name)
     return property(lambda self: self.path / name, doc=f"RUN_DIR/{name}: {doc}.")
 
 
@@ -159,8 +167,12 @@ class RunDir:
         return None
 
     def read_config(self) -> RunConfig:
-        """The saved config. Raises CheckpointError (missing or corrupt) or ConfigError (not a RunConfig)."""
-        return from_dict(read_json(self.config))
+        """The saved config. Raises CheckpointError (missing or corrupt) or ConfigError naming the file and
+        the field (a value of the wrong type, a key this version does not know)."""
+        try:
+            return from_dict(read_json(self.config))
+        except ConfigError as e:
+            raise ConfigError(f"{self.config}: {e}") from None
 
     def read_config_dict(self) -> dict:
         """config.json as written (a plain dict; no validation)."""
@@ -233,11 +245,17 @@ def clear_run(run_dir: str | Path) -> None:
     run that another process is training is never deleted under it.
 
     Raises:
-        ConfigError: ``run_dir`` holds something other than a modicl run (see :func:`check_run_out`).
+        ConfigError: ``run_dir`` holds something other than a modicl run (see :func:`check_run_out`), or
+            files a run does not write (a user's own: they are listed, nothing is deleted).
         RunLocked: another process is training it; nothing is changed.
     """
     run_dir = Path(run_dir)
     check_run_out(run_dir)
+    foreign = sorted(e.name for e in run_dir.iterdir()
+                     if e.name not in _ENTRY_NAMES | _RUN_SCAFFOLD and not e.name.startswith("."))
+    if foreign:
+        raise ConfigError(f"--overwrite would delete files modicl did not write in {run_dir}: {', '.join(foreign)}; "
+                          "move them out first")
     with lock_run(run_dir):
         clear_dir(run_dir, keep=_RUN_SCAFFOLD)
 
@@ -255,7 +273,7 @@ def clear_dir(path: Path, keep: set[str] = frozenset()) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
-    _atomic_write(path, lambda t: t.write_text(json.dumps(obj, indent=1)))
+    atomic_write(path, lambda t: t.write_text(json.dumps(obj, indent=1)))
 
 
 def read_json(path: Path) -> Any:
@@ -282,14 +300,18 @@ def append_metrics(run_dir: Path, row: dict) -> None:
 
 
 def read_metrics(run_dir: Path, up_to_step: int | None = None) -> list[dict]:
-    """Rows of metrics.jsonl (those with step ≤ up_to_step if given); a torn last line is ignored."""
+    """Rows of metrics.jsonl (those with step ≤ up_to_step if given). A line that is not a JSON object
+    with a step (torn by a crash mid-write) is dropped with a warning naming the file and the line."""
     path = RunDir(run_dir).metrics
     rows = []
     if path.exists():
-        for line in path.read_text().splitlines():
+        for i, line in enumerate(path.read_text().splitlines(), start=1):
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+                int(row["step"])
+            except (json.JSONDecodeError, TypeError, KeyError, ValueError):
+                warnings.warn(f"{path}: line {i} is not a complete metrics row (torn by a crash?); it is dropped",
+                              stacklevel=2)
                 continue
             if up_to_step is None or row["step"] <= up_to_step:
                 rows.append(row)
@@ -299,7 +321,7 @@ def read_metrics(run_dir: Path, up_to_step: int | None = None) -> list[dict]:
 def truncate_metrics(run_dir: Path, step: int) -> None:
     """Drop rows logged after ``step`` (written after the checkpoint a resume starts from)."""
     rows = read_metrics(run_dir, step)
-    _atomic_write(RunDir(run_dir).metrics, lambda t: t.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+    atomic_write(RunDir(run_dir).metrics, lambda t: t.write_text("".join(json.dumps(r) + "\n" for r in rows)))
 
 
 def save_checkpoint(
@@ -378,7 +400,7 @@ def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch
     from safetensors.torch import load_file
 
     from .model import build_model
-    from .tasks import TaskSet
+    from .tasks import TaskSet, overlaps
 
     rd = RunDir(run_dir)
     if not rd.path.is_dir():
@@ -389,9 +411,20 @@ def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch
         raise CheckpointError(str(e)) from None
     if not rd.has_checkpoint(name):
         raise CheckpointError(f"no checkpoint {ref_of(name)!r} in {rd.path}; available: {available(rd)}")
-    sidecar = read_json(rd.checkpoint(name, "json"))
-    cfg = from_dict(sidecar["config"])
-    tasks = TaskSet.from_json(json.dumps(sidecar["tasks"]))
+    path = rd.checkpoint(name, "json")
+    sidecar = read_json(path)
+    try:
+        cfg = from_dict(sidecar["config"])
+        tasks = TaskSet.from_json(json.dumps(sidecar["tasks"]))
+        step = int(sidecar["step"])
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{path} is corrupt ({type(e).__name__}: {e}); delete it or train again") from None
+    shared = overlaps(tasks)
+    if shared:
+        raise CheckpointError(f"{path}: its task lists overlap ({', '.join(shared)}), so o.o.d. numbers would include "
+                              "pre-training tasks or inputs; this checkpoint cannot be trusted")
     model = build_model(cfg)
     try:
         weights = load_file(str(rd.checkpoint(name)))
@@ -400,7 +433,7 @@ def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint {rd.checkpoint(name)} is corrupt or does not match its config: {first}") from None
     model.to(device).eval()
-    return Checkpoint(model, cfg, tasks, int(sidecar["step"]), sidecar)
+    return Checkpoint(model, cfg, tasks, step, sidecar)
 
 
 def load_state(run_dir: Path, name: str = "last") -> dict:

@@ -66,6 +66,17 @@ class TaskSet:
         return TaskSet(p=int(d["p"]), **arr)
 
 
+def overlaps(ts: TaskSet) -> list[str]:
+    """The pairs of a task set's lists that share a vector, e.g. ``["id_tasks ∩ ood_tasks"]``: pre-training,
+    o.o.d. test and validation tasks must be disjoint, and so must training and held-out inputs
+    (PAPER.md §1.5, §1.6). Empty for a valid task set."""
+    def rows(a: np.ndarray) -> set[tuple[int, ...]]:
+        return {tuple(r) for r in np.asarray(a).tolist()}
+
+    pairs = [("id_tasks", "ood_tasks"), ("id_tasks", "val_tasks"), ("ood_tasks", "val_tasks"), ("train_pairs", "test_pairs")]
+    return [f"{a} ∩ {b}" for a, b in pairs if rows(getattr(ts, a)) & rows(getattr(ts, b))]
+
+
 def rectangular_tasks(p: int, n_id: int, rng: np.random.Generator, max_tries: int = 200) -> np.ndarray:
     """Pre-training tasks by the rectangular ("parallelogram") rule, PAPER.md §1.4; tasks in Z_p² only.
 

@@ -34,6 +34,7 @@ from .hashing import config_hash
 from .data import sample_sequences
 from .family import input_length
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
+from .staging import staged
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
 from .progress import progress_bar
 from .history import keep_copy, keeps, parse_schedule
@@ -310,8 +311,9 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
                 if max(bad_steps) >= 0:
                     for (i, r), b in zip(list(active.items()), bad_steps):
                         if b >= 0:
+                            hint = "lower train.lr" + (" or use --train.dtype fp32" if r.dtype != torch.float32 else "")
                             outcome[i] = TrainingDiverged(f"loss became non-finite at step {b}; checkpoints/last in {r.run_dir} "
-                                                          f"keeps step {last_good}; lower train.lr or use --train.dtype fp32")
+                                                          f"keeps step {last_good}; {hint}")
                             del active[i]
                     if not active:
                         break
@@ -360,13 +362,13 @@ def draw_run(run_dir: str | Path, rows: list[dict] | None = None, best_step: int
     if best_step is None:
         best_step = load_checkpoint(run_dir, "best_ood").step
     best_row = next((r for r in rows if r["step"] == best_step), rows[-1])
-    rd.plots.mkdir(exist_ok=True)
-    out = [rd.plots / "learning_curves.png", rd.plots / "kshot.png"]
-    learning_curves_plot(rows, out[0], p=cfg.task.p, best_step=best_step)
-    if attention_progress_plot(rows, rd.plots / "attention_progress.png", best_step=best_step, threshold=cfg.phase_threshold):
-        out.append(rd.plots / "attention_progress.png")
-    kshot_plot({"final": rows[-1], "best o.o.d. (validation)": best_row}, out[1], p=cfg.task.p)
-    return out
+    names = ["learning_curves.png", "kshot.png"]
+    with staged(rd.plots) as stage:  # the old figures stay until every new one is written
+        learning_curves_plot(rows, stage / names[0], p=cfg.task.p, best_step=best_step)
+        if attention_progress_plot(rows, stage / "attention_progress.png", best_step=best_step, threshold=cfg.phase_threshold):
+            names.append("attention_progress.png")
+        kshot_plot({"final": rows[-1], "best o.o.d. (validation)": best_row}, stage / names[1], p=cfg.task.p)
+    return [rd.plots / n for n in names]
 
 
 def finish(run_dir: Path, **extra) -> dict:
