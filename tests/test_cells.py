@@ -88,3 +88,12 @@ def test_each_seed_prints_what_its_o_o_d_test_reads_as_and_cells_md_counts_the_l
     md = cells_markdown(df)
     assert "o.o.d. test read as (seeds)" in md and "ratio matching 2, neither 1" in md
     assert "0.60 [" in md  # seed mean of the RM-solvable accuracy (0.85 + 0.75 + 0.2) / 3
+
+
+def test_a_cell_whose_ratio_matching_ceiling_is_below_the_threshold_says_modular_regression_is_needed():
+    df = pd.DataFrame({"p": [7, 7], "n_id": [32, 32], "alpha": [0.8] * 2, "n_layers": [2] * 2, "seed": [1, 2],
+                       "phase": ["ood_memorization"] * 2, "final.ood_test.acc_last_novel": [0.3, 0.4],
+                       "final.ood_test.ratio_matching_last_novel": [0.33, 0.35]})
+    text = format_cells(seed_cells(df), threshold=0.5)
+    assert "ratio matching answers only 0.34 of the novel o.o.d.-test queries here (< threshold 0.5)" in text
+    assert "needs modular regression" not in format_cells(seed_cells(df), threshold=0.3)

@@ -43,7 +43,8 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
     labelled by every seed column that varies when task/init/data seeds are swept), ``per_seed`` (the same
     with each run's ``key``, its interval, its ✓/✗ ``pattern`` where the table has ``phase_pattern``, and
     the ``fingerprint`` of the same set where the table has one: {algorithm, rm, mr_only}), and
-    ``mean``/``low``/``high``: the seed-mean of ``key`` with its 95 % t-interval.
+    ``mean``/``low``/``high``: the seed-mean of ``key`` with its 95 % t-interval; ``rm_ceiling``: ratio
+    matching's seed-mean accuracy on the novel o.o.d.-test queries (NaN where the table lacks it).
     """
     axes = [c for c in df.columns if c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood.")))]
     axes = [c for c in axes if c not in seed_cols and df[c].nunique() > 1]
@@ -60,7 +61,9 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
             label = r["seed"] if varying == ["seed"] else ", ".join(f"{c} {r[c]}" for c in varying)
             per_seed[label] = {"phase": r["phase"], "acc": r[key], "ci": ci, "pattern": r.get("phase_pattern"),
                                "fingerprint": _fingerprint_of(r, key.rsplit(".", 1)[0])}
-        out.append({"cell": dict(zip(axes, values)), "n": len(g),
+        rm = "final.ood_test.ratio_matching_last_novel"
+        ceiling = float(g[rm].mean()) if rm in g and g[rm].notna().any() else math.nan
+        out.append({"cell": dict(zip(axes, values)), "n": len(g), "rm_ceiling": ceiling,
                     "phases": {ph: int(counts[ph]) for ph in PHASES if ph in counts},
                     "seeds": {sd: v["phase"] for sd, v in per_seed.items()}, "per_seed": per_seed,
                     "mean": m, "low": lo, "high": hi})
@@ -85,14 +88,20 @@ def format_fingerprint_short(fp: dict | None) -> str:
             f"(RM-solvable {num(fp['rm'])}, MR-only {num(fp['mr_only'])})")
 
 
-def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last position") -> str:
-    """The cells as text: one line each with its phase counts out of n seeds and the seed-mean accuracy."""
+def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last position", threshold: float = 0.5) -> str:
+    """The cells as text: one line each with its phase counts out of n seeds and the seed-mean accuracy,
+    a line saying that a ✓ on o.o.d. test needs modular regression where ratio matching's ceiling there
+    is below ``threshold``, then each seed's phase, accuracy and what its o.o.d. test reads as."""
     lines = []
     for c in cells:
         where = ", ".join(f"{k}={v}" for k, v in c["cell"].items()) or "all runs"
         counts = ", ".join(f"{ph} {k}/{c['n']}" for ph, k in c["phases"].items())
         ci = "" if math.isnan(c["low"]) else f" [{max(0.0, c['low']):.2f}, {min(1.0, c['high']):.2f}]"
         lines.append(f"{where}: {counts}; {key}: seed mean {c['mean']:.2f}{ci} (n = {c['n']} seeds)")
+        ceiling = c.get("rm_ceiling", math.nan)
+        if not math.isnan(ceiling) and ceiling < threshold:
+            lines.append(f"    ratio matching answers only {ceiling:.2f} of the novel o.o.d.-test queries here "
+                         f"(< threshold {threshold:g}): a ✓ on o.o.d. test needs modular regression")
         for seed, v in c.get("per_seed", {}).items():
             acc = "—" if v["acc"] is None or math.isnan(v["acc"]) else f"{v['acc']:.2f}"
             lo, hi = v["ci"]

@@ -98,11 +98,14 @@ def print_cells(results: Path) -> None:
     import pandas as pd
 
     from .cells import format_cells, seed_cells
+    from .rundir import RunDir
+    from .sweep.spec import point_dir
 
     if results.exists() and results.stat().st_size > 1:
         df = pd.read_csv(results)
         if len(df) and "phase" in df:
-            print(format_cells(seed_cells(df)))
+            cfg = RunDir(point_dir(results.parent, df["hash"].iloc[0])).read_config_dict()
+            print(format_cells(seed_cells(df), threshold=float(cfg.get("phase_threshold", 0.5))))
 
 
 def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
