@@ -177,7 +177,7 @@ def test_cli_sweep_dry_run_and_one_line_errors(tmp_path, capsys):
     assert main(["sweep", "no-such-spec"]) == 2
     assert "neither a built-in" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "nothing")]) == 2
-    assert "run `modicl sweep`" in capsys.readouterr().err
+    assert "give a run directory (modicl train --out) or a sweep directory" in capsys.readouterr().err
 
 
 def test_builtin_specs_expand_to_the_paper_grids():
