@@ -14,7 +14,8 @@ backends, which take the runs' batches, the learning rate and the weight decay a
   this is what CPUs use.
 * :class:`VmapStep`: the runs' parameters stacked along a leading dimension (``torch.func``:
   ``stack_module_state``, ``functional_call``, ``vmap``), so one forward/backward and one AdamW step
-  serve all runs. AdamW is element-wise, so a stacked AdamW is the runs' AdamW exactly. This is what pays
+  serve all runs. AdamW is element-wise, so a stacked AdamW is the runs' AdamW exactly; Muon orthogonalizes
+  each member's matrices on its own (batched matmuls, equal to the runs' within rounding). This is what pays
   on a GPU, where one small model leaves the device mostly idle.
 """
 
@@ -76,13 +77,14 @@ def lr_multiplier(step: int, cfg: TrainConfig) -> float:
 
 
 class MuonAdamW:
-    """Muon (Jordan et al. 2024) on the blocks' weight matrices and AdamW on the
-    rest, stepped together: the optimizer of ``train.optimizer = "muon"``, a deviation from the paper.
+    """Muon (Jordan et al. 2024) on the blocks' weight matrices and AdamW on the rest, stepped together:
+    the optimizer of ``train.optimizer = "muon"``, a deviation from the paper.
 
     Muon (:class:`modicl.muon.Muon`) runs with Moonshot's learning-rate adjustment (``match_rms_adamw``: its
     update's RMS matches AdamW's, so the AdamW lr and weight decay carry over; Liu et al. 2025, arXiv
-    2502.16982), on single matrices or on an ensemble's stacked ones (:class:`VmapStep`). ``param_groups`` lists AdamW's groups then Muon's; ``decayed_groups`` the ones
-    whose weight decay follows the schedule; ``state`` reads both optimizers' states.
+    2502.16982), on single matrices or on an ensemble's stacked ones (:class:`VmapStep`). ``param_groups``
+    lists AdamW's groups then Muon's; ``decayed_groups`` the ones whose weight decay follows the schedule;
+    ``state`` reads and writes both optimizers' states.
     """
 
     def __init__(self, adamw: torch.optim.AdamW, muon: torch.optim.Optimizer):
@@ -157,9 +159,9 @@ def build_optimizer(model: torch.nn.Module | Mapping[str, Tensor], cfg: TrainCon
     ``muon``, a :class:`MuonAdamW` whose Muon takes the weight matrices of the blocks (attention and MLP)
     and whose AdamW takes the embeddings (decayed) and the LayerNorm parameters.
 
-    ``model`` is a module or its named parameters {name: tensor} in order; with ``stacked`` every parameter carries a leading member dimension (an ensemble's stacked
-    parameters, :class:`VmapStep`) that does not count towards its dimensions, and Muon orthogonalizes
-    each member's matrix on its own. Muon's Newton–Schulz precision is ``cfg.muon_ns_dtype``
+    ``model`` is a module or its named parameters {name: tensor} in order; with ``stacked`` every
+    parameter carries a leading member dimension (an ensemble's stacked parameters, :class:`VmapStep`)
+    that does not count towards its dimensions, and Muon orthogonalizes each member's matrix on its own. Muon's Newton–Schulz precision is ``cfg.muon_ns_dtype``
     (:func:`modicl.muon.resolve_ns_dtype`).
     """
     muon: list[Tensor] = []
@@ -282,7 +284,7 @@ class TrainStep:
 
 
 class VmapStep:
-    """One AdamW step of all members at once on stacked parameters.
+    """One optimizer step (AdamW, or Muon with AdamW) of all members at once on stacked parameters.
 
     ``sync()`` copies the stacked parameters and optimizer state back into each member's own model and
     optimizer (in the format a single run saves), before evaluation and checkpoints. With the members'
