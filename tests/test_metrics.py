@@ -269,3 +269,11 @@ def test_phase_table_says_a_check_needs_modular_regression_where_ratio_matching_
     assert (needs in text) == (share < 0.5)
     assert needs in format_table({"ood_test": r}, p=7, threshold=min(1.0, share + 0.01))
     assert needs not in format_table({"ood_test": r}, p=7, threshold=max(0.01, share - 0.01))
+
+
+def test_answered_mr_only_queries_on_pretraining_tasks_read_as_recall_or_modular_regression():
+    from modicl.metrics import read_algorithm
+
+    fp = {"rm": {"acc_ci": [0.95, 1.0], "n": 200}, "mr_only": {"acc_ci": [0.9, 1.0], "n": 80}}
+    assert read_algorithm(fp, 0.5, pretraining=True) == "recall_or_modular_regression"
+    assert read_algorithm(fp, 0.5) == "modular_regression"

@@ -56,8 +56,9 @@ PHASE_KEY = "acc_last_novel"
 # The fingerprint's classes of novel queries: which reference algorithm can answer them (module docstring).
 FINGERPRINT = ("rm", "mr_only", "neither")
 FINGERPRINT_LABELS = {"rm": "RM-solvable", "mr_only": "MR-only", "neither": "neither"}
-ALGORITHMS = ("modular_regression", "ratio_matching", "neither", "undecided")
+ALGORITHMS = ("modular_regression", "recall_or_modular_regression", "ratio_matching", "neither", "undecided")
 ALGORITHM_LABELS = {"modular_regression": "modular regression", "ratio_matching": "ratio matching",
+                    "recall_or_modular_regression": "task recall or modular regression",
                     "neither": "neither", "undecided": "undecided"}
 
 # Table 1 of the paper: the ✓/✗ pattern on (i.d. train, i.d. test, o.o.d. train, o.o.d. test) → phase.
@@ -291,7 +292,7 @@ def evaluate(
     return out
 
 
-def read_algorithm(fingerprint: Mapping[str, Mapping], threshold: float = 0.5) -> str:
+def read_algorithm(fingerprint: Mapping[str, Mapping], threshold: float = 0.5, pretraining: bool = False) -> str:
     """Which reference algorithm a set's answers read as, from its last-position :data:`FINGERPRINT`.
 
     A class counts as *answered* when the 95 % interval of the model's accuracy on it lies at or above
@@ -305,13 +306,18 @@ def read_algorithm(fingerprint: Mapping[str, Mapping], threshold: float = 0.5) -
     * ``neither``: not even the RM-solvable queries are answered;
     * ``undecided``: an interval straddles the threshold or a class has no query (more sequences decide).
 
+    On pre-training (i.d.) tasks a model that recalls the task from the context answers every query, so
+    answered MR-only queries there read ``recall_or_modular_regression``: the fingerprint cannot tell the
+    two apart on those sets.
+
     Args:
         fingerprint: {class: {"acc", "acc_ci": [lo, hi], "n", ...}} as in :func:`evaluate`'s results.
         threshold: the phase threshold in (0, 1].
+        pretraining: the set's tasks are pre-training tasks (``id_train``, ``id_test``).
     """
     rm, mr = fingerprint["rm"], fingerprint["mr_only"]
     if mr["n"] and mr["acc_ci"][0] >= threshold:
-        return "modular_regression"
+        return "recall_or_modular_regression" if pretraining else "modular_regression"
     if rm["n"] and rm["acc_ci"][1] < threshold:
         return "neither"
     if rm["n"] and mr["n"] and rm["acc_ci"][0] >= threshold and mr["acc_ci"][1] < threshold:
@@ -324,16 +330,17 @@ SUMMARY_KEYS = ("acc", "acc_ci", "acc_last", "acc_last_ci", "acc_last_novel", "a
                 "acc_novel_ci", "loss", "n_sequences", "n_novel_last", "repeat_frac_last")
 
 
-def summary_of_set(result: Mapping, threshold: float = 0.5) -> dict:
+def summary_of_set(result: Mapping, threshold: float = 0.5, pretraining: bool = False) -> dict:
     """The :data:`SUMMARY_KEYS` of one set's :func:`evaluate` result, each null model's last-position
     accuracy on all and on novel queries (``baselines``), the last-position ``fingerprint`` and the
-    ``algorithm`` it reads as at ``threshold`` (:func:`read_algorithm`); keys a result lacks are left out."""
+    ``algorithm`` it reads as at ``threshold`` (:func:`read_algorithm`; ``pretraining`` for the i.d.
+    sets); keys a result lacks are left out."""
     out = {k: result[k] for k in SUMMARY_KEYS if k in result}
     if "baselines" in result:
         out["baselines"] = {b: {k: v[k] for k in ("acc_last", "acc_last_ci", "acc_last_novel")} for b, v in result["baselines"].items()}
     if "fingerprint" in result:
         out["fingerprint"] = result["fingerprint"]
-        out["algorithm"] = read_algorithm(result["fingerprint"], threshold)
+        out["algorithm"] = read_algorithm(result["fingerprint"], threshold, pretraining)
     return out
 
 
@@ -443,7 +450,8 @@ def format_fingerprint(metrics: Mapping[str, Mapping], threshold: float = 0.5) -
     for s, m in metrics.items():
         fp = m["fingerprint"]
         cols = "".join(f"{_pct(fp[c]['acc']):>7}{_ci(fp[c]['acc_ci']):>13} {fp[c]['n']:>5}" + " " for c in FINGERPRINT)
-        lines.append(f"{SET_LABELS[s]:<13}{cols} {ALGORITHM_LABELS[read_algorithm(fp, threshold)]}")
+        label = read_algorithm(fp, threshold, pretraining=s in ("id_train", "id_test"))
+        lines.append(f"{SET_LABELS[s]:<13}{cols} {ALGORITHM_LABELS[label]}")
         share = fp["rm"]["share"]
         if share is not None and share < threshold and s in SETS:
             ceilings.append(f"{SET_LABELS[s]}: ratio matching can answer only {share:.2f} of the novel last-position "

@@ -397,8 +397,9 @@ def finish(run_dir: Path, **extra) -> dict:
         "tokens_per_s": extra.pop("tokens_per_step") * final["step"] / max(state["elapsed"]["train_s"], 1e-9),
         "config_hash": config_hash(cfg),
         **extra,
-        "final": {s: summary_of_set(final[s], thr) for s in SETS if s in final},
-        "best_ood": {"step": best_row["step"], **{s: summary_of_set(best_row[s], thr) for s in (*SETS, VAL_SET) if s in best_row}},
+        "final": {s: summary_of_set(final[s], thr, s.startswith("id_")) for s in SETS if s in final},
+        "best_ood": {"step": best_row["step"], **{s: summary_of_set(best_row[s], thr, s.startswith("id_"))
+                                                  for s in (*SETS, VAL_SET) if s in best_row}},
     }
     write_json(rd.summary, summary)
     draw_run(run_dir, rows, best_row["step"])
