@@ -374,3 +374,14 @@ def test_tyro_errors_and_a_nan_lr_are_one_line(capsys, tmp_path):
     line = _one_line(capsys.readouterr().err)
     assert "run directory" in line and "results.csv" not in line
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("box", ["unicode", "ascii"])
+def test_a_tyro_box_becomes_its_message_in_either_drawing(box):
+    # tyro draws its error box in Unicode on a UTF-8 stdout and in ASCII otherwise (a C locale, CI)
+    from modicl.cli_args import _tyro_message
+
+    h, v, tl, tr, bl, br = ("─", "│", "╭", "╮", "╰", "╯") if box == "unicode" else ("-", "|", "+", "+", "+", "+")
+    text = "\n".join([f"{tl}{h} Parsing error {h * 10}{tr}", f"{v} invalid choice 'x' for argument '--what'. {v}",
+                      f"{v} {h * 30} {v}", f"{v} For full helptext, run modicl analyze --help {v}", f"{bl}{h * 40}{br}"])
+    assert _tyro_message(text, "modicl analyze") == "invalid choice 'x' for argument '--what'. (see modicl analyze --help)"

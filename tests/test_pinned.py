@@ -114,7 +114,8 @@ PRESET_HASHES = {"paper": "9ccaba1676a5",
  "quick": "77e1a91a5843",
  "quick-memorize": "a85134b6b99a",
  "quick-depth2": "cfec5179b103",
- "bench": "cd9418796806", "quick-role": "3ce707206875", "quick-muon": "91489ad92a02"}
+ "bench": "cd9418796806", "quick-role": "3ce707206875", "quick-muon": "91489ad92a02",
+ "quick-p11": "13db6544574b"}
 
 SWEEP_HASHES = {"phase-diagram": ["f5527de01358", "78d5785ef903", "02b67b41fe8f", "76ab7b83ab76", "4a8f52772618", "5422236f3b84",
                    "53c98a90cacb", "c66d4933fa58", "3975a89950ba", "ae4ffc189589", "45fe33cf783d", "6e5f0f13c01e",

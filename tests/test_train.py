@@ -231,7 +231,7 @@ def test_a_weight_decay_step_changes_the_decay_from_that_step_and_nothing_before
 
 @pytest.mark.parametrize("fields, message", [
     ({"weight_decay_step": 60}, r"train.weight_decay_step \(60\) must be in 1"),
-    ({"weight_decay_step": 10, "late_weight_decay": -1.0}, "late_weight_decay and train.warmup_steps ≥ 0"),
+    ({"weight_decay_step": 10, "late_weight_decay": -1.0}, r"train.late_weight_decay \(-1.0\) and train.warmup_steps \(10\) must be ≥ 0"),
     ({"late_weight_decay": 1.0}, "needs train.weight_decay_step"),
     ({"grokfast_lambda": -1.0}, r"train.grokfast_lambda \(-1.0\) must be ≥ 0"),
     ({"grokfast_lambda": 2.0, "grokfast_alpha": 1.0}, r"train.grokfast_alpha \(1.0\) in \[0, 1\)"),

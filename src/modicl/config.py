@@ -384,9 +384,11 @@ def validate(cfg: RunConfig) -> RunConfig:
                           f" (n_heads in {_valid_head_counts(m.d_model)} for d_model {m.d_model})")
     if tr.steps < 1 or tr.eval_every < 1 or tr.eval_sequences < 1 or tr.eval_batch_size < 1:
         raise ConfigError("train.steps, train.eval_every, train.eval_sequences and train.eval_batch_size must be ≥ 1")
-    if not tr.lr > 0 or tr.weight_decay < 0 or tr.late_weight_decay < 0 or tr.warmup_steps < 0:
-        raise ConfigError(f"train.lr must be a finite number > 0 (got {tr.lr}); train.weight_decay ({tr.weight_decay}), "
-                          f"train.late_weight_decay ({tr.late_weight_decay}) and train.warmup_steps ({tr.warmup_steps}) ≥ 0")
+    if not tr.lr > 0:
+        raise ConfigError(f"train.lr must be a finite number > 0 (got {tr.lr})")
+    if tr.weight_decay < 0 or tr.late_weight_decay < 0 or tr.warmup_steps < 0:
+        raise ConfigError(f"train.weight_decay ({tr.weight_decay}), train.late_weight_decay ({tr.late_weight_decay}) "
+                          f"and train.warmup_steps ({tr.warmup_steps}) must be ≥ 0")
     if not 0.0 < tr.warmup_start <= 1.0 or not 0.0 <= tr.final_lr_ratio <= 1.0:
         raise ConfigError("train.warmup_start must be in (0, 1] and train.final_lr_ratio in [0, 1] (fractions of lr)")
     if tr.decay_steps < 0 or tr.decay_steps > max(0, tr.steps - tr.warmup_steps):
