@@ -1,6 +1,6 @@
 """``modicl`` command line: a thin layer over the library, flags generated from the config dataclasses.
 
-    modicl train [--preset quick|quick-depth2|quick-memorize|quick-role|quick-muon|paper|bench] [--out DIR] [--resume] [--task.n-id 8 …]
+    modicl train [--preset quick|quick-depth2|quick-memorize|quick-role|quick-muon|quick-p11|paper|bench] [--out DIR] [--resume] [--task.n-id 8 …]
                  [--train.keep-checkpoints log+every:1000]
     modicl train --from RUN_DIR@step:N --out NEW [--train.lr 1e-4 --train.weight-decay 1 …]   (a branch)
     modicl eval RUN_DIR [--checkpoint last|best_ood|step:N] [--sequences 4096]
@@ -45,7 +45,7 @@ class TrainCommand:
 
     config: Annotated[RunConfig, tyro.conf.arg(name="")] = field(default_factory=RunConfig)
     preset: str = "quick"
-    """named starting point: quick (CPU, p = 7, depth 4), quick-depth2 (CPU, depth 2, d_model 64), quick-memorize (quick with n_id = 8), quick-role (quick-depth2 with the role embedding, 4 000 steps), quick-muon (quick-role with Muon), paper (PAPER.md §2.3, GPU), bench."""
+    """named starting point: quick (CPU, p = 7, depth 4), quick-depth2 (CPU, depth 2, d_model 64), quick-memorize (quick with n_id = 8), quick-role (quick-depth2 with the role embedding, 4 000 steps), quick-muon (quick-role with Muon), quick-p11 (quick-muon at p = 11 with 32-shot contexts: o.o.d. generalization on a CPU; the demo's), paper (PAPER.md §2.3, GPU), bench."""
     out: Path | None = None
     """run directory; None means runs/PRESET-CONFIGHASH."""
     resume: bool = False
