@@ -115,7 +115,7 @@ PRESET_HASHES = {"paper": "9ccaba1676a5",
  "quick-memorize": "a85134b6b99a",
  "quick-depth2": "cfec5179b103",
  "bench": "cd9418796806", "quick-role": "3ce707206875", "quick-muon": "91489ad92a02",
- "quick-p11": "13db6544574b"}
+ "quick-p11": "8180aa1a2556"}
 
 SWEEP_HASHES = {"phase-diagram": ["f5527de01358", "78d5785ef903", "02b67b41fe8f", "76ab7b83ab76", "4a8f52772618", "5422236f3b84",
                    "53c98a90cacb", "c66d4933fa58", "3975a89950ba", "ae4ffc189589", "45fe33cf783d", "6e5f0f13c01e",
@@ -137,7 +137,7 @@ SWEEP_HASHES = {"phase-diagram": ["f5527de01358", "78d5785ef903", "02b67b41fe8f"
  "quick-phase-diagram-d4": ["873ce23fcd5e", "e6de9b7fd46f", "9cd12b2c3de1", "3fc9b02ef48c", "c40e95d15729",
                             "bd6d2c454618", "9fd3f9e60d05", "565aabff452a", "ed1de76a15fa", "3da08d951ce2",
                             "89c5b859b871", "a7e363be981d"],
- "demo": ["cd735f898bda", "e1263004e436"],
+ "demo": ["f134d197c36d", "48810b650479"],
  "quick-depth": ["ea2f6e340123", "cd735f898bda", "ce5545bf8af2", "2ab678c53ffb", "8893e9eae361",
                  "e1263004e436", "01588d80778c", "10e42c3b1a12", "5b716b8b932a", "0dd89cca9c34",
                  "62deee403cf6", "a8ab05d68c83", "78ac19391994", "3edd40ff112e", "9c2dedb63f3f",

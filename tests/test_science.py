@@ -2,7 +2,6 @@
 marked slow, with `make test-slow`.
 
 Each asserts what several seeds showed (docs/quick-preset.md), with the seeds' record in a comment.
-No CPU preset reaches o.o.d. generalization under the novel-query metric in most seeds, so none is asserted.
 """
 
 import dataclasses
@@ -19,22 +18,26 @@ def _fp32(cfg, seed):
     return dataclasses.replace(cfg, seed=seed, train=dataclasses.replace(cfg.train, dtype="fp32", threads=1))
 
 
-def test_the_demo_preset_learns_its_id_tasks_in_one_of_three_seeds_on_two_cores(tmp_path):
-    # `make demo`'s preset (quick-muon, fp32 on every CPU), seeds 1-3, two at a time, one thread each.
-    # Measured (docs/quick-preset.md, "The demo preset over seeds"): every quick-muon run so far learned
-    # its i.d. tasks by step 4 000 (5 seeds × fp32/bf16, 1/2 threads, AVX2 kernels), as did 23 of 25
-    # quick-role runs (AdamW). Asking for 1 of 3: at quick-role's failure rate, 0.08, all three fail with
-    # probability 0.08³ ≈ 0.05 %. Learning unseen tasks in context (o.o.d. train ✓, 2-3 of 5 seeds) is
-    # too rare per seed to assert on 3 seeds below 1 %.
+def test_the_demo_preset_reaches_ood_generalization_in_one_of_three_seeds_on_two_cores(tmp_path):
+    # `make demo`'s preset (quick-p11: p = 11, 32-shot contexts, fp32 on every CPU), seeds 1-3, three
+    # processes of one thread on the two cores. Measured (docs/quick-preset.md, "quick-p11 over seeds"):
+    # seeds 1 and 2 reach o.o.d. generalization on the native (AMX) and the AVX2 code paths, read as ratio
+    # matching (RM-solvable o.o.d.-test queries 0.84-1.00 answered, MR-only 0.08-0.32). Asking for 1 of 3
+    # seeds at Table 1's o.o.d. generalization at the last step: at the per-seed rate measured over every
+    # condition of the seed tables, all three fail with probability (1 - rate)³, under 1 %.
     from modicl.sweep import SweepSpec, run_sweep
 
-    report = run_sweep(SweepSpec("ci-demo", preset="quick-muon", axes={"seed": [1, 2, 3]}), tmp_path, progress=False, workers=2)
+    report = run_sweep(SweepSpec("ci-demo", preset="quick-p11", axes={"seed": [1, 2, 3]}), tmp_path, progress=False, workers=3)
     assert not report.failed
     summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("runs/*/summary.json"))]
     assert len(summaries) == 3 and all(s["dtype"] == "float32" for s in summaries)
-    # i.d. train ✓, the pattern's first mark: i.d. memorization or a later phase
-    learned = [s for s in summaries if s["final"]["id_train"]["acc_last_novel"] >= s["phase_threshold"]]
-    assert len(learned) >= 1, [s["phase_pattern"] for s in summaries]
+    generalized = [s for s in summaries if s["phase"] == "ood_generalization"]
+    assert len(generalized) >= 1, [s["phase_pattern"] for s in summaries]
+    # and it is the paper's depth-2 algorithm or better: the RM-solvable o.o.d.-test queries are answered and
+    # the fingerprint does not read "neither" (undecided: the few MR-only queries leave their interval open)
+    fps = [s["final"]["ood_test"]["fingerprint"] for s in generalized]
+    assert all(s["final"]["ood_test"]["algorithm"] in ("ratio_matching", "modular_regression", "undecided")
+               and s["final"]["ood_test"]["fingerprint"]["rm"]["acc"] >= s["phase_threshold"] for s in generalized), fps
 
 
 @pytest.mark.slow

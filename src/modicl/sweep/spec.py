@@ -269,9 +269,9 @@ BUILTIN: dict[str, SweepSpec] = {
     # phase can be opened up or branched from afterwards.
     "quick-depth": SweepSpec("quick-depth", preset="quick-muon", set={"train.keep_checkpoints": "log+every:1000"},
                              axes={"seed": [1, 2, 3, 4, 5], "model.n_layers": [1, 2, 4, 6]}),
-    # `make demo`: two seeds of the quick-muon preset side by side (one thread each, both cores), so the demo
+    # `make demo`: two seeds of the quick-p11 preset side by side (one thread each, both cores), so the demo
     # reports how many seeds land in each phase rather than one seed's story.
-    "demo": SweepSpec("demo", preset="quick-muon", axes={"seed": [1, 2]}),
+    "demo": SweepSpec("demo", preset="quick-p11", axes={"seed": [1, 2]}),
     # PAPER.md §3 depth study: o.o.d. accuracy against n_id for depths 1, 2, 4, 6 at α = 0.6, for a GPU.
     "depth": SweepSpec(
         "depth", preset="paper", set={"task.alpha": 0.6},
