@@ -17,6 +17,7 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from modicl.allocator import keep_freed_memory
 from modicl.data import sample_sequences
 from modicl.model import build_model
 from modicl.presets import preset
@@ -45,6 +46,7 @@ def main() -> None:
     ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--top", type=int, default=10, help="also list the N costliest operators")
     args = ap.parse_args()
+    keep_freed_memory()  # as `modicl train` and the sweep's workers do: without it freed activations go back to the OS every step
     torch.set_num_threads(args.threads)
     cfg = preset(args.preset)
     device = torch.device("cpu")
