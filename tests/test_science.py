@@ -20,15 +20,14 @@ def _fp32(cfg, seed):
 
 def test_the_demo_preset_reaches_ood_generalization_in_one_of_three_seeds_on_two_cores(tmp_path):
     # `make demo`'s preset (quick-p11: p = 11, 32-shot contexts, fp32 on every CPU), seeds 1-3, three
-    # processes of one thread on the two cores. Measured (docs/quick-preset.md, "quick-p11 over seeds"), fp32,
-    # one thread, Intel Xeon with AMX: seeds 1, 2 and 5 reach o.o.d. generalization and seeds 3 and 4 do not,
-    # each seed the same with the AMX and with the AVX2 kernels (in bf16, which this check does not run, 2 of 5:
-    # the plateau escapes come later and seed 1 runs out of steps); the generalizing runs read as ratio
-    # matching (RM-solvable o.o.d.-test queries 0.70-1.00 answered, MR-only 0.08-0.32). Per-seed rate 6 of 10
-    # fp32 runs: were the runs independent, all three seeds here would miss with probability 0.4³ ≈ 6 %, above
-    # the 1 % this check should have. The outcome is set by the seed, not the kernels (every seed agreed across
-    # the fp32 paths), so on another CPU this check fails only if seeds 1 and 2 both change outcome. Raising the
-    # preset's per-seed rate (≥ 0.8 would give 0.2³ < 1 %) is open work, and this check tightens with it.
+    # processes of one thread on the two cores. Measured (docs/quick-preset.md, "quick-p11 over seeds"), Intel
+    # Xeon with AMX: with one thread seeds 1, 2 and 5 reach o.o.d. generalization and seeds 3 and 4 do not,
+    # each seed the same with the AMX and with the AVX2 kernels; with two threads 4 of 5 (seed 4 turns into a
+    # success), in bf16 (not run here) 2 of 5. The generalizing runs read as ratio matching (RM-solvable
+    # o.o.d.-test queries 0.70-1.00 answered, MR-only 0.08-0.32). Outcomes move with the numerics (threads,
+    # dtype), so the runs are treated as independent: at the one-thread rate of 6 of 10, all three seeds here
+    # would miss with probability 0.4³ ≈ 6 %, above the 1 % this check should have. Raising the preset's
+    # per-seed rate (≥ 0.8 would give 0.2³ < 1 %) is open work, and this check tightens with it.
     from modicl.sweep import SweepSpec, run_sweep
 
     report = run_sweep(SweepSpec("ci-demo", preset="quick-p11", axes={"seed": [1, 2, 3]}), tmp_path, progress=False, workers=3)
