@@ -15,7 +15,8 @@ $(BIN)/modicl: pyproject.toml
 
 install: $(BIN)/modicl
 
-# two seeds of the quick-p11 preset side by side, one thread each (both cores); prints each seed's phase, o.o.d.-test interval and algorithm fingerprint
+# two seeds of the quick-p11 preset side by side, one thread each on 2 cores; prints each seed's phase,
+# o.o.d.-test interval and algorithm fingerprint
 demo: install
 	rm -rf runs/demo
 	$(BIN)/modicl sweep demo --out runs/demo --workers 2
