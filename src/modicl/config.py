@@ -394,7 +394,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     if tr.decay_steps < 0 or tr.decay_steps > max(0, tr.steps - tr.warmup_steps):
         raise ConfigError(
             f"train.decay_steps ({tr.decay_steps}) must be between 0 and train.steps - train.warmup_steps "
-            f"({max(0, tr.steps - tr.warmup_steps)}); 0 decays over all steps after warmup"
+            f"({max(0, tr.steps - tr.warmup_steps)}) [{tr.steps} - {tr.warmup_steps}, at least 0]; lower it: 0 decays "
+            f"over all steps after warmup"
         )
     if tr.decay_steps and tr.final_lr_ratio == 1.0:
         raise ConfigError(
