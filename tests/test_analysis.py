@@ -24,7 +24,7 @@ class Oracle(nn.Module):
         self.p, self.max_len, self.fixed = p, max_len, fixed_task
         self.dummy = nn.Parameter(torch.zeros(1))
 
-    def forward(self, tokens):
+    def forward(self, tokens, positions=slice(None)):  # the model protocol: logits at ``positions``
         B, T = tokens.shape
         full = torch.cat([tokens, torch.zeros(B, 1, dtype=tokens.dtype)], 1).view(B, -1, 3)
         xy, z = full[..., :2], full[..., 2]
@@ -37,7 +37,7 @@ class Oracle(nn.Module):
             else:
                 pred = modular_regression(xy[:, :k], z[:, :k], xy[:, k], self.p).clamp_min(0)
             logits[torch.arange(B), 3 * k + 1, pred] = 1.0
-        return logits
+        return logits[:, positions]
 
 
 def test_probe_batch_sweeps_one_example_over_all_pairs():

@@ -130,12 +130,12 @@ def test_the_loss_is_on_the_z_tokens_only_for_three_inputs():
     tok = sample_sequences(torch.tensor([[1, 2, 3], [4, 0, 2]]), torch.as_tensor(family.all_vectors(p, 3)), 3, n_ctx, p, g)
     nxt = tok[:, 1:]  # the token each position is followed by
 
-    def right_only_at(positions):
-        def model(inputs):
+    def right_only_at(right):
+        def model(inputs, positions=slice(None)):  # the model protocol: logits at ``positions``
             wrong = (nxt + 1) % p
             target = wrong.clone()
-            target[:, positions] = nxt[:, positions]
-            return 50.0 * torch.nn.functional.one_hot(target, p).float()
+            target[:, right] = nxt[:, right]
+            return 50.0 * torch.nn.functional.one_hot(target, p).float()[:, positions]
         return model
 
     assert z_loss(right_only_at(slice(2, None, 4)), tok, 3).item() == pytest.approx(0.0, abs=1e-6)

@@ -204,3 +204,29 @@ def test_init_std_sets_the_spread_of_every_weight_matrix():
     m = Transformer(ModelConfig(d_model=128, n_layers=2, n_heads=4, init_std=0.05), 11, 30)
     assert m.blocks[0].attn.qkv.weight.std().item() == pytest.approx(0.05, rel=0.02)
     assert m.blocks[1].proj.weight.std().item() == pytest.approx(0.05 / 2, rel=0.02)  # / √(2·n_layers)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "manual"])
+@pytest.mark.parametrize("n_layers,n_var,role", [(1, 2, False), (2, 2, True), (2, 3, False)])
+def test_logits_at_the_query_positions_equal_the_full_logits_sliced_with_their_gradients(attention, n_layers, n_var, role):
+    # The loss path computes the last block's queries, MLP and unembedding at the query positions only;
+    # the function, and its gradient, must be the full model's sliced there.
+    from modicl.family import query_slice
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_model=32, n_layers=n_layers, n_heads=4, attention=attention, role_embedding=role, init_std=0.3)
+    width = n_var + 1
+    model = Transformer(cfg, vocab_size=7, max_len=width * 8, role_period=width)
+    tok = torch.randint(0, 7, (5, width * 8 - 1), generator=torch.Generator().manual_seed(1))
+    sl = query_slice(n_var)
+    full = model(tok)[:, sl]
+    grads_full = torch.autograd.grad(full.square().sum(), list(model.parameters()))
+    part = model(tok, positions=sl)
+    assert part.shape == (5, 8, 7)
+    torch.testing.assert_close(part, full, atol=1e-6, rtol=1e-5)
+    grads_part = torch.autograd.grad(part.square().sum(), list(model.parameters()))
+    for a, b in zip(grads_part, grads_full):  # sums over fewer rows: equal up to fp32 rounding of the largest entry
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+    _, cache = model.run_with_cache(tok)  # with hooks every position runs, then the logits are sliced
+    torch.testing.assert_close(model(tok, hooks={}, positions=sl), model(tok, hooks={})[:, sl], atol=0, rtol=0)
+    assert set(cache) == set(hook_names(n_layers))

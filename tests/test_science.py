@@ -18,28 +18,33 @@ def _fp32(cfg, seed):
     return dataclasses.replace(cfg, seed=seed, train=dataclasses.replace(cfg.train, dtype="fp32", threads=1))
 
 
-def test_the_demo_preset_reaches_ood_generalization_in_one_of_three_seeds_on_two_cores(tmp_path):
+def test_the_demo_preset_learns_unseen_tasks_in_context_in_one_of_three_seeds_on_two_cores(tmp_path):
     # `make demo`'s preset (quick-p11: p = 11, 32-shot contexts, fp32 on every CPU), seeds 1-3, three
-    # processes on the two cores (cpu_count / 3 threads each: one here). Measured (docs/quick-preset.md,
-    # "quick-p11 over seeds"), Intel Xeon with AMX: with one thread seeds 1, 2 and 5 reach o.o.d.
-    # generalization and seeds 3 and 4 do not, alike with the AMX and the AVX2 kernels; with two threads 4 of
-    # 5 (seed 4 turns into a success), in bf16 (not run here) 2 of 5. The generalizing runs read as ratio
-    # matching (RM-solvable o.o.d.-test queries 0.70-1.00 answered, MR-only 0.08-0.32). On the two measured
-    # one-thread paths this check passes deterministically (seeds 1 and 2). On numerics not measured, outcomes
-    # can move (two threads and bf16 moved them), so treat the seeds as independent draws at the one-thread
-    # rate, 3 of 5 (Wilson [0.23, 0.88]): all three miss with probability 0.4³ ≈ 6 % at the point estimate,
-    # above the 1 % this check should have. Raising the preset's per-seed rate (≥ 0.8 would give 0.2³ < 1 %)
-    # is open work, and this check tightens with it.
+    # processes on the two cores (cpu_count / 3 threads each: one here). What it asserts is what holds on
+    # every numeric path measured (docs/quick-preset.md, "quick-p11 over seeds"): at least one seed leaves
+    # the loss plateau and solves unseen tasks in context on the training inputs (o.o.d. train ✓, Table 1's
+    # o.o.d. memorization or o.o.d. generalization). Per seed that held in 4/5 (AMX kernels, one thread),
+    # 4/5 (AVX2 kernels), 5/5 (two threads), 4/5 (bf16) on an Intel Xeon with AMX and 4/5 on an AMD EPYC
+    # with avx512_bf16 (one thread): 21 of 25 runs, so all three seeds miss with probability
+    # ≈ (4/25)³ ≈ 0.4 % at the pooled rate (≈ 4 % at its Wilson lower bound 0.65). o.o.d. generalization
+    # itself is not seed-robust: 14 of 25 runs, and which seeds reach it moves with the numeric path (seed 1
+    # on the EPYC reaches it or not as the last block's gradients round one way or the other, ≈ 1e-7
+    # relative), so it cannot be asserted at < 1 % failure until a seed-robust preset exists. Where a seed
+    # does reach it, the fingerprint must read the paper's depth-2 algorithm or better.
     from modicl.sweep import SweepSpec, run_sweep
 
     report = run_sweep(SweepSpec("ci-demo", preset="quick-p11", axes={"seed": [1, 2, 3]}), tmp_path, progress=False, workers=3)
     assert not report.failed
     summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("runs/*/summary.json"))]
     assert len(summaries) == 3 and all(s["dtype"] == "float32" for s in summaries)
+    in_context = [s for s in summaries if s["final"]["ood_train"]["acc_last_novel"] >= s["phase_threshold"]]
+    assert len(in_context) >= 1, [s["phase_pattern"] for s in summaries]
+    # chance is 1/p ≈ 0.09 and copying scores 0 on novel queries, so ≥ 0.5 is far above both nulls
+    assert all(s["final"]["ood_train"]["acc_last_novel"] > 4 / preset("quick-p11").task.p for s in in_context)
+    # where o.o.d. test passes too, it is the paper's depth-2 algorithm or better: the RM-solvable o.o.d.-test
+    # queries are answered and the fingerprint does not read "neither" (undecided: the few MR-only queries
+    # leave their interval open)
     generalized = [s for s in summaries if s["phase"] == "ood_generalization"]
-    assert len(generalized) >= 1, [s["phase_pattern"] for s in summaries]
-    # and it is the paper's depth-2 algorithm or better: the RM-solvable o.o.d.-test queries are answered and
-    # the fingerprint does not read "neither" (undecided: the few MR-only queries leave their interval open)
     fps = [s["final"]["ood_test"]["fingerprint"] for s in generalized]
     assert all(s["final"]["ood_test"]["algorithm"] in ("ratio_matching", "modular_regression", "undecided")
                and s["final"]["ood_test"]["fingerprint"]["rm"]["acc"] >= s["phase_threshold"] for s in generalized), fps

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from .algorithms import bayes_id, inverse_table, modular_regression, ratio_matching
-from .data import model_inputs, sample_sequences, z_logits
-from .family import DEFAULT_N_VAR, all_vectors, example_width, examples, input_length, task_labels
+from .data import model_inputs, sample_sequences
+from .family import DEFAULT_N_VAR, all_vectors, example_width, examples, input_length, query_slice, task_labels
 from .model import Transformer
 
 
@@ -166,7 +166,7 @@ def predict_last(model: Transformer, tokens: Tensor, batch_size: int = 1024,
     out = []
     for chunk in tokens.split(batch_size):
         with autocast or contextlib.nullcontext():
-            out.append(z_logits(model(model_inputs(chunk)), n_var).argmax(-1))
+            out.append(model(model_inputs(chunk), positions=query_slice(n_var)).argmax(-1))
     return torch.cat(out)
 
 

@@ -8,6 +8,8 @@ bytes), the inputs of the four linears cast to the compute dtype (c·d each for 
 c·4d for the ReLU output the MLP projection reads, in place), RoPE's rotated q and k (c·2d), and attention's
 own state: the [H, T] probabilities and a contiguous copy of v (c·d) on the explicit path; the qkv
 output v is a view of (c·3d), the output and the log-sum-exp under SDPA. Under bf16 autocast every linear also saves its weight cast to bf16.
+The last layer keeps its keys and values at every position and the rest only at the n_ctx query
+positions, since the loss reads the logits there alone (:meth:`modicl.model.Transformer.forward`).
 ``tests/test_memory.py`` checks the count against autograd's saved tensors and the peak RSS of a CPU
 step; ``benchmarks/gpu_checks.py`` against ``torch.cuda.max_memory_allocated``.
 
@@ -92,8 +94,10 @@ def estimate_memory(cfg: RunConfig, dtype: torch.dtype, device: torch.device | s
     c = 2 if dtype == torch.bfloat16 else 4
     explicit = uses_explicit_attention(cfg, device)
     weights = c * (4 + 2 * r) * d * d if c == 2 else 0  # bf16 copies of each layer's weights under autocast
-    final = B * T * (4 * d + c * d) + (c * V * d if c == 2 else 0) + B * cfg.task.n_ctx * V * 4  # ln_f, unembed, log-softmax
-    saved = L * (B * T * _saved_per_token(cfg, c, explicit) + weights) + final
+    Tq = cfg.task.n_ctx  # the query positions, where the last block and the unembedding run
+    final = B * Tq * (4 * d + c * d) + (c * V * d if c == 2 else 0) + B * Tq * V * 4  # ln_f, unembed, log-softmax
+    saved = (L - 1) * B * T * _saved_per_token(cfg, c, explicit) + B * _saved_last_layer(cfg, c, explicit)
+    saved += L * weights + final
     # Backward: gradient buffers as large as one layer's activations in fp32 (the residual stream's
     # gradients are fp32 whatever the compute dtype), the logits' gradient, and 15 % of the saved
     # bytes for buffers freed too late to be reused (fitted to the peak RSS of CPU steps, test_memory.py).
@@ -112,10 +116,23 @@ def _saved_per_token(cfg: RunConfig, c: int, explicit: bool) -> int:
     return per_token + c * (2 * d + 3 * d) + c * d + 4 * H  # rotated q, k; the qkv output v views; SDPA out, lse
 
 
+def _saved_last_layer(cfg: RunConfig, c: int, explicit: bool) -> int:
+    """Bytes the last layer saves per sequence: keys and values at all T positions, everything else only at
+    the n_ctx query positions (:meth:`modicl.model.Transformer.forward` with ``positions``)."""
+    d, H, r = cfg.model.d_model, cfg.model.n_heads, cfg.model.mlp_ratio
+    T, Tq = input_length(cfg.task.n_ctx, cfg.task.n_var), cfg.task.n_ctx
+    every = 4 * d + 8 + c * d + c * d  # residual before ln1 and its mean / rstd; the key/value input; rotated k
+    every += c * d if explicit else c * 2 * d  # the contiguous copy of v; or the key/value output v views
+    at_query = c * d + c * d  # the query input (a contiguous copy of the slice, or its cast); rotated q
+    at_query += c * H * T if explicit else c * d + 4 * H  # the pattern rows; or SDPA out and lse
+    at_query += c * d + 4 * d + 8 + c * d + c * r * d  # output projection input, residual before ln2, fc, ReLU
+    return T * every + Tq * at_query
+
+
 def overhead_bound(cfg: RunConfig) -> bool:
     """True when one step of ``cfg`` is small enough (< :data:`OVERHEAD_BOUND_GFLOP` model GFLOP) that
     a GPU spends it mostly on launches and Python, so training several such runs as one vmap ensemble
-    pays; False for the paper's sizes (≈ 3 700 GFLOP per step at depth 2)."""
+    pays; False for the paper's sizes (≈ 2 700 GFLOP per step at depth 2)."""
     from .bench import train_flops_per_step
 
     return train_flops_per_step(cfg) < OVERHEAD_BOUND_GFLOP * 1e9

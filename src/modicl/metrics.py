@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .algorithms import proportional, span_scan
-from .data import model_inputs, sample_sequences, z_logits, z_targets
-from .family import DEFAULT_N_VAR, examples
+from .data import model_inputs, sample_sequences, z_targets
+from .family import DEFAULT_N_VAR, examples, query_slice
 
 SETS = ("id_train", "id_test", "ood_train", "ood_test")
 VAL_SET = "ood_val"
@@ -285,8 +285,8 @@ def evaluate(
         counts = Counts(n_ctx, tokens.device)
         for chunk in tokens.split(batch_size):
             with autocast or contextlib.nullcontext():
-                logits = model(model_inputs(chunk))
-            counts.add(z_logits(logits, n_var), z_targets(chunk, n_var), query_structure(chunk, p, n_var))
+                logits = model(model_inputs(chunk), positions=query_slice(n_var))
+            counts.add(logits, z_targets(chunk, n_var), query_structure(chunk, p, n_var))
         out[name] = counts.result()
     model.train(was_training)
     return out

@@ -133,8 +133,13 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.o = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None) -> Tensor:
-        """x [B, T, d_model] → attention output [B, T, d_model]; rope = (cos, sin, causal mask) tables."""
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None,
+                queries: slice | None = None) -> Tensor:
+        """x [B, T, d_model] → attention output [B, T, d_model]; rope = (cos, sin, causal mask) tables.
+        With ``queries`` (a slice of the T positions; no hooks) only those positions attend: output
+        [B, len(range(T)[queries]), d_model], keys and values still at every position."""
+        if queries is not None:
+            return self._attend_at(x, rope, queries)
         cos, sin, causal = rope
         B, T, d = x.shape
         H = self.n_heads
@@ -161,6 +166,27 @@ class Attention(nn.Module):
             return result.sum(dim=2)
         return self.o(z.transpose(1, 2).reshape(B, T, d))
 
+    def _attend_at(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], queries: slice) -> Tensor:
+        # The same attention as forward's at the positions `queries`: the query rows of the fused weight
+        # project only those positions, RoPE rotates them by their own angles, and the causal mask's rows
+        # at those positions keep each query to the keys at or before it.
+        cos, sin, causal = rope
+        B, T, d = x.shape
+        H, D = self.n_heads, d // self.n_heads
+        w = self.qkv.weight
+        kv = F.linear(x, w[d:]).view(B, T, 2, H, D).permute(2, 0, 3, 1, 4)
+        xq = x[:, queries]
+        Tq = xq.shape[1]
+        q = apply_rope(F.linear(xq, w[:d]).view(B, Tq, H, D).transpose(1, 2), cos[:T][queries], sin[:T][queries])
+        k, v = apply_rope(kv[0], cos, sin), kv[1]
+        mask = causal[:T][queries, :T]  # additive 0 / −inf, [Tq, T]
+        if self.impl == "manual" or (self.impl == "auto" and x.device.type == "cpu"):
+            scores = torch.baddbmm(mask, q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2), alpha=D ** -0.5)
+            z = scores.view(B, H, Tq, T).softmax(dim=-1).to(v.dtype) @ v
+        else:
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
+        return self.o(z.transpose(1, 2).reshape(B, Tq, d))
+
 
 class Block(nn.Module):
     """Pre-LN transformer block: x + Attn(LN₁ x), then + MLP(LN₂ x) with a ReLU MLP."""
@@ -174,8 +200,14 @@ class Block(nn.Module):
         self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None) -> Tensor:
-        """Residual stream [B, T, d_model] in and out."""
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None,
+                positions: slice | None = None) -> Tensor:
+        """Residual stream [B, T, d_model] in and out. With ``positions`` (a slice of the T positions; no
+        hooks) the block's output only there, [B, len(range(T)[positions]), d_model]: attention reads
+        every position, the MLP runs on the kept ones."""
+        if positions is not None:
+            x_out = x[:, positions] + self.attn(self.ln1(x), rope, queries=positions)
+            return x_out + self.proj(F.relu(self.fc(self.ln2(x_out)), inplace=True))
         n = self.name
         x = _hook(hooks, f"{n}.hook_resid_pre", x)
         x = x + _hook(hooks, f"{n}.hook_attn_out", self.attn(self.ln1(x), rope, hooks))
@@ -226,9 +258,16 @@ class Transformer(nn.Module):
             else:
                 nn.init.zeros_(p)
 
-    def forward(self, tokens: Tensor, hooks: Hooks | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, hooks: Hooks | None = None, positions: slice | None = None) -> Tensor:
         """int64 tokens [B, T] → logits [B, T, vocab]; ``hooks`` maps hook-point names to functions that may
-        return a replacement activation. Raises ValueError when T exceeds max_len."""
+        return a replacement activation. Raises ValueError when T exceeds max_len.
+
+        ``positions`` (a slice of the T positions, e.g. :func:`modicl.family.query_slice`) returns the
+        logits there only, [B, len(range(T)[positions]), vocab]: the same function as slicing the full
+        logits, but the last block's queries, attention output and MLP, the final LayerNorm and the
+        unembedding run only at those positions (a third of them for the z-token loss), since nothing
+        downstream reads the others. With hooks every position is computed and the logits are sliced.
+        """
         if tokens.shape[1] > self.max_len:
             raise ValueError(f"sequence of {tokens.shape[1]} tokens exceeds the model's max_len {self.max_len}")
         x = self.wte(tokens)
@@ -236,10 +275,16 @@ class Transformer(nn.Module):
             x = x + self.wre.weight[torch.arange(tokens.shape[1], device=tokens.device) % self.role_period]
         x = _hook(hooks, "hook_embed", x)
         tables = (self.rope_cos, self.rope_sin, self.causal)
+        if positions is not None and hooks is None:
+            for block in self.blocks[:-1]:
+                x = block(x, tables)
+            x = self.blocks[-1](x, tables, positions=positions)
+            return F.linear(self.ln_f(x), self.wte.weight)
         for block in self.blocks:
             x = block(x, tables, hooks)
         x = _hook(hooks, "ln_final.hook_normalized", self.ln_f(x))
-        return F.linear(x, self.wte.weight)
+        logits = F.linear(x, self.wte.weight)
+        return logits if positions is None else logits[:, positions]
 
     def run_with_cache(self, tokens: Tensor, names: Iterable[str] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Forward pass that records activations.

@@ -33,8 +33,8 @@ from torch import Tensor
 
 from .compiling import graph_break_count, is_compiler_error
 from .config import ConfigError, TrainConfig
-from .data import model_inputs, z_logits, z_targets
-from .family import DEFAULT_N_VAR
+from .data import model_inputs, z_targets
+from .family import DEFAULT_N_VAR, query_slice
 from .model import Transformer
 from .muon import Muon, resolve_ns_dtype
 from .runtime import resolve_compile
@@ -222,12 +222,14 @@ def filtered_step(opt: torch.optim.Optimizer | MuonAdamW, lamb: float, alpha: fl
     keep_grokfast(opt, emas)
 
 
-def z_loss(model: Callable[[Tensor], Tensor], tokens: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
+def z_loss(model: Callable[..., Tensor], tokens: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
     """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, (n_var + 1)·n_ctx] → scalar fp32
     (the loss mask of PAPER.md §1.3: no input token is supervised). ``model`` maps the model's inputs
-    [B, (n_var + 1)·n_ctx − 1] to logits [B, (n_var + 1)·n_ctx − 1, p]: a module, or a functional call on
-    an ensemble member's parameters."""
-    logits = z_logits(model(model_inputs(tokens)), n_var)
+    [B, (n_var + 1)·n_ctx − 1] and ``positions=query_slice(n_var)`` to the logits at those positions
+    [B, n_ctx, p] (:meth:`modicl.model.Transformer.forward`, which then runs the last block's MLP and the
+    unembedding on the query positions only): a module, or a functional call on an ensemble member's
+    parameters."""
+    logits = model(model_inputs(tokens), positions=query_slice(n_var))
     return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens, n_var).flatten())
 
 
@@ -320,7 +322,8 @@ class VmapStep:
     def _member_loss(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import functional_call
 
-        return z_loss(lambda inputs: functional_call(self.base, (params, buffers), (inputs,)), tokens, self.runs[0].cfg.task.n_var)
+        return z_loss(lambda inputs, **kw: functional_call(self.base, (params, buffers), (inputs,), kw), tokens,
+                      self.runs[0].cfg.task.n_var)
 
     def _losses(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import vmap
