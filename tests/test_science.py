@@ -24,10 +24,11 @@ def test_the_demo_preset_learns_unseen_tasks_in_context_in_one_of_three_seeds_on
     # every numeric path measured (docs/quick-preset.md, "quick-p11 over seeds"): at least one seed leaves
     # the loss plateau and solves unseen tasks in context on the training inputs (o.o.d. train ✓, Table 1's
     # o.o.d. memorization or o.o.d. generalization). Per seed that held in 4/5 (AMX kernels, one thread),
-    # 4/5 (AVX2 kernels), 5/5 (two threads), 4/5 (bf16) on an Intel Xeon with AMX and 4/5 on an AMD EPYC
-    # with avx512_bf16 (one thread): 21 of 25 runs, so all three seeds miss with probability
-    # ≈ (4/25)³ ≈ 0.4 % at the pooled rate (≈ 4 % at its Wilson lower bound 0.65). o.o.d. generalization
-    # itself is not seed-robust: 14 of 25 runs, and which seeds reach it moves with the numeric path (seed 1
+    # 4/5 (AVX2 kernels), 5/5 (two threads), 4/5 (bf16) on an Intel Xeon with AMX and in 4/5 (native
+    # kernels) and 4/5 (AVX2 kernels) on an AMD EPYC with avx512_bf16 (one thread): 25 of 30 runs, so all
+    # three seeds miss with probability ≈ (5/30)³ ≈ 0.5 % at the pooled rate (≈ 4 % at its Wilson lower
+    # bound 0.66). o.o.d. generalization itself is not seed-robust: 18 of 30 runs, 2/5 to 4/5 by path, and
+    # which seeds reach it moves with the numeric path (seed 1
     # on the EPYC reaches it or not as the last block's gradients round one way or the other, ≈ 1e-7
     # relative), so it cannot be asserted at < 1 % failure until a seed-robust preset exists. Where a seed
     # does reach it, the fingerprint must read the paper's depth-2 algorithm or better.
