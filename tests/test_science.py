@@ -25,9 +25,9 @@ def test_the_demo_preset_learns_unseen_tasks_in_context_in_one_of_three_seeds_on
     # the loss plateau and solves unseen tasks in context on the training inputs (o.o.d. train ✓, Table 1's
     # o.o.d. memorization or o.o.d. generalization). Per seed that held in 4/5 (AMX kernels, one thread),
     # 4/5 (AVX2 kernels), 5/5 (two threads), 4/5 (bf16) on an Intel Xeon with AMX and in 4/5 (native
-    # kernels) and 4/5 (AVX2 kernels) on an AMD EPYC with avx512_bf16 (one thread): 25 of 30 runs, so all
-    # three seeds miss with probability ≈ (5/30)³ ≈ 0.5 % at the pooled rate (≈ 4 % at its Wilson lower
-    # bound 0.66). o.o.d. generalization itself is not seed-robust: 18 of 30 runs, 2/5 to 4/5 by path, and
+    # kernels), 4/5 (AVX2 kernels), 5/5 (bf16) on an AMD EPYC with avx512_bf16 (one thread): 30 of 35 runs,
+    # so all three seeds miss with probability ≈ (5/35)³ ≈ 0.3 % at the pooled rate (≈ 2.5 % at its Wilson
+    # lower bound 0.71). o.o.d. generalization itself is not seed-robust: 21 of 35 runs, 2/5 to 4/5 by path, and
     # which seeds reach it moves with the numeric path (seed 1
     # on the EPYC reaches it or not as the last block's gradients round one way or the other, ≈ 1e-7
     # relative), so it cannot be asserted at < 1 % failure until a seed-robust preset exists. Where a seed
