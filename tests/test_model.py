@@ -208,7 +208,7 @@ def test_init_std_sets_the_spread_of_every_weight_matrix():
 
 @pytest.mark.parametrize("attention", ["sdpa", "manual"])
 @pytest.mark.parametrize("n_layers,n_var,role", [(1, 2, False), (2, 2, True), (2, 3, False)])
-def test_logits_at_the_query_positions_equal_the_full_logits_sliced_with_their_gradients(attention, n_layers, n_var, role):
+def test_logits_at_the_query_positions_equal_the_sliced_full_logits_and_gradients(attention, n_layers, n_var, role):
     # The loss path computes the last block's queries, MLP and unembedding at the query positions only;
     # the function, and its gradient, must be the full model's sliced there.
     from modicl.family import query_slice

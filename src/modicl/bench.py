@@ -5,8 +5,9 @@ approximation of Kaplan et al. 2020): per token and layer 24·d² for the qkv, o
 projections (mlp_ratio 4), and per sequence and layer 4·d·T(T+1)/2 for the causal QKᵀ and
 attention-times-V products; but the last layer projects keys and values at all T positions and the rest
 (queries, their attention, output projection, MLP) and the tied unembedding (2·d·V) only at the n_ctx
-query positions, since the loss reads nothing else (:meth:`modicl.model.Transformer.forward`). The ceiling is a square-ish matmul of the model's
-largest shape, (B·T × d) @ (d × mlp_ratio·d), timed on the spot in the same dtype and thread count.
+query positions, since the loss reads nothing else (:meth:`modicl.model.Transformer.forward`). The
+ceiling is a square-ish matmul of the model's largest shape, (B·T × d) @ (d × mlp_ratio·d), timed on the
+spot in the same dtype and thread count.
 """
 
 from __future__ import annotations

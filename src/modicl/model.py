@@ -149,8 +149,7 @@ class Attention(nn.Module):
         n = self.name
         if hooks is not None:
             q, k, v = (_hook(hooks, f"{n}.hook_{s}", t) for s, t in (("q", q), ("k", k), ("v", v)))
-        explicit = hooks is not None or self.impl == "manual" or (self.impl == "auto" and x.device.type == "cpu")
-        if explicit:
+        if hooks is not None or self._explicit(x):
             # The causal mask enters as an additive 0/−inf bias fused into the score matmul.
             scores = torch.baddbmm(causal[:T, :T], q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2), alpha=q.shape[-1] ** -0.5)
             pattern = scores.view(B, H, T, T).softmax(dim=-1)
@@ -166,6 +165,10 @@ class Attention(nn.Module):
             return result.sum(dim=2)
         return self.o(z.transpose(1, 2).reshape(B, T, d))
 
+    def _explicit(self, x: Tensor) -> bool:
+        # The explicit softmax (which hooks need) under `manual`, and under `auto` on CPUs; SDPA otherwise.
+        return self.impl == "manual" or (self.impl == "auto" and x.device.type == "cpu")
+
     def _attend_at(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], queries: slice) -> Tensor:
         # The same attention as forward's at the positions `queries`: the query rows of the fused weight
         # project only those positions, RoPE rotates them by their own angles, and the causal mask's rows
@@ -180,7 +183,7 @@ class Attention(nn.Module):
         q = apply_rope(F.linear(xq, w[:d]).view(B, Tq, H, D).transpose(1, 2), cos[:T][queries], sin[:T][queries])
         k, v = apply_rope(kv[0], cos, sin), kv[1]
         mask = causal[:T][queries, :T]  # additive 0 / −inf, [Tq, T]
-        if self.impl == "manual" or (self.impl == "auto" and x.device.type == "cpu"):
+        if self._explicit(x):
             scores = torch.baddbmm(mask, q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2), alpha=D ** -0.5)
             z = scores.view(B, H, Tq, T).softmax(dim=-1).to(v.dtype) @ v
         else:
