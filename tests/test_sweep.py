@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -183,8 +184,6 @@ def test_cli_sweep_dry_run_and_one_line_errors(tmp_path, capsys):
 def test_every_spec_the_docs_name_expands_under_its_own_name():
     # the docs give `modicl sweep docs/specs/NAME.toml` as the command behind each table: every such file must
     # still load against today's presets and fields, and name its sweep after its file
-    from pathlib import Path
-
     specs = sorted((Path(__file__).parent.parent / "docs" / "specs").glob("*.toml"))
     assert len(specs) >= 40
     for path in specs:
