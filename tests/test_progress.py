@@ -29,3 +29,17 @@ def test_training_with_stderr_in_a_file_writes_lines_not_redraws(tmp_path, capsy
     err = capsys.readouterr().err
     assert "\r" not in err
     assert err.strip().splitlines()[-1].startswith("train: 40/40 step")
+
+
+def test_named_progress_writes_lines_even_on_a_terminal(tmp_path, capsys, monkeypatch):
+    # runs that share one stderr (a sweep's worker processes) must not draw bars over each other
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert not isinstance(progress_bar(total=3), LogProgress)
+    assert isinstance(progress_bar(total=3, lines=True), LogProgress)
+    monkeypatch.undo()
+    train(tiny_config(steps=40, eval_every=20), tmp_path / "run", progress="seed=3")
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("seed=3: 40/40 step (100.0 %)")

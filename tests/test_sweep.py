@@ -11,6 +11,7 @@ from modicl.cli import main
 from modicl.config import ConfigError
 from modicl.metrics import PHASES
 from modicl.presets import preset
+from modicl.sweep.jobs import Job, job_label
 from modicl.sweep import SweepSpec, expand, load_spec, parse_assignment, point_hash, point_status, run_sweep
 
 from conftest import tiny_config
@@ -220,15 +221,28 @@ def test_plot_of_a_sweep_where_every_point_failed_is_a_one_line_error(tmp_path, 
     assert "no finished runs" in capsys.readouterr().err
 
 
-def test_two_worker_processes_finish_every_point_and_share_the_table(tmp_path):
+def test_two_worker_processes_finish_every_point_and_share_the_table(tmp_path, capfd):
     spec, out = _spec(), tmp_path / "s"
-    report = run_sweep(spec, out, progress=False, workers=2)
+    report = run_sweep(spec, out, progress=True, workers=2)
     assert len(report.finished) == 4 and not report.failed
+    # each worker's run ends with a plain line named by its axis values (no bar redraws between processes)
+    err = capfd.readouterr().err
+    assert "\r" not in err
+    for n_id in (4, 8):
+        for seed in (1, 2):
+            assert f"n_id={n_id} seed={seed}: 20/20 step (100.0 %)" in err
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 4 and df["hash"].is_unique
     cfg = json.loads((out / "runs" / report.finished[0] / "config.json").read_text())
     assert cfg["train"]["threads"] >= 1
     assert run_sweep(spec, out, progress=False, workers=2).skipped  # relaunch: nothing redone
+
+
+def test_a_job_is_named_by_its_axis_values_in_progress_lines():
+    points = expand(SweepSpec("t", base=tiny_config(), axes={"n_id": [4], "lr": [0.002], "seed": [1, 2]}))
+    one, two = (Job((points[0],), (Path("a"),)), Job(tuple(points), (Path("a"), Path("b"))))
+    assert job_label(one) == "n_id=4 lr=0.002 seed=1"
+    assert job_label(two) == "2 runs (n_id=4 lr=0.002 seed=1, …)"
 
 
 def test_a_point_being_trained_elsewhere_is_left_alone_and_shown_running(tmp_path):

@@ -60,7 +60,7 @@ def train_ensemble(
     *,
     resume: bool = True,
     backend: str = "auto",
-    progress: bool = True,
+    progress: bool | str = True,
     stop_after: int | None = None,
 ) -> list[str | None]:
     """Train the runs ``cfgs`` (into ``run_dirs``) together as one ensemble.
@@ -71,7 +71,7 @@ def train_ensemble(
         resume: continue members that have a checkpoint; members resumed at different steps train in
             groups of equal step, one group after another.
         backend: ``auto``, ``vmap`` or ``loop`` (see the module docstring).
-        progress: one progress bar over the ensemble's steps.
+        progress: one progress bar over the ensemble's steps (a string: plain lines named by it).
         stop_after: stop every member once this step is checkpointed (as if interrupted); for tests.
 
     Returns:

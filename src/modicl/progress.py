@@ -70,9 +70,10 @@ class LogProgress:
 
 
 def progress_bar(*, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "it", disable: bool = False,
-                 interval: float = 30.0, **tqdm_kwargs: Any):
+                 interval: float = 30.0, lines: bool = False, **tqdm_kwargs: Any):
     """A tqdm bar when stderr is a terminal (or in a Jupyter notebook), else a :class:`LogProgress` writing a line every ``interval``
-    seconds. Both take ``update(n)``, ``set_postfix(**values)`` and ``close()``."""
-    if "ipykernel" in sys.modules or (sys.stderr is not None and sys.stderr.isatty()):  # a notebook draws its own bar
+    seconds. ``lines``: plain lines even on a terminal (several processes sharing one stderr, where bars would
+    overwrite each other). Both take ``update(n)``, ``set_postfix(**values)`` and ``close()``."""
+    if not lines and ("ipykernel" in sys.modules or (sys.stderr is not None and sys.stderr.isatty())):  # a notebook draws its own bar
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable, **tqdm_kwargs)
     return LogProgress(total=total, initial=initial, desc=desc, unit=unit, disable=disable, interval=interval)

@@ -231,7 +231,7 @@ def train(
     run_dir: str | Path,
     *,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     stop_after: int | None = None,
 ) -> dict | None:
     """Train one model and write its run directory.
@@ -241,7 +241,8 @@ def train(
         run_dir: output directory; created if absent.
         resume: continue from ``run_dir/checkpoints/last`` (the saved config must equal ``cfg`` except for
             device, threads and compile). Without a checkpoint there, starts fresh.
-        progress: show a tqdm progress bar.
+        progress: True: a progress bar (tqdm on a terminal, plain lines in a log); a string: plain lines
+            named by it, for runs that share one stderr with other processes; False: none.
         stop_after: stop (as if interrupted) once this global step is checkpointed; for tests.
 
     Returns:
@@ -262,8 +263,8 @@ def train(
     return outcome
 
 
-def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: bool = True, stop_after: int | None = None,
-               desc: str = "train") -> list[dict | TrainingDiverged | None]:
+def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: bool | str = True,
+               stop_after: int | None = None, desc: str = "train") -> list[dict | TrainingDiverged | None]:
     """Train ``runs`` together to their last step, each as if trained alone.
 
     The runs share one architecture and every training setting (one schedule for all:
@@ -274,7 +275,8 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
 
     Args:
         progress: one progress bar over the steps, named ``desc``; with one run it shows the loss and
-            the o.o.d. accuracies.
+            the o.o.d. accuracies. A string: plain lines named by it instead (one every 60 s), for runs
+            that share one stderr with other processes.
         stop_after: stop (as if interrupted) once this global step is checkpointed; for tests.
     Returns:
         Per run: its summary (finished), a :class:`TrainingDiverged` (it stopped; ``checkpoints/last``
@@ -288,7 +290,9 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
     for r in runs:
         if r.start == 0 and not r.resumed:
             r.evaluate(0, None)
-    bar = progress_bar(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True, desc=desc)
+    named = isinstance(progress, str)
+    bar = progress_bar(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
+                       desc=progress if named else desc, lines=named, interval=60.0 if named else 30.0)
     # Per-run bookkeeping as tensors of length N (one kernel each per step, no host sync): the running
     # loss sums and the first non-finite step (−1 while finite).
     loss_sum = torch.zeros(len(runs), device=device)

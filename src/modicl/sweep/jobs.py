@@ -29,6 +29,13 @@ class Job:
     run_dirs: tuple[Path, ...]
 
 
+def job_label(job: Job) -> str:
+    """A short name for a job's progress lines: its points' axis values (``n_id=64 seed=1``), else their hashes."""
+    names = [" ".join(f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                      for k, v in p.axes.items()) or p.hash[:10] for p in job.points]
+    return names[0] if len(names) == 1 else f"{len(names)} runs ({names[0]}, …)"
+
+
 def torch_oom() -> type[BaseException]:
     """``torch.OutOfMemoryError`` (imported on use: building a sweep needs no torch)."""
     import torch
@@ -36,11 +43,12 @@ def torch_oom() -> type[BaseException]:
     return torch.OutOfMemoryError
 
 
-def run_job(job: Job, progress: bool = False) -> dict[str, str | None]:
+def run_job(job: Job, progress: bool | str = False) -> dict[str, str | None]:
     """Run every point of ``job`` to completion (resuming where a checkpoint exists): alone when the job
     has one point, else as one ensemble (:func:`modicl.ensemble.train_ensemble`). Returns {hash: None on
     success, else a one-line error, also written to RUN_DIR/error.txt}. An ensemble that runs out of
-    device memory trains its members one by one instead. Never raises for a failing point (a KeyboardInterrupt still stops it: the checkpoints are kept for the next launch)."""
+    device memory trains its members one by one instead. Never raises for a failing point (a KeyboardInterrupt
+    still stops it: the checkpoints are kept for the next launch). ``progress`` as in :func:`modicl.train.train`."""
     from .. import train as train_mod
     from ..ensemble import train_ensemble
     from ..runlock import RunLocked

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import ConfigError
 from .executor import Executor, Outcome, Record, Submission
-from .jobs import Job, make_jobs, run_job, with_threads
+from .jobs import Job, job_label, make_jobs, run_job, with_threads
 from .spec import SweepSpec, expand, point_dir
 from .status import check_sweep_dir, point_status
 from .tables import tables_lock, write_index, write_results
@@ -109,12 +109,12 @@ def _stop_workers(pool: Any, children: set, grace_s: float = STOP_GRACE_S) -> No
         child.join(5.0)  # a process in uninterruptible sleep may outlive SIGKILL a while; do not wait on it
 
 
-def _worker_run_job(job: Job) -> dict[str, str | None]:
+def _worker_run_job(job: Job, progress: bool) -> dict[str, str | None]:
     if _WORKER["stopping"]:
         raise KeyboardInterrupt
     _WORKER["running"] = True
-    try:
-        return run_job(job)
+    try:  # workers share the sweep's stderr: named plain lines, not bars that overwrite each other
+        return run_job(job, progress=job_label(job) if progress else False)
     except KeyboardInterrupt:
         if os.getppid() != _WORKER["parent"]:  # the sweep process was killed: nobody reads our result
             os._exit(130)
@@ -163,10 +163,12 @@ class InProcess(_OnThisMachine):
 class ProcessPool(_OnThisMachine):
     """Runs the jobs in ``workers`` spawned processes, each with cpu_count / workers threads (on 2 CPU
     cores two 1-thread runs do 18 % more steps per second than one 2-thread run, BENCHMARKS.md); every
-    point runs alone (no ensembles: on CPUs ensembles are a loop anyway). Ctrl-C, SIGINT or SIGTERM to
-    this process stops every worker. Raises ConfigError for ``workers`` < 1."""
+    point runs alone (no ensembles: on CPUs ensembles are a loop anyway). With ``progress`` each run writes a
+    line named by its axis values every minute. Ctrl-C, SIGINT or SIGTERM to this process stops every
+    worker. Raises ConfigError for ``workers`` < 1."""
 
     workers: int = 2
+    progress: bool = True
     ensembles = False
 
     def __post_init__(self) -> None:
@@ -186,7 +188,7 @@ class ProcessPool(_OnThisMachine):
         ctx = multiprocessing.get_context("spawn")
         others = set(multiprocessing.active_children())  # e.g. a notebook's own pools: not ours to stop
         with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(_worker_run_job, job): job for job in jobs}
+            futures = {pool.submit(_worker_run_job, job, self.progress): job for job in jobs}
             try:
                 for fut in as_completed(futures):
                     job = futures[fut]
@@ -237,7 +239,7 @@ def run_sweep(
     from ..progress import progress_bar
 
     if executor is None:
-        executor = InProcess(progress) if workers == 1 else ProcessPool(workers)
+        executor = InProcess(progress) if workers == 1 else ProcessPool(workers, progress)
     out_dir = Path(out_dir)
     points = expand(spec)
     check_sweep_dir(out_dir)
@@ -252,8 +254,9 @@ def run_sweep(
         elif p.hash not in busy:
             todo.append(p)
     jobs = executor.prepare(make_jobs(todo, out_dir, ensemble=ensemble and executor.ensembles))
+    # beside the workers' named lines a redrawn bar would be broken up: lines too
     bar = progress_bar(total=len(points), initial=len(report.skipped), disable=not progress or not executor.waits,
-                       unit="run", desc=spec.name, position=0)
+                       unit="run", desc=spec.name, position=0, lines=isinstance(executor, ProcessPool))
 
     def record(job: Job, outcome: Outcome) -> None:
         for h, err in outcome.items():
