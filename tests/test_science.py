@@ -18,34 +18,28 @@ def _fp32(cfg, seed):
     return dataclasses.replace(cfg, seed=seed, train=dataclasses.replace(cfg.train, dtype="fp32", threads=1))
 
 
-def test_the_demo_preset_learns_unseen_tasks_in_context_in_one_of_three_seeds_on_two_cores(tmp_path):
-    # `make demo`'s preset (quick-p11: p = 11, 32-shot contexts, fp32 on every CPU), seeds 1-3, three
-    # processes on the two cores (cpu_count / 3 threads each: one here). What it asserts is what holds on
-    # every numeric path measured (docs/quick-preset.md, "quick-p11 over seeds"): at least one seed leaves
-    # the loss plateau and solves unseen tasks in context on the training inputs (o.o.d. train ✓, Table 1's
-    # o.o.d. memorization or o.o.d. generalization). Per seed that held in 4/5 (AMX kernels, one thread),
-    # 4/5 (AVX2 kernels), 5/5 (two threads), 4/5 (bf16) on an Intel Xeon with AMX and in 4/5 (native
-    # kernels), 4/5 (AVX2 kernels), 5/5 (bf16) on an AMD EPYC with avx512_bf16 (one thread): 30 of 35 runs,
-    # so all three seeds miss with probability ≈ (5/35)³ ≈ 0.3 % at the pooled rate (≈ 2.5 % at its Wilson
-    # lower bound 0.71). o.o.d. generalization itself is not seed-robust: 21 of 35 runs, 2/5 to 4/5 by path, and
-    # which seeds reach it moves with the numeric path (seed 1
-    # on the EPYC reaches it or not as the last block's gradients round one way or the other, ≈ 1e-7
-    # relative), so it cannot be asserted at < 1 % failure until a seed-robust preset exists. Where a seed
-    # does reach it, the fingerprint must read the paper's depth-2 algorithm or better.
+def test_the_demo_preset_reaches_ood_generalization_in_one_of_six_seeds_on_two_cores(tmp_path):
+    # `make demo`'s preset (quick-p11: p = 11, 32-shot contexts, fp32 on every CPU), seeds 1-6, two runs at
+    # a time, each with cpu_count / 2 threads: one on two cores, the numeric path of the seed tables. What it
+    # asserts holds by the measured seed rate (docs/quick-preset.md, "quick-p11 over seeds"): Table 1's
+    # o.o.d. generalization at the last step in 16 of the 25 fp32 seed runs (Xeon: 3/5 AMX kernels, 3/5
+    # AVX2 kernels, 4/5 two threads; EPYC: 2/5 native, 4/5 AVX2 kernels), 6 of 10 with the query-only last
+    # block of the code now; every measured path had at least 2 of seeds 1-5 there. Which seeds get there
+    # moves with the numerics (a gradient rounding of ≈ 1e-7 flips one), so the check asks for one of six:
+    # all six miss with probability 0.36⁶ ≈ 0.2 % at the fp32 rate and 0.4⁶ ≈ 0.4 % at the query-only
+    # block's rate (with five seeds 0.6 % and 1.0 %). Two runs at a time cost what the sixth seed adds.
     from modicl.sweep import SweepSpec, run_sweep
 
-    report = run_sweep(SweepSpec("ci-demo", preset="quick-p11", axes={"seed": [1, 2, 3]}), tmp_path, progress=False, workers=3)
+    spec = SweepSpec("ci-demo", preset="quick-p11", axes={"seed": [1, 2, 3, 4, 5, 6]})
+    report = run_sweep(spec, tmp_path, progress=False, workers=2)
     assert not report.failed
     summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("runs/*/summary.json"))]
-    assert len(summaries) == 3 and all(s["dtype"] == "float32" for s in summaries)
-    in_context = [s for s in summaries if s["final"]["ood_train"]["acc_last_novel"] >= s["phase_threshold"]]
-    assert len(in_context) >= 1, [s["phase_pattern"] for s in summaries]
-    # chance is 1/p ≈ 0.09 and copying scores 0 on novel queries, so ≥ 0.5 is far above both nulls
-    assert all(s["final"]["ood_train"]["acc_last_novel"] > 4 / preset("quick-p11").task.p for s in in_context)
-    # where o.o.d. test passes too, it is the paper's depth-2 algorithm or better: the RM-solvable o.o.d.-test
-    # queries are answered and the fingerprint does not read "neither" (undecided: the few MR-only queries
-    # leave their interval open)
+    assert len(summaries) == 6 and all(s["dtype"] == "float32" for s in summaries)
     generalized = [s for s in summaries if s["phase"] == "ood_generalization"]
+    assert len(generalized) >= 1, [s["phase_pattern"] for s in summaries]
+    # ≥ 0.5 on o.o.d. test is far above chance (1/p ≈ 0.09) and copying (0 on novel queries); it must also be
+    # the paper's depth-2 algorithm or better: the RM-solvable o.o.d.-test queries answered, and the
+    # fingerprint not "neither" (undecided: the few MR-only queries leave their interval open)
     fps = [s["final"]["ood_test"]["fingerprint"] for s in generalized]
     assert all(s["final"]["ood_test"]["algorithm"] in ("ratio_matching", "modular_regression", "undecided")
                and s["final"]["ood_test"]["fingerprint"]["rm"]["acc"] >= s["phase_threshold"] for s in generalized), fps
