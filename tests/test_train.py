@@ -122,6 +122,25 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert load_checkpoint(tmp_path / "r").step == 20
 
 
+def test_a_compiled_step_that_diverges_names_the_compiler_as_a_suspect(tmp_path, monkeypatch):
+    # torch.compile replaced by the identity, so the step counts as compiled and runs eagerly (fast); the
+    # loss is poisoned at step 5 as above
+    real = steps_mod.z_loss
+    calls = {"n": 0}
+
+    def poisoned(model, tokens, n_var=2):
+        calls["n"] += 1
+        loss = real(model, tokens, n_var)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(steps_mod, "z_loss", poisoned)
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
+    cfg = tiny_config(steps=40, eval_every=20)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile="on"))
+    with pytest.raises(TrainingDiverged, match=r"step 5; .* keeps step 0; lower train.lr or --train.compile off"):
+        train(cfg, tmp_path / "r", progress=False)
+
+
 def test_missing_and_corrupt_checkpoints_give_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope")

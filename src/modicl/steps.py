@@ -383,6 +383,11 @@ class LoopStep:
             set_schedule(step.opt, lr, weight_decay)
         return torch.stack([step(tokens) for step, tokens in zip(self.steps, batches)])
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the members' steps run compiled now (a compiler failure turns a step eager)."""
+        return any(step.compiled for step in self.steps)
+
     def sync(self) -> None:
         """Nothing to copy: each member steps its own model and optimizer."""
 

@@ -316,6 +316,10 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
                     for (i, r), b in zip(list(active.items()), bad_steps):
                         if b >= 0:
                             hint = "lower train.lr" + (" or use --train.dtype fp32" if r.dtype != torch.float32 else "")
+                            if getattr(stepper, "compiled", False):
+                                # a compiled step runs other kernels: torch 2.13's Inductor gave this model a
+                                # non-finite loss from step 1 on the AVX2 code path where eager was fine
+                                hint += " or --train.compile off"
                             outcome[i] = TrainingDiverged(f"loss became non-finite at step {b}; checkpoints/last in {r.run_dir} "
                                                           f"keeps step {last_good}; {hint}")
                             del active[i]
