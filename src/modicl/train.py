@@ -317,8 +317,9 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
                         if b >= 0:
                             hint = "lower train.lr" + (" or use --train.dtype fp32" if r.dtype != torch.float32 else "")
                             if getattr(stepper, "compiled", False):
-                                # a compiled step runs other kernels: torch 2.13's Inductor gave this model a
-                                # non-finite loss from step 1 on the AVX2 code path where eager was fine
+                                # a compiled step runs other kernels: torch 2.13's Inductor, on the AVX2 code
+                                # path with one thread, gave this model a wrong LayerNorm-bias gradient and a
+                                # non-finite loss from step 1 where eager was fine (BENCHMARKS.md)
                                 hint += " or --train.compile off"
                             outcome[i] = TrainingDiverged(f"loss became non-finite at step {b}; checkpoints/last in {r.run_dir} "
                                                           f"keeps step {last_good}; {hint}")
