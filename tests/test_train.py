@@ -106,34 +106,31 @@ def test_checkpoints_hold_tasks_config_and_best_ood(tmp_path):
     assert ck.sidecar["modicl_version"]
 
 
-def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+def _poison_loss_at(monkeypatch, call: int) -> None:
+    """Make the ``call``-th loss of the training step NaN (counted from 1)."""
     real = steps_mod.z_loss
     calls = {"n": 0}
 
     def poisoned(model, tokens, n_var=2):
         calls["n"] += 1
         loss = real(model, tokens, n_var)
-        return loss * float("nan") if calls["n"] == 30 else loss
+        return loss * float("nan") if calls["n"] == call else loss
 
     monkeypatch.setattr(steps_mod, "z_loss", poisoned)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    _poison_loss_at(monkeypatch, 30)
     cfg = tiny_config(steps=60, eval_every=20)
-    with pytest.raises(TrainingDiverged, match=r"step 30; checkpoints/last .* keeps step 20"):
+    with pytest.raises(TrainingDiverged, match=r"step 30; checkpoints/last .* keeps step 20") as err:
         train(cfg, tmp_path / "r", progress=False)
+    assert "compile" not in str(err.value)  # an eager step: the compiler is not a suspect
     assert load_checkpoint(tmp_path / "r").step == 20
 
 
 def test_a_compiled_step_that_diverges_names_the_compiler_as_a_suspect(tmp_path, monkeypatch):
-    # torch.compile replaced by the identity, so the step counts as compiled and runs eagerly (fast); the
-    # loss is poisoned at step 5 as above
-    real = steps_mod.z_loss
-    calls = {"n": 0}
-
-    def poisoned(model, tokens, n_var=2):
-        calls["n"] += 1
-        loss = real(model, tokens, n_var)
-        return loss * float("nan") if calls["n"] == 5 else loss
-
-    monkeypatch.setattr(steps_mod, "z_loss", poisoned)
+    # torch.compile replaced by the identity, so the step counts as compiled and runs eagerly (fast)
+    _poison_loss_at(monkeypatch, 5)
     monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
     cfg = tiny_config(steps=40, eval_every=20)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile="on"))

@@ -316,7 +316,7 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
                     for (i, r), b in zip(list(active.items()), bad_steps):
                         if b >= 0:
                             hint = "lower train.lr" + (" or use --train.dtype fp32" if r.dtype != torch.float32 else "")
-                            if getattr(stepper, "compiled", False):
+                            if stepper.compiled:
                                 # a compiled step runs other kernels: torch 2.13's Inductor, on the AVX2 code
                                 # path with one thread, gave this model a wrong LayerNorm-bias gradient and a
                                 # non-finite loss from step 1 where eager was fine (BENCHMARKS.md)
