@@ -19,7 +19,7 @@ import pytest
 from modicl.cli import main
 from modicl.config import ConfigError
 from modicl.sweep import SweepSpec, load_sweep, run_sweep, sweep_status
-from modicl.sweep.slurm import SlurmOptions, queue_states, submit_sweep, time_minutes, wait_for_sweep
+from modicl.sweep.slurm import SlurmOptions, job_log, queue_states, submit_sweep, time_minutes, wait_for_sweep
 
 from conftest import tiny_config
 
@@ -120,6 +120,17 @@ def _sessions(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "sessions.jsonl").read_text().splitlines()]
 
 
+def _why(row: dict, out_dir: Path, job_id: str) -> str:
+    """What a failed SLURM test needs to be diagnosed from CI's output alone: the point's state and
+    error, its error.txt and the tail of the job's log."""
+    run_dir = out_dir / "runs" / row["hash"]
+    error = run_dir / "error.txt"
+    log = job_log(out_dir, job_id)
+    tail = log.read_text(errors="replace").splitlines()[-25:] if log.exists() else ["(no job log)"]
+    return "\n".join([f"state {row['state']}, error {row['error']}, step {row['step']}",
+                      error.read_text() if error.exists() else "(no error.txt)", *tail])
+
+
 def _wait_until(pred, timeout: float = 120.0):
     end = time.monotonic() + timeout
     while not pred():
@@ -186,7 +197,7 @@ def test_scancel_mid_run_then_resubmission_resumes_from_the_checkpoint(slurm, tm
     (again,) = submit_sweep(_long_spec(), tmp_path, SlurmOptions(cpus_per_job=1, time="10"))
     assert again.job_id != sub.job_id and again.hashes == sub.hashes
     (row,) = wait_for_sweep(tmp_path, [again.job_id], progress=False, poll_s=0.5)
-    assert row["state"] == "done"
+    assert row["state"] == "done", _why(row, tmp_path, again.job_id)
     sessions = _sessions(run_dir)
     assert [(s["slurm_job_id"], s["start_step"]) for s in sessions] == [(sub.job_id, 0), (again.job_id, stopped_at)]
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -205,7 +216,7 @@ def test_a_timed_out_job_requeues_itself_and_resumes(slurm, tmp_path):
     # What SLURM sends signal_delay_s before the time limit; submitit checkpoints and requeues the job.
     subprocess.run(["scancel", "--signal=USR2", sub.job_id], check=True)
     (row,) = wait_for_sweep(tmp_path, [sub.job_id], progress=False, poll_s=0.5)
-    assert row["state"] == "done"
+    assert row["state"] == "done", _why(row, tmp_path, sub.job_id)
     sessions = _sessions(tmp_path / "runs" / sub.hashes[0])
     assert len(sessions) == 2 and {s["slurm_job_id"] for s in sessions} == {sub.job_id}
     assert sessions[0]["start_step"] == 0 and 200 <= sessions[1]["start_step"] < 4000 and sessions[1]["resumed"]

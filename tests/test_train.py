@@ -167,6 +167,34 @@ def test_a_checkpoint_torn_by_a_kill_while_saving_is_refused_on_resume(tmp_path)
         train(cfg, tmp_path / "a", resume=True, progress=False)
 
 
+
+def test_a_ctrl_c_during_the_checkpoint_renames_lands_after_them_and_the_run_resumes(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    cfg = tiny_config(steps=40, eval_every=20)
+    train(cfg, tmp_path / "a", progress=False, stop_after=20)
+    real_replace, renamed = os.replace, []
+
+    def replace_then_interrupt(src, dst):
+        real_replace(src, dst)
+        renamed.append(os.path.basename(dst))
+        if renamed[-1] == "last.state.pt":  # the first of the step-40 checkpoint's renames: a Ctrl-C arrives now
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "a", resume=True, progress=False)
+    monkeypatch.undo()
+    # the interrupt was held until all three files of the checkpoint were renamed: one step throughout
+    assert renamed[-3:] == ["last.state.pt", "last.safetensors", "last.json"]
+    ckpt = tmp_path / "a" / "checkpoints"
+    assert json.loads((ckpt / "last.json").read_text())["step"] == 40
+    assert torch.load(ckpt / "last.state.pt", weights_only=True)["step"] == 40
+    summary = train(cfg, tmp_path / "a", resume=True, progress=False)  # resumed, not refused as torn
+    assert summary["steps"] == 40 and [r["step"] for r in read_metrics(tmp_path / "a")] == [0, 20, 40]
+
+
 def test_best_checkpoint_is_selected_on_validation_tasks_and_summary_carries_intervals_and_numerics(tmp_path):
     cfg = tiny_config(steps=80, eval_every=10, lr=1e-2)
     summary = train(cfg, tmp_path / "run", progress=False)

@@ -25,6 +25,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .signals import signals_held
+
 FIXED = ("last", "best_ood")
 _STEP_REF = re.compile(r"step[:\-](\d+)")
 
@@ -113,6 +115,7 @@ def keep_copy(checkpoints: Path, src: str, step: int) -> None:
     """Keep checkpoint ``src`` (just written) as ``step:N``: hard links where the file system allows
     (no bytes copied; ``src`` is later replaced by rename, so the kept files never change), else copies."""
     dst = file_stem(f"step:{step}")
+    staged = []
     for kind in _KINDS:
         a, b = checkpoints / f"{src}.{kind}", checkpoints / f"{dst}.{kind}"
         if not a.exists():
@@ -123,7 +126,10 @@ def keep_copy(checkpoints: Path, src: str, step: int) -> None:
             os.link(a, tmp)
         except OSError:
             shutil.copyfile(a, tmp)
-        os.replace(tmp, b)
+        staged.append((tmp, b))
+    with signals_held():  # all of the kept checkpoint's files, or none of them (signals.py)
+        for tmp, b in staged:
+            os.replace(tmp, b)
 
 
 def kept_steps(checkpoints: Path) -> list[int]:

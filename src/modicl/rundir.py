@@ -38,6 +38,7 @@ from typing import IO, TYPE_CHECKING, Any
 from . import __version__
 from .config import ConfigError, RunConfig, from_dict, to_dict
 from .runlock import LOCK_NAME, is_locked, lock_run
+from .signals import signals_held
 from .history import ScheduleError, file_stem, ref_of, step_of
 
 if TYPE_CHECKING:  # torch and the model load on use: a sweep's status needs neither
@@ -331,8 +332,11 @@ def save_checkpoint(
     """Write ``checkpoints/{name}.safetensors`` + ``{name}.json`` (+ ``{name}.state.pt`` when ``state``).
 
     All files are written to temporary names first and then renamed, the sidecar last, so a process
-    killed while saving leaves either the old checkpoint or the new one, except within the microseconds
-    of the renames; :func:`load_state` detects that case by the step recorded in both."""
+    killed while saving leaves either the old checkpoint or the new one. The renames run with the
+    catchable stop signals held (:func:`signals_held`): a Ctrl-C, SIGTERM or a scheduler's SIGUSR2 whose
+    Python handler raises lands after them, never between. Only an uncatchable kill (SIGKILL, a lost node)
+    within the microseconds of the renames can leave a mix; :func:`load_state` detects it by the step
+    recorded in both."""
     import torch
     from safetensors.torch import save
 
@@ -357,8 +361,9 @@ def save_checkpoint(
                 fh.write(data())
         except OSError as e:
             raise _write_failed(path, e, tmps) from None
-    for (path, _), tmp in zip(staged, tmps):
-        os.replace(tmp, path)
+    with signals_held():
+        for (path, _), tmp in zip(staged, tmps):
+            os.replace(tmp, path)
 
 
 def _torch_bytes(obj: Any) -> bytes:
