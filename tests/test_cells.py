@@ -97,3 +97,36 @@ def test_a_cell_whose_ratio_matching_ceiling_is_below_the_threshold_says_modular
     text = format_cells(seed_cells(df), threshold=0.5)
     assert "ratio matching answers only 0.34 of the novel o.o.d.-test queries here (< threshold 0.5)" in text
     assert "needs modular regression" not in format_cells(seed_cells(df), threshold=0.3)
+
+
+def _fp_row(rm_acc, rm_n, mr_acc, mr_n):
+    k = len(rm_n)
+    return {"step": 100, "ood_test": {"fingerprint_kshot": {"rm": {"acc": rm_acc, "n": rm_n}, "mr_only": {"acc": mr_acc, "n": mr_n},
+                                                             "neither": {"acc": [None] * k, "n": [0] * k}}}}
+
+
+def test_band_accuracy_pools_the_queries_of_a_shot_band():
+    from modicl.cells import band_accuracy
+
+    fp = _fp_row([None, 1.0, 0.5, 0.25, 1.0], [0, 2, 4, 4, 2], [None, None, 0.0, 1.0, 0.5], [0, 0, 2, 1, 2])["ood_test"]["fingerprint_kshot"]
+    # k 2–4: RM 2 + 1 + 2 = 5 right of 4 + 4 + 2 = 10; MR-only 0 + 1 + 1 = 2 of 5
+    assert band_accuracy(fp, "rm", 2, 4) == 0.5
+    assert band_accuracy(fp, "mr_only", 2, 4) == 0.4
+    assert band_accuracy(fp, "mr_only", 0, 1) is None  # no MR-only query before two examples
+    assert band_accuracy(fp, "rm", 3, 99) == 3 / 6  # the band is cut at the last position
+
+
+def test_shift_markdown_gives_seed_means_per_band_with_t_intervals():
+    from modicl.cells import shift_markdown
+
+    n = [0, 0, 4, 4, 4, 4, 4, 4, 4, 4]
+    a = _fp_row([None, None] + [1.0] * 8, n, [None, None] + [0.0] * 8, n)
+    b = _fp_row([None, None] + [0.5] * 8, n, [None, None] + [0.5] * 8, n)
+    table = shift_markdown({"depth 2": [[a], [b]], "depth 4": [[a]]}, "ood_test", bands=((2, 7), (8, 15)))
+    lines = table.splitlines()
+    assert lines[0] == "| group | class | k 2–7 | k 8–9 |"
+    # two seeds at 1.0 and 0.5: mean 0.75, t_{0.975,1} = 12.706, sd 0.3536, half-width 12.706 · 0.25 = 3.18 (clipped to [0, 1])
+    assert lines[2] == "| depth 2 | RM-solvable | 0.75 [0.00, 1.00] (2) | 0.75 [0.00, 1.00] (2) |"
+    assert lines[3] == "| depth 2 | MR-only | 0.25 [0.00, 1.00] (2) | 0.25 [0.00, 1.00] (2) |"
+    assert lines[4] == "| depth 4 | RM-solvable | 1.00 (1) | 1.00 (1) |"  # one seed: no interval
+    assert lines[5] == "| depth 4 | MR-only | 0.00 (1) | 0.00 (1) |"

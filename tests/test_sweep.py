@@ -289,7 +289,12 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     depth = tmp_path / "depth"
     run_sweep(_spec(n_layers=[1, 2], seed=[1]), depth, progress=False)
     written = {p.name for p in plot_sweep(depth)}
-    assert {"depth.png", "depth.pdf", "transient.md", "training_curves_n_layers1.png", "training_curves_n_layers2.png"} <= written
+    assert {"depth.png", "depth.pdf", "transient.md", "training_curves_n_layers1.png", "training_curves_n_layers2.png",
+            "algorithmic_shift.png", "algorithmic_shift.md"} <= written
+    shift = (depth / "plots" / "algorithmic_shift.md").read_text()
+    # a row per depth and class, in each o.o.d. set's table; the bands stop at the last shot (n_ctx 4: k 2–3)
+    assert shift.count("| depth 1 | MR-only |") == 2 and shift.count("| depth 2 | RM-solvable |") == 2
+    assert "| group | class | k 2–3 |" in shift
 
 
 def test_a_cell_is_its_seeds_phase_counts_and_seed_mean_intervals_never_the_phase_of_seed_means():

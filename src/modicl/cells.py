@@ -234,3 +234,48 @@ def transient_markdown(curves: dict, sets: Sequence[str] = ("ood_train", "ood_te
             row += [f"{mean_interval(a)[0]:.2f}", f"{mean_interval(b)[0]:.2f}", f"{d[0]:+.2f}{band}"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+# shot bands of the algorithmic-shift table: few shots, where modular regression rarely has two independent
+# examples, up to many shots, where the paper's deeper models answer by it (PAPER.md §4.3, Fig. 5)
+SHIFT_BANDS = ((2, 7), (8, 15), (16, 31), (32, 63), (64, 127))
+
+
+def band_accuracy(fp_kshot: dict, cls: str, lo: int, hi: int) -> float | None:
+    """Accuracy on the novel queries of fingerprint class ``cls`` (rm, mr_only, neither) at shots k in
+    [lo, hi] of one evaluation's ``fingerprint_kshot`` ({class: {acc: [n_ctx], n: [n_ctx]}}; shot k is
+    position k, the query after k examples); None when the band holds no such query."""
+    accs, ns = fp_kshot[cls]["acc"], fp_kshot[cls]["n"]
+    ks = range(lo, min(hi, len(ns) - 1) + 1)
+    n = sum(ns[k] for k in ks)
+    return sum(round((accs[k] or 0.0) * ns[k]) for k in ks) / n if n else None
+
+
+def shift_markdown(curves: dict, set_name: str = "ood_test", bands: Sequence[tuple[int, int]] = SHIFT_BANDS) -> str:
+    """The algorithmic shift (PAPER.md §4.3, Fig. 5) as a Markdown table: per group (e.g. depth) and shot
+    band, the seed-mean accuracy on the novel queries that ratio matching answers (RM) and on those only
+    modular regression answers (MR-only), at each run's last evaluation of ``set_name``, with 95 %
+    t-intervals over seeds and the seeds that had such queries. A model that runs ratio matching stays
+    near chance on MR-only queries at every k; one that shifts to modular regression rises there with k.
+
+    Args:
+        curves: group label → list of per-seed metrics.jsonl row lists (rows without the per-shot
+            fingerprint are skipped)."""
+    n_ctx = max((len(r[-1][set_name]["fingerprint_kshot"]["rm"]["n"]) for runs in curves.values() for r in runs
+                 if r and "fingerprint_kshot" in r[-1].get(set_name, {})), default=0)
+    bands = [(lo, min(hi, n_ctx - 1)) for lo, hi in bands if lo <= n_ctx - 1]
+    head = ["group", "class"] + [f"k {lo}–{hi}" for lo, hi in bands]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group, runs in curves.items():
+        fps = [r[-1][set_name]["fingerprint_kshot"] for r in runs if r and "fingerprint_kshot" in r[-1].get(set_name, {})]
+        for cls, label in (("rm", "RM-solvable"), ("mr_only", "MR-only")):
+            cells = []
+            for lo, hi in bands:
+                v = [a for a in (band_accuracy(fp, cls, lo, hi) for fp in fps) if a is not None]
+                if not v:
+                    cells.append("–")
+                    continue
+                m, a, b = mean_interval(v)
+                cells.append(f"{m:.2f}" + ("" if math.isnan(a) else f" [{max(0.0, a):.2f}, {min(1.0, b):.2f}]") + f" ({len(v)})")
+            lines.append("| " + " | ".join([str(group), label, *cells]) + " |")
+    return "\n".join(lines)

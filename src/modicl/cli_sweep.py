@@ -33,7 +33,8 @@ class SweepCommand:
     ensemble: bool = True
     """train points that differ only in their data together (--no-ensemble: every point on its own)."""
     workers: int = 1
-    """runs at once, in separate processes sharing the CPU threads (2 on a 2-core machine: +18 %)."""
+    """runs at once, in separate processes sharing the CPU threads (2 on a 2-core machine: +18 %); above 1,
+    each run gets cpu_count / workers threads in place of the spec's train.threads."""
     progress: bool = True
     executor: Literal["local", "slurm"] = "local"
     """local: run here; slurm: submit the jobs as a SLURM job array (through submitit) and return."""

@@ -19,7 +19,7 @@ from matplotlib import colormaps
 
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from .cells import cells_markdown, fisher_exact, mean_interval, outside_patterns, transient_markdown  # noqa: E402
+from .cells import cells_markdown, fisher_exact, mean_interval, outside_patterns, shift_markdown, transient_markdown  # noqa: E402
 from .config import ConfigError  # noqa: E402
 from .plots import PHASE_COLORS, save_figure, subplots  # noqa: E402
 from .rundir import RunDir, read_metrics  # noqa: E402
@@ -300,6 +300,42 @@ def depth_figure(df, curves: dict[int, list[list[dict]]], path: Path, title: str
     return _save(fig, path)
 
 
+def shift_figure(curves: dict[int, list[list[dict]]], path: Path, title: str, p: int) -> list[Path]:
+    """The algorithmic shift (PAPER.md §4.3, Fig. 5) per depth, at each run's last evaluation: accuracy
+    against shot k on the novel queries that only modular regression answers (solid) and on those ratio
+    matching answers (dotted), pooled over the depth's seeds (queries summed per k; k with fewer than 10
+    pooled queries left out), o.o.d. train (left) and o.o.d. test (right), with chance 1/p. A depth that
+    runs ratio matching stays at chance on MR-only queries; one that shifts to modular regression climbs
+    with k. ``curves`` as from :func:`depth_curves`."""
+    fig, axes = subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    colors = colormaps["viridis"]
+    depths = sorted(curves)
+    for ax, s in zip(axes, ("ood_train", "ood_test")):
+        for j, d in enumerate(depths):
+            fps = [r[-1][s]["fingerprint_kshot"] for r in curves[d] if r and "fingerprint_kshot" in r[-1].get(s, {})]
+            if not fps:
+                continue
+            color = colors(j / max(1, len(depths) - 1) * 0.85)
+            for cls, ls in (("mr_only", "-"), ("rm", ":")):
+                n_ctx = len(fps[0][cls]["n"])
+                ks, accs = [], []
+                for k in range(n_ctx):
+                    n = sum(fp[cls]["n"][k] for fp in fps)
+                    if n >= 10:
+                        ks.append(k)
+                        accs.append(sum(round((fp[cls]["acc"][k] or 0.0) * fp[cls]["n"][k]) for fp in fps) / n)
+                label = f"depth {d} ({len(fps)} seeds), {'MR-only' if cls == 'mr_only' else 'RM-solvable'}"
+                ax.plot(ks, accs, ls=ls, color=color, lw=1.4, marker="o" if cls == "mr_only" else None, ms=2.5, label=label)
+        ax.axhline(1 / p, color="grey", lw=0.8, ls="--", label=f"chance 1/{p}")
+        ax.set_xlabel("shots k (examples before the query)")
+        ax.set_title(SET_LABELS[s], fontsize=9)
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("accuracy on novel queries of each class\n(last evaluation, pooled over seeds)")
+    axes[1].legend(fontsize=6, loc="upper left")
+    fig.suptitle(title + ": which algorithm answers, per shot", fontsize=10)
+    return _save(fig, path)
+
+
 def plot_sweep(sweep_dir: str | Path) -> list[Path]:
     """Draw every figure of the sweep in ``sweep_dir/plots`` (PNG and PDF); return the paths written.
     Raises ConfigError when the sweep has no results yet."""
@@ -328,6 +364,16 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
         transient.write_text(f"# {spec['name']}: o.o.d. accuracy in the middle and at the end of training, per depth\n\n"
                              f"{transient_markdown({f'depth {d}': runs for d, runs in curves.items()})}\n")
         written.append(transient)
+        p = int(df["p"].iloc[0])
+        written += shift_figure(curves, out / "algorithmic_shift", spec["name"], p)
+        shift = out / "algorithmic_shift.md"
+        groups = {f"depth {d}": runs for d, runs in curves.items()}
+        shift.write_text(f"# {spec['name']}: accuracy on the queries each algorithm answers, per shot band and depth\n\n"
+                         "Novel queries at each run's last evaluation, split by the fingerprint (RM-solvable: ratio matching "
+                         "answers them; MR-only: only modular regression does); seed means with 95 % t-intervals over the "
+                         "seeds that had such queries (their count in brackets).\n\n"
+                         + "\n\n".join(f"## {SET_LABELS[s]}\n\n{shift_markdown(groups, s)}" for s in ("ood_train", "ood_test")) + "\n")
+        written.append(shift)
     seeds = ("seed", "task_seed", "init_seed", "data_seed")
     axes = [c for c in df.columns if c not in seeds and (c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood."))))]
     table = out / "cells.md"
