@@ -296,6 +296,18 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     assert shift.count("| depth 1 | MR-only |") == 2 and shift.count("| depth 2 | RM-solvable |") == 2
     assert "| group | class | k 2–3 |" in shift
 
+    # the seed tables of the docs (scripts/seed_table.py): one row per finished run, from its own files
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("seed_table", Path(__file__).parents[1] / "scripts" / "seed_table.py")
+    seed_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_table)
+    df = pd.read_csv(depth / "results.csv")
+    r = df.iloc[0]
+    cells = seed_table.seed_row(depth / "runs" / r["hash"], 1).strip("| ").split(" | ")
+    assert len(cells) == len(seed_table.HEAD) and cells[0] == "1"
+    assert cells[2] == " / ".join(f"{r[f'final.{s}.acc_last_novel']:.2f}" for s in ("id_train", "id_test", "ood_train", "ood_test"))
+
 
 def test_a_cell_is_its_seeds_phase_counts_and_seed_mean_intervals_never_the_phase_of_seed_means():
     from modicl.cells import cells_markdown
