@@ -241,14 +241,25 @@ def transient_markdown(curves: dict, sets: Sequence[str] = ("ood_train", "ood_te
 SHIFT_BANDS = ((2, 7), (8, 15), (16, 31), (32, 63), (64, 127))
 
 
+def last_fingerprints(runs: Sequence[Sequence[dict]], set_name: str) -> list[dict]:
+    """The per-shot fingerprint ({class: {acc: [n_ctx], n: [n_ctx]}}) of ``set_name`` at each run's last
+    evaluation (runs: per-seed metrics.jsonl row lists); runs without it are left out."""
+    return [r[-1][set_name]["fingerprint_kshot"] for r in runs if r and "fingerprint_kshot" in r[-1].get(set_name, {})]
+
+
+def fingerprint_hits(fp_kshot: dict, cls: str, k: int) -> int:
+    """The model's correct answers on the novel queries of class ``cls`` at shot k (accuracy × count)."""
+    return round((fp_kshot[cls]["acc"][k] or 0.0) * fp_kshot[cls]["n"][k])
+
+
 def band_accuracy(fp_kshot: dict, cls: str, lo: int, hi: int) -> float | None:
     """Accuracy on the novel queries of fingerprint class ``cls`` (rm, mr_only, neither) at shots k in
     [lo, hi] of one evaluation's ``fingerprint_kshot`` ({class: {acc: [n_ctx], n: [n_ctx]}}; shot k is
     position k, the query after k examples); None when the band holds no such query."""
-    accs, ns = fp_kshot[cls]["acc"], fp_kshot[cls]["n"]
+    ns = fp_kshot[cls]["n"]
     ks = range(lo, min(hi, len(ns) - 1) + 1)
     n = sum(ns[k] for k in ks)
-    return sum(round((accs[k] or 0.0) * ns[k]) for k in ks) / n if n else None
+    return sum(fingerprint_hits(fp_kshot, cls, k) for k in ks) / n if n else None
 
 
 def shift_markdown(curves: dict, set_name: str = "ood_test", bands: Sequence[tuple[int, int]] = SHIFT_BANDS) -> str:
@@ -261,13 +272,12 @@ def shift_markdown(curves: dict, set_name: str = "ood_test", bands: Sequence[tup
     Args:
         curves: group label → list of per-seed metrics.jsonl row lists (rows without the per-shot
             fingerprint are skipped)."""
-    n_ctx = max((len(r[-1][set_name]["fingerprint_kshot"]["rm"]["n"]) for runs in curves.values() for r in runs
-                 if r and "fingerprint_kshot" in r[-1].get(set_name, {})), default=0)
+    n_ctx = max((len(fp["rm"]["n"]) for runs in curves.values() for fp in last_fingerprints(runs, set_name)), default=0)
     bands = [(lo, min(hi, n_ctx - 1)) for lo, hi in bands if lo <= n_ctx - 1]
     head = ["group", "class"] + [f"k {lo}–{hi}" for lo, hi in bands]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for group, runs in curves.items():
-        fps = [r[-1][set_name]["fingerprint_kshot"] for r in runs if r and "fingerprint_kshot" in r[-1].get(set_name, {})]
+        fps = last_fingerprints(runs, set_name)
         for cls, label in (("rm", "RM-solvable"), ("mr_only", "MR-only")):
             cells = []
             for lo, hi in bands:

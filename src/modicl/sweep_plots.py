@@ -19,7 +19,8 @@ from matplotlib import colormaps
 
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from .cells import cells_markdown, fisher_exact, mean_interval, outside_patterns, shift_markdown, transient_markdown  # noqa: E402
+from .cells import (cells_markdown, fingerprint_hits, fisher_exact, last_fingerprints, mean_interval, outside_patterns,  # noqa: E402
+                    shift_markdown, transient_markdown)
 from .config import ConfigError  # noqa: E402
 from .plots import PHASE_COLORS, save_figure, subplots  # noqa: E402
 from .rundir import RunDir, read_metrics  # noqa: E402
@@ -312,7 +313,7 @@ def shift_figure(curves: dict[int, list[list[dict]]], path: Path, title: str, p:
     depths = sorted(curves)
     for ax, s in zip(axes, ("ood_train", "ood_test")):
         for j, d in enumerate(depths):
-            fps = [r[-1][s]["fingerprint_kshot"] for r in curves[d] if r and "fingerprint_kshot" in r[-1].get(s, {})]
+            fps = last_fingerprints(curves[d], s)
             if not fps:
                 continue
             color = colors(j / max(1, len(depths) - 1) * 0.85)
@@ -323,7 +324,7 @@ def shift_figure(curves: dict[int, list[list[dict]]], path: Path, title: str, p:
                     n = sum(fp[cls]["n"][k] for fp in fps)
                     if n >= 10:
                         ks.append(k)
-                        accs.append(sum(round((fp[cls]["acc"][k] or 0.0) * fp[cls]["n"][k]) for fp in fps) / n)
+                        accs.append(sum(fingerprint_hits(fp, cls, k) for fp in fps) / n)
                 label = f"depth {d} ({len(fps)} seeds), {'MR-only' if cls == 'mr_only' else 'RM-solvable'}"
                 ax.plot(ks, accs, ls=ls, color=color, lw=1.4, marker="o" if cls == "mr_only" else None, ms=2.5, label=label)
         ax.axhline(1 / p, color="grey", lw=0.8, ls="--", label=f"chance 1/{p}")
