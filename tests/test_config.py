@@ -96,3 +96,19 @@ def test_parts_name_every_nested_config_and_execution_fields_leave_what_is_compu
     assert plain == without_execution(cfg)
     assert all(getattr(plain.train, f) == getattr(TrainConfig(), f) for f in EXECUTION_FIELDS)
     assert dataclasses.replace(plain.train, **{f: getattr(cfg.train, f) for f in EXECUTION_FIELDS}) == cfg.train
+
+
+def test_every_config_field_has_one_role_and_the_roles_reproduce_the_rules_they_replaced():
+    from modicl.config import EXECUTION_FIELDS, FIELD_ROLES, field_names
+
+    # a new field without a role fails here: add it to FIELD_ROLES
+    assert sorted(field_names()) == sorted(FIELD_ROLES)
+    assert EXECUTION_FIELDS == ("compile", "compile_mode", "device", "threads", "keep_checkpoints")
+    # the fields ensembles may differ in, as the explicit list had them (task data, seeds, threshold, threads)
+    assert {n for n, r in FIELD_ROLES.items() if r.member} == {
+        "task.n_id", "task.alpha", "task.rule", "task.n_ood", "task.split_seed", "task.shared_inputs", "task.replacement",
+        "task.ood_val_fraction", "seed", "task_seed", "init_seed", "data_seed", "phase_threshold", "train.threads"}
+    # branches change training settings only, never the optimizer
+    assert {n for n, r in FIELD_ROLES.items() if r.branch} == {n for n in FIELD_ROLES if n.startswith("train.")} - {
+        "train.optimizer", *(f"train.{f}" for f in EXECUTION_FIELDS)}
+    assert all(not r.execution or n.startswith("train.") for n, r in FIELD_ROLES.items())

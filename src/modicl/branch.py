@@ -14,15 +14,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, differences
+from .config import FIELD_ROLES, ConfigError, RunConfig, differences
 from .evaluation import selection_score
 from .hashing import config_hash
 from .history import file_stem, ref_of
 from .rundir import CheckpointError, RunDir, check_run_out, load_checkpoint, load_state, read_metrics, save_checkpoint, write_json
-
-# Fields a branch may change: training settings that leave the optimizer's state meaningful.
-_FIXED_TRAIN = ("optimizer",)
-
 
 def split_ref(text: str) -> tuple[Path, str]:
     """``"runs/a@step:500"`` → (Path("runs/a"), "step:500"); a bare run directory means its ``last``."""
@@ -81,7 +77,7 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
         raise CheckpointError(f"checkpoint {ref_of(ref)} of {parent_dir} was rewritten while it was read (the parent is "
                               "still training); run the same command again")
     changed = differences(ck.config, cfg)
-    fixed = [k for k in changed if not k.startswith("train.") or k.removeprefix("train.") in _FIXED_TRAIN]
+    fixed = [k for k in changed if not FIELD_ROLES[k].branch]
     if fixed:
         raise ConfigError(f"a branch keeps its parent's task, model, seeds and optimizer; {', '.join(fixed)} "
                           f"{'differs' if len(fixed) == 1 else 'differ'} from the parent (train a new run for those)")

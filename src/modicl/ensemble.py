@@ -17,27 +17,20 @@ process, one progress bar and one data pipeline per grid.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, validate
+from .config import FIELD_ROLES, ConfigError, RunConfig, flat_dict, validate
 from .runlock import RunLocked
 from .runtime import restores_threads, setup_process
 from .steps import resolve_backend
 from .train import RunState, TrainingDiverged, train_runs
 
-# Fields that only change a member's data; everything else must be equal across an ensemble.
-DATA_FIELDS = {"task": ("n_id", "alpha", "rule", "n_ood", "split_seed", "shared_inputs", "replacement", "ood_val_fraction"),
-               "top": ("seed", "task_seed", "init_seed", "data_seed", "phase_threshold")}
-
-
 def ensemble_key(cfg: RunConfig) -> str:
-    """A string equal for configs that can train in one ensemble: the config without its data-only
-    fields and without the execution-only fields that do not change results (threads)."""
-    task = dataclasses.replace(cfg.task, **{f: getattr(RunConfig().task, f) for f in DATA_FIELDS["task"]})
-    train = dataclasses.replace(cfg.train, threads=0)
-    return repr((task, cfg.model, train))
+    """A string equal for configs that can train in one ensemble: the config without the fields its
+    members may differ in (:data:`modicl.config.FIELD_ROLES`, ``member``: the data-only fields, the seeds,
+    and threads, which one process sets for all)."""
+    return repr(sorted((k, v) for k, v in flat_dict(cfg).items() if not FIELD_ROLES[k].member))
 
 
 def saved_device_type(run_dir: Path) -> str | None:
