@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from modicl.bench import benchmark, benchmark_ensemble, device_peak_flops, train_flops_per_step
+from modicl.bench import benchmark, benchmark_ensemble, device_peak_flops
+from modicl.model import train_flops_per_step
 from modicl.config import ModelConfig, RunConfig, TaskConfig
 from modicl.memory import estimate_memory
 from modicl.presets import preset

@@ -1,5 +1,6 @@
 import pytest
-from modicl.bench import benchmark, train_flops_per_step
+from modicl.bench import benchmark
+from modicl.model import train_flops_per_step
 from modicl.presets import preset
 
 from conftest import tiny_config

@@ -230,3 +230,23 @@ def test_logits_at_the_query_positions_equal_the_sliced_full_logits_and_gradient
     _, cache = model.run_with_cache(tok)  # with hooks every position runs, then the logits are sliced
     torch.testing.assert_close(model(tok, hooks={}, positions=sl), model(tok, hooks={})[:, sl], atol=0, rtol=0)
     assert set(cache) == set(hook_names(n_layers))
+
+
+@pytest.mark.parametrize("name", ["paper", "quick", "quick-p11", "bench"])
+@pytest.mark.parametrize("n_var", [2, 3])
+def test_the_parameter_count_from_the_config_equals_the_built_model(name, n_var):
+    from modicl.model import build_model, count_params, n_params
+    from modicl.presets import preset
+
+    cfg = preset(name)
+    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, n_var=n_var, rule="random" if n_var == 3 else cfg.task.rule))
+    for role in (False, True):
+        c = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, role_embedding=role))
+        assert count_params(c) == n_params(build_model(c))
+
+
+def test_the_attention_path_is_decided_in_one_place():
+    from modicl.model import uses_explicit_attention
+
+    assert [uses_explicit_attention(i, d) for i in ("manual", "auto", "sdpa") for d in ("cpu", "cuda")] == [
+        True, True, True, False, False, False]

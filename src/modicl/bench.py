@@ -1,11 +1,6 @@
 """Training-throughput benchmark: steps/s, tokens/s, model FLOP/s and the ratio to a matmul ceiling.
 
-Model FLOPs per step count the matmuls the model runs (forward ×3 for forward + backward, the usual
-approximation of Kaplan et al. 2020): per token and layer 24·d² for the qkv, output and MLP
-projections (mlp_ratio 4), and per sequence and layer 4·d·T(T+1)/2 for the causal QKᵀ and
-attention-times-V products; but the last layer projects keys and values at all T positions and the rest
-(queries, their attention, output projection, MLP) and the tied unembedding (2·d·V) only at the n_ctx
-query positions, since the loss reads nothing else (:meth:`modicl.model.Transformer.forward`). The
+Model FLOPs per step are the model's own count (:func:`modicl.model.train_flops_per_step`). The
 ceiling is a square-ish matmul of the model's largest shape, (B·T × d) @ (d × mlp_ratio·d), timed on the
 spot in the same dtype and thread count.
 """
@@ -20,8 +15,8 @@ import torch
 
 from .config import RunConfig
 from .data import sample_sequences
-from .family import input_length, query_slice
-from .model import build_model
+from .family import input_length
+from .model import build_model, train_flops_per_step
 from .runtime import autocast_for, resolve_compile, restores_threads, setup_process
 from .steps import TrainStep, build_optimizer
 from .tasks import make_task_set
@@ -44,18 +39,6 @@ def device_peak_flops(name: str) -> float | None:
         if key.lower() in name.lower():
             return tflops * 1e12
     return None
-
-
-def train_flops_per_step(cfg: RunConfig) -> float:
-    """Model FLOPs of one training step (forward + backward) of ``cfg``; see the module docstring."""
-    d, L, V, r = cfg.model.d_model, cfg.model.n_layers, cfg.task.p, cfg.model.mlp_ratio
-    B, T = cfg.train.batch_size, input_length(cfg.task.n_ctx, cfg.task.n_var)
-    queries = range(T)[query_slice(cfg.task.n_var)]  # position t attends to t + 1 keys
-    layer = 2 * (3 * d * d + d * d) + 2 * 2 * r * d * d  # qkv, output and MLP projections, per token
-    at_query = layer - 2 * 2 * d * d + 2 * d * V  # the last layer without keys and values; the unembedding
-    per_sequence = (L - 1) * (T * layer + 4 * d * T * (T + 1) / 2)
-    per_sequence += T * 2 * 2 * d * d + len(queries) * at_query + 4 * d * sum(t + 1 for t in queries)
-    return 3.0 * B * per_sequence
 
 
 def matmul_ceiling(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, repeats: int = 20) -> float:

@@ -29,6 +29,7 @@ import torch
 
 from .config import RunConfig
 from .family import DEFAULT_N_VAR, input_length
+from .model import count_params, train_flops_per_step, uses_explicit_attention
 
 # A step of fewer model FLOPs than this is bound by kernel launches and Python on a current GPU
 # (≈ 0.25 ms of compute at 400 TFLOP/s, about the time of the step's ≈ 100 kernel launches), so
@@ -67,17 +68,6 @@ class MemoryEstimate:
         return self.state + self.saved + self.working
 
 
-def _n_params(cfg: RunConfig) -> int:
-    d, L, r, V = cfg.model.d_model, cfg.model.n_layers, cfg.model.mlp_ratio, cfg.task.p
-    return L * ((4 + 2 * r) * d * d + 4 * d) + V * d + 2 * d
-
-
-def uses_explicit_attention(cfg: RunConfig, device: torch.device) -> bool:
-    """Whether the model computes attention explicitly (keeping the [H, T, T] pattern) on ``device``."""
-    impl = cfg.model.attention
-    return impl == "manual" or (impl == "auto" and device.type == "cpu")
-
-
 def estimate_memory(cfg: RunConfig, dtype: torch.dtype, device: torch.device | str = "cpu") -> MemoryEstimate:
     """Estimate the memory of one training step of ``cfg`` (see the module docstring).
 
@@ -92,7 +82,7 @@ def estimate_memory(cfg: RunConfig, dtype: torch.dtype, device: torch.device | s
     d, L, r, V = cfg.model.d_model, cfg.model.n_layers, cfg.model.mlp_ratio, cfg.task.p
     B, T = cfg.train.batch_size, input_length(cfg.task.n_ctx, cfg.task.n_var)
     c = 2 if dtype == torch.bfloat16 else 4
-    explicit = uses_explicit_attention(cfg, device)
+    explicit = uses_explicit_attention(cfg.model.attention, device.type)
     weights = c * (4 + 2 * r) * d * d if c == 2 else 0  # bf16 copies of each layer's weights under autocast
     Tq = cfg.task.n_ctx  # the query positions, where the last block and the unembedding run
     final = B * Tq * (4 * d + c * d) + (c * V * d if c == 2 else 0) + B * Tq * V * 4  # ln_f, unembed, log-softmax
@@ -102,7 +92,7 @@ def estimate_memory(cfg: RunConfig, dtype: torch.dtype, device: torch.device | s
     # gradients are fp32 whatever the compute dtype), the logits' gradient, and 15 % of the saved
     # bytes for buffers freed too late to be reused (fitted to the peak RSS of CPU steps, test_memory.py).
     working = B * T * _saved_per_token(cfg, 4, explicit) + B * T * V * (4 + c) + saved * 15 // 100
-    return MemoryEstimate(state=16 * _n_params(cfg), saved=saved, working=working)
+    return MemoryEstimate(state=16 * count_params(cfg), saved=saved, working=working)
 
 
 def _saved_per_token(cfg: RunConfig, c: int, explicit: bool) -> int:
@@ -133,8 +123,6 @@ def overhead_bound(cfg: RunConfig) -> bool:
     """True when one step of ``cfg`` is small enough (< :data:`OVERHEAD_BOUND_GFLOP` model GFLOP) that
     a GPU spends it mostly on launches and Python, so training several such runs as one vmap ensemble
     pays; False for the paper's sizes (≈ 2 700 GFLOP per step at depth 2)."""
-    from .bench import train_flops_per_step
-
     return train_flops_per_step(cfg) < OVERHEAD_BOUND_GFLOP * 1e9
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig, RunConfig
-from .family import example_width, sequence_length
+from .family import example_width, input_length, query_slice, sequence_length
 
 Hook = Callable[[Tensor], "Tensor | None"]
 Hooks = Mapping[str, Hook]
@@ -166,8 +166,7 @@ class Attention(nn.Module):
         return self.o(z.transpose(1, 2).reshape(B, T, d))
 
     def _explicit(self, x: Tensor) -> bool:
-        # The explicit softmax (which hooks need) under `manual`, and under `auto` on CPUs; SDPA otherwise.
-        return self.impl == "manual" or (self.impl == "auto" and x.device.type == "cpu")
+        return uses_explicit_attention(self.impl, x.device.type)
 
     def _attend_at(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], queries: slice) -> Tensor:
         # The same attention as forward's at the positions `queries`: the query rows of the fused weight
@@ -324,3 +323,39 @@ def build_model(cfg: RunConfig) -> Transformer:
 def n_params(model: nn.Module) -> int:
     """Number of parameters, the tied embedding counted once."""
     return sum(p.numel() for p in model.parameters())
+
+
+def uses_explicit_attention(impl: str, device_type: str) -> bool:
+    """Whether attention ``impl`` (``ModelConfig.attention``) runs the explicit softmax, which keeps the
+    [B, H, T, T] pattern, on a ``device_type`` (``cpu``, ``cuda``) device: under ``manual``, and under
+    ``auto`` on CPUs; SDPA otherwise. (Hooks always take the explicit path: the pattern must exist.)"""
+    return impl == "manual" or (impl == "auto" and device_type == "cpu")
+
+
+def count_params(cfg: RunConfig) -> int:
+    """Number of parameters of :func:`build_model`'s model for ``cfg``, without building it (equal to
+    :func:`n_params` of the built model): per block the qkv, output and MLP matrices and two LayerNorms,
+    the tied p × d_model embedding, the role embedding (n_var + 1 rows) when on, the final LayerNorm."""
+    d, L, r, V = cfg.model.d_model, cfg.model.n_layers, cfg.model.mlp_ratio, cfg.task.p
+    roles = example_width(cfg.task.n_var) * d if cfg.model.role_embedding else 0
+    return L * ((4 + 2 * r) * d * d + 4 * d) + V * d + roles + 2 * d
+
+
+def train_flops_per_step(cfg: RunConfig) -> float:
+    """Model FLOPs of one training step (forward + backward) of ``cfg``'s model, counted from its matmuls.
+
+    Forward ×3 for forward + backward (the usual approximation, Kaplan et al. 2020): per token and layer
+    2·(4 + 2·mlp_ratio)·d² for the qkv, output and MLP projections, and per sequence and layer
+    4·d·T(T+1)/2 for the causal QKᵀ and attention-times-V products; the last layer projects keys and
+    values at all T positions and the rest (queries, their attention, output projection, MLP) and the tied
+    unembedding (2·d·p) only at the n_ctx query positions, as :meth:`Transformer.forward` runs it when
+    training. Units: FLOP per optimizer step of ``cfg.train.batch_size`` sequences.
+    """
+    d, L, V, r = cfg.model.d_model, cfg.model.n_layers, cfg.task.p, cfg.model.mlp_ratio
+    B, T = cfg.train.batch_size, input_length(cfg.task.n_ctx, cfg.task.n_var)
+    queries = range(T)[query_slice(cfg.task.n_var)]  # position t attends to t + 1 keys
+    layer = 2 * (3 * d * d + d * d) + 2 * 2 * r * d * d  # qkv, output and MLP projections, per token
+    at_query = layer - 2 * 2 * d * d + 2 * d * V  # the last layer without keys and values; the unembedding
+    per_sequence = (L - 1) * (T * layer + 4 * d * T * (T + 1) / 2)
+    per_sequence += T * 2 * 2 * d * d + len(queries) * at_query + 4 * d * sum(t + 1 for t in queries)
+    return 3.0 * B * per_sequence
