@@ -19,7 +19,9 @@ import pytest
 from modicl.cli import main
 from modicl.config import ConfigError
 from modicl.sweep import SweepSpec, load_sweep, run_sweep, sweep_status
-from modicl.sweep.slurm import SlurmOptions, job_log, queue_states, submit_sweep, time_minutes, wait_for_sweep
+from modicl.sweep.slurm import (
+    Slurm, SlurmOptions, job_log, parse_squeue, queue_states, slurm_parameters, submit_sweep, time_minutes, wait_for_sweep,
+)
 
 from conftest import tiny_config
 
@@ -47,6 +49,77 @@ preset = "quick"
 [axes]
 seed = [1, 2, 3]
 """
+
+
+def test_what_the_slurm_executor_hands_submitit_and_the_batch_script_it_makes(tmp_path, monkeypatch):
+    """No cluster needed: the sbatch options a sweep asks for, as submitit receives and renders them."""
+    import submitit
+    from submitit.slurm import slurm as submitit_slurm
+
+    from modicl.sweep.slurm import _executor
+
+    opts = SlurmOptions(partition="gpu", gpus_per_job=1, cpus_per_job=8, time="1-12:00", mem_gb=7.5, account="lab",
+                        setup=("module load cuda",))
+    golden = {"job_name": "modicl-demo", "time": 2160, "cpus_per_task": 8, "array_parallelism": 64, "signal_delay_s": 90,
+              "stderr_to_stdout": True, "partition": "gpu", "account": "lab", "gpus_per_node": 1,
+              "setup": ["module load cuda"], "mem": "7680MB"}
+    assert slurm_parameters(opts, "demo") == golden
+    assert slurm_parameters(SlurmOptions(), "demo") == {  # defaults: SLURM's own partition, memory, no GPU
+        "job_name": "modicl-demo", "time": 360, "cpus_per_task": 2, "array_parallelism": 64, "signal_delay_s": 90,
+        "stderr_to_stdout": True}
+    # the executor object the sweep submits through carries exactly these (srun faked present)
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", staticmethod(lambda: 1))
+    ex = _executor(tmp_path, opts, "demo")
+    assert {k: ex.parameters[k] for k in golden} == golden
+    assert ex.max_num_timeout == opts.max_requeues
+    script = submitit_slurm._make_sbatch_string(command="python -m x", folder=str(tmp_path / "slurm" / "%j"), map_count=4, **golden)
+    for line in ("#SBATCH --time=2160", "#SBATCH --cpus-per-task=8", "#SBATCH --gpus-per-node=1", "#SBATCH --mem=7680MB",
+                 "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --signal=USR2@90", "#SBATCH --array=0-3%4",
+                 "#SBATCH --job-name=modicl-demo", "module load cuda"):
+        assert line in script.splitlines()
+    # the log path modicl reads a job's output from is the one the script writes it to
+    out = next(ln for ln in script.splitlines() if ln.startswith("#SBATCH --output="))
+    assert out.removeprefix("#SBATCH --output=").replace("%A_%a", "77_3") == str(job_log(tmp_path, "77_3"))
+
+
+# squeue -h -r -o '%i|%T|%r' as a cluster prints it: one array task per line
+_SQUEUE = """4242_0|RUNNING|None
+4242_1|PENDING|Priority
+4242_2|PENDING|PartitionTimeLimit
+4243|PENDING|Resources
+4244_0|COMPLETING|None
+"""
+
+
+def test_recorded_squeue_output_is_read_into_each_points_state(tmp_path, monkeypatch):
+    assert parse_squeue(_SQUEUE, ["4242_0", "4242_2", "4243", "9999_0"]) == {
+        "4242_0": ("RUNNING", "None"), "4242_2": ("PENDING", "PartitionTimeLimit"), "4243": ("PENDING", "Resources")}
+    (tmp_path / "slurm").mkdir()
+    jobs = {"a": "4242_0", "b": "4242_1", "c": "4242_2", "d": "4244_0", "e": "4242_1"}
+    (tmp_path / "slurm" / "submissions.jsonl").write_text(
+        "".join(json.dumps({"job_id": j, "hashes": [h]}) + "\n" for h, j in jobs.items()))
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout=_SQUEUE, stderr="")
+
+    monkeypatch.setattr("modicl.sweep.slurm.subprocess.run", fake_run)
+    rows = [{"hash": h, "state": "done" if h == "e" else "new", "error": None} for h in jobs]
+    Slurm.report(tmp_path, rows)
+    got = {r["hash"]: (r["state"], r.get("note")) for r in rows}
+    assert got["a"] == ("running", None) and got["b"] == ("queued", None) and got["d"] == ("running", None)
+    assert got["c"][0] == "queued" and "PartitionTimeLimit" in got["c"][1] and "can never start" in got["c"][1]
+    assert got["e"] == ("done", None)
+    assert calls == [["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", "4242,4244"]]  # one squeue call, done points not asked
+    # a cluster whose squeue no longer knows any of the jobs: they have left the queue
+    monkeypatch.setattr("modicl.sweep.slurm.subprocess.run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, stdout="", stderr="slurm_load_jobs error: Invalid job id specified"))
+    assert queue_states(["4242_0"]) == {}
+    monkeypatch.setattr("modicl.sweep.slurm.subprocess.run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, stdout="", stderr="Unable to contact slurm controller"))
+    with pytest.raises(ConfigError, match="squeue failed: Unable to contact slurm controller"):
+        queue_states(["4242_0"])
 
 
 @pytest.mark.parametrize("text, minutes", [("90", 90), ("1:30", 2), ("0:59", 1), ("6:00:00", 360), ("1-12", 2160),

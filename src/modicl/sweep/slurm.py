@@ -180,8 +180,14 @@ def queue_info(job_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
             return {}
         first = (res.stderr.strip().splitlines() or ["no message"])[-1]
         raise ConfigError(f"squeue failed: {first}; is SLURM_CONF set and slurmctld running?")
-    info = {}
-    for line in res.stdout.splitlines():
+    return parse_squeue(res.stdout, ids)
+
+
+def parse_squeue(text: str, job_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """{job id: (state, reason)} from the output of ``squeue -h -r -o '%i|%T|%r'`` (one array task per
+    line, ``ARRAYID_TASK|STATE|REASON``), for the ids in ``job_ids`` only."""
+    ids, info = set(job_ids), {}
+    for line in text.splitlines():
         jid, state, reason = (line.strip().split("|") + ["", ""])[:3]
         if jid in ids:
             info[jid] = (state, reason)
@@ -205,6 +211,14 @@ def _executor(out_dir: Path, opts: SlurmOptions, name: str):
         ex = submitit.SlurmExecutor(folder=out_dir / "slurm" / "%j", max_num_timeout=opts.max_requeues)
     except RuntimeError as e:  # no srun
         raise ConfigError(f"--executor slurm: {e}") from None
+    ex.update_parameters(**slurm_parameters(opts, name))
+    return ex
+
+
+def slurm_parameters(opts: SlurmOptions, name: str) -> dict[str, Any]:
+    """The parameters a sweep named ``name`` hands ``submitit.SlurmExecutor.update_parameters`` (its
+    sbatch options: time in minutes, CPUs and GPUs per job, memory in MB, …); options left at None are
+    left out, so SLURM's defaults apply. Raises ConfigError for a time limit SLURM would not read."""
     params: dict[str, Any] = {
         "job_name": f"modicl-{name}", "time": time_minutes(opts.time), "cpus_per_task": opts.cpus_per_job,
         "array_parallelism": opts.array_parallelism, "signal_delay_s": opts.signal_delay_s, "stderr_to_stdout": True,
@@ -213,8 +227,7 @@ def _executor(out_dir: Path, opts: SlurmOptions, name: str):
                 "gpus_per_node": opts.gpus_per_job or None, "setup": list(opts.setup) or None,
                 "mem": f"{int(opts.mem_gb * 1024)}MB" if opts.mem_gb else None}
     params.update({k: v for k, v in optional.items() if v is not None})
-    ex.update_parameters(**params)
-    return ex
+    return params
 
 
 def _validate(opts: SlurmOptions) -> None:
