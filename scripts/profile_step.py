@@ -55,7 +55,7 @@ def main() -> None:
     model = build_model(cfg)
     opt = build_optimizer(model, cfg.train, device)
     step = TrainStep(model, opt, autocast_for(device, torch.bfloat16 if args.dtype == "bf16" else torch.float32),
-                     False, cfg.train.compile_mode, cfg.task.n_var)
+                     False, cfg.train.compile_mode, n_var=cfg.task.n_var)
     id_tasks, pairs = torch.as_tensor(tasks.id_tasks), torch.as_tensor(tasks.train_pairs)
     gen = torch.Generator().manual_seed(0)
     per_task = cfg.train.batch_size // cfg.task.n_id

@@ -19,7 +19,7 @@ elif sys.argv[1] == "mmap":  # glibc's default with its dynamic threshold pinned
 torch.set_num_threads(1)
 cfg = preset("bench")
 model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx)
-step = TrainStep(model, build_optimizer(model, cfg.train, torch.device("cpu")), torch.autocast("cpu", enabled=False), False)
+step = TrainStep(model, build_optimizer(model, cfg.train, torch.device("cpu")), torch.autocast("cpu", enabled=False), False, n_var=2)
 tokens = torch.randint(0, cfg.task.p, (cfg.train.batch_size, 3 * cfg.task.n_ctx))
 for _ in range(10):
     step(tokens)

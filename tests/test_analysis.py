@@ -43,7 +43,7 @@ class Oracle(nn.Module):
 def test_probe_batch_sweeps_one_example_over_all_pairs():
     tok = probe_batch((2, 3), 5, 4, 1, torch.Generator().manual_seed(0))
     seq = tok.view(25, 4, 3)
-    assert torch.equal(seq[:, 1, :2], all_inputs(5))
+    assert torch.equal(seq[:, 1, :2], all_inputs(5, n_var=2))
     assert torch.equal(seq[:, [0, 2, 3]], seq[:1, [0, 2, 3]].expand(25, -1, -1))  # the other examples are fixed
     assert torch.equal(seq[..., 2], (2 * seq[..., 0] + 3 * seq[..., 1]) % 5)
 
@@ -57,7 +57,7 @@ def test_head_scores_on_hand_built_patterns():
     for t in range(T):
         s = [u for u in range(t - 3, -1, -3)]
         stripe[t, s if s else [t]] = 1 / max(len(s), 1)
-    scores = head_scores(torch.stack([prev, sink, stripe])[None])
+    scores = head_scores(torch.stack([prev, sink, stripe])[None], n_var=2)
     assert scores["previous"].tolist() == pytest.approx([1, 1 / 11, 0]) and scores["sink"][1] == pytest.approx(1)
     assert scores["stripe"][2] == pytest.approx(1) and scores["previous"][2] == 0
     assert [name_head(scores, h) for h in range(3)] == ["previous", "sink", "stripe"]
@@ -65,7 +65,7 @@ def test_head_scores_on_hand_built_patterns():
 
 def test_circle_of_circles_scores_and_centered_pca():
     p = 11
-    pairs = all_inputs(p)
+    pairs = all_inputs(p, n_var=2)
     x, y = pairs[:, 0].double(), pairs[:, 1].double()
     R, r = 3.0, 1.0
     pts = torch.stack([R * torch.cos(2 * math.pi * x / p) + r * torch.cos(2 * math.pi * y / p),
@@ -89,7 +89,7 @@ def test_circle_of_circles_scores_and_centered_pca():
 
 def test_kaleidoscope_ratio_invariance():
     p = 7
-    pairs = all_inputs(p)
+    pairs = all_inputs(p, n_var=2)
     cls = ratio_classes(pairs, p)
     assert cls[p * 2 + 4] == (4 * pow(2, -1, p)) % p and cls[3] == p and cls[0] == -1  # (2,4): 4/2; (0,3): vertical
     features = torch.nn.functional.one_hot(cls.clamp_min(0), p + 1).float() + 0.05 * torch.randn(p * p, p + 1)
@@ -106,14 +106,14 @@ def test_kshot_grid_and_algorithm_curves_with_an_oracle_model():
     context = torch.tensor([[1, 2], [2, 4], [3, 1]])  # the 2nd is on the 1st's line; the 3rd is independent
     grid = kshot_grid(oracle, (3, 5), context, [1, 2, 3], p)
     # one example: MR = RM; off the line the oracle answers 0, right exactly where z = 3x + 5y ≡ 0
-    zero = (3 * all_inputs(p)[:, 0] + 5 * all_inputs(p)[:, 1]).view(p, p) % p == 0
+    zero = (3 * all_inputs(p, n_var=2)[:, 0] + 5 * all_inputs(p, n_var=2)[:, 1]).view(p, p) % p == 0
     assert torch.equal(grid[1]["model"], grid[1]["ratio_matching"] | zero)
     assert grid[1]["ratio_matching"].sum() == 7  # the line through (1, 2): origin + 6 points
     assert torch.equal(grid[2]["model"], grid[1]["model"])  # (2, 4) adds no new line
     assert grid[3]["model"].all() and grid[3]["difference"].sum() == 49 - 13  # RM covers two lines: 1 + 2·6
     g = torch.Generator().manual_seed(0)
     tasks = torch.tensor([[1, 2], [3, 3], [6, 1]])
-    curves = algorithm_curves(oracle, tasks, all_inputs(p), tasks[:1], n_ctx, p, sequences=50, generator=g)
+    curves = algorithm_curves(oracle, tasks, all_inputs(p, n_var=2), tasks[:1], n_ctx, p, sequences=50, generator=g)
     # wherever MR predicts, the oracle says the same; elsewhere it answers 0, right only by luck
     assert all(a == pytest.approx(1.0) for a in curves["agree_modular_regression"])
     assert all(m >= r - 1e-9 for m, r in zip(curves["model"], curves["modular_regression"]))
@@ -124,10 +124,10 @@ def test_label_noise_and_logit_lens():
     p, n_ctx = 7, 5
     g = torch.Generator().manual_seed(0)
     fixed = Oracle(p, 3 * n_ctx, fixed_task=(2, 5))  # ignores its context: noise cannot hurt it
-    acc = label_noise(fixed, torch.tensor([[2, 5]]), all_inputs(p), n_ctx, p, sequences=40, generator=g)
+    acc = label_noise(fixed, torch.tensor([[2, 5]]), all_inputs(p, n_var=2), n_ctx, p, sequences=40, generator=g)
     assert acc == [1.0] * n_ctx
     reader = Oracle(p, 3 * n_ctx)  # modular regression: wrong once the labels it solves from are corrupted
-    acc = label_noise(reader, torch.tensor([[2, 5], [1, 1]]), all_inputs(p), n_ctx, p, sequences=200, generator=g)
+    acc = label_noise(reader, torch.tensor([[2, 5], [1, 1]]), all_inputs(p, n_var=2), n_ctx, p, sequences=200, generator=g)
     assert acc[0] > 0.9 and acc[-1] < 0.3
     torch.manual_seed(0)
     model = Transformer(ModelConfig(d_model=32, n_layers=2, n_heads=2), p, 3 * n_ctx).eval()
@@ -135,7 +135,7 @@ def test_label_noise_and_logit_lens():
     lens = logit_lens(model, tokens)
     from modicl.analysis import predict_last
 
-    assert len(lens) == 2 and lens[-1] == pytest.approx((predict_last(model, tokens)[:, -1] == tokens[:, -1]).float().mean().item())
+    assert len(lens) == 2 and lens[-1] == pytest.approx((predict_last(model, tokens, n_var=2)[:, -1] == tokens[:, -1]).float().mean().item())
 
 
 def test_modicl_analyze_writes_every_figure_and_the_numbers(tmp_path, capsys):

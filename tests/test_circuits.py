@@ -16,17 +16,17 @@ def _pattern(T, back):
 
 def test_scores_of_hand_built_previous_token_and_two_back_heads():
     T = 3 * 6 - 1
-    prev = scores_from_patterns([_pattern(T, 1)])
+    prev = scores_from_patterns([_pattern(T, 1)], n_var=2)
     assert prev["prev_token"] == [1.0] and prev["two_back"][0] < 0.2 and prev["z_tokens"][0] < 0.5
     # two back from a y position is the previous example's z token: all of the head's mass is on z tokens
-    two = scores_from_patterns([_pattern(T, 2), _pattern(T, 1)])
+    two = scores_from_patterns([_pattern(T, 2), _pattern(T, 1)], n_var=2)
     assert two["two_back"] == [1.0, two["two_back"][1]] and two["z_tokens"][0] == 1.0 and two["prev_token"][1] == 1.0
 
 
 def test_an_untrained_model_attends_near_uniformly():
     torch.manual_seed(0)
     model = Transformer(ModelConfig(d_model=32, n_layers=2, n_heads=2), 7, 48)
-    s = attention_scores(model, torch.randint(7, (8, 48)))
+    s = attention_scores(model, torch.randint(7, (8, 48)), n_var=2)
     # uniform attention over the prefix gives the mean of 1/(q+1) over y positions q = 4, 7, …, 46
     uniform = sum(1 / (q + 1) for q in range(4, 47, 3)) / len(range(4, 47, 3))
     assert all(abs(v - uniform) < 0.01 for v in s["prev_token"] + s["two_back"])
@@ -44,4 +44,4 @@ def test_attention_progress_plot_draws_the_logged_measures_and_skips_older_runs(
 
 
 def test_a_one_example_context_has_no_scores():
-    assert scores_from_patterns([_pattern(2, 1)]) is None
+    assert scores_from_patterns([_pattern(2, 1)], n_var=2) is None

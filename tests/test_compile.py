@@ -22,7 +22,7 @@ def _step(compile_on: bool) -> tuple[TrainStep, torch.Tensor]:
     model = Transformer(ModelConfig(d_model=16, n_layers=1, n_heads=2), vocab_size=7, max_len=23)
     opt = build_optimizer(model, TrainConfig(lr=1e-3), torch.device("cpu"))
     tokens = torch.randint(0, 7, (8, 24), generator=torch.Generator().manual_seed(1))
-    return TrainStep(model, opt, contextlib.nullcontext(), compile_on), tokens
+    return TrainStep(model, opt, contextlib.nullcontext(), compile_on, n_var=2), tokens
 
 
 def _with_backend(monkeypatch, backend) -> None:

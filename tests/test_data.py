@@ -14,9 +14,9 @@ def test_hand_worked_sequence_layout():
     tok = sample_sequences(torch.tensor([[2, 3]]), torch.tensor([[4, 1]]), 1, 3, 5, _gen())
     assert tok.tolist() == [[4, 1, 1, 4, 1, 1, 4, 1, 1]]
     assert model_inputs(tok).tolist() == [[4, 1, 1, 4, 1, 1, 4, 1]]
-    assert z_targets(tok).tolist() == [[1, 1, 1]]
+    assert z_targets(tok, n_var=2).tolist() == [[1, 1, 1]]
     logits = torch.arange(8.0).view(1, 8, 1)  # position index as the "logit"
-    assert z_logits(logits).flatten().tolist() == [1.0, 4.0, 7.0]  # the y positions predict z
+    assert z_logits(logits, n_var=2).flatten().tolist() == [1.0, 4.0, 7.0]  # the y positions predict z
 
 
 def test_every_z_is_a_x_plus_b_y_mod_p_and_batches_are_task_major():

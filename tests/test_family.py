@@ -44,7 +44,7 @@ def test_the_complement_is_every_other_task_in_order():
 
 
 def test_the_input_split_matches_the_official_sizes():
-    sizes = [len(family.input_split(29, a, 0)[0]) for a in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)]
+    sizes = [len(family.input_split(29, a, 0, n_var=2)[0]) for a in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)]
     assert sizes == [168, 252, 336, 420, 505, 589, 673]  # PAPER.md §1.5
 
 
@@ -53,9 +53,9 @@ def test_layout_helpers_read_the_family():
     tok = sample_sequences(tasks, torch.tensor([[1, 4], [5, 0]]), 2, 4, 7, torch.Generator().manual_seed(0))
     assert tok.shape == (2, 12)
     x, z = family.examples(tok, 2)
-    assert torch.equal(z, z_targets(tok)) and torch.equal(z, (2 * x[..., 0] + 3 * x[..., 1]) % 7)
+    assert torch.equal(z, z_targets(tok, n_var=2)) and torch.equal(z, (2 * x[..., 0] + 3 * x[..., 1]) % 7)
     logits = torch.arange(11).view(1, 11, 1).expand(1, 11, 2)
-    assert z_logits(logits)[0, :, 0].tolist() == [1, 4, 7, 10]
+    assert z_logits(logits, n_var=2)[0, :, 0].tolist() == [1, 4, 7, 10]
 
 
 def _rank_mod_p(rows: list[list[int]], p: int) -> int:
@@ -111,8 +111,8 @@ def test_a_three_variable_sequence_is_x1_x2_x3_z_with_hand_worked_labels():
     rows = tok.view(3, 4).tolist()
     assert sorted(tuple(r[:3]) for r in rows) == sorted(by_hand)  # each pool input once
     assert all(r[3] == by_hand[tuple(r[:3])] for r in rows)
-    assert z_targets(tok, 3).tolist() == [[r[3] for r in rows]]
-    assert tok[0, 3::4].tolist() == z_targets(tok, 3)[0].tolist()
+    assert z_targets(tok, n_var=3).tolist() == [[r[3] for r in rows]]
+    assert tok[0, 3::4].tolist() == z_targets(tok, n_var=3)[0].tolist()
 
 
 def test_three_variable_layout_and_loss_mask_positions():
@@ -138,8 +138,8 @@ def test_the_loss_is_on_the_z_tokens_only_for_three_inputs():
             return 50.0 * torch.nn.functional.one_hot(target, p).float()[:, positions]
         return model
 
-    assert z_loss(right_only_at(slice(2, None, 4)), tok, 3).item() == pytest.approx(0.0, abs=1e-6)
-    assert z_loss(right_only_at(slice(1, None, 3)), tok, 3).item() > 10  # the n_var = 2 positions are not the mask
+    assert z_loss(right_only_at(slice(2, None, 4)), tok, n_var=3).item() == pytest.approx(0.0, abs=1e-6)
+    assert z_loss(right_only_at(slice(1, None, 3)), tok, n_var=3).item() > 10  # the n_var = 2 positions are not the mask
 
 
 @pytest.mark.parametrize("p", [3, 5])
@@ -225,7 +225,7 @@ def test_three_variable_null_models_in_the_metrics_match_brute_force():
     g = torch.Generator().manual_seed(2)
     tok = sample_sequences(torch.tensor([[1, 2, 0], [2, 2, 1]]), torch.as_tensor(family.all_vectors(p, 3)), 20, n_ctx, p, g,
                            shared_inputs=False)
-    st = query_structure(tok, p, 3)
+    st = query_structure(tok, p, n_var=3)
     xs, _ = family.examples(tok, 3)
     for b in range(len(tok)):
         rows = xs[b].tolist()
@@ -242,8 +242,8 @@ def test_ratio_matching_expected_accuracy_counts_the_lines_of_z_p_cubed():
     for k in (1, 2):  # every set of k distinct context inputs, every query: solved at the origin or on a context line
         solved = [sum(q == [0, 0, 0] or any(any(c) and _brute_force_span([c], q, p) for c in ctx) for q in every)
                   for ctx in itertools.combinations(every, k)]
-        assert ratio_matching_expected_accuracy(p, k, 3) == pytest.approx(sum(solved) / len(solved) / 27)
-    assert ratio_matching_expected_accuracy(p, 1, 3) == pytest.approx(79 / 729)  # (26/27)·(3/27) + (1/27)·(1/27)
+        assert ratio_matching_expected_accuracy(p, k, n_var=3) == pytest.approx(sum(solved) / len(solved) / 27)
+    assert ratio_matching_expected_accuracy(p, 1, n_var=3) == pytest.approx(79 / 729)  # (26/27)·(3/27) + (1/27)·(1/27)
 
 
 def test_planar_analyses_refuse_three_inputs():

@@ -31,7 +31,7 @@ def test_estimated_saved_activations_match_what_autograd_saves_within_two_percen
     model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx)
     tokens = torch.randint(0, cfg.task.p, (cfg.train.batch_size, 3 * cfg.task.n_ctx))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == torch.bfloat16 else None
-    measured = measure_saved_bytes(model, tokens, autocast)
+    measured = measure_saved_bytes(model, tokens, autocast, n_var=2)
     assert estimate_memory(cfg, dtype, "cpu").saved == pytest.approx(measured, rel=0.02)
 
 
@@ -48,7 +48,7 @@ cfg = RunConfig(task=TaskConfig(p=29, n_ctx=32, n_id=8), model=ModelConfig(d_mod
 device = torch.device("cpu")
 dtype = torch.bfloat16 if dt == "bf16" else torch.float32
 model = Transformer(cfg.model, 29, 96)
-step = TrainStep(model, build_optimizer(model, cfg.train, device), autocast_for(device, dtype), False)
+step = TrainStep(model, build_optimizer(model, cfg.train, device), autocast_for(device, dtype), False, n_var=2)
 tokens = torch.randint(0, 29, (B, 96))
 step(tokens[:1])  # gradients and AdamW state exist from here on: the baseline
 

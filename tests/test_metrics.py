@@ -121,7 +121,7 @@ def test_novel_queries_exclude_exactly_the_repeated_inputs_of_a_hand_built_seque
     p = 7
     xys = [(1, 2), (3, 4), (1, 2), (2, 4), (3, 4), (0, 0), (0, 0), (5, 1)]
     tok = torch.tensor([_seq((2, 3), xys, p)])
-    st = query_structure(tok, p)
+    st = query_structure(tok, p, n_var=2)
     assert st["novel"][0].tolist() == [True, True, False, True, False, True, False, True]
     assert st["copy"][0].tolist() == [False, False, True, False, True, False, True, False]
     # ratio matching: (2, 4) = 2·(1, 2) at k = 3; the origin always; (5, 1) on no earlier line
@@ -135,7 +135,7 @@ def test_null_models_match_the_brute_force_predictors_at_every_position():
     pairs = torch.tensor([(x, y) for x in range(p) for y in range(p)])
     tasks = torch.tensor([[1, 2], [0, 3], [4, 4], [2, 0]])
     tok = sample_sequences(tasks, pairs[:9], 16, 7, p, g, shared_inputs=False)
-    st = query_structure(tok, p)
+    st = query_structure(tok, p, n_var=2)
     xy, z = tok.view(-1, 7, 3)[..., :2], tok.view(-1, 7, 3)[..., 2]
     for k in range(1, 7):
         rm = ratio_matching(xy[:, :k], z[:, :k], xy[:, k], p) == z[:, k]
@@ -191,7 +191,7 @@ def _reference_result(algorithm, p=7, n_ctx=6):
         pred = algorithm(xy[:, :k], z[:, :k], xy[:, k], p)
         answer = torch.where(pred >= 0, pred, (z[:, k] + 1) % p)
         logits[torch.arange(len(z)), k, answer] = 1.0
-    st = query_structure(tok, p)
+    st = query_structure(tok, p, n_var=2)
     c = Counts(n_ctx, torch.device("cpu"))
     c.add(logits, z, st)
     return c.result(), st
@@ -229,7 +229,7 @@ def test_fingerprint_classes_of_a_hand_built_sequence():
     # 4 (1,2) a repeat (not novel); 5 (2,1) MR-only (on none of the lines of (1,2), (3,4), (5,1))
     xys = [(1, 2), (2, 4), (3, 4), (5, 1), (1, 2), (2, 1)]
     tok = torch.tensor([_seq((2, 3), xys, p)])
-    st = query_structure(tok, p)
+    st = query_structure(tok, p, n_var=2)
     targets = tok.view(1, -1, 3)[..., 2]
     logits = torch.nn.functional.one_hot(targets, p).float()
     logits[0, 3] = torch.nn.functional.one_hot((targets[0, 3] + 1) % p, p).float()  # wrong on the first MR-only

@@ -131,7 +131,7 @@ def _loss_and_grads(model, tok, dtype=None):
 
     model.zero_grad()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is torch.bfloat16):
-        loss = z_loss(model, tok)
+        loss = z_loss(model, tok, n_var=2)
     loss.backward()
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
 

@@ -6,16 +6,16 @@ from modicl.tasks import TaskSet, input_split, make_task_set, random_tasks, rect
 
 
 def test_split_sizes_for_p29_match_paper_list():
-    sizes = [len(input_split(29, a, 0)[0]) for a in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)]
+    sizes = [len(input_split(29, a, 0, n_var=2)[0]) for a in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)]
     assert sizes == [168, 252, 336, 420, 505, 589, 673]
 
 
 def test_split_partitions_all_pairs_and_is_seeded():
-    train, test = input_split(7, 0.8, split_seed=0)
+    train, test = input_split(7, 0.8, split_seed=0, n_var=2)
     allp = {tuple(r) for r in np.concatenate([train, test]).tolist()}
     assert allp == {(x, y) for x in range(7) for y in range(7)} and len(train) + len(test) == 49
-    assert np.array_equal(input_split(7, 0.8, 0)[0], train)
-    assert not np.array_equal(input_split(7, 0.8, 1)[0], train)
+    assert np.array_equal(input_split(7, 0.8, 0, n_var=2)[0], train)
+    assert not np.array_equal(input_split(7, 0.8, 1, n_var=2)[0], train)
 
 
 @pytest.mark.parametrize("rule", ["rectangular", "random"])
@@ -60,7 +60,7 @@ def test_rectangular_rule_rejects_n_id_not_multiple_of_4():
 
 
 def test_random_tasks_are_distinct():
-    t = random_tasks(7, 40, np.random.default_rng(0))
+    t = random_tasks(7, 40, np.random.default_rng(0), n_var=2)
     assert len({tuple(r) for r in t.tolist()}) == 40
 
 

@@ -166,7 +166,7 @@ def bayes_id(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, id_tasks: Tensor, p: 
     return torch.where(n > 0, pred, torch.full_like(pred, -1)), n
 
 
-def ratio_matching_expected_accuracy(p: int, k: int, n_var: int = 2) -> float:
+def ratio_matching_expected_accuracy(p: int, k: int, *, n_var: int) -> float:
     """Exact expected RM accuracy over all p**n_var queries for k distinct context inputs drawn
     uniformly from the p**n_var inputs (PAPER.md §3, Fig. 5 reference table for n_var = 2): the origin
     is always solved, and each of the (p**n_var − 1)/(p − 1) lines through the origin (p + 1 for

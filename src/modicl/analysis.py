@@ -26,11 +26,11 @@ from torch import Tensor
 
 from .algorithms import bayes_id, inverse_table, modular_regression, ratio_matching
 from .data import model_inputs, sample_sequences
-from .family import DEFAULT_N_VAR, all_vectors, example_width, examples, input_length, query_slice, task_labels
+from .family import all_vectors, example_width, examples, input_length, query_slice, task_labels
 from .model import Transformer
 
 
-def all_inputs(p: int, device: torch.device | str = "cpu", n_var: int = DEFAULT_N_VAR) -> Tensor:
+def all_inputs(p: int, device: torch.device | str = "cpu", *, n_var: int) -> Tensor:
     """int64 [p**n_var, n_var]: every input in lexicographic order (n_var = 2: every (x, y), index p·x + y)."""
     return torch.as_tensor(all_vectors(p, n_var), device=device)
 
@@ -59,7 +59,7 @@ def probe_batch(task: tuple[int, ...], p: int, n_ctx: int, k: int, generator: to
     return torch.cat([xy, z[..., None]], dim=-1).flatten(1)
 
 
-def head_scores(pattern: Tensor, n_var: int = DEFAULT_N_VAR) -> dict[str, Tensor]:
+def head_scores(pattern: Tensor, *, n_var: int) -> dict[str, Tensor]:
     """Scores naming recognisable attention heads (PAPER.md §4.4).
 
     Args:
@@ -161,7 +161,7 @@ def ratio_invariance(sim: Tensor, pairs: Tensor, p: int) -> dict[str, float]:
 
 @torch.no_grad()
 def predict_last(model: Transformer, tokens: Tensor, batch_size: int = 1024,
-                 autocast: contextlib.AbstractContextManager | None = None, n_var: int = DEFAULT_N_VAR) -> Tensor:
+                 autocast: contextlib.AbstractContextManager | None = None, *, n_var: int) -> Tensor:
     """Argmax prediction at every z position: int64 [B, n_ctx] for full sequences [B, (n_var + 1)·n_ctx]."""
     out = []
     for chunk in tokens.split(batch_size):
@@ -186,7 +186,7 @@ def kshot_grid(model: Transformer, task: tuple[int, int], context: Tensor, shots
     """
     _require_plane(len(task), "the k-shot grid")
     device = next(model.parameters()).device
-    grid = all_inputs(p, device)
+    grid = all_inputs(p, device, n_var=2)
     w = torch.tensor(task, device=device)
     out = {}
     for k in shots:
@@ -196,7 +196,7 @@ def kshot_grid(model: Transformer, task: tuple[int, int], context: Tensor, shots
         xy = torch.cat([ctx.expand(p * p, -1, -1), grid[:, None]], dim=1)  # [p², k+1, 2]
         z = task_labels(xy, w, p)
         tokens = torch.cat([xy, z[..., None]], dim=-1).flatten(1)
-        pred = predict_last(model, tokens, autocast=autocast)[:, -1]
+        pred = predict_last(model, tokens, autocast=autocast, n_var=2)[:, -1]
         correct = pred == z[:, -1]
         rm = ratio_matching(xy[:, :k], z[:, :k], grid, p) == z[:, -1] if k else (grid == 0).all(-1)
         out[k] = {"model": correct.view(p, p).cpu(), "ratio_matching": rm.view(p, p).cpu(),

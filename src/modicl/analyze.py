@@ -297,7 +297,7 @@ def attention(s: Subject) -> tuple[dict, list[Path]]:
     """Every head's mean attention pattern over the probes, scored and named (previous-token, two-back,
     sink, stripe; PAPER.md §4.4); the maps of the first probe."""
     L, H = _layers_heads(s)
-    scores = [A.head_scores(s.cache[f"blocks.{i}.attn.hook_pattern"], s.cfg.task.n_var) for i in range(L)]  # [1, H, T, T] each: the mean over probes
+    scores = [A.head_scores(s.cache[f"blocks.{i}.attn.hook_pattern"], n_var=s.cfg.task.n_var) for i in range(L)]  # [1, H, T, T] each: the mean over probes
     pats = [s.cache[f"blocks.{i}.attn.hook_pattern.first"] for i in range(L)]  # the first probe, for the maps
     names = [[A.name_head(sc, h) for h in range(H)] for sc in scores]
     res = {f"L{i}H{h}": {"name": names[i][h], **{k2: float(v[h]) for k2, v in scores[i].items()}}
@@ -361,7 +361,7 @@ def kshot(s: Subject) -> tuple[dict, list[Path]]:
     p, n_ctx = s.p, s.n_ctx
     if s.context and not all(len(c) == 2 and 0 <= c[0] < p and 0 <= c[1] < p for c in s.context):
         raise ConfigError(f"--context {list(s.context)}: every example must be two residues mod p = {p}")
-    ctx = torch.tensor(s.context) if s.context else A.all_inputs(p)[torch.randperm(p * p, generator=s.generator)[: n_ctx - 1]]
+    ctx = torch.tensor(s.context) if s.context else A.all_inputs(p, n_var=2)[torch.randperm(p * p, generator=s.generator)[: n_ctx - 1]]
     top = min(len(ctx), n_ctx - 1)
     shot_list = list(s.shots) if s.shots else sorted(k for k in {1, 2, n_ctx // 2, n_ctx - 1} if k <= top)
     bad = [k for k in shot_list if not 0 <= k <= top]

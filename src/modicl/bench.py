@@ -79,7 +79,7 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     model = build_model(cfg).to(device)
     opt = build_optimizer(model, cfg.train, device)
     compile_on = resolve_compile(cfg.train.compile, device)
-    step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on, cfg.train.compile_mode, cfg.task.n_var)
+    step = TrainStep(model, opt, autocast_for(device, tdtype), compile_on, cfg.train.compile_mode, n_var=cfg.task.n_var)
     id_tasks = torch.as_tensor(tasks.id_tasks, device=device)
     pairs = torch.as_tensor(tasks.train_pairs, device=device)
     gen = torch.Generator(device=device)

@@ -15,12 +15,12 @@ import torch
 from torch import Tensor
 
 from .data import model_inputs
-from .family import DEFAULT_N_VAR, label_slice, query_slice
+from .family import label_slice, query_slice
 from .model import Transformer
 
 
 @torch.no_grad()
-def attention_scores(model: Transformer, tokens: Tensor, autocast=None, n_var: int = DEFAULT_N_VAR) -> dict[str, list[float]] | None:
+def attention_scores(model: Transformer, tokens: Tensor, autocast=None, *, n_var: int) -> dict[str, list[float]] | None:
     """For every layer, the largest over heads of the mean attention weight that the y positions (the
     positions whose logits predict z) give to: the previous token (``prev_token``), the token two back
     (``two_back``), and all earlier z tokens together (``z_tokens``).
@@ -44,10 +44,10 @@ def attention_scores(model: Transformer, tokens: Tensor, autocast=None, n_var: i
             _, cache = model.run_with_cache(x, names)
     finally:
         model.train(was_training)
-    return scores_from_patterns([cache[n] for n in names], n_var)
+    return scores_from_patterns([cache[n] for n in names], n_var=n_var)
 
 
-def scores_from_patterns(patterns: list[Tensor], n_var: int = DEFAULT_N_VAR) -> dict[str, list[float]] | None:
+def scores_from_patterns(patterns: list[Tensor], *, n_var: int) -> dict[str, list[float]] | None:
     """The scores of :func:`attention_scores` from attention patterns, one [B, H, T, T] tensor per layer
     (rows: query positions, each a distribution over key positions ≤ the query)."""
     T = patterns[0].shape[-1]

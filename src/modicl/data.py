@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .family import DEFAULT_N_VAR, label_slice, query_slice, sequence_length, task_labels
+from .family import label_slice, query_slice, sequence_length, task_labels
 
 
 def sample_sequences(
@@ -79,12 +79,12 @@ def model_inputs(tokens: Tensor) -> Tensor:
     return tokens[:, :-1]
 
 
-def z_targets(tokens: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
+def z_targets(tokens: Tensor, *, n_var: int) -> Tensor:
     """The supervised z tokens. int64 [B, (n_var + 1)·n_ctx] → [B, n_ctx]; column k is the k-shot target."""
     return tokens[:, label_slice(n_var)]
 
 
-def z_logits(logits: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
+def z_logits(logits: Tensor, *, n_var: int) -> Tensor:
     """Logits at the last input of every example (the y positions for n_var = 2), which predict the z
     tokens. [B, (n_var + 1)·n_ctx − 1, V] → [B, n_ctx, V]."""
     return logits[:, query_slice(n_var)]

@@ -22,7 +22,6 @@ import numpy as np
 # The numbers of inputs per example modicl runs: 2 is the paper's; 3 (tasks and inputs in Z_p³, examples
 # x1 x2 x3 z) runs under the random task rule only, since the rectangular rule draws rectangles in Z_p².
 N_VARS = (2, 3)
-DEFAULT_N_VAR = 2  # the paper's z = a·x + b·y
 
 
 def check(p: int, n_var: int, rule: str) -> str | None:
@@ -131,7 +130,7 @@ def complement(tasks: np.ndarray, p: int, n_var: int) -> np.ndarray:
     return all_vectors(p, n_var)[~seen]
 
 
-def input_split(p: int, alpha: float, split_seed: int, n_var: int = DEFAULT_N_VAR) -> tuple[np.ndarray, np.ndarray]:
+def input_split(p: int, alpha: float, split_seed: int, *, n_var: int) -> tuple[np.ndarray, np.ndarray]:
     """One seeded permutation of the p**n_var inputs → (train, test), train size round(p**n_var·α)
     (PAPER.md §1.5); the same split serves every task.
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import RunConfig
-from .family import DEFAULT_N_VAR, input_length
+from .family import input_length
 from .model import count_params, train_flops_per_step, uses_explicit_attention
 
 # A step of fewer model FLOPs than this is bound by kernel launches and Python on a current GPU
@@ -152,7 +152,7 @@ def ensemble_capacity(cfg: RunConfig, budget: int, dtype: torch.dtype = torch.bf
     return max(1, min(max_members, budget // max(per_member, 1)))
 
 
-def measure_saved_bytes(model: torch.nn.Module, tokens: torch.Tensor, autocast=None, n_var: int = DEFAULT_N_VAR) -> int:
+def measure_saved_bytes(model: torch.nn.Module, tokens: torch.Tensor, autocast=None, *, n_var: int) -> int:
     """Bytes of the distinct storages autograd saves in one training forward of ``model`` on ``tokens``
     (int64 [B, (n_var + 1)·n_ctx]), under ``autocast`` (a context manager, default none); parameters excluded."""
     from .steps import z_loss
@@ -167,5 +167,5 @@ def measure_saved_bytes(model: torch.nn.Module, tokens: torch.Tensor, autocast=N
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), (autocast or contextlib.nullcontext()):
-        z_loss(model, tokens, n_var)
+        z_loss(model, tokens, n_var=n_var)
     return sum(seen.values())

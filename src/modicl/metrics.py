@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from .algorithms import proportional, span_scan
 from .data import model_inputs, sample_sequences, z_targets
-from .family import DEFAULT_N_VAR, examples, query_slice
+from .family import examples, query_slice
 
 SETS = ("id_train", "id_test", "ood_train", "ood_test")
 VAL_SET = "ood_val"
@@ -110,7 +110,7 @@ def clustered_interval(sy: float, syy: float, sym: float, sm: float, smm: float,
     return wilson_interval(r * n_eff, n_eff)
 
 
-def query_structure(tokens: Tensor, p: int, n_var: int = DEFAULT_N_VAR) -> dict[str, Tensor]:
+def query_structure(tokens: Tensor, p: int, *, n_var: int) -> dict[str, Tensor]:
     """Which queries of each sequence are repeated, and where each null model answers correctly.
 
     Args:
@@ -286,7 +286,7 @@ def evaluate(
         for chunk in tokens.split(batch_size):
             with autocast or contextlib.nullcontext():
                 logits = model(model_inputs(chunk), positions=query_slice(n_var))
-            counts.add(logits, z_targets(chunk, n_var), query_structure(chunk, p, n_var))
+            counts.add(logits, z_targets(chunk, n_var=n_var), query_structure(chunk, p, n_var=n_var))
         out[name] = counts.result()
     model.train(was_training)
     return out

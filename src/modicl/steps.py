@@ -34,7 +34,7 @@ from torch import Tensor
 from .compiling import graph_break_count, is_compiler_error
 from .config import ConfigError, TrainConfig
 from .data import model_inputs, z_targets
-from .family import DEFAULT_N_VAR, query_slice
+from .family import query_slice
 from .model import Transformer
 from .muon import Muon, resolve_ns_dtype
 from .runtime import resolve_compile
@@ -222,7 +222,7 @@ def filtered_step(opt: torch.optim.Optimizer | MuonAdamW, lamb: float, alpha: fl
     keep_grokfast(opt, emas)
 
 
-def z_loss(model: Callable[..., Tensor], tokens: Tensor, n_var: int = DEFAULT_N_VAR) -> Tensor:
+def z_loss(model: Callable[..., Tensor], tokens: Tensor, *, n_var: int) -> Tensor:
     """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, (n_var + 1)·n_ctx] → scalar fp32
     (the loss mask of PAPER.md §1.3: no input token is supervised). ``model`` maps the model's inputs
     [B, (n_var + 1)·n_ctx − 1] and ``positions=query_slice(n_var)`` to the logits at those positions
@@ -230,7 +230,7 @@ def z_loss(model: Callable[..., Tensor], tokens: Tensor, n_var: int = DEFAULT_N_
     unembedding on the query positions only): a module, or a functional call on an ensemble member's
     parameters."""
     logits = model(model_inputs(tokens), positions=query_slice(n_var))
-    return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens, n_var).flatten())
+    return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens, n_var=n_var).flatten())
 
 
 class TrainStep:
@@ -246,7 +246,7 @@ class TrainStep:
     """
 
     def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool, compile_mode: str = "default",
-                 n_var: int = DEFAULT_N_VAR, grokfast: tuple[float, float] = (0.0, 0.98)):
+                 *, n_var: int, grokfast: tuple[float, float] = (0.0, 0.98)):
         self.model, self.opt, self.autocast, self.n_var = model, opt, autocast, n_var
         self.grokfast = grokfast
         self.compile_mode = compile_mode
@@ -260,7 +260,7 @@ class TrainStep:
     def _run(self, fwd, tokens: Tensor) -> Tensor:
         self.opt.zero_grad(set_to_none=True)
         with self.autocast:
-            loss = z_loss(fwd, tokens, self.n_var)
+            loss = z_loss(fwd, tokens, n_var=self.n_var)
         loss.backward()
         filtered_step(self.opt, *self.grokfast)
         return loss.detach()
@@ -323,7 +323,7 @@ class VmapStep:
         from torch.func import functional_call
 
         return z_loss(lambda inputs, **kw: functional_call(self.base, (params, buffers), (inputs,), kw), tokens,
-                      self.runs[0].cfg.task.n_var)
+                      n_var=self.runs[0].cfg.task.n_var)
 
     def _losses(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import vmap
@@ -373,8 +373,8 @@ class LoopStep:
 
     def __init__(self, runs: Sequence[RunState]):
         compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
-        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode, r.cfg.task.n_var,
-                                (r.cfg.train.grokfast_lambda, r.cfg.train.grokfast_alpha)) for r in runs]
+        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode, n_var=r.cfg.task.n_var,
+                                grokfast=(r.cfg.train.grokfast_lambda, r.cfg.train.grokfast_alpha)) for r in runs]
 
     def __call__(self, batches: Sequence[Tensor], lr: float, weight_decay: float | None = None) -> Tensor:
         """One step per member at learning rate ``lr`` and weight decay ``weight_decay``; the members'

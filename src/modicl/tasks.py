@@ -121,7 +121,7 @@ def _try_rectangles(p: int, n_base: int, rng: np.random.Generator, tries_per_bas
     return out
 
 
-def random_tasks(p: int, n_id: int, rng: np.random.Generator, n_var: int = family.DEFAULT_N_VAR) -> np.ndarray:
+def random_tasks(p: int, n_id: int, rng: np.random.Generator, *, n_var: int) -> np.ndarray:
     """n_id distinct task vectors drawn uniformly from Z_p^n_var (the appendix's random rule). int64 [n_id, n_var]."""
     idx = rng.choice(family.n_vectors(p, n_var), size=n_id, replace=False)
     return family.vectors(idx, p, n_var)
@@ -173,9 +173,9 @@ def make_task_set(cfg: TaskConfig, seed: int) -> TaskSet:
     if cfg.rule == "rectangular":
         id_tasks = rectangular_tasks(cfg.p, cfg.n_id, rng)
     elif cfg.rule == "random":
-        id_tasks = random_tasks(cfg.p, cfg.n_id, rng, cfg.n_var)
+        id_tasks = random_tasks(cfg.p, cfg.n_id, rng, n_var=cfg.n_var)
     else:
         raise ConfigError(f"task.rule = {cfg.rule!r}; use 'rectangular' or 'random'")
-    train_pairs, test_pairs = input_split(cfg.p, cfg.alpha, cfg.split_seed, cfg.n_var)
+    train_pairs, test_pairs = input_split(cfg.p, cfg.alpha, cfg.split_seed, n_var=cfg.n_var)
     val, test = held_out_tasks(cfg.p, id_tasks, cfg.n_ood, cfg.ood_val_fraction, rng)
     return TaskSet(cfg.p, id_tasks, test, train_pairs, test_pairs, val)

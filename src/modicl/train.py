@@ -197,7 +197,7 @@ class RunState:
                                  shared_inputs=False)[:64]
         row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
                "wall_s": self.wall_before + time.perf_counter() - self.t0, **m}
-        attention = attention_scores(self.model, probe, self.autocast, t.n_var)
+        attention = attention_scores(self.model, probe, self.autocast, n_var=t.n_var)
         if attention is not None:
             row["attention"] = attention
         append_metrics(self.run_dir, row)
