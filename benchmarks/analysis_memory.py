@@ -50,8 +50,24 @@ def main() -> None:
         make_run(run, args.layers)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "modicl", "analyze", str(run), "--checkpoint", "last", "--device", "cpu",
-                        "--what", *args.what], check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "modicl",
+                "analyze",
+                str(run),
+                "--checkpoint",
+                "last",
+                "--device",
+                "cpu",
+                "--what",
+                *args.what,
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - t0
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"depth {args.layers}, --what {' '.join(args.what)}: peak RSS {peak_mib:,.0f} MiB, wall {wall:.0f} s")

@@ -59,15 +59,29 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = types.SimpleNamespace(
-        vocab_size=P + 2, n_embd=D_MODEL, dp=0.0, n_layer=N_LAYERS, if_ln=True, act_name="relu",
-        widen_factor=4, n_head=N_HEADS, s=0.0, model_name="rope_decoder", weight_tying=True, block_size=512,
+        vocab_size=P + 2,
+        n_embd=D_MODEL,
+        dp=0.0,
+        n_layer=N_LAYERS,
+        if_ln=True,
+        act_name="relu",
+        widen_factor=4,
+        n_head=N_HEADS,
+        s=0.0,
+        model_name="rope_decoder",
+        weight_tying=True,
+        block_size=512,
     )
     model = RoPETransformer(RoPEFlashAttention, cfg).train()
     params = list(model.parameters())
     opt = torch.optim.AdamW(
-        [{"params": [q for q in params if q.ndim <= 1], "weight_decay": 0.0},
-         {"params": [q for q in params if q.ndim > 1], "weight_decay": 2.0}],
-        lr=1.5e-4, betas=(0.9, 0.98), eps=1e-8,
+        [
+            {"params": [q for q in params if q.ndim <= 1], "weight_decay": 0.0},
+            {"params": [q for q in params if q.ndim > 1], "weight_decay": 2.0},
+        ],
+        lr=1.5e-4,
+        betas=(0.9, 0.98),
+        eps=1e-8,
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(0.01 + s / 10_000 * 0.99, 1.0))
     g = torch.Generator().manual_seed(0)

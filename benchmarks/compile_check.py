@@ -28,8 +28,14 @@ def main() -> None:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     tasks = make_task_set(cfg.task, cfg.seed)
-    tokens = sample_sequences(torch.as_tensor(tasks.id_tasks), torch.as_tensor(tasks.train_pairs), 1, cfg.task.n_ctx,
-                              cfg.task.p, torch.Generator().manual_seed(0))
+    tokens = sample_sequences(
+        torch.as_tensor(tasks.id_tasks),
+        torch.as_tensor(tasks.train_pairs),
+        1,
+        cfg.task.n_ctx,
+        cfg.task.p,
+        torch.Generator().manual_seed(0),
+    )
 
     def forward_backward(fn):
         model.zero_grad(set_to_none=True)
@@ -39,8 +45,10 @@ def main() -> None:
 
     eager_logits, eager_grads = forward_backward(model)
     comp_logits, comp_grads = forward_backward(torch.compile(model))
-    print(f"{args.preset}, {args.threads} thread(s): logits max |eager - compiled| "
-          f"{(eager_logits - comp_logits).abs().max().item():.2e}, finite {torch.isfinite(comp_logits).all().item()}")
+    print(
+        f"{args.preset}, {args.threads} thread(s): logits max |eager - compiled| "
+        f"{(eager_logits - comp_logits).abs().max().item():.2e}, finite {torch.isfinite(comp_logits).all().item()}"
+    )
     bad = 0
     for name, g in eager_grads.items():
         diff = (g - comp_grads[name]).abs().max().item()

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from modicl.bench import benchmark, benchmark_ensemble, device_peak_flops
-from modicl.model import train_flops_per_step
-from modicl.config import ModelConfig, RunConfig, TaskConfig
+from modicl.config import RunConfig
 from modicl.memory import estimate_memory
+from modicl.model import train_flops_per_step
 from modicl.presets import preset
 
 CHECKS = ("versions", "single-d2", "single-d6", "paper-ensemble", "quick-ensemble", "resume")
@@ -60,8 +60,11 @@ def paper(args, depth: int) -> RunConfig:
     """The paper config at ``depth`` (toy sizes with --tiny), on ``args.device``."""
     cfg = preset("paper")
     if args.tiny:
-        cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, p=7, n_id=8, n_ctx=8),
-                                  model=dataclasses.replace(cfg.model, d_model=32, n_heads=2))
+        cfg = dataclasses.replace(
+            cfg,
+            task=dataclasses.replace(cfg.task, p=7, n_id=8, n_ctx=8),
+            model=dataclasses.replace(cfg.model, d_model=32, n_heads=2),
+        )
         cfg = with_train(cfg, batch_size=16)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, n_layers=depth))
     return with_train(cfg, device=args.device, dtype="bf16", threads=2 if args.device == "cpu" else 0)
@@ -114,8 +117,13 @@ def check_single(args, rec: Record, depth: int) -> None:
     steps = 3 if args.tiny else 10
     peak = device_peak_flops(torch.cuda.get_device_name(0)) if args.device.startswith("cuda") else None
     est = estimate_memory(cfg, torch.bfloat16, args.device)
-    rec["config"] = {"p": cfg.task.p, "d_model": cfg.model.d_model, "n_layers": depth, "batch_size": cfg.train.batch_size,
-                     "n_ctx": cfg.task.n_ctx}
+    rec["config"] = {
+        "p": cfg.task.p,
+        "d_model": cfg.model.d_model,
+        "n_layers": depth,
+        "batch_size": cfg.train.batch_size,
+        "n_ctx": cfg.task.n_ctx,
+    }
     rec["gflop_per_step"] = train_flops_per_step(cfg) / 1e9
     rec["estimated_memory_gb"] = {"state": est.state / 1e9, "saved": est.saved / 1e9, "total": est.total / 1e9}
     for name, setting in (("eager", "off"), ("compiled", compile_setting(args))):
@@ -142,9 +150,18 @@ def check_paper_ensemble(args, rec: Record) -> None:
     rec["estimated_gb_per_member"] = est.total / 1e9
     for k in (2, 4):
         with tempfile.TemporaryDirectory() as tmp:
+
             def open_runs(tag):
-                return [RunState(dataclasses.replace(cfg, seed=s + 1), f"{tmp}/{tag}{s}", resume=False, device=device,
-                                 dtype=torch.bfloat16) for s in range(k)]
+                return [
+                    RunState(
+                        dataclasses.replace(cfg, seed=s + 1),
+                        f"{tmp}/{tag}{s}",
+                        resume=False,
+                        device=device,
+                        dtype=torch.bfloat16,
+                    )
+                    for s in range(k)
+                ]
 
             alone = []
             for r in open_runs("alone"):  # each member alone, one at a time
@@ -167,16 +184,19 @@ def check_paper_ensemble(args, rec: Record) -> None:
                 r.close()
         diff = max(abs(a - b) for m in range(k) for a, b in zip(alone[m], [row[m] for row in ens]))
         rec[f"members_{k}"] = {
-            "losses_alone": alone, "losses_ensemble": [[row[m] for row in ens] for m in range(k)],
-            "max_abs_loss_difference": diff, "ensemble_s_per_step": dt / steps,
-            "single_peak_gb": single_peak, "ensemble_peak_gb": ens_peak,
+            "losses_alone": alone,
+            "losses_ensemble": [[row[m] for row in ens] for m in range(k)],
+            "max_abs_loss_difference": diff,
+            "ensemble_s_per_step": dt / steps,
+            "single_peak_gb": single_peak,
+            "ensemble_peak_gb": ens_peak,
             "ensemble_gb_per_member": (ens_peak - base) / k if cuda else None,
         }
 
 
 def check_quick_ensemble(args, rec: Record) -> None:
     cfg = with_train(quick(args), compile=compile_setting(args))
-    for k in ((2, 3) if args.tiny else (16, 64)):
+    for k in (2, 3) if args.tiny else (16, 64):
         rec[f"members_{k}"] = benchmark_ensemble(cfg, k, "vmap", dtype="bf16", steps=3 if args.tiny else 20, warmup=2)
 
 
@@ -186,8 +206,9 @@ def check_resume(args, rec: Record) -> None:
     from modicl.train import train
 
     steps = 20 if args.tiny else 40
-    cfg = with_train(quick(args), steps=steps, eval_every=steps // 2, eval_sequences=64,
-                     compile="off" if args.no_compile else "auto")
+    cfg = with_train(
+        quick(args), steps=steps, eval_every=steps // 2, eval_sequences=64, compile="off" if args.no_compile else "auto"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, f"{tmp}/whole", progress=False)
         assert train(cfg, f"{tmp}/split", progress=False, stop_after=steps // 2) is None
@@ -213,9 +234,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(2)
     rec = Record(args.out, args.check)
     t = time.perf_counter()
-    run = {"versions": check_versions, "single-d2": lambda a, r: check_single(a, r, 2),
-           "single-d6": lambda a, r: check_single(a, r, 6), "paper-ensemble": check_paper_ensemble,
-           "quick-ensemble": check_quick_ensemble, "resume": check_resume}[args.check]
+    run = {
+        "versions": check_versions,
+        "single-d2": lambda a, r: check_single(a, r, 2),
+        "single-d6": lambda a, r: check_single(a, r, 6),
+        "paper-ensemble": check_paper_ensemble,
+        "quick-ensemble": check_quick_ensemble,
+        "resume": check_resume,
+    }[args.check]
     run(args, rec)
     rec["wall_s"] = round(time.perf_counter() - t, 1)
     rec["complete"] = True

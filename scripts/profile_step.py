@@ -29,12 +29,21 @@ from modicl.tasks import make_task_set
 GROUPS = (
     ("optimizer element-wise work (Muon, AdamW)", ("optimizer.", "Optimizer.step", "muon", "adam", "_foreach")),
     ("attention (SDPA forward and backward)", ("scaled_dot_product", "_flash_attention", "attention")),
-    ("matmuls (linear layers, forward and backward)", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    (
+        "matmuls (linear layers, forward and backward)",
+        ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
+    ),
     ("ReLU and its backward", ("threshold_backward", "aten::relu", "aten::clamp_min")),
     ("layer norm", ("layer_norm",)),
     ("embedding, loss and softmax", ("embedding", "cross_entropy", "nll_loss", "log_softmax", "_softmax")),
-    ("copies, casts and allocations", ("aten::copy_", "aten::to", "aten::_to_copy", "aten::empty", "aten::zeros", "aten::clone", "contiguous")),
-    ("other element-wise", ("aten::add", "aten::mul", "aten::div", "aten::sub", "aten::fill_", "aten::sum", "aten::where")),
+    (
+        "copies, casts and allocations",
+        ("aten::copy_", "aten::to", "aten::_to_copy", "aten::empty", "aten::zeros", "aten::clone", "contiguous"),
+    ),
+    (
+        "other element-wise",
+        ("aten::add", "aten::mul", "aten::div", "aten::sub", "aten::fill_", "aten::sum", "aten::where"),
+    ),
 )
 
 
@@ -54,8 +63,14 @@ def main() -> None:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     opt = build_optimizer(model, cfg.train, device)
-    step = TrainStep(model, opt, autocast_for(device, torch.bfloat16 if args.dtype == "bf16" else torch.float32),
-                     False, cfg.train.compile_mode, n_var=cfg.task.n_var)
+    step = TrainStep(
+        model,
+        opt,
+        autocast_for(device, torch.bfloat16 if args.dtype == "bf16" else torch.float32),
+        False,
+        cfg.train.compile_mode,
+        n_var=cfg.task.n_var,
+    )
     id_tasks, pairs = torch.as_tensor(tasks.id_tasks), torch.as_tensor(tasks.train_pairs)
     gen = torch.Generator().manual_seed(0)
     per_task = cfg.train.batch_size // cfg.task.n_id
@@ -81,14 +96,19 @@ def main() -> None:
         name = e.key
         if name == "sample_batch":
             continue
-        group = next((g for g, frags in GROUPS if any(f.lower() in name.lower() for f in frags)), "the rest (Python, autograd bookkeeping, views)")
+        group = next(
+            (g for g, frags in GROUPS if any(f.lower() in name.lower() for f in frags)),
+            "the rest (Python, autograd bookkeeping, views)",
+        )
         groups[group] += e.self_cpu_time_total
     sample = next((e.cpu_time_total for e in events if e.key == "sample_batch"), 0.0)
     # the optimizers' own ranges (torch.optim names them Optimizer.step#CLASS.step), inclusive of the
     # matmuls of Muon's Newton-Schulz iteration, which the groups above count as matmuls
     optim = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step#"))
-    print(f"{args.preset}, {args.dtype}, {args.threads} thread(s), CPU kind {cpu_kind()}, torch {torch.__version__}: "
-          f"{plain * 1e3:.1f} ms per step unprofiled ({1 / plain:.2f} steps/s), {args.steps} steps profiled")
+    print(
+        f"{args.preset}, {args.dtype}, {args.threads} thread(s), CPU kind {cpu_kind()}, torch {torch.__version__}: "
+        f"{plain * 1e3:.1f} ms per step unprofiled ({1 / plain:.2f} steps/s), {args.steps} steps profiled"
+    )
     print(f"{'group':<50} {'share':>7}")
     for g, v in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"{g:<50} {v / total:>7.1%}")

@@ -20,7 +20,9 @@ from modicl.evaluation import eval_sets, task_tensors
 from modicl.tasks import make_task_set
 
 
-def ceilings(p: int, n_ctx: int, alpha: float, id_share: float, sequences: int, seed: int) -> dict[str, tuple[float, float, int]]:
+def ceilings(
+    p: int, n_ctx: int, alpha: float, id_share: float, sequences: int, seed: int
+) -> dict[str, tuple[float, float, int]]:
     """{set: (RM accuracy, MR accuracy, novel queries)} on the o.o.d. train and test sets."""
     n_id = max(4, round(id_share * p * p / 4) * 4)
     tasks = make_task_set(TaskConfig(p=p, n_id=n_id, alpha=alpha, n_ctx=n_ctx), seed)
@@ -40,21 +42,27 @@ def ceilings(p: int, n_ctx: int, alpha: float, id_share: float, sequences: int, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--grid", nargs="*", default=["7:16", "7:32", "11:16", "11:32", "13:32", "17:32", "29:32"],
-                    help="p:n_ctx pairs")
+    ap.add_argument(
+        "--grid", nargs="*", default=["7:16", "7:32", "11:16", "11:32", "13:32", "17:32", "29:32"], help="p:n_ctx pairs"
+    )
     ap.add_argument("--alpha", type=float, default=0.8)
     ap.add_argument("--id-share", type=float, default=64 / 121, help="n_id as a share of p² (quick-p11: 64 of 121)")
     ap.add_argument("--sequences", type=int, default=8192)
     ap.add_argument("--seed", type=int, default=1, help="task seed (the split of tasks and inputs)")
     a = ap.parse_args()
-    print(f"α {a.alpha}, n_id ≈ {a.id_share:.0%} of p², {a.sequences} sequences per set, task seed {a.seed}; novel last-position queries")
+    print(
+        f"α {a.alpha}, n_id ≈ {a.id_share:.0%} of p², {a.sequences} sequences per set, task seed {a.seed}; novel "
+        "last-position queries"
+    )
     print("| p | n_ctx | RM, o.o.d. test | MR, o.o.d. test | RM, o.o.d. train | MR, o.o.d. train |")
     print("| --- | --- | --- | --- | --- | --- |")
     for cell in a.grid:
         p, n_ctx = (int(v) for v in cell.split(":"))
         c = ceilings(p, n_ctx, a.alpha, a.id_share, a.sequences, a.seed)
-        print(f"| {p} | {n_ctx} | {c['ood_test'][0]:.2f} ({c['ood_test'][2]}) | {c['ood_test'][1]:.2f} | "
-              f"{c['ood_train'][0]:.2f} ({c['ood_train'][2]}) | {c['ood_train'][1]:.2f} |")
+        print(
+            f"| {p} | {n_ctx} | {c['ood_test'][0]:.2f} ({c['ood_test'][2]}) | {c['ood_test'][1]:.2f} | "
+            f"{c['ood_train'][0]:.2f} ({c['ood_train'][2]}) | {c['ood_train'][1]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

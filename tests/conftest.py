@@ -8,8 +8,18 @@ from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 
 
 def tiny_config(**train_overrides) -> RunConfig:
-    train = TrainConfig(steps=60, batch_size=16, lr=3e-3, weight_decay=0.1, warmup_steps=10, eval_every=20,
-                        eval_sequences=32, eval_batch_size=64, dtype="fp32", device="cpu")
+    train = TrainConfig(
+        steps=60,
+        batch_size=16,
+        lr=3e-3,
+        weight_decay=0.1,
+        warmup_steps=10,
+        eval_every=20,
+        eval_sequences=32,
+        eval_batch_size=64,
+        dtype="fp32",
+        device="cpu",
+    )
     return RunConfig(
         task=TaskConfig(p=5, n_id=4, alpha=0.8, n_ctx=4),
         model=ModelConfig(d_model=32, n_layers=1, n_heads=2),

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from modicl.algorithms import (
-    bayes_id, inverse_table, modular_regression, ratio_matching, ratio_matching_expected_accuracy, solve_task,
+    bayes_id,
+    inverse_table,
+    modular_regression,
+    ratio_matching,
+    ratio_matching_expected_accuracy,
+    solve_task,
 )
 
 
@@ -36,7 +41,11 @@ def test_solve_task_matches_brute_force_enumeration():
         xy = torch.randint(0, p, (3, 2), generator=g)
         z = (xy @ task) % p
         found, ok = solve_task(xy, z, p)
-        consistent = [t for t in itertools.product(range(p), repeat=2) if all((t[0] * x + t[1] * y) % p == zz for (x, y), zz in zip(xy.tolist(), z.tolist()))]
+        consistent = [
+            t
+            for t in itertools.product(range(p), repeat=2)
+            if all((t[0] * x + t[1] * y) % p == zz for (x, y), zz in zip(xy.tolist(), z.tolist()))
+        ]
         if ok:
             assert consistent == [tuple(found.tolist())]
         else:
@@ -48,12 +57,20 @@ def test_bayes_predictor_matches_a_python_loop():
     g = torch.Generator().manual_seed(1)
     id_tasks = _grid(p)[torch.randperm(49, generator=g)[:12]]
     for _ in range(30):
-        task = id_tasks[torch.randint(0, 12, (1,), generator=g)].squeeze(0) if torch.rand(1, generator=g) < 0.5 else torch.randint(0, p, (2,), generator=g)
+        task = (
+            id_tasks[torch.randint(0, 12, (1,), generator=g)].squeeze(0)
+            if torch.rand(1, generator=g) < 0.5
+            else torch.randint(0, p, (2,), generator=g)
+        )
         xy = torch.randint(0, p, (2, 2), generator=g)
         z = (xy @ task) % p
         q = torch.randint(0, p, (2,), generator=g)
         pred, n = bayes_id(xy, z, q, id_tasks, p)
-        cons = [t for t in id_tasks.tolist() if all((t[0] * x + t[1] * y) % p == zz for (x, y), zz in zip(xy.tolist(), z.tolist()))]
+        cons = [
+            t
+            for t in id_tasks.tolist()
+            if all((t[0] * x + t[1] * y) % p == zz for (x, y), zz in zip(xy.tolist(), z.tolist()))
+        ]
         assert int(n) == len(cons)
         if cons:
             votes = [sum((t[0] * q[0] + t[1] * q[1]) % p == v for t in cons) for v in range(p)]

@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-# Five fp32 training steps (after ten warm-up steps, while the heap grows to its working size) of the reference config (p 29, d_model 128, 2 layers, bs 128, n_ctx 32), whose
+# Five fp32 training steps (after ten warm-up steps, while the heap grows to its working size) of the reference config
+# (p 29, d_model 128, 2 layers, bs 128, n_ctx 32), whose
 # activations (up to 24 MB) are allocated and freed every step. Prints minor page faults per step.
 _PROBE = """
 import resource, sys, torch
@@ -19,7 +20,8 @@ elif sys.argv[1] == "mmap":  # glibc's default with its dynamic threshold pinned
 torch.set_num_threads(1)
 cfg = preset("bench")
 model = Transformer(cfg.model, cfg.task.p, 3 * cfg.task.n_ctx)
-step = TrainStep(model, build_optimizer(model, cfg.train, torch.device("cpu")), torch.autocast("cpu", enabled=False), False, n_var=2)
+opt = build_optimizer(model, cfg.train, torch.device("cpu"))
+step = TrainStep(model, opt, torch.autocast("cpu", enabled=False), False, n_var=2)
 tokens = torch.randint(0, cfg.task.p, (cfg.train.batch_size, 3 * cfg.task.n_ctx))
 for _ in range(10):
     step(tokens)

@@ -8,8 +8,19 @@ from torch import nn
 
 from modicl.algorithms import modular_regression
 from modicl.analysis import (
-    algorithm_curves, all_inputs, centered_pca, circularity, cosine_matrix, head_scores, kshot_grid, label_noise,
-    logit_lens, name_head, probe_batch, ratio_classes, ratio_invariance,
+    algorithm_curves,
+    all_inputs,
+    centered_pca,
+    circularity,
+    cosine_matrix,
+    head_scores,
+    kshot_grid,
+    label_noise,
+    logit_lens,
+    name_head,
+    probe_batch,
+    ratio_classes,
+    ratio_invariance,
 )
 from modicl.config import ModelConfig
 from modicl.model import Transformer
@@ -68,8 +79,13 @@ def test_circle_of_circles_scores_and_centered_pca():
     pairs = all_inputs(p, n_var=2)
     x, y = pairs[:, 0].double(), pairs[:, 1].double()
     R, r = 3.0, 1.0
-    pts = torch.stack([R * torch.cos(2 * math.pi * x / p) + r * torch.cos(2 * math.pi * y / p),
-                       R * torch.sin(2 * math.pi * x / p) + r * torch.sin(2 * math.pi * y / p)], 1)
+    pts = torch.stack(
+        [
+            R * torch.cos(2 * math.pi * x / p) + r * torch.cos(2 * math.pi * y / p),
+            R * torch.sin(2 * math.pi * x / p) + r * torch.sin(2 * math.pi * y / p),
+        ],
+        1,
+    )
     embed = torch.cat([pts, torch.zeros(len(pts), 5)], 1) @ torch.linalg.qr(torch.randn(7, 7, dtype=torch.float64))[0]
     proj, var = centered_pca(embed.float() + 4.0)  # an offset: centring must remove it
     assert var.sum() == pytest.approx(1.0, abs=1e-5)
@@ -127,7 +143,9 @@ def test_label_noise_and_logit_lens():
     acc = label_noise(fixed, torch.tensor([[2, 5]]), all_inputs(p, n_var=2), n_ctx, p, sequences=40, generator=g)
     assert acc == [1.0] * n_ctx
     reader = Oracle(p, 3 * n_ctx)  # modular regression: wrong once the labels it solves from are corrupted
-    acc = label_noise(reader, torch.tensor([[2, 5], [1, 1]]), all_inputs(p, n_var=2), n_ctx, p, sequences=200, generator=g)
+    acc = label_noise(
+        reader, torch.tensor([[2, 5], [1, 1]]), all_inputs(p, n_var=2), n_ctx, p, sequences=200, generator=g
+    )
     assert acc[0] > 0.9 and acc[-1] < 0.3
     torch.manual_seed(0)
     model = Transformer(ModelConfig(d_model=32, n_layers=2, n_heads=2), p, 3 * n_ctx).eval()
@@ -135,7 +153,9 @@ def test_label_noise_and_logit_lens():
     lens = logit_lens(model, tokens)
     from modicl.analysis import predict_last
 
-    assert len(lens) == 2 and lens[-1] == pytest.approx((predict_last(model, tokens, n_var=2)[:, -1] == tokens[:, -1]).float().mean().item())
+    assert len(lens) == 2 and lens[-1] == pytest.approx(
+        (predict_last(model, tokens, n_var=2)[:, -1] == tokens[:, -1]).float().mean().item()
+    )
 
 
 def test_modicl_analyze_writes_every_figure_and_the_numbers(tmp_path, capsys):
@@ -145,7 +165,9 @@ def test_modicl_analyze_writes_every_figure_and_the_numbers(tmp_path, capsys):
     from modicl.train import train
 
     train(tiny_config(steps=20, eval_every=10), tmp_path / "run", progress=False)
-    assert main(["analyze", str(tmp_path / "run"), "--task", "1,2", "--context", "1,1;2,3;0,4", "--shots", "1", "3"]) == 0
+    assert (
+        main(["analyze", str(tmp_path / "run"), "--task", "1,2", "--context", "1,1;2,3;0,4", "--shots", "1", "3"]) == 0
+    )
     out = capsys.readouterr().out
     assert "probe task (1, 2)" in out and "k-shot grid accuracy" in out
     res = json.loads((tmp_path / "run" / "analysis" / "analysis.json").read_text())
@@ -175,7 +197,11 @@ def test_default_probe_task_is_a_non_degenerate_ood_test_task_and_its_membership
     ts = TaskSet(7, np.array([[1, 1]]), np.array([[0, 3], [4, 0], [2, 5]]), e, e, np.array([[3, 3]]))
     assert default_probe_task(ts) == (2, 5)
     assert [task_membership(ts, t) for t in ((1, 1), (3, 3), (0, 3), (6, 6))] == [
-        "pre-training", "o.o.d. validation", "o.o.d. test", "none"]
+        "pre-training",
+        "o.o.d. validation",
+        "o.o.d. test",
+        "none",
+    ]
 
 
 def test_probe_activations_keep_only_what_is_asked_and_equal_one_full_pass():
@@ -185,12 +211,18 @@ def test_probe_activations_keep_only_what_is_asked_and_equal_one_full_pass():
     torch.manual_seed(0)
     model = Transformer(ModelConfig(d_model=32, n_layers=2, n_heads=2), 5, 12).eval()
     tokens = torch.randint(0, 5, (25, 11))
-    names = {"blocks.1.attn.hook_pattern": None, "blocks.0.hook_resid_post": [3, 4, 5], "blocks.1.attn.hook_result": [4]}
+    names = {
+        "blocks.1.attn.hook_pattern": None,
+        "blocks.0.hook_resid_post": [3, 4, 5],
+        "blocks.1.attn.hook_result": [4],
+    }
     got = probe_activations(model, tokens, names, batch_size=7)
     with torch.no_grad():
         _, full = model.run_with_cache(tokens)
     assert set(got) == {*names, "blocks.1.attn.hook_pattern.first"}
-    torch.testing.assert_close(got["blocks.1.attn.hook_pattern"], full["blocks.1.attn.hook_pattern"].mean(0, keepdim=True))
+    torch.testing.assert_close(
+        got["blocks.1.attn.hook_pattern"], full["blocks.1.attn.hook_pattern"].mean(0, keepdim=True)
+    )
     torch.testing.assert_close(got["blocks.1.attn.hook_pattern.first"], full["blocks.1.attn.hook_pattern"][:1])
     torch.testing.assert_close(got["blocks.0.hook_resid_post"], full["blocks.0.hook_resid_post"][:, [3, 4, 5]])
     torch.testing.assert_close(got["blocks.1.attn.hook_result"], full["blocks.1.attn.hook_result"][:, [4]])
@@ -229,7 +261,9 @@ def test_probe_analyses_above_max_probes_use_a_stated_random_subset(tmp_path):
     assert full["probes"] == {"used": 25, "of": 25, "subsampled": False}
 
 
-def test_a_registered_analysis_is_a_cli_choice_and_runs_with_the_probe_activations_it_asks_for(tmp_path, monkeypatch, capsys):
+def test_a_registered_analysis_is_a_cli_choice_and_runs_with_the_probe_activations_it_asks_for(
+    tmp_path, monkeypatch, capsys
+):
     from conftest import tiny_config
 
     import modicl.analyze as analyze
@@ -239,14 +273,18 @@ def test_a_registered_analysis_is_a_cli_choice_and_runs_with_the_probe_activatio
     monkeypatch.setattr(analyze, "ANALYSES", dict(analyze.ANALYSES))  # registered for this test only
     seen = {}
 
-    @analyze.analysis("resid-norm", key="resid_norm", probe_hooks=lambda i, xyz: {f"blocks.{i}.hook_resid_post": xyz[2:]})
+    @analyze.analysis(
+        "resid-norm", key="resid_norm", probe_hooks=lambda i, xyz: {f"blocks.{i}.hook_resid_post": xyz[2:]}
+    )
     def resid_norm(s):
         seen.update(s.cache)
         return [float(s.cache[f"blocks.{i}.hook_resid_post"].norm()) for i in range(s.cfg.model.n_layers)], []
 
     train(tiny_config(steps=4, eval_every=4), tmp_path / "run", progress=False)
     capsys.readouterr()
-    assert main(["analyze", str(tmp_path / "run"), "--checkpoint", "last", "--device", "cpu", "--what", "resid-norm"]) == 0
+    assert (
+        main(["analyze", str(tmp_path / "run"), "--checkpoint", "last", "--device", "cpu", "--what", "resid-norm"]) == 0
+    )
     res = json.loads((tmp_path / "run" / "analysis" / "analysis.json").read_text())
     assert len(res["resid_norm"]) == 1 and res["resid_norm"][0] > 0
     assert set(seen) == {"blocks.0.hook_resid_post"} and seen["blocks.0.hook_resid_post"].shape[1] == 1  # only z_k

@@ -19,9 +19,33 @@ from modicl.presets import preset
 from modicl.runlock import lock_run
 from modicl.train import check_stream_device, train
 
-TINY = ["--task.p", "5", "--task.n-id", "4", "--task.n-ctx", "4", "--model.d-model", "32", "--model.n-layers", "1",
-        "--model.n-heads", "2", "--train.batch-size", "16", "--train.steps", "4", "--train.eval-every", "2",
-        "--train.eval-sequences", "16", "--train.dtype", "fp32", "--train.warmup-steps", "1", "--no-progress"]
+TINY = [
+    "--task.p",
+    "5",
+    "--task.n-id",
+    "4",
+    "--task.n-ctx",
+    "4",
+    "--model.d-model",
+    "32",
+    "--model.n-layers",
+    "1",
+    "--model.n-heads",
+    "2",
+    "--train.batch-size",
+    "16",
+    "--train.steps",
+    "4",
+    "--train.eval-every",
+    "2",
+    "--train.eval-sequences",
+    "16",
+    "--train.dtype",
+    "fp32",
+    "--train.warmup-steps",
+    "1",
+    "--no-progress",
+]
 
 
 def _one_line(err: str) -> str:
@@ -79,7 +103,9 @@ def test_head_count_suggestions_are_all_valid():
 
 def test_task_vectors_that_cannot_be_arranged_leave_no_half_made_run(tmp_path):
     cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, p=7, n_id=44), train=dataclasses.replace(cfg.train, batch_size=44))
+    cfg = dataclasses.replace(
+        cfg, task=dataclasses.replace(cfg.task, p=7, n_id=44), train=dataclasses.replace(cfg.train, batch_size=44)
+    )
     validate(cfg)  # passes validation: only the rectangle search finds out
     with pytest.raises(ConfigError, match="could not place 11 disjoint rectangles"):
         train(cfg, tmp_path / "new", progress=False)
@@ -147,8 +173,13 @@ def _limit_file_size(limit: int):
 def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(tmp_path):
     out = tmp_path / "run"
     # the optimizer state of this model (≈ 100 kB) is over the limit; config, tasks and metrics are under it
-    proc = subprocess.run([sys.executable, "-m", "modicl", "train", *TINY, "--out", str(out)], capture_output=True,
-                          text=True, timeout=300, preexec_fn=_limit_file_size(64 * 1024))
+    proc = subprocess.run(
+        [sys.executable, "-m", "modicl", "train", *TINY, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size(64 * 1024),
+    )
     assert proc.returncode == 1
     line = _one_line(proc.stderr)
     assert "File too large" in line and "checkpoints" in line, line
@@ -162,8 +193,12 @@ def _closed_pipe_run(args, stream, timeout=300):
     os.close(read)
     other = {"stdout": "stderr", "stderr": "stdout"}[stream]
     try:
-        return subprocess.run([sys.executable, "-m", "modicl", *args], **{stream: write, other: subprocess.PIPE},
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "modicl", *args],
+            **{stream: write, other: subprocess.PIPE},
+            text=True,
+            timeout=timeout,
+        )
     finally:
         os.close(write)
 
@@ -183,13 +218,30 @@ def test_a_closed_pipe_on_either_stream_lets_train_finish_its_run(tmp_path, stre
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_a_closed_pipe_on_either_stream_lets_a_sweep_finish_every_point(tmp_path, stream):
     spec = tmp_path / "spec.toml"
-    spec.write_text('name = "pipe"\npreset = "quick"\n[set]\n'
-                    + "".join(f'"{k}" = {v}\n' for k, v in {
-                        "task.p": 5, "task.n_id": 4, "task.n_ctx": 4, "model.d_model": 32, "model.n_layers": 1,
-                        "model.n_heads": 2, "train.batch_size": 16, "train.steps": 4, "train.eval_every": 2,
-                        "train.eval_sequences": 16, "train.dtype": '"fp32"', "train.warmup_steps": 1}.items())
-                    + "[axes]\nseed = [1, 2, 3]\n")
-    proc = _closed_pipe_run(["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--workers", "2", "--no-ensemble"], stream)
+    spec.write_text(
+        'name = "pipe"\npreset = "quick"\n[set]\n'
+        + "".join(
+            f'"{k}" = {v}\n'
+            for k, v in {
+                "task.p": 5,
+                "task.n_id": 4,
+                "task.n_ctx": 4,
+                "model.d_model": 32,
+                "model.n_layers": 1,
+                "model.n_heads": 2,
+                "train.batch_size": 16,
+                "train.steps": 4,
+                "train.eval_every": 2,
+                "train.eval_sequences": 16,
+                "train.dtype": '"fp32"',
+                "train.warmup_steps": 1,
+            }.items()
+        )
+        + "[axes]\nseed = [1, 2, 3]\n"
+    )
+    proc = _closed_pipe_run(
+        ["sweep", str(spec), "--out", str(tmp_path / "sweep"), "--workers", "2", "--no-ensemble"], stream
+    )
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     import pandas as pd
 
@@ -244,8 +296,8 @@ from modicl.train import train
 from modicl.analyze import run_analyses
 from conftest import tiny_config
 torch.set_num_threads(2)
-train(tiny_config(steps=4, eval_every=2, threads=1), {str(tmp_path / 'run')!r}, progress=False)
-run_analyses({str(tmp_path / 'run')!r}, "last", what=("attention", "kshot"), device="cpu")
+train(tiny_config(steps=4, eval_every=2, threads=1), {str(tmp_path / "run")!r}, progress=False)
+run_analyses({str(tmp_path / "run")!r}, "last", what=("attention", "kshot"), device="cpu")
 import matplotlib.pyplot
 print(json.dumps([matplotlib.get_backend(), torch.get_num_threads(), allocator._done, matplotlib.pyplot.get_fignums()]))
 """
@@ -282,7 +334,9 @@ def _fail_on_second_figure(monkeypatch, exc):
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
 
 
-@pytest.mark.parametrize("exc", [KeyboardInterrupt(), OSError(28, "No space left on device")], ids=["ctrl-c", "disk-full"])
+@pytest.mark.parametrize(
+    "exc", [KeyboardInterrupt(), OSError(28, "No space left on device")], ids=["ctrl-c", "disk-full"]
+)
 def test_an_interrupted_or_failed_analyze_leaves_the_previous_analysis_as_it_was(analysed_run, monkeypatch, exc):
     from modicl.analyze import run_analyses
 
@@ -296,8 +350,12 @@ def test_an_interrupted_or_failed_analyze_leaves_the_previous_analysis_as_it_was
     assert not [p for p in analysed_run.rglob("*") if ".staging-" in p.name or p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("exc", [KeyboardInterrupt(), OSError(28, "No space left on device")], ids=["ctrl-c", "disk-full"])
-def test_an_interrupted_or_failed_plot_leaves_the_previous_figures_and_never_a_partial_one(analysed_run, monkeypatch, exc, capsys):
+@pytest.mark.parametrize(
+    "exc", [KeyboardInterrupt(), OSError(28, "No space left on device")], ids=["ctrl-c", "disk-full"]
+)
+def test_an_interrupted_or_failed_plot_leaves_the_previous_figures_and_never_a_partial_one(
+    analysed_run, monkeypatch, exc, capsys
+):
     before = _snapshot(analysed_run / "plots")
     _fail_on_second_figure(monkeypatch, exc)
     if isinstance(exc, KeyboardInterrupt):
@@ -382,6 +440,15 @@ def test_a_tyro_box_becomes_its_message_in_either_drawing(box):
     from modicl.cli_args import _tyro_message
 
     h, v, tl, tr, bl, br = ("─", "│", "╭", "╮", "╰", "╯") if box == "unicode" else ("-", "|", "+", "+", "+", "+")
-    text = "\n".join([f"{tl}{h} Parsing error {h * 10}{tr}", f"{v} invalid choice 'x' for argument '--what'. {v}",
-                      f"{v} {h * 30} {v}", f"{v} For full helptext, run modicl analyze --help {v}", f"{bl}{h * 40}{br}"])
-    assert _tyro_message(text, "modicl analyze") == "invalid choice 'x' for argument '--what'. (see modicl analyze --help)"
+    text = "\n".join(
+        [
+            f"{tl}{h} Parsing error {h * 10}{tr}",
+            f"{v} invalid choice 'x' for argument '--what'. {v}",
+            f"{v} {h * 30} {v}",
+            f"{v} For full helptext, run modicl analyze --help {v}",
+            f"{bl}{h * 40}{br}",
+        ]
+    )
+    assert (
+        _tyro_message(text, "modicl analyze") == "invalid choice 'x' for argument '--what'. (see modicl analyze --help)"
+    )

@@ -1,14 +1,14 @@
 import pytest
+from conftest import tiny_config
+
 from modicl.bench import benchmark
 from modicl.model import train_flops_per_step
 from modicl.presets import preset
 
-from conftest import tiny_config
-
 
 def test_flops_of_the_reference_config_are_counted_by_hand():
     cfg = preset("bench")  # p 29, d 128, 2 layers, bs 128, n_ctx 32 → T = 95
-    d, L, B, T, V = 128, 2, 128, 95, 29
+    d, B, T, V = 128, 128, 95, 29  # two layers: the first (every position) and the last (query-only)
     queries = [1 + 3 * i for i in range(32)]  # the y tokens, whose logits predict z
     first = B * T * 24 * d * d + B * 4 * d * sum(range(1, T + 1))  # qkv 6d², out 2d², mlp 16d²; causal QKᵀ, AV
     last = B * T * 4 * d * d + B * 32 * 20 * d * d + B * 4 * d * sum(t + 1 for t in queries)  # k, v; q, out, mlp

@@ -36,8 +36,18 @@ def test_an_untrained_model_attends_near_uniformly():
 def test_attention_progress_plot_draws_the_logged_measures_and_skips_older_runs(tmp_path):
     from modicl.plots import attention_progress_plot
 
-    rows = [{"step": s, "id_train": {"loss": 2.0 - s / 1000}, "attention": {"prev_token": [0.1 + s / 2000, 0.1],
-             "two_back": [0.1, 0.1], "z_tokens": [0.3, 0.3 + s / 2000]}} for s in (0, 500, 1000)]
+    rows = [
+        {
+            "step": s,
+            "id_train": {"loss": 2.0 - s / 1000},
+            "attention": {
+                "prev_token": [0.1 + s / 2000, 0.1],
+                "two_back": [0.1, 0.1],
+                "z_tokens": [0.3, 0.3 + s / 2000],
+            },
+        }
+        for s in (0, 500, 1000)
+    ]
     assert attention_progress_plot(rows, tmp_path / "a.png", best_step=500)
     assert (tmp_path / "a.png").stat().st_size > 10_000
     assert not attention_progress_plot([{"step": 0}], tmp_path / "b.png") and not (tmp_path / "b.png").exists()

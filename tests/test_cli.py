@@ -7,9 +7,33 @@ import pytest
 from modicl.cli import main
 from modicl.metrics import PHASE_LABELS
 
-TINY = ["--task.p", "5", "--task.n-id", "4", "--task.n-ctx", "4", "--model.d-model", "32", "--model.n-layers", "1",
-        "--model.n-heads", "2", "--train.batch-size", "16", "--train.steps", "40", "--train.eval-every", "20",
-        "--train.eval-sequences", "32", "--train.dtype", "fp32", "--train.warmup-steps", "5", "--no-progress"]
+TINY = [
+    "--task.p",
+    "5",
+    "--task.n-id",
+    "4",
+    "--task.n-ctx",
+    "4",
+    "--model.d-model",
+    "32",
+    "--model.n-layers",
+    "1",
+    "--model.n-heads",
+    "2",
+    "--train.batch-size",
+    "16",
+    "--train.steps",
+    "40",
+    "--train.eval-every",
+    "20",
+    "--train.eval-sequences",
+    "32",
+    "--train.dtype",
+    "fp32",
+    "--train.warmup-steps",
+    "5",
+    "--no-progress",
+]
 
 
 def test_train_prints_the_table_that_summary_json_holds_and_eval_rewrites_kshot(tmp_path, capsys):
@@ -26,8 +50,17 @@ def test_train_prints_the_table_that_summary_json_holds_and_eval_rewrites_kshot(
     for key in ("phase", "phase_pattern", "steps", "wall_s", "tokens_per_s", "threads", "dtype", "cpu_kind"):
         assert key in summary
     assert set(summary["best_ood"]) == {"step", "id_train", "id_test", "ood_train", "ood_test", "ood_val"}
-    assert {"acc", "acc_ci", "acc_last", "acc_last_ci", "acc_last_novel", "acc_last_novel_ci", "n_novel_last",
-            "baselines", "loss"} <= set(summary["final"]["id_test"])
+    assert {
+        "acc",
+        "acc_ci",
+        "acc_last",
+        "acc_last_ci",
+        "acc_last_novel",
+        "acc_last_novel_ci",
+        "n_novel_last",
+        "baselines",
+        "loss",
+    } <= set(summary["final"]["id_test"])
     assert main(["eval", str(out), "--checkpoint", "last", "--sequences", "64"]) == 0
     printed = capsys.readouterr().out
     ev = json.loads((out / "eval" / "last.json").read_text())

@@ -8,10 +8,10 @@ import functools
 import pytest
 import torch
 
+from modicl.compiling import is_compiler_error
 from modicl.config import ModelConfig, RunConfig, TrainConfig
 from modicl.hashing import config_hash
 from modicl.model import Transformer
-from modicl.compiling import is_compiler_error
 from modicl.steps import TrainStep, build_optimizer
 
 _COMPILE = torch.compile
@@ -85,12 +85,21 @@ def test_compile_mode_is_an_execution_setting_that_keeps_config_hashes():
 
 def _vmap_losses(tmp_path, compile_setting, steps=3):
     from conftest import tiny_config
+
     from modicl.steps import VmapStep
     from modicl.train import RunState
 
     cfg = tiny_config(compile=compile_setting)
-    runs = [RunState(dataclasses.replace(cfg, seed=s), tmp_path / f"{compile_setting}{s}", resume=False, device=torch.device("cpu"),
-                     dtype=torch.float32) for s in (1, 2, 3)]
+    runs = [
+        RunState(
+            dataclasses.replace(cfg, seed=s),
+            tmp_path / f"{compile_setting}{s}",
+            resume=False,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+        )
+        for s in (1, 2, 3)
+    ]
     step = VmapStep(runs)
     out = [step([r.batch(0) for r in runs], 1e-3) for _ in range(steps)]
     for r in runs:

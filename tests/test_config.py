@@ -3,7 +3,14 @@ import dataclasses
 import pytest
 
 from modicl.config import (
-    ConfigError, ModelConfig, RunConfig, Seeds, TaskConfig, TrainConfig, from_dict, run_seeds, to_dict, validate,
+    ConfigError,
+    RunConfig,
+    Seeds,
+    TrainConfig,
+    from_dict,
+    run_seeds,
+    to_dict,
+    validate,
 )
 from modicl.hashing import config_hash
 from modicl.presets import preset
@@ -87,11 +94,16 @@ def test_parts_name_every_nested_config_and_execution_fields_leave_what_is_compu
     from modicl.config import EXECUTION_FIELDS, PARTS, without_execution
 
     assert {name: type(getattr(RunConfig(), name)) for name in PARTS} == PARTS
-    assert not any(dataclasses.is_dataclass(getattr(RunConfig(), f.name)) for f in dataclasses.fields(RunConfig) if f.name not in PARTS)
+    assert not any(
+        dataclasses.is_dataclass(getattr(RunConfig(), f.name))
+        for f in dataclasses.fields(RunConfig)
+        if f.name not in PARTS
+    )
     cfg = preset("quick")
     assert from_dict(to_dict(cfg)) == cfg
-    moved = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cpu", threads=7, compile="on",
-                                                                 compile_mode="max-autotune"))
+    moved = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, device="cpu", threads=7, compile="on", compile_mode="max-autotune")
+    )
     plain = without_execution(moved)
     assert plain == without_execution(cfg)
     assert all(getattr(plain.train, f) == getattr(TrainConfig(), f) for f in EXECUTION_FIELDS)
@@ -106,9 +118,24 @@ def test_every_config_field_has_one_role_and_the_roles_reproduce_the_rules_they_
     assert EXECUTION_FIELDS == ("compile", "compile_mode", "device", "threads", "keep_checkpoints")
     # the fields ensembles may differ in, as the explicit list had them (task data, seeds, threshold, threads)
     assert {n for n, r in FIELD_ROLES.items() if r.member} == {
-        "task.n_id", "task.alpha", "task.rule", "task.n_ood", "task.split_seed", "task.shared_inputs", "task.replacement",
-        "task.ood_val_fraction", "seed", "task_seed", "init_seed", "data_seed", "phase_threshold", "train.threads"}
+        "task.n_id",
+        "task.alpha",
+        "task.rule",
+        "task.n_ood",
+        "task.split_seed",
+        "task.shared_inputs",
+        "task.replacement",
+        "task.ood_val_fraction",
+        "seed",
+        "task_seed",
+        "init_seed",
+        "data_seed",
+        "phase_threshold",
+        "train.threads",
+    }
     # branches change training settings only, never the optimizer
     assert {n for n, r in FIELD_ROLES.items() if r.branch} == {n for n in FIELD_ROLES if n.startswith("train.")} - {
-        "train.optimizer", *(f"train.{f}" for f in EXECUTION_FIELDS)}
+        "train.optimizer",
+        *(f"train.{f}" for f in EXECUTION_FIELDS),
+    }
     assert all(not r.execution or n.startswith("train.") for n, r in FIELD_ROLES.items())

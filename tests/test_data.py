@@ -51,7 +51,9 @@ def test_inputs_come_only_from_the_given_pairs_and_without_replacement_are_disti
 
 def test_same_generator_state_gives_same_batch():
     tasks, pairs = torch.tensor([[1, 2]]), torch.tensor([(x, y) for x in range(5) for y in range(5)])
-    assert torch.equal(sample_sequences(tasks, pairs, 3, 4, 5, _gen(9)), sample_sequences(tasks, pairs, 3, 4, 5, _gen(9)))
+    assert torch.equal(
+        sample_sequences(tasks, pairs, 3, 4, 5, _gen(9)), sample_sequences(tasks, pairs, 3, 4, 5, _gen(9))
+    )
 
 
 def test_without_replacement_longer_than_the_pool_uses_every_pair_before_any_repeats():

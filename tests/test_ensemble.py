@@ -3,14 +3,13 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from modicl.config import ConfigError
 from modicl.ensemble import ensemble_key, train_ensemble
 from modicl.rundir import load_checkpoint
 from modicl.sweep import SweepSpec, run_sweep
 from modicl.train import train
-
-from conftest import tiny_config
 
 
 def _members(**train_overrides):
@@ -46,9 +45,16 @@ def _assert_same_run(a, b, exact):
 
 
 @pytest.mark.parametrize("backend", ["loop", "vmap"])
-@pytest.mark.parametrize("schedule", [{}, {"weight_decay_step": 25, "late_weight_decay": 3.0}, {"grokfast_lambda": 2.0},
-                                      {"optimizer": "muon", "muon_ns_dtype": "fp32"}],
-                         ids=["wd", "wd-step", "grokfast", "muon"])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {},
+        {"weight_decay_step": 25, "late_weight_decay": 3.0},
+        {"grokfast_lambda": 2.0},
+        {"optimizer": "muon", "muon_ns_dtype": "fp32"},
+    ],
+    ids=["wd", "wd-step", "grokfast", "muon"],
+)
 def test_a_member_trained_in_an_ensemble_matches_the_same_config_trained_alone(backend, schedule, tmp_path):
     cfgs = _members(**schedule)
     for i, c in enumerate(cfgs):
@@ -87,8 +93,12 @@ def test_sweep_trains_compatible_points_as_one_ensemble_and_relaunch_skips_them(
 
     calls = []
     real = modicl.ensemble.train_ensemble
-    monkeypatch.setattr(modicl.ensemble, "train_ensemble", lambda cfgs, dirs, **kw: calls.append(len(cfgs)) or real(cfgs, dirs, **kw))
-    spec = SweepSpec("e", base=tiny_config(steps=20, eval_every=10), axes={"n_id": [4, 8], "seed": [1, 2], "d_model": [16, 32]})
+    monkeypatch.setattr(
+        modicl.ensemble, "train_ensemble", lambda cfgs, dirs, **kw: calls.append(len(cfgs)) or real(cfgs, dirs, **kw)
+    )
+    spec = SweepSpec(
+        "e", base=tiny_config(steps=20, eval_every=10), axes={"n_id": [4, 8], "seed": [1, 2], "d_model": [16, 32]}
+    )
     report = run_sweep(spec, tmp_path / "s", progress=False)
     assert calls == [4, 4] and len(report.finished) == 8  # one ensemble per width
     again = run_sweep(spec, tmp_path / "s", progress=False)

@@ -8,17 +8,21 @@ import torch
 
 from modicl import family
 from modicl.algorithms import (
-    modular_regression, ratio_matching, ratio_matching_expected_accuracy, solve_task, span_scan,
+    modular_regression,
+    ratio_matching,
+    ratio_matching_expected_accuracy,
+    solve_task,
+    span_scan,
 )
 from modicl.analysis import kshot_grid, ratio_classes
 from modicl.cli import main
 from modicl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, validate
-from modicl.hashing import config_hash
 from modicl.data import sample_sequences, z_logits, z_targets
+from modicl.hashing import config_hash
 from modicl.metrics import SETS, query_structure
 from modicl.model import build_model
-from modicl.tasks import TaskSet, make_task_set
 from modicl.steps import z_loss
+from modicl.tasks import TaskSet, make_task_set
 
 
 def test_the_paper_family_lays_out_x_y_z_triples():
@@ -62,8 +66,10 @@ def _rank_mod_p(rows: list[list[int]], p: int) -> int:
     """Rank over Z_p by brute force: the size of the span, as a power of p."""
     if not rows:
         return 0
-    span = {tuple((sum(c * r[i] for c, r in zip(cs, rows))) % p for i in range(len(rows[0])))
-            for cs in itertools.product(range(p), repeat=len(rows))}
+    span = {
+        tuple((sum(c * r[i] for c, r in zip(cs, rows))) % p for i in range(len(rows[0])))
+        for cs in itertools.product(range(p), repeat=len(rows))
+    }
     return round(np.log(len(span)) / np.log(p))
 
 
@@ -127,7 +133,9 @@ def test_three_variable_layout_and_loss_mask_positions():
 def test_the_loss_is_on_the_z_tokens_only_for_three_inputs():
     p, n_ctx = 5, 4
     g = torch.Generator().manual_seed(1)
-    tok = sample_sequences(torch.tensor([[1, 2, 3], [4, 0, 2]]), torch.as_tensor(family.all_vectors(p, 3)), 3, n_ctx, p, g)
+    tok = sample_sequences(
+        torch.tensor([[1, 2, 3], [4, 0, 2]]), torch.as_tensor(family.all_vectors(p, 3)), 3, n_ctx, p, g
+    )
     nxt = tok[:, 1:]  # the token each position is followed by
 
     def right_only_at(right):
@@ -136,10 +144,13 @@ def test_the_loss_is_on_the_z_tokens_only_for_three_inputs():
             target = wrong.clone()
             target[:, right] = nxt[:, right]
             return 50.0 * torch.nn.functional.one_hot(target, p).float()[:, positions]
+
         return model
 
     assert z_loss(right_only_at(slice(2, None, 4)), tok, n_var=3).item() == pytest.approx(0.0, abs=1e-6)
-    assert z_loss(right_only_at(slice(1, None, 3)), tok, n_var=3).item() > 10  # the n_var = 2 positions are not the mask
+    assert (
+        z_loss(right_only_at(slice(1, None, 3)), tok, n_var=3).item() > 10
+    )  # the n_var = 2 positions are not the mask
 
 
 @pytest.mark.parametrize("p", [3, 5])
@@ -182,8 +193,10 @@ def test_three_variable_configs_are_validated_in_one_line():
 
 
 def test_the_role_embedding_has_period_four_with_three_inputs():
-    cfg = RunConfig(task=TaskConfig(p=5, n_var=3, rule="random", n_id=8, n_ctx=6),
-                    model=ModelConfig(d_model=16, n_layers=1, n_heads=2, role_embedding=True))
+    cfg = RunConfig(
+        task=TaskConfig(p=5, n_var=3, rule="random", n_id=8, n_ctx=6),
+        model=ModelConfig(d_model=16, n_layers=1, n_heads=2, role_embedding=True),
+    )
     model = build_model(cfg)
     assert model.wre.weight.shape == (4, 16) and model.max_len == 24
     embed = {}
@@ -193,8 +206,10 @@ def test_the_role_embedding_has_period_four_with_three_inputs():
 
 
 def _brute_force_span(ctx: list[list[int]], q: list[int], p: int) -> bool:
-    return any(all(sum(c * r[i] for c, r in zip(cs, ctx)) % p == q[i] for i in range(len(q)))
-               for cs in itertools.product(range(p), repeat=len(ctx)))
+    return any(
+        all(sum(c * r[i] for c, r in zip(cs, ctx)) % p == q[i] for i in range(len(q)))
+        for cs in itertools.product(range(p), repeat=len(ctx))
+    )
 
 
 def test_three_variable_reference_algorithms_match_brute_force():
@@ -208,8 +223,11 @@ def test_three_variable_reference_algorithms_match_brute_force():
         truth = family.task_labels(every, w, p)
         mr = modular_regression(ctx.expand(len(every), -1, -1), z.expand(len(every), -1), every, p)
         rm = ratio_matching(ctx.expand(len(every), -1, -1), z.expand(len(every), -1), every, p)
-        consistent = [t for t in itertools.product(range(p), repeat=3)
-                      if all(sum(a * b for a, b in zip(t, x)) % p == zz for x, zz in zip(ctx.tolist(), z.tolist()))]
+        consistent = [
+            t
+            for t in itertools.product(range(p), repeat=3)
+            if all(sum(a * b for a, b in zip(t, x)) % p == zz for x, zz in zip(ctx.tolist(), z.tolist()))
+        ]
         for q, m, r, t in zip(every.tolist(), mr.tolist(), rm.tolist(), truth.tolist()):
             answers = {sum(a * b for a, b in zip(c, q)) % p for c in consistent}
             assert (m == t) == (len(answers) == 1) and m in (t, -1)  # MR answers exactly where the answer is determined
@@ -223,8 +241,15 @@ def test_three_variable_reference_algorithms_match_brute_force():
 def test_three_variable_null_models_in_the_metrics_match_brute_force():
     p, n_ctx = 3, 5
     g = torch.Generator().manual_seed(2)
-    tok = sample_sequences(torch.tensor([[1, 2, 0], [2, 2, 1]]), torch.as_tensor(family.all_vectors(p, 3)), 20, n_ctx, p, g,
-                           shared_inputs=False)
+    tok = sample_sequences(
+        torch.tensor([[1, 2, 0], [2, 2, 1]]),
+        torch.as_tensor(family.all_vectors(p, 3)),
+        20,
+        n_ctx,
+        p,
+        g,
+        shared_inputs=False,
+    )
     st = query_structure(tok, p, n_var=3)
     xs, _ = family.examples(tok, 3)
     for b in range(len(tok)):
@@ -232,16 +257,22 @@ def test_three_variable_null_models_in_the_metrics_match_brute_force():
         for k in range(n_ctx):
             q, before = rows[k], rows[:k]
             assert bool(st["copy"][b, k]) == (q in before)
-            assert bool(st["ratio_matching"][b, k]) == (q == [0, 0, 0] or any(any(x) and _brute_force_span([x], q, p) for x in before))
-            assert bool(st["modular_regression"][b, k]) == (q == [0, 0, 0] or (bool(before) and _brute_force_span(before, q, p)))
+            assert bool(st["ratio_matching"][b, k]) == (
+                q == [0, 0, 0] or any(any(x) and _brute_force_span([x], q, p) for x in before)
+            )
+            assert bool(st["modular_regression"][b, k]) == (
+                q == [0, 0, 0] or (bool(before) and _brute_force_span(before, q, p))
+            )
 
 
 def test_ratio_matching_expected_accuracy_counts_the_lines_of_z_p_cubed():
     p = 3
     every = [list(v) for v in itertools.product(range(p), repeat=3)]
     for k in (1, 2):  # every set of k distinct context inputs, every query: solved at the origin or on a context line
-        solved = [sum(q == [0, 0, 0] or any(any(c) and _brute_force_span([c], q, p) for c in ctx) for q in every)
-                  for ctx in itertools.combinations(every, k)]
+        solved = [
+            sum(q == [0, 0, 0] or any(any(c) and _brute_force_span([c], q, p) for c in ctx) for q in every)
+            for ctx in itertools.combinations(every, k)
+        ]
         assert ratio_matching_expected_accuracy(p, k, n_var=3) == pytest.approx(sum(solved) / len(solved) / 27)
     assert ratio_matching_expected_accuracy(p, 1, n_var=3) == pytest.approx(79 / 729)  # (26/27)·(3/27) + (1/27)·(1/27)
 
@@ -253,10 +284,40 @@ def test_planar_analyses_refuse_three_inputs():
         kshot_grid(torch.nn.Linear(1, 1), (1, 2, 3), torch.zeros(2, 3, dtype=torch.long), [1], 5)
 
 
-TINY3 = ["--task.p", "5", "--task.n-var", "3", "--task.rule", "random", "--task.n-id", "4", "--task.n-ctx", "6",
-         "--model.d-model", "32", "--model.n-layers", "1", "--model.n-heads", "2", "--model.role-embedding",
-         "--train.batch-size", "16", "--train.steps", "4", "--train.eval-every", "2", "--train.eval-sequences", "16",
-         "--train.dtype", "fp32", "--train.warmup-steps", "1", "--train.device", "cpu", "--no-progress"]
+TINY3 = [
+    "--task.p",
+    "5",
+    "--task.n-var",
+    "3",
+    "--task.rule",
+    "random",
+    "--task.n-id",
+    "4",
+    "--task.n-ctx",
+    "6",
+    "--model.d-model",
+    "32",
+    "--model.n-layers",
+    "1",
+    "--model.n-heads",
+    "2",
+    "--model.role-embedding",
+    "--train.batch-size",
+    "16",
+    "--train.steps",
+    "4",
+    "--train.eval-every",
+    "2",
+    "--train.eval-sequences",
+    "16",
+    "--train.dtype",
+    "fp32",
+    "--train.warmup-steps",
+    "1",
+    "--train.device",
+    "cpu",
+    "--no-progress",
+]
 
 
 def test_modicl_train_eval_and_analyze_run_with_three_inputs(tmp_path, capsys):
@@ -265,7 +326,9 @@ def test_modicl_train_eval_and_analyze_run_with_three_inputs(tmp_path, capsys):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["task"]["n_var"] == 3
     tasks = json.loads((run / "tasks.json").read_text())
-    assert len(tasks["id_tasks"]) == 4 and all(len(t) == 3 for key in ("id_tasks", "ood_tasks", "train_pairs") for t in tasks[key])
+    assert len(tasks["id_tasks"]) == 4 and all(
+        len(t) == 3 for key in ("id_tasks", "ood_tasks", "train_pairs") for t in tasks[key]
+    )
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 2, 4]
     for r in rows[1:]:
@@ -273,7 +336,9 @@ def test_modicl_train_eval_and_analyze_run_with_three_inputs(tmp_path, capsys):
     for s in SETS:
         m = rows[-1][s]
         assert 0 <= m["acc"] <= 1 and m["loss"] > 0 and len(m["kshot"]) == 6
-        assert m["baselines"]["modular_regression"]["kshot"][0] <= m["baselines"]["modular_regression"]["kshot"][-1] + 1e-9
+        assert (
+            m["baselines"]["modular_regression"]["kshot"][0] <= m["baselines"]["modular_regression"]["kshot"][-1] + 1e-9
+        )
     assert main(["eval", str(run), "--sequences", "16", "--device", "cpu"]) == 0
     capsys.readouterr()
     assert main(["analyze", str(run), "--what", "pca"]) == 2

@@ -25,8 +25,13 @@ def test_peak_table_names_the_common_data_center_gpus():
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu")
     env = {**os.environ, "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), str(out), "--device", "cpu", "--tiny", "--no-compile"],
-                          env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), str(out), "--device", "cpu", "--tiny", "--no-compile"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -51,7 +56,10 @@ def test_gpu_script_dry_run_records_real_measurements(dry_run):
     for depth in (2, 6):
         s = _load(dry_run, f"single-d{depth}")
         assert s["config"]["n_layers"] == depth and s["eager"]["compile"] is False and s["compiled"]["compile"] is False
-        assert s["eager"]["gflop_per_step"] == pytest.approx(s["gflop_per_step"], rel=1e-3) and s["eager"]["steps_per_s"] > 0
+        assert (
+            s["eager"]["gflop_per_step"] == pytest.approx(s["gflop_per_step"], rel=1e-3)
+            and s["eager"]["steps_per_s"] > 0
+        )
         assert s["eager"]["mfu"] is None  # no data-sheet peak for a CPU
         assert s["estimated_memory_gb"]["total"] > s["estimated_memory_gb"]["saved"] > 0
     e = _load(dry_run, "paper-ensemble")

@@ -5,12 +5,12 @@ import json
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from modicl.branch import branch_run, split_ref
 from modicl.cli import main
 from modicl.config import ConfigError, validate
-from modicl.history import KeepSchedule, ScheduleError, file_stem, keeps, kept_steps, parse_schedule, ref_of
+from modicl.history import ScheduleError, file_stem, keeps, kept_steps, parse_schedule, ref_of
 from modicl.rundir import CheckpointError, load_checkpoint, read_metrics
 from modicl.sweep import point_hash
 from modicl.train import train
@@ -34,8 +34,16 @@ def test_log_spaced_history_keeps_the_first_evaluation_after_each_power_of_two()
     assert _kept("log", 4100, 250)[-1] == 4100
 
 
-@pytest.mark.parametrize("text, hint", [("every:300", "every:250"), ("logs", "log+every:N"), ("every:0", "none, all"),
-                                        ("log+log", "none, all"), ("", "none, all")])
+@pytest.mark.parametrize(
+    "text, hint",
+    [
+        ("every:300", "every:250"),
+        ("logs", "log+every:N"),
+        ("every:0", "none, all"),
+        ("log+log", "none, all"),
+        ("", "none, all"),
+    ],
+)
 def test_a_schedule_that_cannot_work_is_refused_with_what_to_write(text, hint):
     with pytest.raises(ScheduleError, match=hint.replace("+", r"\+")):
         parse_schedule(text, 250)
@@ -82,7 +90,9 @@ def test_a_branch_without_changes_continues_its_parent_exactly(tmp_path):
     a, b = load_checkpoint(tmp_path / "parent"), load_checkpoint(tmp_path / "branch")
     assert all(torch.equal(a.model.state_dict()[k], b.model.state_dict()[k]) for k in a.model.state_dict())
     summary = json.loads((tmp_path / "branch" / "summary.json").read_text())
-    assert summary["parent"]["checkpoint"] == "step:20" and summary["parent"]["parent"] == str((tmp_path / "parent").resolve())
+    assert summary["parent"]["checkpoint"] == "step:20" and summary["parent"]["parent"] == str(
+        (tmp_path / "parent").resolve()
+    )
 
 
 def test_a_branch_takes_its_new_settings_and_refuses_other_changes(tmp_path):
@@ -91,7 +101,9 @@ def test_a_branch_takes_its_new_settings_and_refuses_other_changes(tmp_path):
     new = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-3, beta2=0.9, steps=80))
     record = branch_run(tmp_path / "parent", "step:20", tmp_path / "b", new)
     assert record["changed"] == {"train.lr": [3e-3, 1e-3], "train.beta2": [0.98, 0.9], "train.steps": [60, 80]}
-    groups = torch.load(tmp_path / "b" / "checkpoints" / "last.state.pt", weights_only=False)["optimizer"]["param_groups"]
+    groups = torch.load(tmp_path / "b" / "checkpoints" / "last.state.pt", weights_only=False)["optimizer"][
+        "param_groups"
+    ]
     assert {g["betas"] for g in groups} == {(0.9, 0.9)}  # not the parent's 0.98 that the saved state carried
     train(new, tmp_path / "b", progress=False, resume=True)
     rows = read_metrics(tmp_path / "b")
@@ -102,7 +114,12 @@ def test_a_branch_takes_its_new_settings_and_refuses_other_changes(tmp_path):
     with pytest.raises(ConfigError, match="model.d_model"):
         branch_run(tmp_path / "parent", "step:20", tmp_path / "c", bad)
     with pytest.raises(ConfigError, match="does not go past the branch point"):
-        branch_run(tmp_path / "parent", "step:40", tmp_path / "c", dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=40)))
+        branch_run(
+            tmp_path / "parent",
+            "step:40",
+            tmp_path / "c",
+            dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=40)),
+        )
     with pytest.raises(ConfigError, match="keeps no optimizer state"):
         branch_run(tmp_path / "parent", "best_ood", tmp_path / "c", cfg)
     with pytest.raises(CheckpointError, match="no checkpoint 'step:60'"):  # log keeps 0, 20, 40 only
@@ -110,9 +127,33 @@ def test_a_branch_takes_its_new_settings_and_refuses_other_changes(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-TINY = ["--task.p", "5", "--task.n-id", "4", "--task.n-ctx", "4", "--model.d-model", "32", "--model.n-layers", "1",
-        "--model.n-heads", "2", "--train.batch-size", "16", "--train.steps", "8", "--train.eval-every", "2",
-        "--train.eval-sequences", "16", "--train.dtype", "fp32", "--train.warmup-steps", "1", "--no-progress"]
+TINY = [
+    "--task.p",
+    "5",
+    "--task.n-id",
+    "4",
+    "--task.n-ctx",
+    "4",
+    "--model.d-model",
+    "32",
+    "--model.n-layers",
+    "1",
+    "--model.n-heads",
+    "2",
+    "--train.batch-size",
+    "16",
+    "--train.steps",
+    "8",
+    "--train.eval-every",
+    "2",
+    "--train.eval-sequences",
+    "16",
+    "--train.dtype",
+    "fp32",
+    "--train.warmup-steps",
+    "1",
+    "--no-progress",
+]
 
 
 def test_the_command_line_keeps_evaluates_and_branches_history(tmp_path, capsys):

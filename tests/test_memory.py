@@ -10,16 +10,24 @@ import pytest
 import torch
 
 from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
-from modicl.presets import preset
 from modicl.memory import (
-    CPU_MEMORY_BUDGET, ensemble_capacity, estimate_memory, measure_saved_bytes, memory_budget, overhead_bound,
+    CPU_MEMORY_BUDGET,
+    ensemble_capacity,
+    estimate_memory,
+    measure_saved_bytes,
+    memory_budget,
+    overhead_bound,
 )
 from modicl.model import Transformer
+from modicl.presets import preset
 
 
 def _cfg(L=2, d=64, B=32, n_ctx=16, attention="auto", p=29):
-    return RunConfig(task=TaskConfig(p=p, n_ctx=n_ctx, n_id=8), model=ModelConfig(d_model=d, n_layers=L, n_heads=4, attention=attention),
-                     train=TrainConfig(batch_size=B, threads=1))
+    return RunConfig(
+        task=TaskConfig(p=p, n_ctx=n_ctx, n_id=8),
+        model=ModelConfig(d_model=d, n_layers=L, n_heads=4, attention=attention),
+        train=TrainConfig(batch_size=B, threads=1),
+    )
 
 
 @pytest.mark.parametrize("attention", ["manual", "sdpa"])
@@ -67,8 +75,13 @@ print(json.dumps({"step_peak": status("VmHWM") - before}))
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_estimated_step_peak_brackets_the_measured_peak_rss_of_a_cpu_step(dtype):
     d, L, B = 128, 4, 256
-    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(d), str(L), str(B), dtype], capture_output=True, text=True,
-                         check=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(d), str(L), str(B), dtype],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
     measured = json.loads(out.stdout.strip().splitlines()[-1])["step_peak"]
     cfg = _cfg(L, d, B, 32)
     est = estimate_memory(cfg, torch.bfloat16 if dtype == "bf16" else torch.float32, "cpu")

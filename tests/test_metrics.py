@@ -1,13 +1,19 @@
-import torch
-
-from modicl.data import sample_sequences
 import itertools
-import math
 
 import pytest
+import torch
 
 from modicl.algorithms import modular_regression, ratio_matching
-from modicl.metrics import Counts, classify_phase, clustered_interval, evaluate, pattern_text, query_structure, wilson_interval
+from modicl.data import sample_sequences
+from modicl.metrics import (
+    Counts,
+    classify_phase,
+    clustered_interval,
+    evaluate,
+    pattern_text,
+    query_structure,
+    wilson_interval,
+)
 
 
 class Oracle(torch.nn.Module):
@@ -41,7 +47,9 @@ def _run(right_at_z, right_elsewhere):
 
 def test_accuracy_of_fabricated_logits_counts_only_z_positions():
     right_only_at_z = _run(True, False)
-    assert right_only_at_z["acc"] == 1.0 and right_only_at_z["acc_last"] == 1.0 and right_only_at_z["kshot"] == [1.0] * 5
+    assert (
+        right_only_at_z["acc"] == 1.0 and right_only_at_z["acc_last"] == 1.0 and right_only_at_z["kshot"] == [1.0] * 5
+    )
     wrong_only_at_z = _run(False, True)
     assert wrong_only_at_z["acc"] == 0.0 and wrong_only_at_z["acc_last"] == 0.0
     assert right_only_at_z["n_sequences"] == 16
@@ -62,7 +70,10 @@ def test_counts_stay_exact_past_256_under_bf16():
 
 
 def _m(idtr, idte, oodtr, oodte):
-    return {s: {"acc_last_novel": v} for s, v in zip(("id_train", "id_test", "ood_train", "ood_test"), (idtr, idte, oodtr, oodte))}
+    return {
+        s: {"acc_last_novel": v}
+        for s, v in zip(("id_train", "id_test", "ood_train", "ood_test"), (idtr, idte, oodtr, oodte))
+    }
 
 
 def test_phase_labels_follow_table_1():
@@ -77,8 +88,13 @@ def test_phase_labels_follow_table_1():
 
 
 def test_every_one_of_the_16_patterns_is_named_by_table_1_or_unlisted():
-    table = {(1, 0, 0, 0): "id_memorization", (1, 1, 0, 0): "id_generalization", (1, 0, 1, 0): "ood_memorization",
-             (1, 1, 1, 1): "ood_generalization", (0, 0, 0, 0): "none"}
+    table = {
+        (1, 0, 0, 0): "id_memorization",
+        (1, 1, 0, 0): "id_generalization",
+        (1, 0, 1, 0): "ood_memorization",
+        (1, 1, 1, 1): "ood_generalization",
+        (0, 0, 0, 0): "none",
+    }
     for bits in itertools.product((0, 1), repeat=4):
         got = classify_phase(_m(*(0.9 if b else 0.1 for b in bits)))
         assert got == table.get(bits, "unlisted"), bits
@@ -172,7 +188,15 @@ def test_evaluation_draws_inputs_independently_for_every_task():
             seen.append(inputs.clone())
             return torch.zeros(*inputs.shape, p)[:, positions]
 
-    evaluate(Spy(), {"s": (tasks, pairs)}, n_ctx=8, p=p, sequences=30, batch_size=100, generator=torch.Generator().manual_seed(0))
+    evaluate(
+        Spy(),
+        {"s": (tasks, pairs)},
+        n_ctx=8,
+        p=p,
+        sequences=30,
+        batch_size=100,
+        generator=torch.Generator().manual_seed(0),
+    )
     xy = torch.cat(seen).view(3, 10, -1)[..., :-2].reshape(3, 10, 7, 3)[..., :2]  # [task, seq, example, (x, y)]
     assert not torch.equal(xy[0], xy[1]) and not torch.equal(xy[1], xy[2])
     distinct_streams = {tuple(s.flatten().tolist()) for s in xy.reshape(30, -1)}
@@ -243,14 +267,17 @@ def test_fingerprint_classes_of_a_hand_built_sequence():
     assert last["mr_only"] == {"acc": 1.0, "acc_ci": list(wilson_interval(1, 1)), "n": 1, "share": 1.0}
 
 
-@pytest.mark.parametrize("rm, mr, label", [
-    ((0.9, 0.95, 200), (0.05, 0.15, 100), "ratio_matching"),
-    ((0.9, 0.95, 200), (0.55, 0.70, 100), "modular_regression"),
-    ((0.1, 0.3, 200), (0.05, 0.15, 100), "neither"),
-    ((0.9, 0.95, 200), (0.40, 0.60, 100), "undecided"),   # MR-only straddles the threshold
-    ((0.40, 0.60, 200), (0.05, 0.15, 100), "undecided"),  # RM-solvable straddles it
-    ((0.9, 0.95, 200), (0.0, 1.0, 0), "undecided"),       # no MR-only query: RM and MR cannot be told apart
-])
+@pytest.mark.parametrize(
+    "rm, mr, label",
+    [
+        ((0.9, 0.95, 200), (0.05, 0.15, 100), "ratio_matching"),
+        ((0.9, 0.95, 200), (0.55, 0.70, 100), "modular_regression"),
+        ((0.1, 0.3, 200), (0.05, 0.15, 100), "neither"),
+        ((0.9, 0.95, 200), (0.40, 0.60, 100), "undecided"),  # MR-only straddles the threshold
+        ((0.40, 0.60, 200), (0.05, 0.15, 100), "undecided"),  # RM-solvable straddles it
+        ((0.9, 0.95, 200), (0.0, 1.0, 0), "undecided"),  # no MR-only query: RM and MR cannot be told apart
+    ],
+)
 def test_algorithm_label_follows_the_intervals_against_the_threshold(rm, mr, label):
     from modicl.metrics import read_algorithm
 

@@ -51,7 +51,9 @@ def test_manual_attention_equals_sdpa():
     tok = torch.randint(0, 7, (5, 23))
     torch.testing.assert_close(manual(tok), sdpa(tok), atol=1e-5, rtol=1e-4)
     _, cache = sdpa.run_with_cache(tok)  # the hooked (explicit) path too
-    torch.testing.assert_close(sdpa.ln_f(cache["blocks.1.hook_resid_post"]) @ sdpa.wte.weight.T, sdpa(tok), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        sdpa.ln_f(cache["blocks.1.hook_resid_post"]) @ sdpa.wte.weight.T, sdpa(tok), atol=1e-5, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "manual"])
@@ -101,7 +103,7 @@ def test_embedding_is_tied_to_unembedding_and_init_follows_the_paper():
     assert abs(m.blocks[0].fc.weight.std().item() - 0.02) < 0.001
     assert abs(m.blocks[0].proj.weight.std().item() - 0.02 / math.sqrt(8)) < 0.0005
     assert abs(m.wte.weight.std().item() - 0.02) < 0.002
-    assert all(not l.bias.any() and (l.weight == 1).all() for l in (m.ln_f, m.blocks[1].ln2))
+    assert all(not ln.bias.any() and (ln.weight == 1).all() for ln in (m.ln_f, m.blocks[1].ln2))
     assert all(mod.bias is None for mod in m.modules() if isinstance(mod, torch.nn.Linear))
 
 
@@ -239,7 +241,9 @@ def test_the_parameter_count_from_the_config_equals_the_built_model(name, n_var)
     from modicl.presets import preset
 
     cfg = preset(name)
-    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, n_var=n_var, rule="random" if n_var == 3 else cfg.task.rule))
+    cfg = dataclasses.replace(
+        cfg, task=dataclasses.replace(cfg.task, n_var=n_var, rule="random" if n_var == 3 else cfg.task.rule)
+    )
     for role in (False, True):
         c = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, role_embedding=role))
         assert count_params(c) == n_params(build_model(c))
@@ -249,4 +253,10 @@ def test_the_attention_path_is_decided_in_one_place():
     from modicl.model import uses_explicit_attention
 
     assert [uses_explicit_attention(i, d) for i in ("manual", "auto", "sdpa") for d in ("cpu", "cuda")] == [
-        True, True, True, False, False, False]
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]

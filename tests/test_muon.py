@@ -48,7 +48,10 @@ def _step_both(params_a, params_b, grads_per_step, ns_dtype, **kw):
 def test_muon_steps_equal_torch_optim_muon_in_bf16_and_stay_within_bf16_rounding_in_fp32():
     shapes = SHAPES
     start = [torch.randn(s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(shapes)]
-    grads = [[torch.randn(s, generator=torch.Generator().manual_seed(100 * t + i)) for i, s in enumerate(shapes)] for t in range(4)]
+    grads = [
+        [torch.randn(s, generator=torch.Generator().manual_seed(100 * t + i)) for i, s in enumerate(shapes)]
+        for t in range(4)
+    ]
     kw = dict(lr=2e-3, weight_decay=0.5)
     a, b = [p.clone() for p in start], [p.clone() for p in start]
     _step_both(a, b, grads, torch.bfloat16, **kw)
@@ -64,8 +67,13 @@ def test_muon_steps_equal_torch_optim_muon_in_bf16_and_stay_within_bf16_rounding
 def test_a_stacked_parameter_is_each_member_stepped_alone():
     members = 3
     start = [torch.randn(members, *s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(SHAPES)]
-    grads = [[torch.randn(members, *s, generator=torch.Generator().manual_seed(7 + 10 * t + i)) for i, s in enumerate(SHAPES)]
-             for t in range(3)]
+    grads = [
+        [
+            torch.randn(members, *s, generator=torch.Generator().manual_seed(7 + 10 * t + i))
+            for i, s in enumerate(SHAPES)
+        ]
+        for t in range(3)
+    ]
     stacked = [p.clone() for p in start]
     opt = Muon(stacked, lr=2e-3, weight_decay=0.5, ns_dtype=torch.float32)
     for gs in grads:

@@ -43,8 +43,11 @@ def test_the_demo_preset_reaches_ood_generalization_in_one_of_six_seeds_on_two_c
     # the paper's depth-2 algorithm or better: the RM-solvable o.o.d.-test queries answered, and the
     # fingerprint not "neither" (undecided: the few MR-only queries leave their interval open)
     fps = [s["final"]["ood_test"]["fingerprint"] for s in generalized]
-    assert all(s["final"]["ood_test"]["algorithm"] in ("ratio_matching", "modular_regression", "undecided")
-               and s["final"]["ood_test"]["fingerprint"]["rm"]["acc"] >= s["phase_threshold"] for s in generalized), fps
+    assert all(
+        s["final"]["ood_test"]["algorithm"] in ("ratio_matching", "modular_regression", "undecided")
+        and s["final"]["ood_test"]["fingerprint"]["rm"]["acc"] >= s["phase_threshold"]
+        for s in generalized
+    ), fps
 
 
 @pytest.mark.slow

@@ -15,15 +15,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import tiny_config
 
 from modicl.cli import main
 from modicl.config import ConfigError
 from modicl.sweep import SweepSpec, load_sweep, run_sweep, sweep_status
 from modicl.sweep.slurm import (
-    Slurm, SlurmOptions, job_log, parse_squeue, queue_states, slurm_parameters, submit_sweep, time_minutes, wait_for_sweep,
+    Slurm,
+    SlurmOptions,
+    job_log,
+    parse_squeue,
+    queue_states,
+    slurm_parameters,
+    submit_sweep,
+    time_minutes,
+    wait_for_sweep,
 )
-
-from conftest import tiny_config
 
 # A TOML spec for the CLI: the tiny config of conftest.py, three seeds.
 TINY_TOML = """
@@ -58,24 +65,57 @@ def test_what_the_slurm_executor_hands_submitit_and_the_batch_script_it_makes(tm
 
     from modicl.sweep.slurm import _executor
 
-    opts = SlurmOptions(partition="gpu", gpus_per_job=1, cpus_per_job=8, time="1-12:00", mem_gb=7.5, account="lab",
-                        setup=("module load cuda",))
-    golden = {"job_name": "modicl-demo", "time": 2160, "cpus_per_task": 8, "array_parallelism": 64, "signal_delay_s": 90,
-              "stderr_to_stdout": True, "partition": "gpu", "account": "lab", "gpus_per_node": 1,
-              "setup": ["module load cuda"], "mem": "7680MB"}
+    opts = SlurmOptions(
+        partition="gpu",
+        gpus_per_job=1,
+        cpus_per_job=8,
+        time="1-12:00",
+        mem_gb=7.5,
+        account="lab",
+        setup=("module load cuda",),
+    )
+    golden = {
+        "job_name": "modicl-demo",
+        "time": 2160,
+        "cpus_per_task": 8,
+        "array_parallelism": 64,
+        "signal_delay_s": 90,
+        "stderr_to_stdout": True,
+        "partition": "gpu",
+        "account": "lab",
+        "gpus_per_node": 1,
+        "setup": ["module load cuda"],
+        "mem": "7680MB",
+    }
     assert slurm_parameters(opts, "demo") == golden
     assert slurm_parameters(SlurmOptions(), "demo") == {  # defaults: SLURM's own partition, memory, no GPU
-        "job_name": "modicl-demo", "time": 360, "cpus_per_task": 2, "array_parallelism": 64, "signal_delay_s": 90,
-        "stderr_to_stdout": True}
+        "job_name": "modicl-demo",
+        "time": 360,
+        "cpus_per_task": 2,
+        "array_parallelism": 64,
+        "signal_delay_s": 90,
+        "stderr_to_stdout": True,
+    }
     # the executor object the sweep submits through carries exactly these (srun faked present)
     monkeypatch.setattr(submitit.SlurmExecutor, "affinity", staticmethod(lambda: 1))
     ex = _executor(tmp_path, opts, "demo")
     assert {k: ex.parameters[k] for k in golden} == golden
     assert ex.max_num_timeout == opts.max_requeues
-    script = submitit_slurm._make_sbatch_string(command="python -m x", folder=str(tmp_path / "slurm" / "%j"), map_count=4, **golden)
-    for line in ("#SBATCH --time=2160", "#SBATCH --cpus-per-task=8", "#SBATCH --gpus-per-node=1", "#SBATCH --mem=7680MB",
-                 "#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --signal=USR2@90", "#SBATCH --array=0-3%4",
-                 "#SBATCH --job-name=modicl-demo", "module load cuda"):
+    script = submitit_slurm._make_sbatch_string(
+        command="python -m x", folder=str(tmp_path / "slurm" / "%j"), map_count=4, **golden
+    )
+    for line in (
+        "#SBATCH --time=2160",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --mem=7680MB",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lab",
+        "#SBATCH --signal=USR2@90",
+        "#SBATCH --array=0-3%4",
+        "#SBATCH --job-name=modicl-demo",
+        "module load cuda",
+    ):
         assert line in script.splitlines()
     # the log path modicl reads a job's output from is the one the script writes it to
     out = next(ln for ln in script.splitlines() if ln.startswith("#SBATCH --output="))
@@ -93,11 +133,15 @@ _SQUEUE = """4242_0|RUNNING|None
 
 def test_recorded_squeue_output_is_read_into_each_points_state(tmp_path, monkeypatch):
     assert parse_squeue(_SQUEUE, ["4242_0", "4242_2", "4243", "9999_0"]) == {
-        "4242_0": ("RUNNING", "None"), "4242_2": ("PENDING", "PartitionTimeLimit"), "4243": ("PENDING", "Resources")}
+        "4242_0": ("RUNNING", "None"),
+        "4242_2": ("PENDING", "PartitionTimeLimit"),
+        "4243": ("PENDING", "Resources"),
+    }
     (tmp_path / "slurm").mkdir()
     jobs = {"a": "4242_0", "b": "4242_1", "c": "4242_2", "d": "4244_0", "e": "4242_1"}
     (tmp_path / "slurm" / "submissions.jsonl").write_text(
-        "".join(json.dumps({"job_id": j, "hashes": [h]}) + "\n" for h, j in jobs.items()))
+        "".join(json.dumps({"job_id": j, "hashes": [h]}) + "\n" for h, j in jobs.items())
+    )
     calls = []
 
     def fake_run(cmd, **kw):
@@ -111,19 +155,29 @@ def test_recorded_squeue_output_is_read_into_each_points_state(tmp_path, monkeyp
     assert got["a"] == ("running", None) and got["b"] == ("queued", None) and got["d"] == ("running", None)
     assert got["c"][0] == "queued" and "PartitionTimeLimit" in got["c"][1] and "can never start" in got["c"][1]
     assert got["e"] == ("done", None)
-    assert calls == [["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", "4242,4244"]]  # one squeue call, done points not asked
+    assert calls == [
+        ["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", "4242,4244"]
+    ]  # one squeue call, done points not asked
     # a cluster whose squeue no longer knows any of the jobs: they have left the queue
-    monkeypatch.setattr("modicl.sweep.slurm.subprocess.run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, stdout="", stderr="slurm_load_jobs error: Invalid job id specified"))
+    monkeypatch.setattr(
+        "modicl.sweep.slurm.subprocess.run",
+        lambda cmd, **kw: subprocess.CompletedProcess(
+            cmd, 1, stdout="", stderr="slurm_load_jobs error: Invalid job id specified"
+        ),
+    )
     assert queue_states(["4242_0"]) == {}
-    monkeypatch.setattr("modicl.sweep.slurm.subprocess.run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, stdout="", stderr="Unable to contact slurm controller"))
+    monkeypatch.setattr(
+        "modicl.sweep.slurm.subprocess.run",
+        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, stdout="", stderr="Unable to contact slurm controller"),
+    )
     with pytest.raises(ConfigError, match="squeue failed: Unable to contact slurm controller"):
         queue_states(["4242_0"])
 
 
-@pytest.mark.parametrize("text, minutes", [("90", 90), ("1:30", 2), ("0:59", 1), ("6:00:00", 360), ("1-12", 2160),
-                                           ("1-12:30", 2190), ("2-0:0:1", 2881)])
+@pytest.mark.parametrize(
+    "text, minutes",
+    [("90", 90), ("1:30", 2), ("0:59", 1), ("6:00:00", 360), ("1-12", 2160), ("1-12:30", 2190), ("2-0:0:1", 2881)],
+)
 def test_slurm_time_limits_in_minutes(text, minutes):
     assert time_minutes(text) == minutes
 
@@ -139,7 +193,10 @@ def test_bad_slurm_options_and_missing_slurm_are_one_line_errors(tmp_path, monke
     spec.write_text(TINY_TOML)
     assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm", "--slurm.time", "soon"]) == 2
     assert "--slurm.time 'soon' is not a SLURM time limit" in capsys.readouterr().err
-    assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm", "--slurm.cpus-per-job", "0"]) == 2
+    assert (
+        main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm", "--slurm.cpus-per-job", "0"])
+        == 2
+    )
     assert "--slurm.cpus-per-job 0" in capsys.readouterr().err
     assert main(["sweep", str(spec), "--executor", "slurm", "--slurm.partitoin", "gpu"]) == 2
     assert "did you mean --slurm.partition?" in capsys.readouterr().err
@@ -165,7 +222,10 @@ def test_status_of_a_local_sweep_reports_done_interrupted_failed(tmp_path, capsy
     (runs[2] / "error.txt").write_text("RuntimeError: injected\n\ntraceback")
     rows = sweep_status(tmp_path)
     assert [(r["hash"], r["state"], r["step"]) for r in rows] == [
-        (points[0].hash, "done", 20), (points[1].hash, "interrupted", 20), (points[2].hash, "failed", 20)]
+        (points[0].hash, "done", 20),
+        (points[1].hash, "interrupted", 20),
+        (points[2].hash, "failed", 20),
+    ]
     assert rows[2]["error"] == "RuntimeError: injected"
     assert main(["status", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -182,10 +242,15 @@ def test_status_of_a_local_sweep_reports_done_interrupted_failed(tmp_path, capsy
 @pytest.fixture
 def slurm():
     """Skip (or fail under MODICL_REQUIRE_SLURM=1) unless a SLURM controller answers."""
-    ok = shutil.which("sinfo") is not None and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=60).returncode == 0
+    ok = (
+        shutil.which("sinfo") is not None
+        and subprocess.run(["sinfo", "-h"], capture_output=True, timeout=60).returncode == 0
+    )
     if not ok:
         if os.environ.get("MODICL_REQUIRE_SLURM") == "1":
-            pytest.fail("MODICL_REQUIRE_SLURM=1 but no SLURM cluster answers; start one: scripts/slurm-single-node.sh start")
+            pytest.fail(
+                "MODICL_REQUIRE_SLURM=1 but no SLURM cluster answers; start one: scripts/slurm-single-node.sh start"
+            )
         pytest.skip("no SLURM cluster (scripts/slurm-single-node.sh start; export SLURM_CONF=…)")
 
 
@@ -200,8 +265,13 @@ def _why(row: dict, out_dir: Path, job_id: str) -> str:
     error = run_dir / "error.txt"
     log = job_log(out_dir, job_id)
     tail = log.read_text(errors="replace").splitlines()[-25:] if log.exists() else ["(no job log)"]
-    return "\n".join([f"state {row['state']}, error {row['error']}, step {row['step']}",
-                      error.read_text() if error.exists() else "(no error.txt)", *tail])
+    return "\n".join(
+        [
+            f"state {row['state']}, error {row['error']}, step {row['step']}",
+            error.read_text() if error.exists() else "(no error.txt)",
+            *tail,
+        ]
+    )
 
 
 def _wait_until(pred, timeout: float = 120.0):
@@ -217,8 +287,20 @@ def test_cli_sweep_on_slurm_gives_the_local_results_table(slurm, tmp_path, capsy
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY_TOML)
     out = tmp_path / "on-slurm"
-    args = ["sweep", str(spec), "--out", str(out), "--executor", "slurm", "--slurm.cpus-per-job", "1", "--slurm.time", "10",
-            "--no-ensemble", "--no-progress"]
+    args = [
+        "sweep",
+        str(spec),
+        "--out",
+        str(out),
+        "--executor",
+        "slurm",
+        "--slurm.cpus-per-job",
+        "1",
+        "--slurm.time",
+        "10",
+        "--no-ensemble",
+        "--no-progress",
+    ]
     assert main([*args, "--wait"]) == 0
     printed = capsys.readouterr().out
     assert "submitted 3 points as 3 SLURM jobs" in printed and "3 points: 3 done" in printed
@@ -231,7 +313,9 @@ def test_cli_sweep_on_slurm_gives_the_local_results_table(slurm, tmp_path, capsy
     run_sweep(SweepSpec("tiny", preset="quick", **_toml_parts()), tmp_path / "local", progress=False, ensemble=False)
     on_slurm = pd.read_csv(out / "results.csv").sort_values("hash").reset_index(drop=True)
     local = pd.read_csv(tmp_path / "local" / "results.csv").sort_values("hash").reset_index(drop=True)
-    metrics = [c for c in local.columns if c.startswith(("final.", "best_ood")) or c in ("hash", "seed", "phase", "steps")]
+    metrics = [
+        c for c in local.columns if c.startswith(("final.", "best_ood")) or c in ("hash", "seed", "phase", "steps")
+    ]
     assert len(on_slurm) == 3
     pd.testing.assert_frame_equal(on_slurm[metrics], local[metrics])
 
@@ -315,9 +399,24 @@ def test_an_unreachable_controller_is_a_one_line_error(slurm, tmp_path, monkeypa
 def test_sbatch_refusing_the_jobs_is_a_one_line_error(slurm, tmp_path, capsys):
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY_TOML)
-    assert main(["sweep", str(spec), "--out", str(tmp_path / "s"), "--executor", "slurm", "--slurm.partition", "no-such-partition"]) == 2
+    assert (
+        main(
+            [
+                "sweep",
+                str(spec),
+                "--out",
+                str(tmp_path / "s"),
+                "--executor",
+                "slurm",
+                "--slurm.partition",
+                "no-such-partition",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert err.strip() == "modicl sweep: error: sbatch refused the sweep: Batch job submission failed: Invalid partition name specified"
+    refused = "sbatch refused the sweep: Batch job submission failed: Invalid partition name specified"
+    assert err.strip() == f"modicl sweep: error: {refused}"
     assert not (tmp_path / "s" / "slurm" / "submissions.jsonl").exists()
 
 
@@ -330,14 +429,20 @@ def test_a_failed_point_with_a_checkpoint_resumes_and_status_survives_without_sq
     (run_dir / "summary.json").unlink()
     (run_dir / "error.txt").write_text("UncompletedJobError: timed out too many times\n")
     (tmp_path / "slurm").mkdir()
-    (tmp_path / "slurm" / "submissions.jsonl").write_text(json.dumps({"job_id": "77_0", "hashes": [points[0].hash]}) + "\n")
+    (tmp_path / "slurm" / "submissions.jsonl").write_text(
+        json.dumps({"job_id": "77_0", "hashes": [points[0].hash]}) + "\n"
+    )
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))  # no squeue: the states come from disk, with a note
     assert main(["status", str(tmp_path)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0] == f"{points[0].hash}  failed       seed=1  (UncompletedJobError: timed out too many times)"
-    assert out[-2] == "2 points: 1 failed, 1 done" and out[-1].startswith("squeue failed:") and out[-1].endswith("shown from disk")
+    assert (
+        out[-2] == "2 points: 1 failed, 1 done"
+        and out[-1].startswith("squeue failed:")
+        and out[-1].endswith("shown from disk")
+    )
     monkeypatch.undo()
     run_sweep(spec, tmp_path, progress=False)
     assert [s["start_step"] for s in _sessions(run_dir)] == [0, 40]  # resumed, not restarted
@@ -353,7 +458,9 @@ def test_a_job_that_dies_before_python_is_failed_and_an_impossible_job_stops_the
     base = ["sweep", str(spec), "--out", str(out), "--executor", "slurm", "--slurm.cpus-per-job", "1", "--no-progress"]
     assert main([*base, "--slurm.setup", "echo broken-setup >&2; exit 3", "--wait"]) == 1
     (row,) = sweep_status(out)
-    assert row["state"] == "failed" and row["error"].startswith(f"SLURM job {row['job_id']} ended before training started; see ")
+    assert row["state"] == "failed" and row["error"].startswith(
+        f"SLURM job {row['job_id']} ended before training started; see "
+    )
     assert row["error"].endswith("_log.out: broken-setup")
     capsys.readouterr()
     assert main([*base, "--slurm.cpus-per-job", "64", "--wait"]) == 2  # more CPUs than the node has

@@ -5,16 +5,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import tiny_config
 
 import modicl.train
 from modicl.cli import main
 from modicl.config import ConfigError
 from modicl.metrics import PHASES
 from modicl.presets import preset
-from modicl.sweep.jobs import Job, job_label
 from modicl.sweep import SweepSpec, expand, load_spec, parse_assignment, point_hash, point_status, run_sweep
-
-from conftest import tiny_config
+from modicl.sweep.jobs import Job, job_label
 
 
 def _spec(**axes):
@@ -44,7 +43,9 @@ def test_expand_is_the_grid_product_in_axis_order_with_machine_independent_hashe
     assert [p.config.task.n_id for p in pts] == [4, 4, 8, 8]
     assert len({p.hash for p in pts}) == 4
     cfg = pts[0].config
-    other_machine = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=7, device="cuda", compile="on"))
+    other_machine = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, threads=7, device="cuda", compile="on")
+    )
     assert point_hash(other_machine) == pts[0].hash
     assert point_hash(dataclasses.replace(cfg, seed=99)) != pts[0].hash
 
@@ -133,7 +134,7 @@ def test_a_failing_point_is_reported_and_rerun_on_relaunch_while_the_others_fini
     calls = _count_trains(monkeypatch, fail_seed=2)
     spec, out = _spec(), tmp_path / "s"
     report = run_sweep(spec, out, progress=False, ensemble=False)
-    assert len(report.finished) == 2 and len(report.failed) == 2
+    assert len(report.finished) == 2 and len(report.failed) == 2 and len(calls) == 4  # each point tried once
     assert all(msg == "RuntimeError: injected failure" for msg in report.failed.values())
     for h in report.failed:
         assert point_status(out / "runs" / h) == "failed"
@@ -169,8 +170,26 @@ def test_killed_sweep_resumes_the_interrupted_point_and_redoes_nothing(tmp_path,
 def test_cli_sweep_dry_run_and_one_line_errors(tmp_path, capsys):
     f = tmp_path / "grid.toml"
     f.write_text('name = "g"\npreset = "quick"\n[axes]\nn_id = [8, 16]\n')
-    assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--dry-run", "--axis", "seed=1,2", "--axis", "alpha=0.6,0.8",
-                 "--set", "train.steps=7", "--set", "lr=0.01"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(f),
+                "--out",
+                str(tmp_path / "s"),
+                "--dry-run",
+                "--axis",
+                "seed=1,2",
+                "--axis",
+                "alpha=0.6,0.8",
+                "--set",
+                "train.steps=7",
+                "--set",
+                "lr=0.01",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == f"8 points in {tmp_path / 's'}: 8 new"  # both repeated --axis flags count
     assert main(["sweep", str(f), "--out", str(tmp_path / "s"), "--axis", "n_id=8,10"]) == 2
@@ -202,7 +221,9 @@ def test_builtin_specs_expand_to_the_paper_grids():
     quick = expand(load_spec("quick-phase-diagram"))
     # 4 n_id × 3 α × 3 seeds on the demo preset, the batch a multiple of n_id
     assert len(quick) == 36 and all(p.config.train.batch_size % p.config.task.n_id == 0 for p in quick)
-    assert {p.config.seed for p in quick} == {1, 2, 3} and {(p.config.model.n_layers, p.config.model.d_model) for p in quick} == {(2, 64)}
+    assert {p.config.seed for p in quick} == {1, 2, 3} and {
+        (p.config.model.n_layers, p.config.model.d_model) for p in quick
+    } == {(2, 64)}
     assert [p.config.seed for p in quick[:12]] == [1] * 12  # seed outermost: a sweep stopped part way holds whole seeds
     cell = next(p for p in quick if p.config.task.alpha == 0.8 and p.config.task.n_id == 32 and p.config.seed == 1)
     assert cell.config == preset("quick-muon")
@@ -247,8 +268,7 @@ def test_a_job_is_named_by_its_axis_values_in_progress_lines():
 
 def test_a_point_being_trained_elsewhere_is_left_alone_and_shown_running(tmp_path):
     from modicl.runlock import RunLocked, is_locked, lock_run
-    from modicl.sweep import sweep_status
-    from modicl.sweep import Job, load_sweep, run_job
+    from modicl.sweep import Job, load_sweep, run_job, sweep_status
 
     spec = _spec(seed=[1])
     run_sweep(spec, tmp_path, progress=False)
@@ -277,8 +297,11 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     grid = tmp_path / "grid"
     run_sweep(_spec(n_id=[4, 8], alpha=[0.6, 0.8], seed=[1]), grid, progress=False)
     written = {p.name for p in plot_sweep(grid)}
-    assert written == {f"{n}.{ext}" for n in ("phase_diagram", "accuracy_heatmaps", "training_curves", "ood_vs_n_id")
-                       for ext in ("png", "pdf")} | {"cells.md"}
+    assert written == {
+        f"{n}.{ext}"
+        for n in ("phase_diagram", "accuracy_heatmaps", "training_curves", "ood_vs_n_id")
+        for ext in ("png", "pdf")
+    } | {"cells.md"}
     df = pd.read_csv(grid / "results.csv")
     # one seed per cell: each cell's phase count is its run's own phase
     phases = {(c["n_id"], c["alpha"]): c["phases"] for c in _cells(df)}
@@ -289,8 +312,15 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     depth = tmp_path / "depth"
     run_sweep(_spec(n_layers=[1, 2], seed=[1]), depth, progress=False)
     written = {p.name for p in plot_sweep(depth)}
-    assert {"depth.png", "depth.pdf", "transient.md", "training_curves_n_layers1.png", "training_curves_n_layers2.png",
-            "algorithmic_shift.png", "algorithmic_shift.md"} <= written
+    assert {
+        "depth.png",
+        "depth.pdf",
+        "transient.md",
+        "training_curves_n_layers1.png",
+        "training_curves_n_layers2.png",
+        "algorithmic_shift.png",
+        "algorithmic_shift.md",
+    } <= written
     shift = (depth / "plots" / "algorithmic_shift.md").read_text()
     # a row per depth and class, in each o.o.d. set's table; the bands stop at the last shot (n_ctx 4: k 2–3)
     assert shift.count("| depth 1 | MR-only |") == 2 and shift.count("| depth 2 | RM-solvable |") == 2
@@ -306,7 +336,9 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
     r = df.iloc[0]
     cells = seed_table.seed_row(depth / "runs" / r["hash"], 1).strip("| ").split(" | ")
     assert len(cells) == len(seed_table.HEAD) and cells[0] == "1"
-    assert cells[2] == " / ".join(f"{r[f'final.{s}.acc_last_novel']:.2f}" for s in ("id_train", "id_test", "ood_train", "ood_test"))
+    assert cells[2] == " / ".join(
+        f"{r[f'final.{s}.acc_last_novel']:.2f}" for s in ("id_train", "id_test", "ood_train", "ood_test")
+    )
 
 
 def test_a_cell_is_its_seeds_phase_counts_and_seed_mean_intervals_never_the_phase_of_seed_means():
@@ -315,9 +347,27 @@ def test_a_cell_is_its_seeds_phase_counts_and_seed_mean_intervals_never_the_phas
 
     sets = ("id_train", "id_test", "ood_train", "ood_test")
     rows = [  # two seeds generalize o.o.d., one does not: the seed-mean o.o.d. test (0.53) would also pass 0.5
-        {"p": 7, "n_id": 8, "alpha": 0.8, "phase": "ood_generalization", **{f"final.{s}.acc_last_novel": 0.7 for s in sets}},
-        {"p": 7, "n_id": 8, "alpha": 0.8, "phase": "ood_generalization", **{f"final.{s}.acc_last_novel": 0.7 for s in sets}},
-        {"p": 7, "n_id": 8, "alpha": 0.8, "phase": "unlisted_pattern", **{f"final.{s}.acc_last_novel": 0.2 for s in sets}},
+        {
+            "p": 7,
+            "n_id": 8,
+            "alpha": 0.8,
+            "phase": "ood_generalization",
+            **{f"final.{s}.acc_last_novel": 0.7 for s in sets},
+        },
+        {
+            "p": 7,
+            "n_id": 8,
+            "alpha": 0.8,
+            "phase": "ood_generalization",
+            **{f"final.{s}.acc_last_novel": 0.7 for s in sets},
+        },
+        {
+            "p": 7,
+            "n_id": 8,
+            "alpha": 0.8,
+            "phase": "unlisted_pattern",
+            **{f"final.{s}.acc_last_novel": 0.2 for s in sets},
+        },
         {"p": 7, "n_id": 16, "alpha": 0.8, "phase": "none", **{f"final.{s}.acc_last_novel": 0.1 for s in sets}},
         {"p": 7, "n_id": 16, "alpha": 0.8, "phase": "none", **{f"final.{s}.acc_last_novel": 0.3 for s in sets}},
     ]
@@ -355,7 +405,9 @@ def _interrupt_once_two_points_checkpointed(proc, out, sig):
                 _, err = proc.communicate(timeout=10)
             except subprocess.TimeoutExpired:
                 err = "(stderr not readable: the sweep still runs after SIGABRT)"
-            raise AssertionError(f"the sweep did not exit within 60 s of the signal; its stacks:\n{(err or '')[-6000:]}") from None
+            raise AssertionError(
+                f"the sweep did not exit within 60 s of the signal; its stacks:\n{(err or '')[-6000:]}"
+            ) from None
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -399,8 +451,13 @@ def test_sigint_to_the_sweep_process_alone_stops_its_workers_and_keeps_their_che
     from modicl.runlock import is_locked
 
     out = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE_SWEEP, str(out), str(pathlib.Path(__file__).parent)],
-                            start_new_session=True, env=_SWEEP_ENV, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTIBLE_SWEEP, str(out), str(pathlib.Path(__file__).parent)],
+        start_new_session=True,
+        env=_SWEEP_ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # as `kill -INT`: the workers do not get it from the terminal
     assert _interrupt_once_two_points_checkpointed(proc, out, signal.SIGINT) == 130
     _warn_of_killed_workers(proc.stderr.read())
@@ -423,13 +480,32 @@ def test_the_sweep_command_stops_its_workers_on_sigterm_and_on_sigint_inherited_
     from modicl.runlock import is_locked
 
     spec = tmp_path / "spec.toml"
-    spec.write_text('name = "sig"\npreset = "quick-depth2"\n[set]\n"train.steps" = 100000\n'
-                    '"train.eval_every" = 20\n"train.eval_sequences" = 32\n[axes]\nseed = [1, 2, 3]\n')
+    spec.write_text(
+        'name = "sig"\npreset = "quick-depth2"\n[set]\n"train.steps" = 100000\n'
+        '"train.eval_every" = 20\n"train.eval_sequences" = 32\n[axes]\nseed = [1, 2, 3]\n'
+    )
     out = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "modicl", "sweep", str(spec), "--out", str(out), "--workers", "2",
-                             "--no-ensemble", "--no-progress"], start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN), env=_SWEEP_ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modicl",
+            "sweep",
+            str(spec),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--no-ensemble",
+            "--no-progress",
+        ],
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        env=_SWEEP_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert _interrupt_once_two_points_checkpointed(proc, out, getattr(signal, sig)) == 130
     stderr = proc.stderr.read()
     assert "interrupted" in stderr

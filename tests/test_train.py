@@ -4,14 +4,14 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
+from modicl import steps as steps_mod
+from modicl import train as train_mod
 from modicl.config import ConfigError, ModelConfig, TaskConfig, TrainConfig
 from modicl.model import Transformer
 from modicl.rundir import CheckpointError, load_checkpoint, read_metrics
 from modicl.runtime import cpu_kind
-from modicl import steps as steps_mod
-from modicl import train as train_mod
 from modicl.steps import build_optimizer, lr_multiplier, weight_decay_at
 from modicl.train import TrainingDiverged, train
 
@@ -51,10 +51,12 @@ def test_weight_decay_applies_to_matrices_only():
 
 def test_training_cuts_the_loss_and_memorises_four_tasks_in_context(tmp_path):
     # 4 tasks of Z_5: to be right at late positions the model must tell the tasks apart from the examples
-    cfg = tiny_config(steps=1500, eval_every=300, lr=3e-3, warmup_steps=20, weight_decay=0.0, batch_size=32,
-                      eval_sequences=128)
-    cfg = dataclasses.replace(cfg, task=TaskConfig(p=5, n_id=4, alpha=0.8, n_ctx=8),
-                              model=ModelConfig(d_model=64, n_layers=2, n_heads=4))
+    cfg = tiny_config(
+        steps=1500, eval_every=300, lr=3e-3, warmup_steps=20, weight_decay=0.0, batch_size=32, eval_sequences=128
+    )
+    cfg = dataclasses.replace(
+        cfg, task=TaskConfig(p=5, n_id=4, alpha=0.8, n_ctx=8), model=ModelConfig(d_model=64, n_layers=2, n_heads=4)
+    )
     summary = train(cfg, tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run")
     assert rows[0]["id_train"]["loss"] > 1.5  # ≈ ln 5 = 1.61 at init
@@ -167,7 +169,6 @@ def test_a_checkpoint_torn_by_a_kill_while_saving_is_refused_on_resume(tmp_path)
         train(cfg, tmp_path / "a", resume=True, progress=False)
 
 
-
 def test_a_ctrl_c_during_the_checkpoint_renames_lands_after_them_and_the_run_resumes(tmp_path, monkeypatch):
     import os
     import signal
@@ -217,8 +218,12 @@ def test_best_checkpoint_is_selected_on_validation_tasks_and_summary_carries_int
 
 def test_init_seed_and_data_seed_change_only_their_own_part(tmp_path):
     base = tiny_config(steps=10, eval_every=10)
-    variants = {"base": base, "explicit": dataclasses.replace(base, task_seed=3, init_seed=3, data_seed=3),
-                "init": dataclasses.replace(base, init_seed=11), "data": dataclasses.replace(base, data_seed=11)}
+    variants = {
+        "base": base,
+        "explicit": dataclasses.replace(base, task_seed=3, init_seed=3, data_seed=3),
+        "init": dataclasses.replace(base, init_seed=11),
+        "data": dataclasses.replace(base, data_seed=11),
+    }
     runs = {}
     for name, cfg in variants.items():
         train(cfg, tmp_path / name, progress=False)
@@ -229,15 +234,29 @@ def test_init_seed_and_data_seed_change_only_their_own_part(tmp_path):
     # step 0 is before any training: another init changes the model, another data seed the evaluation sequences
     init0, data0, base0 = runs["init"][1][0], runs["data"][1][0], runs["base"][1][0]
     assert init0["id_train"]["loss"] != base0["id_train"]["loss"]
-    assert data0["id_train"]["n_novel"] != base0["id_train"]["n_novel"] or data0["id_train"]["kshot"] != base0["id_train"]["kshot"]
+    assert (
+        data0["id_train"]["n_novel"] != base0["id_train"]["n_novel"]
+        or data0["id_train"]["kshot"] != base0["id_train"]["kshot"]
+    )
     # the same evaluation sequences see the same questions whatever the init: repeats depend on data only
     assert init0["ood_test"]["n_novel"] == base0["ood_test"]["n_novel"]
 
 
 def test_task_curriculum_and_bursty_curriculum_shape_only_the_early_batches(tmp_path):
     cfg = tiny_config(batch_size=16)
-    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, n_id=8, n_ctx=8, curriculum_n_id=4, curriculum_steps=10,
-                                                            burst_pairs=2, burst_steps=5, shared_inputs=False))
+    cfg = dataclasses.replace(
+        cfg,
+        task=dataclasses.replace(
+            cfg.task,
+            n_id=8,
+            n_ctx=8,
+            curriculum_n_id=4,
+            curriculum_steps=10,
+            burst_pairs=2,
+            burst_steps=5,
+            shared_inputs=False,
+        ),
+    )
     run = train_mod.RunState(cfg, tmp_path / "run", resume=False, device=torch.device("cpu"), dtype=torch.float32)
     try:
         ab = run.t_dev["id_tasks"]
@@ -267,19 +286,27 @@ def test_a_weight_decay_step_changes_the_decay_from_that_step_and_nothing_before
     assert drop(step[1]) == drop(flat[1])  # steps 0-19 are the same optimizer steps
     assert step[2]["train_loss"] != flat[2]["train_loss"]
     # decoupled decay shrinks the ≥ 2-D weights: the late decay leaves a smaller norm
-    norm = lambda d: sum(float(w.norm() ** 2) for n, w in load_checkpoint(d, "last").model.state_dict().items() if w.ndim >= 2)
+    norm = lambda d: sum(
+        float(w.norm() ** 2) for n, w in load_checkpoint(d, "last").model.state_dict().items() if w.ndim >= 2
+    )
     assert norm(tmp_path / "step") < norm(tmp_path / "flat")
     state = torch.load(tmp_path / "step" / "checkpoints" / "last.state.pt", weights_only=False)
     assert [g["weight_decay"] for g in state["optimizer"]["param_groups"]] == [4.0, 0.0]
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"weight_decay_step": 60}, r"train.weight_decay_step \(60\) must be in 1"),
-    ({"weight_decay_step": 10, "late_weight_decay": -1.0}, r"train.late_weight_decay \(-1.0\) and train.warmup_steps \(10\) must be ≥ 0"),
-    ({"late_weight_decay": 1.0}, "needs train.weight_decay_step"),
-    ({"grokfast_lambda": -1.0}, r"train.grokfast_lambda \(-1.0\) must be ≥ 0"),
-    ({"grokfast_lambda": 2.0, "grokfast_alpha": 1.0}, r"train.grokfast_alpha \(1.0\) in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"weight_decay_step": 60}, r"train.weight_decay_step \(60\) must be in 1"),
+        (
+            {"weight_decay_step": 10, "late_weight_decay": -1.0},
+            r"train.late_weight_decay \(-1.0\) and train.warmup_steps \(10\) must be ≥ 0",
+        ),
+        ({"late_weight_decay": 1.0}, "needs train.weight_decay_step"),
+        ({"grokfast_lambda": -1.0}, r"train.grokfast_lambda \(-1.0\) must be ≥ 0"),
+        ({"grokfast_lambda": 2.0, "grokfast_alpha": 1.0}, r"train.grokfast_alpha \(1.0\) in \[0, 1\)"),
+    ],
+)
 def test_a_weight_decay_schedule_that_cannot_work_is_a_config_error(fields, message):
     from modicl.config import validate
 
@@ -304,7 +331,9 @@ def _resumes_exactly(cfg, tmp_path) -> tuple[list[dict], dict]:
 
 
 def test_a_run_resumed_before_its_weight_decay_step_ends_as_the_uninterrupted_run(tmp_path):
-    _resumes_exactly(tiny_config(steps=40, eval_every=10, weight_decay=0.1, weight_decay_step=25, late_weight_decay=4.0), tmp_path)
+    _resumes_exactly(
+        tiny_config(steps=40, eval_every=10, weight_decay=0.1, weight_decay_step=25, late_weight_decay=4.0), tmp_path
+    )
 
 
 def test_the_grokfast_filter_adds_lambda_times_the_gradient_ema_as_worked_by_hand():
@@ -365,6 +394,7 @@ def test_evaluation_draws_with_replacement_whatever_the_training_sampler(tmp_pat
     def cfg(replacement):
         c = tiny_config(steps=20, eval_every=10)
         return dataclasses.replace(c, task=dataclasses.replace(c.task, n_ctx=8, replacement=replacement))
+
     train(cfg(False), tmp_path / "without", progress=False)
     train(cfg(True), tmp_path / "with", progress=False)
     without, with_ = read_metrics(tmp_path / "without"), read_metrics(tmp_path / "with")

@@ -76,9 +76,14 @@ def head_scores(pattern: Tensor, *, n_var: int) -> dict[str, Tensor]:
     t = torch.arange(T)
     diag = lambda off: a[:, t[off:], t[off:] - off].mean(-1)
     offset = t[:, None] - t[None, :]
-    stripes = torch.stack([(a * ((offset >= w) & (offset % w == r))).sum(-1)[:, 2 * w:].mean(-1) for r in range(w)])
-    return {"previous": diag(1), "two_back": diag(2), "sink": a[:, 1:, 0].mean(-1), "self": diag(0),
-            "stripe": stripes.max(0).values}
+    stripes = torch.stack([(a * ((offset >= w) & (offset % w == r))).sum(-1)[:, 2 * w :].mean(-1) for r in range(w)])
+    return {
+        "previous": diag(1),
+        "two_back": diag(2),
+        "sink": a[:, 1:, 0].mean(-1),
+        "self": diag(0),
+        "stripe": stripes.max(0).values,
+    }
 
 
 def name_head(scores: dict[str, Tensor], h: int, threshold: float = 0.4) -> str:
@@ -125,8 +130,11 @@ def circularity(points: Tensor, x: Tensor, y: Tensor) -> dict[str, float]:
     for i, v in enumerate(xs):
         d = (pts[x == v] - centroids[i]).norm(dim=1)
         inner.append(1 - (d.std() / d.mean().clamp_min(1e-12)).item())
-    return {"x_separation": float(between / total), "outer_ring": 1 - float(r.std() / r.mean().clamp_min(1e-12)),
-            "inner_rings": float(sum(inner) / len(inner))}
+    return {
+        "x_separation": float(between / total),
+        "outer_ring": 1 - float(r.std() / r.mean().clamp_min(1e-12)),
+        "inner_rings": float(sum(inner) / len(inner)),
+    }
 
 
 def cosine_matrix(vectors: Tensor) -> Tensor:
@@ -160,8 +168,14 @@ def ratio_invariance(sim: Tensor, pairs: Tensor, p: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def predict_last(model: Transformer, tokens: Tensor, batch_size: int = 1024,
-                 autocast: contextlib.AbstractContextManager | None = None, *, n_var: int) -> Tensor:
+def predict_last(
+    model: Transformer,
+    tokens: Tensor,
+    batch_size: int = 1024,
+    autocast: contextlib.AbstractContextManager | None = None,
+    *,
+    n_var: int,
+) -> Tensor:
     """Argmax prediction at every z position: int64 [B, n_ctx] for full sequences [B, (n_var + 1)·n_ctx]."""
     out = []
     for chunk in tokens.split(batch_size):
@@ -170,8 +184,14 @@ def predict_last(model: Transformer, tokens: Tensor, batch_size: int = 1024,
     return torch.cat(out)
 
 
-def kshot_grid(model: Transformer, task: tuple[int, int], context: Tensor, shots: list[int], p: int,
-               autocast: contextlib.AbstractContextManager | None = None) -> dict[int, dict[str, Tensor]]:
+def kshot_grid(
+    model: Transformer,
+    task: tuple[int, int],
+    context: Tensor,
+    shots: list[int],
+    p: int,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> dict[int, dict[str, Tensor]]:
     """Correctness over all p² queries after k context examples (PAPER.md §4.7, Fig. 5).
 
     Args:
@@ -191,7 +211,9 @@ def kshot_grid(model: Transformer, task: tuple[int, int], context: Tensor, shots
     out = {}
     for k in shots:
         if not 0 <= k <= len(context) or input_length(k + 1, 2) > model.max_len:
-            raise ValueError(f"shot count {k} needs k ≤ {len(context)} context examples and 3(k+1)−1 ≤ {model.max_len} tokens")
+            raise ValueError(
+                f"shot count {k} needs k ≤ {len(context)} context examples and 3(k+1)−1 ≤ {model.max_len} tokens"
+            )
         ctx = context[:k].to(device)
         xy = torch.cat([ctx.expand(p * p, -1, -1), grid[:, None]], dim=1)  # [p², k+1, 2]
         z = task_labels(xy, w, p)
@@ -199,14 +221,26 @@ def kshot_grid(model: Transformer, task: tuple[int, int], context: Tensor, shots
         pred = predict_last(model, tokens, autocast=autocast, n_var=2)[:, -1]
         correct = pred == z[:, -1]
         rm = ratio_matching(xy[:, :k], z[:, :k], grid, p) == z[:, -1] if k else (grid == 0).all(-1)
-        out[k] = {"model": correct.view(p, p).cpu(), "ratio_matching": rm.view(p, p).cpu(),
-                  "difference": (correct.int() - rm.int()).view(p, p).cpu(), "accuracy": correct.float().mean().cpu()}
+        out[k] = {
+            "model": correct.view(p, p).cpu(),
+            "ratio_matching": rm.view(p, p).cpu(),
+            "difference": (correct.int() - rm.int()).view(p, p).cpu(),
+            "accuracy": correct.float().mean().cpu(),
+        }
     return out
 
 
-def algorithm_curves(model: Transformer, tasks: Tensor, pairs: Tensor, id_tasks: Tensor, n_ctx: int, p: int,
-                     sequences: int, generator: torch.Generator,
-                     autocast: contextlib.AbstractContextManager | None = None) -> dict[str, list[float]]:
+def algorithm_curves(
+    model: Transformer,
+    tasks: Tensor,
+    pairs: Tensor,
+    id_tasks: Tensor,
+    n_ctx: int,
+    p: int,
+    sequences: int,
+    generator: torch.Generator,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> dict[str, list[float]]:
     """k-shot accuracy of the model and of the reference algorithms on the same sequences, and how
     often the model's prediction equals each algorithm's (PAPER.md §4.1–4.3).
 
@@ -224,9 +258,11 @@ def algorithm_curves(model: Transformer, tasks: Tensor, pairs: Tensor, id_tasks:
     tokens = sample_sequences(tasks.to(device), pairs.to(device), sequences, n_ctx, p, generator, shared_inputs=False)
     pred = predict_last(model, tokens, autocast=autocast, n_var=n_var).cpu()
     xy, z = examples(tokens.cpu(), n_var)
-    algos = {"ratio_matching": lambda c, cz, q: ratio_matching(c, cz, q, p),
-             "modular_regression": lambda c, cz, q: modular_regression(c, cz, q, p),
-             "bayes_id": lambda c, cz, q: bayes_id(c, cz, q, id_tasks.cpu(), p)[0]}
+    algos = {
+        "ratio_matching": lambda c, cz, q: ratio_matching(c, cz, q, p),
+        "modular_regression": lambda c, cz, q: modular_regression(c, cz, q, p),
+        "bayes_id": lambda c, cz, q: bayes_id(c, cz, q, id_tasks.cpu(), p)[0],
+    }
     out: dict[str, list[float]] = {"model": (pred == z).float().mean(0).tolist()}
     for name, fn in algos.items():
         acc, agree = [], []
@@ -242,8 +278,16 @@ def algorithm_curves(model: Transformer, tasks: Tensor, pairs: Tensor, id_tasks:
     return out
 
 
-def label_noise(model: Transformer, tasks: Tensor, pairs: Tensor, n_ctx: int, p: int, sequences: int,
-                generator: torch.Generator, autocast: contextlib.AbstractContextManager | None = None) -> list[float]:
+def label_noise(
+    model: Transformer,
+    tasks: Tensor,
+    pairs: Tensor,
+    n_ctx: int,
+    p: int,
+    sequences: int,
+    generator: torch.Generator,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> list[float]:
     """Last-position accuracy with j = 0…n_ctx−1 corrupted context labels (PAPER.md §4.8 (i)): a label is
     corrupted by z ← z + r mod p with r uniform on 1…p−1 (always wrong), at j random context positions;
     the scored last label stays clean. Returns the accuracy for each j."""

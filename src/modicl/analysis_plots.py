@@ -76,13 +76,21 @@ def kshot_grids(grid: dict[int, dict[str, Tensor]], path: Path, title: str) -> l
     fig, axes = subplots(3, len(shots), figsize=(3 * len(shots), 9), squeeze=False)
     for j, k in enumerate(shots):
         g = grid[k]
-        for i, (key, cmap, lo) in enumerate((("model", "Greys", 0), ("ratio_matching", "Greys", 0), ("difference", "bwr", -1))):
+        for i, (key, cmap, lo) in enumerate(
+            (("model", "Greys", 0), ("ratio_matching", "Greys", 0), ("difference", "bwr", -1))
+        ):
             ax = axes[i][j]
             ax.imshow(g[key].float().numpy(), cmap=cmap, vmin=lo, vmax=1)
             ax.set_xlabel("y", fontsize=8)
             if j == 0:
-                ax.set_ylabel({"model": "model correct (black)\nx", "ratio_matching": "ratio matching solves (black)\nx",
-                               "difference": "model − RM (red +1, blue −1)\nx"}[key], fontsize=8)
+                ax.set_ylabel(
+                    {
+                        "model": "model correct (black)\nx",
+                        "ratio_matching": "ratio matching solves (black)\nx",
+                        "difference": "model − RM (red +1, blue −1)\nx",
+                    }[key],
+                    fontsize=8,
+                )
         axes[0][j].set_title(f"{k}-shot: {float(g['accuracy']):.2f}", fontsize=9)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
@@ -95,9 +103,18 @@ def algorithm_curves_plot(curves: dict[str, dict[str, list[float]]], path: Path)
     styles = ["-", "--", ":", "-."]
     for (setname, c), ls in zip(curves.items(), styles):
         k = range(len(c["model"]))
-        for key, color in (("model", "k"), ("ratio_matching", "tab:blue"), ("modular_regression", "tab:red"), ("bayes_id", "tab:green")):
+        for key, color in (
+            ("model", "k"),
+            ("ratio_matching", "tab:blue"),
+            ("modular_regression", "tab:red"),
+            ("bayes_id", "tab:green"),
+        ):
             ax1.plot(k, c[key], ls, color=color, label=f"{key} ({setname})")
-        for key, color in (("agree_ratio_matching", "tab:blue"), ("agree_modular_regression", "tab:red"), ("agree_bayes_id", "tab:green")):
+        for key, color in (
+            ("agree_ratio_matching", "tab:blue"),
+            ("agree_modular_regression", "tab:red"),
+            ("agree_bayes_id", "tab:green"),
+        ):
             ax2.plot(k, c[key], ls, color=color, label=f"{key.removeprefix('agree_')} ({setname})")
     ax1.set_ylabel("accuracy")
     ax2.set_ylabel("share of model predictions equal to the algorithm's")

@@ -32,9 +32,9 @@ from .config import ConfigError, RunConfig
 from .data import model_inputs
 from .family import example_positions, n_vectors
 from .history import FIXED, file_stem
-from .staging import staged
 from .rundir import RunDir, load_checkpoint, write_json
 from .runtime import autocast_for, resolve_device, resolve_dtype
+from .staging import staged
 from .tasks import TaskSet
 
 MAX_PROBES = 4096  # probe pairs for attention / PCA / similarity: all p² up to p = 61, a random subset above
@@ -66,8 +66,13 @@ class Analysis:
 ANALYSES: dict[str, Analysis] = {}  # in the order they run and appear in analysis.json
 
 
-def analysis(name: str, *, key: str | None = None,
-             probe_hooks: Callable[[int, list[int]], dict[str, list[int] | None]] | None = None, planar: bool = False):
+def analysis(
+    name: str,
+    *,
+    key: str | None = None,
+    probe_hooks: Callable[[int, list[int]], dict[str, list[int] | None]] | None = None,
+    planar: bool = False,
+):
     """Decorator: register ``fn(subject) -> (numbers, figures)`` as the analysis ``name`` (see
     :class:`Analysis`; ``key`` defaults to ``name``)."""
 
@@ -128,8 +133,9 @@ class Subject:
 
 
 @torch.no_grad()
-def probe_activations(model: torch.nn.Module, inputs: Tensor, hooks: dict[str, list[int] | None],
-                      batch_size: int = PROBE_BATCH) -> dict[str, Tensor]:
+def probe_activations(
+    model: torch.nn.Module, inputs: Tensor, hooks: dict[str, list[int] | None], batch_size: int = PROBE_BATCH
+) -> dict[str, Tensor]:
     """Run ``inputs`` [N, T] through ``model`` in batches and keep only what the analyses read.
 
     Args:
@@ -149,6 +155,7 @@ def probe_activations(model: torch.nn.Module, inputs: Tensor, hooks: dict[str, l
             else:
                 kept[name].append(t.float().sum(0, keepdim=True).cpu())
                 first.setdefault(name, t[:1].float().cpu())
+
         return hook
 
     fns = {n: keep(n, pos) for n, pos in hooks.items()}
@@ -167,7 +174,11 @@ def probe_activations(model: torch.nn.Module, inputs: Tensor, hooks: dict[str, l
 def task_membership(tasks, task: tuple[int, ...]) -> str:
     """Which list of the run's :class:`~modicl.tasks.TaskSet` holds ``task``: ``pre-training``,
     ``o.o.d. validation``, ``o.o.d. test``, or ``none`` (held out but in neither capped list)."""
-    for name, arr in (("pre-training", tasks.id_tasks), ("o.o.d. validation", tasks.val_tasks), ("o.o.d. test", tasks.ood_tasks)):
+    for name, arr in (
+        ("pre-training", tasks.id_tasks),
+        ("o.o.d. validation", tasks.val_tasks),
+        ("o.o.d. test", tasks.ood_tasks),
+    ):
         if any(tuple(t) == tuple(task) for t in arr.tolist()):
             return name
     return "none"
@@ -224,17 +235,27 @@ def run_analyses(
     planar = [n for n in what if ANALYSES[n].planar]
     if named and planar and n_var != 2:
         others = ", ".join(n for n, a in ANALYSES.items() if not a.planar)
-        raise ConfigError(f"--what {' '.join(planar)} reads the (x, y) plane and needs task.n_var = 2; this run has "
-                          f"n_var {n_var} (choose from {others})")
+        raise ConfigError(
+            f"--what {' '.join(planar)} reads the (x, y) plane and needs task.n_var = 2; this run has "
+            f"n_var {n_var} (choose from {others})"
+        )
     autocast = autocast_for(dev, resolve_dtype(cfg.train.dtype, dev))
     task = tuple(task) if task is not None else default_probe_task(tasks)
     if len(task) != n_var or not all(0 <= v < p for v in task):
         raise ConfigError(f"--task {task} must be {({2: 'two', 3: 'three'}).get(n_var, n_var)} residues mod p = {p}")
     is_id = any(tuple(t) == task for t in tasks.id_tasks.tolist())
     k = max(1, min(n_ctx // 2, n_ctx - 2))
-    res: dict = {"run_dir": str(run_dir), "checkpoint": checkpoint, "step": ck.step, "task": list(task),
-                 "task_is_pretraining": is_id, "task_membership": task_membership(tasks, task),
-                 "task_degenerate": 0 in task, "probe_example": k, "skipped": {}}
+    res: dict = {
+        "run_dir": str(run_dir),
+        "checkpoint": checkpoint,
+        "step": ck.step,
+        "task": list(task),
+        "task_is_pretraining": is_id,
+        "task_membership": task_membership(tasks, task),
+        "task_degenerate": 0 in task,
+        "probe_example": k,
+        "skipped": {},
+    }
     selected = [a for name, a in ANALYSES.items() if name in what]
     for a in (a for a in selected if a.planar and n_var != 2):
         res["skipped"][a.name] = f"reads the (x, y) plane, needs n_var = 2; this run has n_var {n_var}"
@@ -242,7 +263,9 @@ def run_analyses(
     probing = [a for a in selected if a.probe_hooks is not None]
     if probing and n_ctx < 3:  # the probe example needs one example before it and its z_k inside the model's input
         for a in probing:
-            res["skipped"][a.name] = f"needs n_ctx ≥ 3 (a probe example after the first whose z is read); this run has n_ctx {n_ctx}"
+            res["skipped"][a.name] = (
+                f"needs n_ctx ≥ 3 (a probe example after the first whose z is read); this run has n_ctx {n_ctx}"
+            )
         selected = [a for a in selected if a.probe_hooks is None]
         probing = []
     g = torch.Generator().manual_seed(seed)
@@ -250,23 +273,52 @@ def run_analyses(
     # written into a staging folder and moved into out_dir when complete: an interrupted or failed analysis
     # leaves the previous one as it was; an analysis of another step replaces every file of the old one
     with staged(out_dir, replace_all=not _same_step(out_dir, ck.step)) as stage:
-        subject = Subject(model, cfg, tasks, dev, autocast, task, is_id, k, A.all_inputs(p, n_var=n_var), g, seed,
-                          stage, context, shots)
-        probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None  # drawn first always: g then draws the k-shot context
+        subject = Subject(
+            model,
+            cfg,
+            tasks,
+            dev,
+            autocast,
+            task,
+            is_id,
+            k,
+            A.all_inputs(p, n_var=n_var),
+            g,
+            seed,
+            stage,
+            context,
+            shots,
+        )
+        probe = (
+            A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None
+        )  # drawn first always: g then draws the k-shot context
         if probing:
-            if len(probe) > max_probes:  # bounded memory at large p: a random subset of the probe inputs, stated in the output
-                keep = torch.randperm(len(probe), generator=torch.Generator().manual_seed(seed + 2))[:max_probes].sort().values
+            if (
+                len(probe) > max_probes
+            ):  # bounded memory at large p: a random subset of the probe inputs, stated in the output
+                keep = (
+                    torch.randperm(len(probe), generator=torch.Generator().manual_seed(seed + 2))[:max_probes]
+                    .sort()
+                    .values
+                )
                 probe, subject.pairs = probe[keep], subject.pairs[keep]
             n_probes = n_vectors(p, n_var)
             res["probes"] = {"used": len(probe), "of": n_probes, "subsampled": len(probe) < n_probes}
             xyz = example_positions(k, n_var)
-            hooks = {name: pos for i in range(cfg.model.n_layers) for a in probing for name, pos in a.probe_hooks(i, xyz).items()}
+            hooks = {
+                name: pos
+                for i in range(cfg.model.n_layers)
+                for a in probing
+                for name, pos in a.probe_hooks(i, xyz).items()
+            }
             subject.cache = probe_activations(model, model_inputs(probe).to(dev), hooks)
         figures: list[Path] = []
         for a in selected:
             res[a.key], figs = a.run(subject)
             figures += figs
-        res["figures"] = [str((out_dir / f.relative_to(stage)).relative_to(run_dir)) for f in figures if f.suffix == ".png"]
+        res["figures"] = [
+            str((out_dir / f.relative_to(stage)).relative_to(run_dir)) for f in figures if f.suffix == ".png"
+        ]
         write_json(stage / "analysis.json", _finite(res))
     return res
 
@@ -297,11 +349,16 @@ def attention(s: Subject) -> tuple[dict, list[Path]]:
     """Every head's mean attention pattern over the probes, scored and named (previous-token, two-back,
     sink, stripe; PAPER.md §4.4); the maps of the first probe."""
     L, H = _layers_heads(s)
-    scores = [A.head_scores(s.cache[f"blocks.{i}.attn.hook_pattern"], n_var=s.cfg.task.n_var) for i in range(L)]  # [1, H, T, T] each: the mean over probes
+    scores = [
+        A.head_scores(s.cache[f"blocks.{i}.attn.hook_pattern"], n_var=s.cfg.task.n_var) for i in range(L)
+    ]  # [1, H, T, T] each: the mean over probes
     pats = [s.cache[f"blocks.{i}.attn.hook_pattern.first"] for i in range(L)]  # the first probe, for the maps
     names = [[A.name_head(sc, h) for h in range(H)] for sc in scores]
-    res = {f"L{i}H{h}": {"name": names[i][h], **{k2: float(v[h]) for k2, v in scores[i].items()}}
-           for i in range(L) for h in range(H)}
+    res = {
+        f"L{i}H{h}": {"name": names[i][h], **{k2: float(v[h]) for k2, v in scores[i].items()}}
+        for i in range(L)
+        for h in range(H)
+    }
     return res, P.attention_maps(pats, names, s.out_dir / "attention")
 
 
@@ -322,19 +379,29 @@ def pca(s: Subject) -> tuple[dict, list[Path]]:
             if best is None or score > best[0]:
                 best = (score, f"L{i}H{h}", proj)
     res = {"heads": per_head, "best_head": best[1]}
-    figures = P.pca_scatter(best[2], s.pairs, s.p, s.out_dir / "pca_best_head",
-                            f"head {best[1]} outputs at x_k, y_k (k = {s.k}), centred PCA; task {s.task}")
+    figures = P.pca_scatter(
+        best[2],
+        s.pairs,
+        s.p,
+        s.out_dir / "pca_best_head",
+        f"head {best[1]} outputs at x_k, y_k (k = {s.k}), centred PCA; task {s.task}",
+    )
     n_pc = min(4, s.p)
     emb, var = A.centered_pca(s.model.wte.weight.detach().float().cpu(), n_pc)
     res["embedding_explained_variance"] = var.tolist()
     figures += P.embedding_scatter(emb[:, :2], s.out_dir / "pca_embedding", "token embeddings, centred PCA: PC 1–2")
     if n_pc == 4:  # the paper's Fig. 1e shows a second plane (even/odd structure) where present
-        figures += P.embedding_scatter(emb[:, 2:4], s.out_dir / "pca_embedding_pc34", "token embeddings, centred PCA: PC 3–4")
+        figures += P.embedding_scatter(
+            emb[:, 2:4], s.out_dir / "pca_embedding_pc34", "token embeddings, centred PCA: PC 3–4"
+        )
     return res, figures
 
 
-@analysis("kaleidoscope", probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_result": xyz, f"blocks.{i}.hook_resid_post": xyz},
-          planar=True)
+@analysis(
+    "kaleidoscope",
+    probe_hooks=lambda i, xyz: {f"blocks.{i}.attn.hook_result": xyz, f"blocks.{i}.hook_resid_post": xyz},
+    planar=True,
+)
 def kaleidoscope(s: Subject) -> tuple[dict, list[Path]]:
     """Cosine similarities of block and head outputs over the probe pairs, and how much more alike pairs
     on one line through the origin are than others (PAPER.md §4.6)."""
@@ -346,8 +413,11 @@ def kaleidoscope(s: Subject) -> tuple[dict, list[Path]]:
             sim = A.cosine_matrix(block[:, off])
             gaps[f"block{i}_{pos}"] = A.ratio_invariance(sim, s.pairs, s.p)
             if pos == "z":
-                figures += P.similarity_matrix(sim, s.out_dir / f"kaleidoscope_block{i}",
-                                               f"block {i} output at z_k (k = {s.k}); same-line gap {gaps[f'block{i}_z']['gap']:.2f}")
+                figures += P.similarity_matrix(
+                    sim,
+                    s.out_dir / f"kaleidoscope_block{i}",
+                    f"block {i} output at z_k (k = {s.k}); same-line gap {gaps[f'block{i}_z']['gap']:.2f}",
+                )
         result = s.cache[f"blocks.{i}.attn.hook_result"]
         for h in range(H):
             heads[f"L{i}H{h}_z"] = A.ratio_invariance(A.cosine_matrix(result[:, 2, h]), s.pairs, s.p)
@@ -361,17 +431,32 @@ def kshot(s: Subject) -> tuple[dict, list[Path]]:
     p, n_ctx = s.p, s.n_ctx
     if s.context and not all(len(c) == 2 and 0 <= c[0] < p and 0 <= c[1] < p for c in s.context):
         raise ConfigError(f"--context {list(s.context)}: every example must be two residues mod p = {p}")
-    ctx = torch.tensor(s.context) if s.context else A.all_inputs(p, n_var=2)[torch.randperm(p * p, generator=s.generator)[: n_ctx - 1]]
+    ctx = (
+        torch.tensor(s.context)
+        if s.context
+        else A.all_inputs(p, n_var=2)[torch.randperm(p * p, generator=s.generator)[: n_ctx - 1]]
+    )
     top = min(len(ctx), n_ctx - 1)
     shot_list = list(s.shots) if s.shots else sorted(k for k in {1, 2, n_ctx // 2, n_ctx - 1} if k <= top)
     bad = [k for k in shot_list if not 0 <= k <= top]
     if bad:
-        raise ConfigError(f"--shots {bad}: shot counts must be in [0, {top}] (the context has {len(ctx)} examples, the model reads {n_ctx - 1})")
+        raise ConfigError(
+            f"--shots {bad}: shot counts must be in [0, {top}] (the context has {len(ctx)} examples, the model reads "
+            f"{n_ctx - 1})"
+        )
     grid = A.kshot_grid(s.model, s.task, ctx, shot_list, p, autocast=s.autocast)
-    res = {"context": ctx.tolist(), **{str(k): {"accuracy": float(v["accuracy"]),
-           "ratio_matching_accuracy": float(v["ratio_matching"].float().mean()),
-           "model_right_rm_wrong": int((v["difference"] > 0).sum()),
-           "model_wrong_rm_right": int((v["difference"] < 0).sum())} for k, v in grid.items()}}
+    res = {
+        "context": ctx.tolist(),
+        **{
+            str(k): {
+                "accuracy": float(v["accuracy"]),
+                "ratio_matching_accuracy": float(v["ratio_matching"].float().mean()),
+                "model_right_rm_wrong": int((v["difference"] > 0).sum()),
+                "model_wrong_rm_right": int((v["difference"] < 0).sum()),
+            }
+            for k, v in grid.items()
+        },
+    }
     title = f"task {s.task} ({'i.d.' if s.is_id else 'o.o.d.'}), context {ctx[:4].tolist()}…"
     return res, P.kshot_grids(grid, s.out_dir / "kshot_grid", title)
 
@@ -381,19 +466,31 @@ def algorithms(s: Subject) -> tuple[dict, list[Path]]:
     """k-shot accuracy of the model next to ratio matching, modular regression and the i.d. Bayes
     predictor, and the model's agreement with each (the algorithmic shift, PAPER.md §4.1–4.3)."""
     id_t = torch.as_tensor(s.tasks.id_tasks)
-    curves = {name: A.algorithm_curves(s.model, t, s.train_pairs(), id_t, s.n_ctx, s.p, max(1, 1024 // len(t)),
-                                       s.fresh_generator(), s.autocast)
-              for name, t in s.task_sets().items()}
+    curves = {
+        name: A.algorithm_curves(
+            s.model, t, s.train_pairs(), id_t, s.n_ctx, s.p, max(1, 1024 // len(t)), s.fresh_generator(), s.autocast
+        )
+        for name, t in s.task_sets().items()
+    }
     return curves, P.algorithm_curves_plot(curves, s.out_dir / "algorithms")
 
 
 @analysis("noise", key="label_noise")
 def noise(s: Subject) -> tuple[dict, list[Path]]:
     """Last-position accuracy as more context labels are corrupted (PAPER.md §4.8)."""
-    res = {name: A.label_noise(s.model, t, s.train_pairs(), s.n_ctx, s.p, max(1, 512 // len(t)), s.fresh_generator(), s.autocast)
-           for name, t in s.task_sets().items()}
-    return res, P.line_plot(res, s.out_dir / "label_noise", "corrupted context labels", "last-position accuracy",
-                            f"label noise (training inputs, {s.n_ctx - 1} context examples)")
+    res = {
+        name: A.label_noise(
+            s.model, t, s.train_pairs(), s.n_ctx, s.p, max(1, 512 // len(t)), s.fresh_generator(), s.autocast
+        )
+        for name, t in s.task_sets().items()
+    }
+    return res, P.line_plot(
+        res,
+        s.out_dir / "label_noise",
+        "corrupted context labels",
+        "last-position accuracy",
+        f"label noise (training inputs, {s.n_ctx - 1} context examples)",
+    )
 
 
 @analysis("lens", key="logit_lens")
@@ -404,8 +501,15 @@ def lens(s: Subject) -> tuple[dict, list[Path]]:
 
     res = {}
     for name, t in s.task_sets().items():
-        toks = sample_sequences(t.to(s.device), s.train_pairs().to(s.device), max(1, 512 // len(t)), s.n_ctx, s.p,
-                                s.fresh_generator(), shared_inputs=False)
+        toks = sample_sequences(
+            t.to(s.device),
+            s.train_pairs().to(s.device),
+            max(1, 512 // len(t)),
+            s.n_ctx,
+            s.p,
+            s.fresh_generator(),
+            shared_inputs=False,
+        )
         with s.autocast:
             res[name] = A.logit_lens(s.model, toks)
     return res, P.line_plot(res, s.out_dir / "logit_lens", "block", "last-position accuracy", "logit lens")

@@ -21,14 +21,30 @@ from .runtime import autocast_for, resolve_compile, restores_threads, setup_proc
 from .steps import TrainStep, build_optimizer
 from .tasks import make_task_set
 
-
 # Dense bf16 tensor-core peak FLOP/s (no sparsity) by device name, from the vendors' data sheets; the
 # first key contained in torch.cuda.get_device_name() wins, so specific names come before general ones.
 PEAK_BF16_TFLOPS = {
-    "GH200": 989.0, "H200": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0, "H800": 989.0,
-    "B200": 2250.0, "B100": 1750.0, "A100": 312.0, "A800": 312.0, "A10G": 70.0, "A10": 125.0, "A30": 165.0,
-    "A40": 149.7, "L40S": 362.0, "L40": 181.0, "L4": 121.0, "RTX 6000 Ada": 364.0, "RTX 4090": 165.0,
-    "RTX A6000": 154.8, "RTX 3090": 71.0,
+    "GH200": 989.0,
+    "H200": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "H800": 989.0,
+    "B200": 2250.0,
+    "B100": 1750.0,
+    "A100": 312.0,
+    "A800": 312.0,
+    "A10G": 70.0,
+    "A10": 125.0,
+    "A30": 165.0,
+    "A40": 149.7,
+    "L40S": 362.0,
+    "L40": 181.0,
+    "L4": 121.0,
+    "RTX 6000 Ada": 364.0,
+    "RTX 4090": 165.0,
+    "RTX A6000": 154.8,
+    "RTX 3090": 71.0,
 }
 
 
@@ -110,26 +126,37 @@ def benchmark(cfg: RunConfig, dtype: str = "bf16", steps: int = 20, warmup: int 
     ceiling = matmul_ceiling(B * T, d, cfg.model.mlp_ratio * d, tdtype, device)
     sig = lambda x: float(f"{x:.4g}")  # 4 significant figures, whatever the model's size
     return {
-        "dtype": dtype, "device": str(device), "threads": torch.get_num_threads(),
-        "attention": cfg.model.attention, "compile": step.compiled, "compile_mode": cfg.train.compile_mode,
-        "graph_breaks": step.graph_breaks, "compile_error": step.compile_error, "first_step_s": sig(first_s),
+        "dtype": dtype,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "attention": cfg.model.attention,
+        "compile": step.compiled,
+        "compile_mode": cfg.train.compile_mode,
+        "graph_breaks": step.graph_breaks,
+        "compile_error": step.compile_error,
+        "first_step_s": sig(first_s),
         "peak_memory_gb": sig(torch.cuda.max_memory_allocated(device) / 1e9) if device.type == "cuda" else None,
         "loss": sig(loss.item()),
-        "steps_per_s": sig(1 / dt), "tokens_per_s": round(B * T / dt),
-        "gflop_per_step": sig(flops / 1e9), "gflop_per_s": sig(flops / dt / 1e9),
-        "ceiling_gflop_per_s": sig(ceiling / 1e9), "ratio_to_ceiling": sig(flops / dt / ceiling),
+        "steps_per_s": sig(1 / dt),
+        "tokens_per_s": round(B * T / dt),
+        "gflop_per_step": sig(flops / 1e9),
+        "gflop_per_s": sig(flops / dt / 1e9),
+        "ceiling_gflop_per_s": sig(ceiling / 1e9),
+        "ratio_to_ceiling": sig(flops / dt / ceiling),
     }
 
 
 @restores_threads
-def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtype: str = "bf16", steps: int = 10,
-                       warmup: int = 3) -> dict:
+def benchmark_ensemble(
+    cfg: RunConfig, members: int, backend: str = "vmap", dtype: str = "bf16", steps: int = 10, warmup: int = 3
+) -> dict:
     """Member-steps/s of an ensemble of ``members`` copies of ``cfg`` (seeds 1…members) against one model
     alone, timed back to back in ``dtype``; ``backend`` as in :func:`modicl.ensemble.train_ensemble`.
 
     Returns:
         {'members', 'backend', 'dtype', 'device', 'single_compiled', 'ensemble_compiled' (what ran, after
-         any compiler fallback), 'single_steps_per_s', 'ensemble_member_steps_per_s', 'ratio'}; ratio > 1 means the ensemble trains more member-steps per second than single runs.
+         any compiler fallback), 'single_steps_per_s', 'ensemble_member_steps_per_s', 'ratio'}; ratio > 1 means the
+         ensemble trains more member-steps per second than single runs.
     """
     from .steps import LoopStep, VmapStep
     from .train import RunState
@@ -137,8 +164,10 @@ def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtyp
     device, _ = setup_process(cfg.train)
     tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [RunState(dataclasses.replace(cfg, seed=s + 1), f"{tmp}/{s}", resume=False, device=device, dtype=tdtype)
-                for s in range(members)]
+        runs = [
+            RunState(dataclasses.replace(cfg, seed=s + 1), f"{tmp}/{s}", resume=False, device=device, dtype=tdtype)
+            for s in range(members)
+        ]
 
         def rate(stepper, rs) -> float:
             for _ in range(warmup):
@@ -157,6 +186,14 @@ def benchmark_ensemble(cfg: RunConfig, members: int, backend: str = "vmap", dtyp
         ens = rate(ens_step, runs) * members
     compiled = ens_step.compiled if backend == "vmap" else all(s.compiled for s in ens_step.steps)
     sig = lambda x: float(f"{x:.4g}")
-    return {"members": members, "backend": backend, "dtype": dtype, "device": str(device),
-            "single_compiled": single_step.steps[0].compiled, "ensemble_compiled": compiled,
-            "single_steps_per_s": sig(single), "ensemble_member_steps_per_s": sig(ens), "ratio": sig(ens / single)}
+    return {
+        "members": members,
+        "backend": backend,
+        "dtype": dtype,
+        "device": str(device),
+        "single_compiled": single_step.steps[0].compiled,
+        "ensemble_compiled": compiled,
+        "single_steps_per_s": sig(single),
+        "ensemble_member_steps_per_s": sig(ens),
+        "ratio": sig(ens / single),
+    }

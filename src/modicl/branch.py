@@ -18,7 +18,17 @@ from .config import FIELD_ROLES, ConfigError, RunConfig, differences
 from .evaluation import selection_score
 from .hashing import config_hash
 from .history import file_stem, ref_of
-from .rundir import CheckpointError, RunDir, check_run_out, load_checkpoint, load_state, read_metrics, save_checkpoint, write_json
+from .rundir import (
+    CheckpointError,
+    RunDir,
+    check_run_out,
+    load_checkpoint,
+    load_state,
+    read_metrics,
+    save_checkpoint,
+    write_json,
+)
+
 
 def split_ref(text: str) -> tuple[Path, str]:
     """``"runs/a@step:500"`` → (Path("runs/a"), "step:500"); a bare run directory means its ``last``."""
@@ -70,19 +80,27 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
 
     parent_dir, out = Path(parent_dir), Path(out)
     if ref == "best_ood":
-        raise ConfigError(f"checkpoint best_ood of {parent_dir} keeps no optimizer state; branch from last or a kept step:N")
+        raise ConfigError(
+            f"checkpoint best_ood of {parent_dir} keeps no optimizer state; branch from last or a kept step:N"
+        )
     ck = load_checkpoint(parent_dir, ref)
     state = load_state(parent_dir, ref)
     if state.get("step", ck.step) != ck.step or _weights_step(parent_dir, ref) not in (None, ck.step):
-        raise CheckpointError(f"checkpoint {ref_of(ref)} of {parent_dir} was rewritten while it was read (the parent is "
-                              "still training); run the same command again")
+        raise CheckpointError(
+            f"checkpoint {ref_of(ref)} of {parent_dir} was rewritten while it was read (the parent is "
+            "still training); run the same command again"
+        )
     changed = differences(ck.config, cfg)
     fixed = [k for k in changed if not FIELD_ROLES[k].branch]
     if fixed:
-        raise ConfigError(f"a branch keeps its parent's task, model, seeds and optimizer; {', '.join(fixed)} "
-                          f"{'differs' if len(fixed) == 1 else 'differ'} from the parent (train a new run for those)")
+        raise ConfigError(
+            f"a branch keeps its parent's task, model, seeds and optimizer; {', '.join(fixed)} "
+            f"{'differs' if len(fixed) == 1 else 'differ'} from the parent (train a new run for those)"
+        )
     if cfg.train.steps <= ck.step:
-        raise ConfigError(f"train.steps = {cfg.train.steps} does not go past the branch point (step {ck.step}); give more steps")
+        raise ConfigError(
+            f"train.steps = {cfg.train.steps} does not go past the branch point (step {ck.step}); give more steps"
+        )
     check_run_out(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} is not empty; a branch starts in a new directory")
@@ -93,12 +111,20 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
     rd.metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
     fresh = build_optimizer(ck.model.train(), cfg.train, torch.device("cpu")).state_dict()
     row = rows[-1]
-    state = {**state, "optimizer": _with_hyperparameters(state["optimizer"], fresh),
-             "best": {"acc": selection_score(row), "step": ck.step}}
+    state = {
+        **state,
+        "optimizer": _with_hyperparameters(state["optimizer"], fresh),
+        "best": {"acc": selection_score(row), "step": ck.step},
+    }
     state.pop("step", None)
     save_checkpoint(out, "best_ood", ck.model, cfg, ck.tasks, ck.step, metrics=row)
     save_checkpoint(out, "last", ck.model, cfg, ck.tasks, ck.step, metrics=row, state=state)
-    record = {"parent": str(parent_dir.resolve()), "checkpoint": ref_of(ref), "step": ck.step,
-              "parent_config_hash": config_hash(ck.config), "changed": changed}
+    record = {
+        "parent": str(parent_dir.resolve()),
+        "checkpoint": ref_of(ref),
+        "step": ck.step,
+        "parent_config_hash": config_hash(ck.config),
+        "changed": changed,
+    }
     write_json(rd.parent, record)
     return record

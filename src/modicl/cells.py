@@ -14,9 +14,38 @@ from collections.abc import Sequence
 from .metrics import ALGORITHM_LABELS, ALGORITHMS, PHASES
 
 # two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1…30 (beyond 30 the normal 1.96 is within 4 %)
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042]
+_T975 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -34,7 +63,11 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
     return m, m - h, m + h
 
 
-def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequence[str] = ("seed", "task_seed", "init_seed", "data_seed")):
+def seed_cells(
+    df,
+    key: str = "final.ood_test.acc_last_novel",
+    seed_cols: Sequence[str] = ("seed", "task_seed", "init_seed", "data_seed"),
+):
     """Group a results table (one row per run, :func:`modicl.sweep.collect_results`) into cells of equal
     non-seed axes.
 
@@ -46,7 +79,11 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
     ``mean``/``low``/``high``: the seed-mean of ``key`` with its 95 % t-interval; ``rm_ceiling``: ratio
     matching's seed-mean accuracy on the novel o.o.d.-test queries (NaN where the table lacks it).
     """
-    axes = [c for c in df.columns if c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood.")))]
+    axes = [
+        c
+        for c in df.columns
+        if c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood.")))
+    ]
     axes = [c for c in axes if c not in seed_cols and df[c].nunique() > 1]
     groups = df.groupby(axes) if axes else [((), df)]
     out = []
@@ -59,14 +96,28 @@ def seed_cells(df, key: str = "final.ood_test.acc_last_novel", seed_cols: Sequen
         for _, r in g.iterrows():
             ci = (r.get(f"{key}_lo"), r.get(f"{key}_hi"))
             label = r["seed"] if varying == ["seed"] else ", ".join(f"{c} {r[c]}" for c in varying)
-            per_seed[label] = {"phase": r["phase"], "acc": r[key], "ci": ci, "pattern": r.get("phase_pattern"),
-                               "fingerprint": _fingerprint_of(r, key.rsplit(".", 1)[0])}
+            per_seed[label] = {
+                "phase": r["phase"],
+                "acc": r[key],
+                "ci": ci,
+                "pattern": r.get("phase_pattern"),
+                "fingerprint": _fingerprint_of(r, key.rsplit(".", 1)[0]),
+            }
         rm = "final.ood_test.ratio_matching_last_novel"
         ceiling = float(g[rm].mean()) if rm in g and g[rm].notna().any() else math.nan
-        out.append({"cell": dict(zip(axes, values)), "n": len(g), "rm_ceiling": ceiling,
-                    "phases": {ph: int(counts[ph]) for ph in PHASES if ph in counts},
-                    "seeds": {sd: v["phase"] for sd, v in per_seed.items()}, "per_seed": per_seed,
-                    "mean": m, "low": lo, "high": hi})
+        out.append(
+            {
+                "cell": dict(zip(axes, values)),
+                "n": len(g),
+                "rm_ceiling": ceiling,
+                "phases": {ph: int(counts[ph]) for ph in PHASES if ph in counts},
+                "seeds": {sd: v["phase"] for sd, v in per_seed.items()},
+                "per_seed": per_seed,
+                "mean": m,
+                "low": lo,
+                "high": hi,
+            }
+        )
     return out
 
 
@@ -84,11 +135,15 @@ def format_fingerprint_short(fp: dict | None) -> str:
     if not fp:
         return ""
     num = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"  # noqa: E731
-    return (f"; read as {ALGORITHM_LABELS.get(fp['algorithm'], fp['algorithm'])} "
-            f"(RM-solvable {num(fp['rm'])}, MR-only {num(fp['mr_only'])})")
+    return (
+        f"; read as {ALGORITHM_LABELS.get(fp['algorithm'], fp['algorithm'])} "
+        f"(RM-solvable {num(fp['rm'])}, MR-only {num(fp['mr_only'])})"
+    )
 
 
-def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last position", threshold: float = 0.5) -> str:
+def format_cells(
+    cells: list[dict], key: str = "o.o.d. test, novel queries, last position", threshold: float = 0.5
+) -> str:
     """The cells as text: one line each with its phase counts out of n seeds and the seed-mean accuracy,
     a line saying that a ✓ on o.o.d. test needs modular regression where ratio matching's ceiling there
     is below ``threshold``, then each seed's phase, accuracy and what its o.o.d. test reads as."""
@@ -100,16 +155,24 @@ def format_cells(cells: list[dict], key: str = "o.o.d. test, novel queries, last
         lines.append(f"{where}: {counts}; {key}: seed mean {c['mean']:.2f}{ci} (n = {c['n']} seeds)")
         ceiling = c.get("rm_ceiling", math.nan)
         if not math.isnan(ceiling) and ceiling < threshold:
-            lines.append(f"    ratio matching answers only {ceiling:.2f} of the novel o.o.d.-test queries here "
-                         f"(< threshold {threshold:g}): a ✓ on o.o.d. test needs modular regression")
+            lines.append(
+                f"    ratio matching answers only {ceiling:.2f} of the novel o.o.d.-test queries here "
+                f"(< threshold {threshold:g}): a ✓ on o.o.d. test needs modular regression"
+            )
         for seed, v in c.get("per_seed", {}).items():
             acc = "—" if v["acc"] is None or math.isnan(v["acc"]) else f"{v['acc']:.2f}"
             lo, hi = v["ci"]
             band = "" if lo is None or hi is None or math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]"
             # a pattern Table 1 does not name prints with its marks, so the reader sees which sets it solved
-            phase = f"{v['phase']} {v['pattern']}" if v["phase"] == "unlisted" and isinstance(v.get("pattern"), str) else v["phase"]
-            lines.append(f"    {'seed ' if isinstance(seed, numbers.Number) else ''}{seed}: {phase}, {acc}{band}"
-                         + format_fingerprint_short(v.get("fingerprint")))
+            phase = (
+                f"{v['phase']} {v['pattern']}"
+                if v["phase"] == "unlisted" and isinstance(v.get("pattern"), str)
+                else v["phase"]
+            )
+            lines.append(
+                f"    {'seed ' if isinstance(seed, numbers.Number) else ''}{seed}: {phase}, {acc}{band}"
+                + format_fingerprint_short(v.get("fingerprint"))
+            )
     return "\n".join(lines)
 
 
@@ -163,8 +226,12 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
         return f"{m:.2f}" if math.isnan(lo) else f"{m:.2f} [{max(0.0, lo):.2f}, {min(1.0, hi):.2f}]"
 
     head = [*keys] + (["n_id / p²"] if "n_id" in keys and "p" in df.columns else []) + ["seeds", "phases (seeds)"]
-    head += [f"{_SET_NAMES[s]}" for s in _SET_NAMES] + ["o.o.d. test, early stop", "early stop − end (paired)",
-                                                       "o.o.d. test nulls: chance / RM / MR", "copy, all queries"]
+    head += [f"{_SET_NAMES[s]}" for s in _SET_NAMES] + [
+        "o.o.d. test, early stop",
+        "early stop − end (paired)",
+        "o.o.d. test nulls: chance / RM / MR",
+        "copy, all queries",
+    ]
     fp = "final.ood_test.algorithm" in df.columns
     if fp:
         head += ["o.o.d. test read as (seeds)", "o.o.d. test: RM-solvable / MR-only"]
@@ -180,12 +247,18 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
             pats = outside_patterns(g, ph)
             return f"{ph.replace('_', ' ')} {int(counts[ph])}" + (f" ({', '.join(pats)})" if pats else "")
 
-        row += [str(len(g)), ", ".join(named(ph) for ph in [*PHASES, *sorted(set(counts.index) - set(PHASES))] if ph in counts)]
+        row += [
+            str(len(g)),
+            ", ".join(named(ph) for ph in [*PHASES, *sorted(set(counts.index) - set(PHASES))] if ph in counts),
+        ]
         row += [iv(g[f"final.{s}.acc_last_novel"]) for s in _SET_NAMES]
         early = "best_ood.ood_test.acc_last_novel"
         if early in g:
             diff = mean_interval(g[early] - g["final.ood_test.acc_last_novel"])
-            row += [iv(g[early]), f"{diff[0]:+.2f}" + ("" if math.isnan(diff[1]) else f" [{diff[1]:+.2f}, {diff[2]:+.2f}]")]
+            row += [
+                iv(g[early]),
+                f"{diff[0]:+.2f}" + ("" if math.isnan(diff[1]) else f" [{diff[1]:+.2f}, {diff[2]:+.2f}]"),
+            ]
         else:
             row += ["—", "—"]
         mean = lambda c: f"{g[c].mean():.2f}" if c in g and pd.notna(g[c]).any() else "—"  # noqa: E731
@@ -194,9 +267,13 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
         row += [" / ".join(nulls), mean("final.ood_test.copy_last")]
         if fp:
             reads = g["final.ood_test.algorithm"].value_counts()
-            row += [", ".join(f"{ALGORITHM_LABELS[a]} {int(reads[a])}" for a in ALGORITHMS if a in reads) or "—",
-                    " / ".join(iv(g[f"final.ood_test.fp_{c}"].dropna()) if g[f"final.ood_test.fp_{c}"].notna().any() else "—"
-                               for c in ("rm", "mr_only"))]
+            row += [
+                ", ".join(f"{ALGORITHM_LABELS[a]} {int(reads[a])}" for a in ALGORITHMS if a in reads) or "—",
+                " / ".join(
+                    iv(g[f"final.ood_test.fp_{c}"].dropna()) if g[f"final.ood_test.fp_{c}"].notna().any() else "—"
+                    for c in ("rm", "mr_only")
+                ),
+            ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -210,7 +287,9 @@ def window_mean(rows: Sequence[dict], set_name: str, lo: float, hi: float, key: 
     return sum(v) / len(v) if v else math.nan
 
 
-def transient_markdown(curves: dict, sets: Sequence[str] = ("ood_train", "ood_test"), mid=(0.25, 0.5), end=(0.75, 1.0)) -> str:
+def transient_markdown(
+    curves: dict, sets: Sequence[str] = ("ood_train", "ood_test"), mid=(0.25, 0.5), end=(0.75, 1.0)
+) -> str:
     """The transient phase as a Markdown table (PAPER.md §3, Fig. 3b: o.o.d. accuracy that rises, then
     falls as training goes on). Per group (e.g. depth) and set: the seed-mean accuracy over the middle of
     training (``mid``, fractions of the run) and over its end (``end``), and the paired per-seed
@@ -221,8 +300,11 @@ def transient_markdown(curves: dict, sets: Sequence[str] = ("ood_train", "ood_te
     """
     head = ["group", "seeds"]
     for s in sets:
-        head += [f"{_SET_NAMES[s]}, middle ({mid[0]:g}–{mid[1]:g})", f"{_SET_NAMES[s]}, end ({end[0]:g}–{end[1]:g})",
-                 f"{_SET_NAMES[s]}, end − middle (paired)"]
+        head += [
+            f"{_SET_NAMES[s]}, middle ({mid[0]:g}–{mid[1]:g})",
+            f"{_SET_NAMES[s]}, end ({end[0]:g}–{end[1]:g})",
+            f"{_SET_NAMES[s]}, end − middle (paired)",
+        ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for group, runs in curves.items():
         row = [str(group), str(len(runs))]
@@ -286,6 +368,8 @@ def shift_markdown(curves: dict, set_name: str = "ood_test", bands: Sequence[tup
                     cells.append("–")
                     continue
                 m, a, b = mean_interval(v)
-                cells.append(f"{m:.2f}" + ("" if math.isnan(a) else f" [{max(0.0, a):.2f}, {min(1.0, b):.2f}]") + f" ({len(v)})")
+                cells.append(
+                    f"{m:.2f}" + ("" if math.isnan(a) else f" [{max(0.0, a):.2f}, {min(1.0, b):.2f}]") + f" ({len(v)})"
+                )
             lines.append("| " + " | ".join([str(group), label, *cells]) + " |")
     return "\n".join(lines)

@@ -32,7 +32,8 @@ def attention_scores(model: Transformer, tokens: Tensor, autocast=None, *, n_var
         n_var: inputs per example (2: the tokens are x y z triples).
     Returns:
         {"prev_token" | "two_back" | "z_tokens": [n_layers floats in 0…1]}, or None for a one-example
-        context (no y position has two tokens before it). Attention at initialisation is near uniform over the causal prefix, so every score
+        context (no y position has two tokens before it). Attention at initialisation is near uniform over the causal
+        prefix, so every score
         starts small (≈ 1/position).
     """
     x = model_inputs(tokens)
@@ -62,8 +63,11 @@ def scores_from_patterns(patterns: list[Tensor], *, n_var: int) -> dict[str, lis
     for pattern in patterns:
         pat = pattern.float()[:, :, q, :]  # [B, H, Q, T]
         idx = lambda back: (q - back).view(1, 1, -1, 1).expand(*pat.shape[:3], 1)  # noqa: E731
-        scores = {"prev_token": pat.gather(-1, idx(1)).mean((0, 2, 3)), "two_back": pat.gather(-1, idx(2)).mean((0, 2, 3)),
-                  "z_tokens": (pat * is_z).sum(-1).mean((0, 2))}
+        scores = {
+            "prev_token": pat.gather(-1, idx(1)).mean((0, 2, 3)),
+            "two_back": pat.gather(-1, idx(2)).mean((0, 2, 3)),
+            "z_tokens": (pat * is_z).sum(-1).mean((0, 2)),
+        }
         for k, v in scores.items():
             out[k].append(round(v.max().item(), 4))
     return out

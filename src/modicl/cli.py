@@ -1,7 +1,7 @@
 """``modicl`` command line: a thin layer over the library, flags generated from the config dataclasses.
 
-    modicl train [--preset quick|quick-depth2|quick-memorize|quick-role|quick-muon|quick-p11|paper|bench] [--out DIR] [--resume] [--task.n-id 8 …]
-                 [--train.keep-checkpoints log+every:1000]
+    modicl train [--preset quick|quick-depth2|quick-memorize|quick-role|quick-muon|quick-p11|paper|bench]
+                 [--out DIR] [--resume] [--task.n-id 8 …] [--train.keep-checkpoints log+every:1000]
     modicl train --from RUN_DIR@step:N --out NEW [--train.lr 1e-4 --train.weight-decay 1 …]   (a branch)
     modicl eval RUN_DIR [--checkpoint last|best_ood|step:N] [--sequences 4096]
     modicl bench [--preset …] [--task.p 29 …] [--steps 20] [--dtypes fp32 bf16] [--ensemble 16 --backend vmap]
@@ -21,7 +21,6 @@ quietly and the command does all its work (:mod:`modicl.streams`).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -45,7 +44,10 @@ class TrainCommand:
 
     config: Annotated[RunConfig, tyro.conf.arg(name="")] = field(default_factory=RunConfig)
     preset: str = "quick"
-    """named starting point: quick (CPU, p = 7, depth 4), quick-depth2 (CPU, depth 2, d_model 64), quick-memorize (quick with n_id = 8), quick-role (quick-depth2 with the role embedding, 4 000 steps), quick-muon (quick-role with Muon), quick-p11 (quick-muon at p = 11 with 32-shot contexts: o.o.d. generalization on a CPU; the demo's), paper (PAPER.md §2.3, GPU), bench."""
+    """named starting point: quick (CPU, p = 7, depth 4), quick-depth2 (CPU, depth 2, d_model 64), quick-memorize
+    (quick with n_id = 8), quick-role (quick-depth2 with the role embedding, 4 000 steps), quick-muon (quick-role with
+    Muon), quick-p11 (quick-muon at p = 11 with 32-shot contexts: o.o.d. generalization on a CPU; the demo's), paper
+    (PAPER.md §2.3, GPU), bench."""
     out: Path | None = None
     """run directory; None means runs/PRESET-CONFIGHASH."""
     resume: bool = False
@@ -61,7 +63,8 @@ class TrainCommand:
 
 @dataclass(frozen=True)
 class EvalCommand:
-    """Re-evaluate a checkpoint of a run on the four sets and the validation o.o.d. set; write eval/CHECKPOINT.json and eval/kshot_CHECKPOINT.png."""
+    """Re-evaluate a checkpoint of a run on the four sets and the validation o.o.d. set; write eval/CHECKPOINT.json and
+    eval/kshot_CHECKPOINT.png."""
 
     run_dir: tyro.conf.Positional[Path]
     checkpoint: str = "best_ood"
@@ -131,10 +134,14 @@ def cmd_train(argv: list[str]) -> int:
         if args.out is None:
             raise ConfigError("--from needs --out NEW, the branch's own run directory")
         if args.overwrite:
-            raise ConfigError("--overwrite does not apply to a branch: give --from a new --out (or delete the old branch first)")
+            raise ConfigError(
+                "--overwrite does not apply to a branch: give --from a new --out (or delete the old branch first)"
+            )
         if not (args.resume and RunDir(args.out).has_checkpoint()):
             record = branch_run(parent, ref, args.out, cfg)
-            changes = ", ".join(f"{k} {a} → {b}" for k, a, b in ((k, *v) for k, v in record["changed"].items())) or "nothing"
+            changes = (
+                ", ".join(f"{k} {a} → {b}" for k, a, b in ((k, *v) for k, v in record["changed"].items())) or "nothing"
+            )
             print(f"branch of {parent} at step {record['step']} ({record['checkpoint']}); changed: {changes}")
         summary = train(cfg, args.out, resume=True, progress=args.progress)
         return _report_training(summary, cfg, args.out)
@@ -142,8 +149,10 @@ def cmd_train(argv: list[str]) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
     if RunDir(out).holds_other_files():
-        raise ConfigError(f"--out {out} is not empty and holds no modicl run; choose another directory "
-                          "(--overwrite only replaces run directories)")
+        raise ConfigError(
+            f"--out {out} is not empty and holds no modicl run; choose another directory "
+            "(--overwrite only replaces run directories)"
+        )
     if args.overwrite and out.exists():
         clear_run(out)  # under the run's lock: refused while another process trains it
     print(f"run directory: {out}")
@@ -156,14 +165,20 @@ def _report_training(summary: dict, cfg: RunConfig, out: Path) -> int:
 
     print(f"\nfinal (step {summary['steps']}), 95 % intervals:")
     print(format_table(summary["final"], cfg.task.p, cfg.phase_threshold))
-    print(f"\nbest o.o.d. checkpoint (step {summary['best_ood']['step']}, selected on the validation o.o.d. tasks; "
-          "test numbers):")
+    print(
+        f"\nbest o.o.d. checkpoint (step {summary['best_ood']['step']}, selected on the validation o.o.d. tasks; "
+        "test numbers):"
+    )
     print(format_table(summary["best_ood"], cfg.task.p, cfg.phase_threshold))
-    print(f"\nphase: {PHASE_LABELS[summary['phase']]} {summary['phase_pattern']} (i.d. train, i.d. test, o.o.d. train, "
-          f"o.o.d. test; ✓ = novel-query last-position accuracy ≥ {cfg.phase_threshold}); at the best checkpoint: "
-          f"{PHASE_LABELS[summary['phase_best_ood']]} {summary['phase_pattern_best_ood']}")
-    print(f"wall time {summary['wall_s']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s ({summary['dtype']}, "
-          f"threads={summary['threads']}, CPU kind {summary['cpu_kind']}); results in {out}")
+    print(
+        f"\nphase: {PHASE_LABELS[summary['phase']]} {summary['phase_pattern']} (i.d. train, i.d. test, o.o.d. train, "
+        f"o.o.d. test; ✓ = novel-query last-position accuracy ≥ {cfg.phase_threshold}); at the best checkpoint: "
+        f"{PHASE_LABELS[summary['phase_best_ood']]} {summary['phase_pattern_best_ood']}"
+    )
+    print(
+        f"wall time {summary['wall_s']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s ({summary['dtype']}, "
+        f"threads={summary['threads']}, CPU kind {summary['cpu_kind']}); results in {out}"
+    )
     return 0
 
 
@@ -171,9 +186,9 @@ def cmd_eval(argv: list[str]) -> int:
     import torch
 
     from .evaluation import evaluate_run
+    from .history import file_stem
     from .metrics import PHASE_LABELS, classify_phase, format_table, pattern_text
     from .plots import kshot_plot
-    from .history import file_stem
     from .rundir import RunDir, load_checkpoint, write_json
     from .runtime import autocast_for, resolve_device, resolve_dtype
 
@@ -190,19 +205,34 @@ def cmd_eval(argv: list[str]) -> int:
     res = evaluate_run(ck.model, cfg, ck.tasks, sequences=args.sequences, generator=g, autocast=autocast)
     phase = classify_phase(res, cfg.phase_threshold)
     used = {name: r["n_sequences"] for name, r in res.items()}
-    out = {"checkpoint": args.checkpoint, "step": ck.step, "sequences_requested": args.sequences,
-           "sequences_per_set": used, "seed": args.seed, "phase": phase,
-           "phase_pattern": pattern_text(res, cfg.phase_threshold), **res}
+    out = {
+        "checkpoint": args.checkpoint,
+        "step": ck.step,
+        "sequences_requested": args.sequences,
+        "sequences_per_set": used,
+        "seed": args.seed,
+        "phase": phase,
+        "phase_pattern": pattern_text(res, cfg.phase_threshold),
+        **res,
+    }
     evals = RunDir(args.run_dir).evals
     evals.mkdir(exist_ok=True)
     stem = file_stem(args.checkpoint)  # step:500 → step-0000500, a file name without a colon
     write_json(evals / f"{stem}.json", out)
     kshot_plot({f"{args.checkpoint} step {ck.step}": res}, evals / f"kshot_{stem}.png", p=cfg.task.p)
-    print(f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}); sequences used per set: "
-          + ", ".join(f"{k} {v}" for k, v in used.items()))
+    print(
+        f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}); sequences used per set: "
+        + ", ".join(f"{k} {v}" for k, v in used.items())
+    )
     print(format_table(res, cfg.task.p, cfg.phase_threshold))
-    print("k-shot accuracy (o.o.d. test), k = shots before the query:", " ".join(f"{k}:{a:.2f}" for k, a in enumerate(res["ood_test"]["kshot"])))
-    print(f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {evals / (stem + '.json')} and eval/kshot_{stem}.png")
+    print(
+        "k-shot accuracy (o.o.d. test), k = shots before the query:",
+        " ".join(f"{k}:{a:.2f}" for k, a in enumerate(res["ood_test"]["kshot"])),
+    )
+    print(
+        f"phase: {PHASE_LABELS[phase]} {out['phase_pattern']}; wrote {evals / (stem + '.json')} and "
+        f"eval/kshot_{stem}.png"
+    )
     return 0
 
 
@@ -239,49 +269,85 @@ def _analyze_command() -> type:
     from .analyze import ANALYSES
 
     names = tuple(ANALYSES)
-    ns = {"__annotations__": {"what": tuple[Literal[names], ...]}, "what": names, "__doc__": AnalyzeCommand.__doc__,
-          "__module__": AnalyzeCommand.__module__, "__qualname__": AnalyzeCommand.__qualname__}
+    ns = {
+        "__annotations__": {"what": tuple[Literal[names], ...]},
+        "what": names,
+        "__doc__": AnalyzeCommand.__doc__,
+        "__module__": AnalyzeCommand.__module__,
+        "__qualname__": AnalyzeCommand.__qualname__,
+    }
     return dataclass(frozen=True)(type("AnalyzeCommand", (AnalyzeCommand,), ns))
 
 
 def cmd_analyze(argv: list[str]) -> int:
     from .analyze import analysis_dir, run_analyses
-    from .rundir import RunDir
 
     args = parse(_analyze_command(), argv, tyro.MISSING_NONPROP, "modicl analyze")
     check_seed(args.seed)
     task = _ints(args.task, "--task") if args.task else None
     context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None
-    res = run_analyses(args.run_dir, args.checkpoint, task, args.what, context, args.shots or None, args.device, args.seed)
-    print(f"{args.run_dir} checkpoint {args.checkpoint} (step {res['step']}), probe task {tuple(res['task'])} "
-          f"({res['task_membership']} task{', degenerate: a component is 0' if res['task_degenerate'] else ''})")
+    res = run_analyses(
+        args.run_dir, args.checkpoint, task, args.what, context, args.shots or None, args.device, args.seed
+    )
+    print(
+        f"{args.run_dir} checkpoint {args.checkpoint} (step {res['step']}), probe task {tuple(res['task'])} "
+        f"({res['task_membership']} task{', degenerate: a component is 0' if res['task_degenerate'] else ''})"
+    )
     for name, why in res["skipped"].items():
         print(f"skipped {name}: {why}")
     if res.get("probes", {}).get("subsampled"):
-        print(f"attention / PCA / similarity on a random {res['probes']['used']} of the {res['probes']['of']} probe pairs (bounded memory)")
+        print(
+            f"attention / PCA / similarity on a random {res['probes']['used']} of the {res['probes']['of']} probe "
+            "pairs (bounded memory)"
+        )
     if "attention" in res:
         named = [f"{h}={v['name']}" for h, v in res["attention"].items() if v["name"] != "diffuse"]
         print("heads:", ", ".join(named) or "all diffuse")
     if "pca" in res:
         b = res["pca"]["best_head"]
         c = res["pca"]["heads"][b]
-        print(f"most circular head {b}: outer ring {c['outer_ring']:.2f}, inner rings {c['inner_rings']:.2f}, x separation {c['x_separation']:.2f}")
+        print(
+            f"most circular head {b}: outer ring {c['outer_ring']:.2f}, inner rings {c['inner_rings']:.2f}, x "
+            f"separation {c['x_separation']:.2f}"
+        )
     if "kaleidoscope" in res:
-        print("same-line minus different-line similarity of block outputs at z_k:",
-              ", ".join(f"{b.removesuffix('_z')} {v['gap']:.2f}" for b, v in res["kaleidoscope"]["blocks"].items() if b.endswith("_z")))
+        print(
+            "same-line minus different-line similarity of block outputs at z_k:",
+            ", ".join(
+                f"{b.removesuffix('_z')} {v['gap']:.2f}"
+                for b, v in res["kaleidoscope"]["blocks"].items()
+                if b.endswith("_z")
+            ),
+        )
     if "kshot" in res:
-        print("k-shot grid accuracy (model / ratio matching):", ", ".join(
-            f"{k}: {v['accuracy']:.2f}/{v['ratio_matching_accuracy']:.2f}" for k, v in res["kshot"].items() if k != "context"))
+        print(
+            "k-shot grid accuracy (model / ratio matching):",
+            ", ".join(
+                f"{k}: {v['accuracy']:.2f}/{v['ratio_matching_accuracy']:.2f}"
+                for k, v in res["kshot"].items()
+                if k != "context"
+            ),
+        )
     if "algorithms" in res:
         c = res["algorithms"]["o.o.d."]
-        print(f"o.o.d. last-shot accuracy: model {c['model'][-1]:.2f}, RM {c['ratio_matching'][-1]:.2f}, MR {c['modular_regression'][-1]:.2f}; "
-              f"agreement with RM {c['agree_ratio_matching'][-1]:.2f}, with MR {c['agree_modular_regression'][-1]:.2f}")
+        print(
+            f"o.o.d. last-shot accuracy: model {c['model'][-1]:.2f}, RM {c['ratio_matching'][-1]:.2f}, MR "
+            f"{c['modular_regression'][-1]:.2f}; "
+            f"agreement with RM {c['agree_ratio_matching'][-1]:.2f}, with MR {c['agree_modular_regression'][-1]:.2f}"
+        )
     print(f"figures and analysis.json in {analysis_dir(args.run_dir, args.checkpoint)}")
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "sweep": cmd_sweep, "status": cmd_status, "plot": cmd_plot,
-            "analyze": cmd_analyze}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "bench": cmd_bench,
+    "sweep": cmd_sweep,
+    "status": cmd_status,
+    "plot": cmd_plot,
+    "analyze": cmd_analyze,
+}
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -300,8 +366,10 @@ def _interrupt_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():  # signal.signal works only there
         yield
         return
-    previous = {s: signal.signal(s, h) for s, h in
-                ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_interrupt))}
+    previous = {
+        s: signal.signal(s, h)
+        for s, h in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_interrupt))
+    }
     try:
         yield
     finally:
@@ -338,8 +406,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         how = {"train": "the same command plus --resume", "sweep": "the same command (finished points are skipped)"}
-        print(f"\nmodicl {argv[0]}: interrupted; " + (f"the last checkpoint is kept, continue with {how[argv[0]]}"
-              if argv[0] in how else "nothing was written"), file=sys.stderr)
+        print(
+            f"\nmodicl {argv[0]}: interrupted; "
+            + (
+                f"the last checkpoint is kept, continue with {how[argv[0]]}"
+                if argv[0] in how
+                else "nothing was written"
+            ),
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -86,8 +86,10 @@ def cmd_sweep(argv: list[str]) -> int:
         return _sweep_slurm(args, spec, out)
     print(f"sweep {spec.name}: {len(points)} points in {out}")
     report = run_sweep(spec, out, progress=args.progress, ensemble=args.ensemble, workers=args.workers)
-    print(f"finished {len(report.finished)}, already done {len(report.skipped)}, failed {len(report.failed)}; "
-          f"results in {out / 'results.csv'} (and .parquet)")
+    print(
+        f"finished {len(report.finished)}, already done {len(report.skipped)}, failed {len(report.failed)}; "
+        f"results in {out / 'results.csv'} (and .parquet)"
+    )
     print_cells(out / "results.csv")
     for h, err in report.failed.items():
         print(f"  failed {h}: {err} (details in {RunDir(point_dir(out, h)).error})", file=sys.stderr)
@@ -114,10 +116,16 @@ def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
     from .sweep.slurm import read_submissions, submit_sweep, wait_for_sweep
 
     if args.workers != 1:
-        raise ConfigError("--workers is for the local executor; with --executor slurm use --slurm.cpus-per-job and --slurm.array-parallelism")
+        raise ConfigError(
+            "--workers is for the local executor; with --executor slurm use --slurm.cpus-per-job and "
+            "--slurm.array-parallelism"
+        )
     subs = submit_sweep(spec, out, args.slurm, ensemble=args.ensemble)
     if not subs:
-        print(f"sweep {spec.name}: nothing to submit in {out} (every point is done, queued or running); see modicl status {out}")
+        print(
+            f"sweep {spec.name}: nothing to submit in {out} (every point is done, queued or running); see modicl "
+            f"status {out}"
+        )
     else:
         n = sum(len(s.hashes) for s in subs)
         print(f"sweep {spec.name}: submitted {n} points as {len(subs)} SLURM jobs: {' '.join(s.job_id for s in subs)}")
@@ -135,7 +143,10 @@ def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
     print_cells(out / "results.csv")
     unfinished = sum(r["state"] != "done" for r in rows)
     if unfinished:
-        print(f"modicl sweep: {unfinished} of {len(rows)} points did not finish (see above and modicl status {out})", file=sys.stderr)
+        print(
+            f"modicl sweep: {unfinished} of {len(rows)} points did not finish (see above and modicl status {out})",
+            file=sys.stderr,
+        )
     return 1 if unfinished else 0
 
 
@@ -157,8 +168,10 @@ def cmd_plot(argv: list[str]) -> int:
     args = parse(PlotCommand, argv, tyro.MISSING_NONPROP, "modicl plot")
     where = Path(args.sweep_dir)
     if not where.is_dir():
-        raise ConfigError(f"{where} does not exist; give a run directory (modicl train --out) or a sweep directory "
-                          "(modicl sweep --out)")
+        raise ConfigError(
+            f"{where} does not exist; give a run directory (modicl train --out) or a sweep directory "
+            "(modicl sweep --out)"
+        )
     # a run is a folder with config.json (read and checked by draw_run, so a broken one is named); a sweep has spec.json
     draw = draw_run if RunDir(where).config.exists() and not (where / "spec.json").exists() else plot_sweep
     for path in draw(args.sweep_dir):

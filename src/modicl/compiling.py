@@ -17,14 +17,29 @@ def compiler_errors() -> tuple[type[BaseException], ...]:
     device (a shape bug, ``torch.OutOfMemoryError``), which must propagate."""
     import torch._dynamo.exc as dynamo_exc
 
-    names = [(dynamo_exc, "BackendCompilerFailed"), (dynamo_exc, "InternalTorchDynamoError"), (dynamo_exc, "Unsupported")]
+    names = [
+        (dynamo_exc, "BackendCompilerFailed"),
+        (dynamo_exc, "InternalTorchDynamoError"),
+        (dynamo_exc, "Unsupported"),
+    ]
     try:
         import torch._inductor.exc as inductor_exc
     except ImportError:  # pragma: no cover - a torch build without Inductor
         inductor_exc = None
     if inductor_exc is not None:
-        names += [(inductor_exc, n) for n in ("InductorError", "LoweringException", "OperatorIssue", "CppCompileError",
-                                               "CUDACompileError", "InvalidCxxCompiler", "TritonMissing", "GPUTooOldForTriton")]
+        names += [
+            (inductor_exc, n)
+            for n in (
+                "InductorError",
+                "LoweringException",
+                "OperatorIssue",
+                "CppCompileError",
+                "CUDACompileError",
+                "InvalidCxxCompiler",
+                "TritonMissing",
+                "GPUTooOldForTriton",
+            )
+        ]
     return tuple(getattr(mod, n) for mod, n in names if isinstance(getattr(mod, n, None), type))
 
 

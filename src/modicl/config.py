@@ -2,8 +2,8 @@
 
 A run is fully described by a frozen :class:`RunConfig` made of three parts: :class:`TaskConfig` (the
 task family of He et al. 2024, PAPER.md §1: modulus, inputs per example, pre-training task rule, n_id,
-α split, sequence format; the family itself is :mod:`modicl.family`), :class:`ModelConfig` (the GPT-style decoder, PAPER.md §2.1) and :class:`TrainConfig` (AdamW
-and the warmup + cosine schedule, PAPER.md §2.3; evaluation cadence; numerics). :func:`validate`
+α split, sequence format; the family itself is :mod:`modicl.family`), :class:`ModelConfig` (the GPT-style decoder,
+PAPER.md §2.1) and :class:`TrainConfig` (AdamW and the warmup + cosine schedule, PAPER.md §2.3; evaluation cadence; numerics). :func:`validate`
 turns every configuration that cannot work into a :class:`ConfigError` whose one-line message says
 what to change, before any tensor is built. The named presets are in :mod:`modicl.presets`, the hash
 that names run directories in :mod:`modicl.hashing`. This module imports no torch code.
@@ -99,8 +99,8 @@ class ModelConfig:
             from the early plateau; 0.02·√(512/d_model) keeps σ·√d_model at the paper's value
             (a deviation, documented per preset).
         role_embedding: add a learned embedding of each token's role in its example (x, y or z, i.e.
-            position mod 3; position mod n_var + 1 in general) to the token embedding. A deviation from the paper (which has no
-            positional embedding): with RoPE alone the shared x/y/z vocabulary leaves a token's role
+            position mod 3; position mod n_var + 1 in general) to the token embedding. A deviation from the paper
+            (which has no positional embedding): with RoPE alone the shared x/y/z vocabulary leaves a token's role
             to be inferred, because RoPE's fastest rotation (1 rad per position) cannot express a
             period-3 pattern.
     """
@@ -223,7 +223,6 @@ class RunConfig:
 PARTS: dict[str, type] = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
 
 
-
 @dataclass(frozen=True)
 class FieldRole:
     """What one config field is to the code that compares two configs (hashing, resume, ensembles,
@@ -247,31 +246,72 @@ class FieldRole:
 
 
 _TASK, _MEMBER, _TRAIN = FieldRole(), FieldRole(member=True), FieldRole(branch=True)
-_ADDED, _ADDED_MEMBER, _ADDED_TRAIN = FieldRole(added=True), FieldRole(added=True, member=True), FieldRole(added=True, branch=True)
+_ADDED, _ADDED_MEMBER, _ADDED_TRAIN = (
+    FieldRole(added=True),
+    FieldRole(added=True, member=True),
+    FieldRole(added=True, branch=True),
+)
 _EXECUTION, _ADDED_EXECUTION = FieldRole(execution=True), FieldRole(execution=True, added=True)
 
 # The role of every field of RunConfig, by dotted name ("part.field", or "field" at the top level). Adding
 # a field to a config class means adding it here (tests/test_config.py fails otherwise); a field added
 # after run directories exist is ``added`` and must default to what runs before it computed.
 FIELD_ROLES: dict[str, FieldRole] = {
-    "task.p": _TASK, "task.n_var": _ADDED, "task.rule": _MEMBER, "task.n_id": _MEMBER, "task.n_ood": _MEMBER,
-    "task.alpha": _MEMBER, "task.n_ctx": _TASK, "task.shared_inputs": _MEMBER, "task.replacement": _MEMBER,
-    "task.split_seed": _MEMBER, "task.ood_val_fraction": _ADDED_MEMBER, "task.burst_pairs": _ADDED,
-    "task.burst_steps": _ADDED, "task.curriculum_n_id": _ADDED, "task.curriculum_steps": _ADDED,
-    "model.d_model": _TASK, "model.n_layers": _TASK, "model.n_heads": _TASK, "model.mlp_ratio": _TASK,
-    "model.rope_theta": _TASK, "model.attention": _TASK, "model.init_std": _ADDED, "model.role_embedding": _ADDED,
-    "train.steps": _TRAIN, "train.batch_size": _TRAIN, "train.lr": _TRAIN, "train.weight_decay": _TRAIN,
-    "train.warmup_steps": _TRAIN, "train.warmup_start": _TRAIN, "train.final_lr_ratio": _TRAIN,
-    "train.decay_steps": _ADDED_TRAIN, "train.weight_decay_step": _ADDED_TRAIN, "train.late_weight_decay": _ADDED_TRAIN,
-    "train.grokfast_lambda": _ADDED_TRAIN, "train.grokfast_alpha": _ADDED_TRAIN,
+    "task.p": _TASK,
+    "task.n_var": _ADDED,
+    "task.rule": _MEMBER,
+    "task.n_id": _MEMBER,
+    "task.n_ood": _MEMBER,
+    "task.alpha": _MEMBER,
+    "task.n_ctx": _TASK,
+    "task.shared_inputs": _MEMBER,
+    "task.replacement": _MEMBER,
+    "task.split_seed": _MEMBER,
+    "task.ood_val_fraction": _ADDED_MEMBER,
+    "task.burst_pairs": _ADDED,
+    "task.burst_steps": _ADDED,
+    "task.curriculum_n_id": _ADDED,
+    "task.curriculum_steps": _ADDED,
+    "model.d_model": _TASK,
+    "model.n_layers": _TASK,
+    "model.n_heads": _TASK,
+    "model.mlp_ratio": _TASK,
+    "model.rope_theta": _TASK,
+    "model.attention": _TASK,
+    "model.init_std": _ADDED,
+    "model.role_embedding": _ADDED,
+    "train.steps": _TRAIN,
+    "train.batch_size": _TRAIN,
+    "train.lr": _TRAIN,
+    "train.weight_decay": _TRAIN,
+    "train.warmup_steps": _TRAIN,
+    "train.warmup_start": _TRAIN,
+    "train.final_lr_ratio": _TRAIN,
+    "train.decay_steps": _ADDED_TRAIN,
+    "train.weight_decay_step": _ADDED_TRAIN,
+    "train.late_weight_decay": _ADDED_TRAIN,
+    "train.grokfast_lambda": _ADDED_TRAIN,
+    "train.grokfast_alpha": _ADDED_TRAIN,
     # a branch keeps its optimizer: the saved state belongs to it
-    "train.optimizer": _ADDED, "train.muon_ns_dtype": _ADDED_TRAIN,
-    "train.beta1": _TRAIN, "train.beta2": _TRAIN, "train.eps": _TRAIN, "train.eval_every": _TRAIN,
-    "train.eval_sequences": _TRAIN, "train.eval_batch_size": _TRAIN, "train.dtype": _TRAIN,
-    "train.compile": _EXECUTION, "train.compile_mode": _ADDED_EXECUTION, "train.device": _EXECUTION,
+    "train.optimizer": _ADDED,
+    "train.muon_ns_dtype": _ADDED_TRAIN,
+    "train.beta1": _TRAIN,
+    "train.beta2": _TRAIN,
+    "train.eps": _TRAIN,
+    "train.eval_every": _TRAIN,
+    "train.eval_sequences": _TRAIN,
+    "train.eval_batch_size": _TRAIN,
+    "train.dtype": _TRAIN,
+    "train.compile": _EXECUTION,
+    "train.compile_mode": _ADDED_EXECUTION,
+    "train.device": _EXECUTION,
     # one process runs an ensemble with one thread count, whatever its members asked for
-    "train.threads": FieldRole(execution=True, member=True), "train.keep_checkpoints": _ADDED_EXECUTION,
-    "seed": _MEMBER, "phase_threshold": _MEMBER, "task_seed": _ADDED_MEMBER, "init_seed": _ADDED_MEMBER,
+    "train.threads": FieldRole(execution=True, member=True),
+    "train.keep_checkpoints": _ADDED_EXECUTION,
+    "seed": _MEMBER,
+    "phase_threshold": _MEMBER,
+    "task_seed": _ADDED_MEMBER,
+    "init_seed": _ADDED_MEMBER,
     "data_seed": _ADDED_MEMBER,
 }
 
@@ -310,7 +350,9 @@ def flat_dict(cfg: RunConfig) -> dict[str, Any]:
 def without_execution(cfg: RunConfig) -> RunConfig:
     """``cfg`` with its :data:`EXECUTION_FIELDS` at their defaults (what a run computes, wherever it runs)."""
     defaults = TrainConfig()
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{f: getattr(defaults, f) for f in EXECUTION_FIELDS}))
+    return dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, **{f: getattr(defaults, f) for f in EXECUTION_FIELDS})
+    )
 
 
 @dataclass(frozen=True)
@@ -363,7 +405,10 @@ def _check_ranges(cfg: RunConfig) -> None:
     tr = cfg.train
     for name in ("beta1", "beta2"):
         if not 0.0 <= getattr(tr, name) < 1.0:
-            raise ConfigError(f"train.{name} = {getattr(tr, name)} must be in [0, 1) (AdamW's moment decay; 0.9 and 0.98 in the paper)")
+            raise ConfigError(
+                f"train.{name} = {getattr(tr, name)} must be in [0, 1) (AdamW's moment decay; 0.9 and 0.98 in the "
+                "paper)"
+            )
     if not tr.eps > 0:
         raise ConfigError(f"train.eps = {tr.eps} must be > 0 (AdamW's denominator guard; 1e-8 in the paper)")
     if not isinstance(tr.device, str) or not _DEVICE.fullmatch(tr.device):
@@ -371,11 +416,18 @@ def _check_ranges(cfg: RunConfig) -> None:
     if not cfg.model.init_std > 0:
         raise ConfigError(f"model.init_std = {cfg.model.init_std} must be > 0 (0.02 in the paper)")
     if cfg.task.burst_pairs and not cfg.task.burst_steps:
-        raise ConfigError(f"task.burst_pairs = {cfg.task.burst_pairs} needs task.burst_steps > 0 (the curriculum's length), or set burst_pairs 0")
+        raise ConfigError(
+            f"task.burst_pairs = {cfg.task.burst_pairs} needs task.burst_steps > 0 (the curriculum's length), or set "
+            "burst_pairs 0"
+        )
     t = cfg.task
-    if t.curriculum_n_id and not (t.curriculum_steps and t.curriculum_n_id <= t.n_id and cfg.train.batch_size % t.curriculum_n_id == 0):
-        raise ConfigError(f"task.curriculum_n_id = {t.curriculum_n_id} must be ≤ n_id ({t.n_id}), divide train.batch_size "
-                          f"({cfg.train.batch_size}) and come with task.curriculum_steps > 0; or set it 0")
+    if t.curriculum_n_id and not (
+        t.curriculum_steps and t.curriculum_n_id <= t.n_id and cfg.train.batch_size % t.curriculum_n_id == 0
+    ):
+        raise ConfigError(
+            f"task.curriculum_n_id = {t.curriculum_n_id} must be ≤ n_id ({t.n_id}), divide train.batch_size "
+            f"({cfg.train.batch_size}) and come with task.curriculum_steps > 0; or set it 0"
+        )
     if not math.isfinite(cfg.phase_threshold):
         raise ConfigError(f"phase_threshold = {cfg.phase_threshold} must be a finite number")
 
@@ -446,15 +498,19 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"use n_heads in {_valid_head_counts(m.d_model)} (the head dimension must be even)"
         )
     if (m.d_model // m.n_heads) % 2:
-        raise ConfigError(f"head dimension {m.d_model // m.n_heads} is odd; RoPE rotates pairs, make d_model / n_heads even"
-                          f" (n_heads in {_valid_head_counts(m.d_model)} for d_model {m.d_model})")
+        raise ConfigError(
+            f"head dimension {m.d_model // m.n_heads} is odd; RoPE rotates pairs, make d_model / n_heads even"
+            f" (n_heads in {_valid_head_counts(m.d_model)} for d_model {m.d_model})"
+        )
     if tr.steps < 1 or tr.eval_every < 1 or tr.eval_sequences < 1 or tr.eval_batch_size < 1:
         raise ConfigError("train.steps, train.eval_every, train.eval_sequences and train.eval_batch_size must be ≥ 1")
     if not tr.lr > 0:
         raise ConfigError(f"train.lr must be a finite number > 0 (got {tr.lr})")
     if tr.weight_decay < 0 or tr.late_weight_decay < 0 or tr.warmup_steps < 0:
-        raise ConfigError(f"train.weight_decay ({tr.weight_decay}), train.late_weight_decay ({tr.late_weight_decay}) "
-                          f"and train.warmup_steps ({tr.warmup_steps}) must be ≥ 0")
+        raise ConfigError(
+            f"train.weight_decay ({tr.weight_decay}), train.late_weight_decay ({tr.late_weight_decay}) "
+            f"and train.warmup_steps ({tr.warmup_steps}) must be ≥ 0"
+        )
     if not 0.0 < tr.warmup_start <= 1.0 or not 0.0 <= tr.final_lr_ratio <= 1.0:
         raise ConfigError("train.warmup_start must be in (0, 1] and train.final_lr_ratio in [0, 1] (fractions of lr)")
     if tr.decay_steps < 0 or tr.decay_steps > max(0, tr.steps - tr.warmup_steps):
@@ -469,13 +525,19 @@ def validate(cfg: RunConfig) -> RunConfig:
             "set train.final_lr_ratio to where the decay should end (e.g. 0) or decay_steps to 0"
         )
     if tr.weight_decay_step and not 0 < tr.weight_decay_step < tr.steps:
-        raise ConfigError(f"train.weight_decay_step ({tr.weight_decay_step}) must be in 1 … train.steps - 1 "
-                          f"({tr.steps - 1}); 0 keeps one weight decay")
+        raise ConfigError(
+            f"train.weight_decay_step ({tr.weight_decay_step}) must be in 1 … train.steps - 1 "
+            f"({tr.steps - 1}); 0 keeps one weight decay"
+        )
     if tr.late_weight_decay and not tr.weight_decay_step:
-        raise ConfigError(f"train.late_weight_decay = {tr.late_weight_decay} needs train.weight_decay_step, the step it starts at")
+        raise ConfigError(
+            f"train.late_weight_decay = {tr.late_weight_decay} needs train.weight_decay_step, the step it starts at"
+        )
     if tr.grokfast_lambda < 0 or not 0.0 <= tr.grokfast_alpha < 1.0:
-        raise ConfigError(f"train.grokfast_lambda ({tr.grokfast_lambda}) must be ≥ 0 (0 turns the filter off) and "
-                          f"train.grokfast_alpha ({tr.grokfast_alpha}) in [0, 1) (the EMA decay; 0.98 in Grokfast)")
+        raise ConfigError(
+            f"train.grokfast_lambda ({tr.grokfast_lambda}) must be ≥ 0 (0 turns the filter off) and "
+            f"train.grokfast_alpha ({tr.grokfast_alpha}) in [0, 1) (the EMA decay; 0.98 in Grokfast)"
+        )
     try:
         parse_schedule(tr.keep_checkpoints, tr.eval_every)
     except ScheduleError as e:
@@ -517,8 +579,11 @@ def _check_types(cls: type, values: dict[str, Any], prefix: str) -> None:
     hints = typing.get_type_hints(cls)
     for key, value in values.items():
         if key in hints and key not in PARTS and not _has_type(value, hints[key]):
-            want = " or ".join(repr(a) for a in typing.get_args(hints[key])) if typing.get_origin(hints[key]) is Literal \
+            want = (
+                " or ".join(repr(a) for a in typing.get_args(hints[key]))
+                if typing.get_origin(hints[key]) is Literal
                 else str(hints[key]).replace("<class '", "").replace("'>", "")
+            )
             raise ConfigError(f"{prefix}{key} = {json.dumps(value)} is not {want}")
 
 

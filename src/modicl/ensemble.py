@@ -26,6 +26,7 @@ from .runtime import restores_threads, setup_process
 from .steps import resolve_backend
 from .train import RunState, TrainingDiverged, train_runs
 
+
 def ensemble_key(cfg: RunConfig) -> str:
     """A string equal for configs that can train in one ensemble: the config without the fields its
     members may differ in (:data:`modicl.config.FIELD_ROLES`, ``member``: the data-only fields, the seeds,
@@ -79,7 +80,9 @@ def train_ensemble(
         raise ConfigError("train_ensemble needs one run directory per config, and at least one config")
     keys = {ensemble_key(c) for c in cfgs}
     if len(keys) > 1:
-        raise ConfigError("ensemble members differ in more than their data (n_id, α, rule, seed, …); train them in separate ensembles")
+        raise ConfigError(
+            "ensemble members differ in more than their data (n_id, α, rule, seed, …); train them in separate ensembles"
+        )
     device, dtype = setup_process(cfgs[0].train)
     backend = resolve_backend(backend, device, cfgs[0].train.optimizer)
     outcome: list[str | None] = [None] * len(cfgs)
@@ -94,15 +97,22 @@ def train_ensemble(
         except Exception as e:  # a member that cannot be opened fails alone, not the whole ensemble
             saved = saved_device_type(Path(d))
             if saved is not None and saved != device.type:
-                outcome[i] = (f"ConfigError: {d} was trained on {saved} and this ensemble runs on {device.type}; "
-                              f"resume it on a {saved} device ({type(e).__name__}: {str(e)[:120]})")
+                outcome[i] = (
+                    f"ConfigError: {d} was trained on {saved} and this ensemble runs on {device.type}; "
+                    f"resume it on a {saved} device ({type(e).__name__}: {str(e)[:120]})"
+                )
             else:
                 outcome[i] = f"{type(e).__name__}: {e}"
     try:
         for start in sorted({r.start for r in runs.values()}):
             group = {i: r for i, r in runs.items() if r.start == start}
-            results = train_runs(list(group.values()), backend, progress=progress, stop_after=stop_after,
-                                 desc=f"ensemble of {len(group)}")
+            results = train_runs(
+                list(group.values()),
+                backend,
+                progress=progress,
+                stop_after=stop_after,
+                desc=f"ensemble of {len(group)}",
+            )
             for i, res in zip(group, results):
                 outcome[i] = f"TrainingDiverged: {res}" if isinstance(res, TrainingDiverged) else None
     finally:  # release every member's run directory, however training ended

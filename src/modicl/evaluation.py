@@ -39,7 +39,12 @@ def eval_sets(t: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
 
 
 def evaluate_run(
-    model: nn.Module, cfg: RunConfig, tasks: TaskSet, *, sequences: int, generator: torch.Generator,
+    model: nn.Module,
+    cfg: RunConfig,
+    tasks: TaskSet,
+    *,
+    sequences: int,
+    generator: torch.Generator,
     autocast: contextlib.AbstractContextManager,
 ) -> dict[str, dict]:
     """Evaluate ``model`` on the four sets of a run (PAPER.md §1.7) and its validation set, with the
@@ -50,8 +55,15 @@ def evaluate_run(
     """
     device = next(model.parameters()).device
     return evaluate(
-        model, eval_sets(task_tensors(tasks, device)), n_ctx=cfg.task.n_ctx, p=cfg.task.p, sequences=sequences,
-        batch_size=cfg.train.eval_batch_size, generator=generator, autocast=autocast, replacement=True,
+        model,
+        eval_sets(task_tensors(tasks, device)),
+        n_ctx=cfg.task.n_ctx,
+        p=cfg.task.p,
+        sequences=sequences,
+        batch_size=cfg.train.eval_batch_size,
+        generator=generator,
+        autocast=autocast,
+        replacement=True,
     )
 
 

@@ -30,8 +30,10 @@ def check(p: int, n_var: int, rule: str) -> str | None:
     if n_var not in N_VARS:
         return f"task.n_var = {n_var} is not supported; use {' or '.join(map(str, N_VARS))} (inputs per example)"
     if rule == "rectangular" and n_var != 2:
-        return (f"task.rule = 'rectangular' builds rectangles in Z_p² and needs task.n_var = 2; "
-                f"use --task.rule random with task.n_var = {n_var}")
+        return (
+            f"task.rule = 'rectangular' builds rectangles in Z_p² and needs task.n_var = 2; "
+            f"use --task.rule random with task.n_var = {n_var}"
+        )
     return None
 
 

@@ -67,8 +67,10 @@ def parse_schedule(text: str, eval_every: int) -> KeepSchedule:
         else:
             raise ScheduleError(f"train.keep_checkpoints = {text!r} is not a schedule; {usage}")
     if every % eval_every:
-        raise ScheduleError(f"train.keep_checkpoints every:{every} is not a multiple of train.eval_every ({eval_every}); "
-                            f"checkpoints are written at evaluations, so use every:{max(1, round(every / eval_every)) * eval_every}")
+        raise ScheduleError(
+            f"train.keep_checkpoints every:{every} is not a multiple of train.eval_every ({eval_every}); "
+            f"checkpoints are written at evaluations, so use every:{max(1, round(every / eval_every)) * eval_every}"
+        )
     return KeepSchedule(log=log, every=every)
 
 
@@ -136,4 +138,6 @@ def kept_steps(checkpoints: Path) -> list[int]:
     """Steps of the history checkpoints in a run's ``checkpoints`` folder, ascending."""
     if not checkpoints.is_dir():
         return []
-    return sorted(s for s in (step_of(p.name.removesuffix(".json")) for p in checkpoints.glob("step-*.json")) if s is not None)
+    return sorted(
+        s for s in (step_of(p.name.removesuffix(".json")) for p in checkpoints.glob("step-*.json")) if s is not None
+    )

@@ -7,7 +7,8 @@ set of gradient buffers. The saved activations are counted op by op from this pa
 bytes), the inputs of the four linears cast to the compute dtype (c·d each for qkv, output and fc,
 c·4d for the ReLU output the MLP projection reads, in place), RoPE's rotated q and k (c·2d), and attention's
 own state: the [H, T] probabilities and a contiguous copy of v (c·d) on the explicit path; the qkv
-output v is a view of (c·3d), the output and the log-sum-exp under SDPA. Under bf16 autocast every linear also saves its weight cast to bf16.
+output v is a view of (c·3d), the output and the log-sum-exp under SDPA. Under bf16 autocast every linear also saves
+its weight cast to bf16.
 The last layer keeps its keys and values at every position and the rest only at the n_ctx query
 positions, since the loss reads the logits there alone (:meth:`modicl.model.Transformer.forward`).
 ``tests/test_memory.py`` checks the count against autograd's saved tensors and the peak RSS of a CPU
@@ -138,8 +139,9 @@ def memory_budget(device: torch.device | str | None = None) -> int:
     return CPU_MEMORY_BUDGET
 
 
-def ensemble_capacity(cfg: RunConfig, budget: int, dtype: torch.dtype = torch.bfloat16, device: str = "cuda",
-                      max_members: int = 64) -> int:
+def ensemble_capacity(
+    cfg: RunConfig, budget: int, dtype: torch.dtype = torch.bfloat16, device: str = "cuda", max_members: int = 64
+) -> int:
     """How many runs shaped like ``cfg`` may train as one ensemble within ``budget`` bytes.
 
     1 when the step is not :func:`overhead_bound` (an ensemble gains nothing) or when two members do not
@@ -166,6 +168,6 @@ def measure_saved_bytes(model: torch.nn.Module, tokens: torch.Tensor, autocast=N
             seen[st.data_ptr()] = st.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), (autocast or contextlib.nullcontext()):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast or contextlib.nullcontext():
         z_loss(model, tokens, n_var=n_var)
     return sum(seen.values())

@@ -47,8 +47,13 @@ from .family import examples, query_slice
 
 SETS = ("id_train", "id_test", "ood_train", "ood_test")
 VAL_SET = "ood_val"
-SET_LABELS = {"id_train": "i.d. train", "id_test": "i.d. test", "ood_train": "o.o.d. train", "ood_test": "o.o.d. test",
-              VAL_SET: "o.o.d. val"}
+SET_LABELS = {
+    "id_train": "i.d. train",
+    "id_test": "i.d. test",
+    "ood_train": "o.o.d. train",
+    "ood_test": "o.o.d. test",
+    VAL_SET: "o.o.d. val",
+}
 BASELINES = ("copy", "ratio_matching", "modular_regression")
 BASELINE_LABELS = {"copy": "copy", "ratio_matching": "ratio matching", "modular_regression": "modular regression"}
 # The accuracy that labels phases and selects checkpoints: last position, novel queries only.
@@ -57,9 +62,13 @@ PHASE_KEY = "acc_last_novel"
 FINGERPRINT = ("rm", "mr_only", "neither")
 FINGERPRINT_LABELS = {"rm": "RM-solvable", "mr_only": "MR-only", "neither": "neither"}
 ALGORITHMS = ("modular_regression", "recall_or_modular_regression", "ratio_matching", "neither", "undecided")
-ALGORITHM_LABELS = {"modular_regression": "modular regression", "ratio_matching": "ratio matching",
-                    "recall_or_modular_regression": "task recall or modular regression",
-                    "neither": "neither", "undecided": "undecided"}
+ALGORITHM_LABELS = {
+    "modular_regression": "modular regression",
+    "ratio_matching": "ratio matching",
+    "recall_or_modular_regression": "task recall or modular regression",
+    "neither": "neither",
+    "undecided": "undecided",
+}
 
 # Table 1 of the paper: the ✓/✗ pattern on (i.d. train, i.d. test, o.o.d. train, o.o.d. test) → phase.
 TABLE_1 = {
@@ -93,7 +102,9 @@ def wilson_interval(k: float, n: float, z: float = 1.959964) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def clustered_interval(sy: float, syy: float, sym: float, sm: float, smm: float, n_clusters: int) -> tuple[float, float]:
+def clustered_interval(
+    sy: float, syy: float, sym: float, sm: float, smm: float, n_clusters: int
+) -> tuple[float, float]:
     """95 % interval of a ratio Σy/Σm over clusters (sequences) whose predictions are correlated.
 
     Args are the sums over clusters of y (hits), y², y·m, m (predictions) and m². The ratio estimator's
@@ -214,22 +225,31 @@ class Counts:
             "repeat_frac": 1 - n_novel / n_pred,
             "repeat_frac_last": 1 - n_novel_last / n,
             "baselines": {
-                b: {"acc": int(hits[i].sum()) / n_pred, "acc_last": int(hits[i, -1]) / n,
+                b: {
+                    "acc": int(hits[i].sum()) / n_pred,
+                    "acc_last": int(hits[i, -1]) / n,
                     "acc_last_ci": list(wilson_interval(int(hits[i, -1]), n)),
                     "acc_last_novel": frac(int(novel_hits[i, -1]), n_novel_last),
-                    "kshot": (hits[i].double() / n).tolist()}
+                    "kshot": (hits[i].double() / n).tolist(),
+                }
                 for i, b in enumerate(BASELINES, start=1)
             },
         }
         if int(self.fp_n.sum()):  # scored with the query structure: the fingerprint, last position and per k
             fp_n, fp_hits = self.fp_n.cpu().tolist(), self.fp_hits.cpu().tolist()
             out["fingerprint"] = {
-                c: {"acc": frac(fp_hits[i][-1], fp_n[i][-1]), "acc_ci": list(wilson_interval(fp_hits[i][-1], fp_n[i][-1])),
-                    "n": fp_n[i][-1], "share": frac(fp_n[i][-1], n_novel_last)}
+                c: {
+                    "acc": frac(fp_hits[i][-1], fp_n[i][-1]),
+                    "acc_ci": list(wilson_interval(fp_hits[i][-1], fp_n[i][-1])),
+                    "n": fp_n[i][-1],
+                    "share": frac(fp_n[i][-1], n_novel_last),
+                }
                 for i, c in enumerate(FINGERPRINT)
             }
-            out["fingerprint_kshot"] = {c: {"acc": [frac(h, k) for h, k in zip(fp_hits[i], fp_n[i])], "n": fp_n[i]}
-                                        for i, c in enumerate(FINGERPRINT)}
+            out["fingerprint_kshot"] = {
+                c: {"acc": [frac(h, k) for h, k in zip(fp_hits[i], fp_n[i])], "n": fp_n[i]}
+                for i, c in enumerate(FINGERPRINT)
+            }
         return out
 
 
@@ -280,7 +300,9 @@ def evaluate(
         if tasks.shape[0] == 0:
             continue
         per_task = max(1, math.ceil(sequences / tasks.shape[0]))
-        tokens = sample_sequences(tasks, pairs, per_task, n_ctx, p, generator, shared_inputs=False, replacement=replacement)
+        tokens = sample_sequences(
+            tasks, pairs, per_task, n_ctx, p, generator, shared_inputs=False, replacement=replacement
+        )
         n_var = tasks.shape[-1]
         counts = Counts(n_ctx, tokens.device)
         for chunk in tokens.split(batch_size):
@@ -326,8 +348,20 @@ def read_algorithm(fingerprint: Mapping[str, Mapping], threshold: float = 0.5, p
 
 
 # The per-set numbers kept in summary.json and results tables (the k-shot curves stay in metrics.jsonl).
-SUMMARY_KEYS = ("acc", "acc_ci", "acc_last", "acc_last_ci", "acc_last_novel", "acc_last_novel_ci", "acc_novel",
-                "acc_novel_ci", "loss", "n_sequences", "n_novel_last", "repeat_frac_last")
+SUMMARY_KEYS = (
+    "acc",
+    "acc_ci",
+    "acc_last",
+    "acc_last_ci",
+    "acc_last_novel",
+    "acc_last_novel_ci",
+    "acc_novel",
+    "acc_novel_ci",
+    "loss",
+    "n_sequences",
+    "n_novel_last",
+    "repeat_frac_last",
+)
 
 
 def summary_of_set(result: Mapping, threshold: float = 0.5, pretraining: bool = False) -> dict:
@@ -337,7 +371,9 @@ def summary_of_set(result: Mapping, threshold: float = 0.5, pretraining: bool = 
     sets); keys a result lacks are left out."""
     out = {k: result[k] for k in SUMMARY_KEYS if k in result}
     if "baselines" in result:
-        out["baselines"] = {b: {k: v[k] for k in ("acc_last", "acc_last_ci", "acc_last_novel")} for b, v in result["baselines"].items()}
+        out["baselines"] = {
+            b: {k: v[k] for k in ("acc_last", "acc_last_ci", "acc_last_novel")} for b, v in result["baselines"].items()
+        }
     if "fingerprint" in result:
         out["fingerprint"] = result["fingerprint"]
         out["algorithm"] = read_algorithm(result["fingerprint"], threshold, pretraining)
@@ -359,7 +395,9 @@ def flat_columns(prefix: str, summary_set: Mapping) -> dict:
                 out[f"{prefix}.fp_{c}_lo"], out[f"{prefix}.fp_{c}_hi"] = f["acc_ci"]
         elif k == "baselines":
             out.update({f"{prefix}.{b}_last": bv["acc_last"] for b, bv in v.items()})
-            out.update({f"{prefix}.{b}_last_novel": bv["acc_last_novel"] for b, bv in v.items() if "acc_last_novel" in bv})
+            out.update(
+                {f"{prefix}.{b}_last_novel": bv["acc_last_novel"] for b, bv in v.items() if "acc_last_novel" in bv}
+            )
         elif k.endswith("_ci"):
             out[f"{prefix}.{k[:-3]}_lo"], out[f"{prefix}.{k[:-3]}_hi"] = v
         else:
@@ -411,8 +449,10 @@ def format_table(metrics: Mapping[str, Mapping], p: int | None = None, threshold
     model's accuracy on novel queries that ratio matching can answer, that only modular regression can,
     and that neither can, and what it reads as at ``threshold``, :func:`read_algorithm`), and a line for
     each set whose ratio-matching ceiling lies below ``threshold``: a ✓ there needs modular regression."""
-    head = (f"{'set':<13}{'novel last':>11}{'95% CI':>14}{'n':>6}  {'last':>6}{'95% CI':>14}{'n':>6}"
-            f"{'repeat':>8}{'copy':>7}{'RM':>7}{'MR':>7}  {'all-pos':>7}{'loss':>7}")
+    head = (
+        f"{'set':<13}{'novel last':>11}{'95% CI':>14}{'n':>6}  {'last':>6}{'95% CI':>14}{'n':>6}"
+        f"{'repeat':>8}{'copy':>7}{'RM':>7}{'MR':>7}  {'all-pos':>7}{'loss':>7}"
+    )
     lines = [head]
     present = [s for s in (*SETS, VAL_SET) if s in metrics]
     for s in present:
@@ -425,9 +465,11 @@ def format_table(metrics: Mapping[str, Mapping], p: int | None = None, threshold
             f"{m.get('n_sequences', 0):>6}{m.get('repeat_frac_last', 0):>8.2f}{bl}  {m['acc']:>7.3f}{m['loss']:>7.3f}"
         )
     notes = "novel: queries whose (x, y) is not earlier in the sequence; repeat: share of last queries that are repeats"
-    notes += ("\non the same sequences: copy (right on every repeat, so it equals the repeat share: the null to beat on "
-              "all queries); ratio matching (RM) and modular regression (MR), reference algorithms right wherever they "
-              "apply (MR is the ceiling)")
+    notes += (
+        "\non the same sequences: copy (right on every repeat, so it equals the repeat share: the null to beat on "
+        "all queries); ratio matching (RM) and modular regression (MR), reference algorithms right wherever they "
+        "apply (MR is the ceiling)"
+    )
     if p:
         notes += f"; chance 1/p = {1 / p:.3f}"
     out = "\n".join(lines) + "\n" + notes
@@ -454,9 +496,13 @@ def format_fingerprint(metrics: Mapping[str, Mapping], threshold: float = 0.5) -
         lines.append(f"{SET_LABELS[s]:<13}{cols} {ALGORITHM_LABELS[label]}")
         share = fp["rm"]["share"]
         if share is not None and share < threshold and s in SETS:
-            ceilings.append(f"{SET_LABELS[s]}: ratio matching can answer only {share:.2f} of the novel last-position "
-                            f"queries (< threshold {threshold:g}), so a ✓ there needs modular regression")
-    lines.append(f"accuracy on the novel last-position queries [95% CI] and their count, by which reference algorithm "
-                 f"can answer them; read as modular regression when the MR-only interval is ≥ {threshold:g}, ratio "
-                 f"matching when the RM-solvable one is ≥ {threshold:g} and the MR-only one below it")
+            ceilings.append(
+                f"{SET_LABELS[s]}: ratio matching can answer only {share:.2f} of the novel last-position "
+                f"queries (< threshold {threshold:g}), so a ✓ there needs modular regression"
+            )
+    lines.append(
+        f"accuracy on the novel last-position queries [95% CI] and their count, by which reference algorithm "
+        f"can answer them; read as modular regression when the MR-only interval is ≥ {threshold:g}, ratio "
+        f"matching when the RM-solvable one is ≥ {threshold:g} and the MR-only one below it"
+    )
     return "\n".join(lines + ceilings)

@@ -39,7 +39,13 @@ def hook_names(n_layers: int) -> list[str]:
         b = f"blocks.{i}"
         names += [f"{b}.hook_resid_pre"]
         names += [f"{b}.attn.hook_{s}" for s in ("q", "k", "v", "pattern", "z", "result")]
-        names += [f"{b}.hook_attn_out", f"{b}.hook_resid_mid", f"{b}.hook_mlp_post", f"{b}.hook_mlp_out", f"{b}.hook_resid_post"]
+        names += [
+            f"{b}.hook_attn_out",
+            f"{b}.hook_resid_mid",
+            f"{b}.hook_mlp_post",
+            f"{b}.hook_mlp_out",
+            f"{b}.hook_resid_post",
+        ]
     return names + ["ln_final.hook_normalized"]
 
 
@@ -133,8 +139,9 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.o = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None,
-                queries: slice | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None, queries: slice | None = None
+    ) -> Tensor:
         """x [B, T, d_model] → attention output [B, T, d_model]; rope = (cos, sin, causal mask) tables.
         With ``queries`` (a slice of the T positions; no hooks) only those positions attend: output
         [B, len(range(T)[queries]), d_model], keys and values still at every position."""
@@ -151,7 +158,9 @@ class Attention(nn.Module):
             q, k, v = (_hook(hooks, f"{n}.hook_{s}", t) for s, t in (("q", q), ("k", k), ("v", v)))
         if hooks is not None or self._explicit(x):
             # The causal mask enters as an additive 0/−inf bias fused into the score matmul.
-            scores = torch.baddbmm(causal[:T, :T], q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2), alpha=q.shape[-1] ** -0.5)
+            scores = torch.baddbmm(
+                causal[:T, :T], q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2), alpha=q.shape[-1] ** -0.5
+            )
             pattern = scores.view(B, H, T, T).softmax(dim=-1)
             pattern = _hook(hooks, f"{n}.hook_pattern", pattern)
             z = pattern.to(v.dtype) @ v
@@ -183,7 +192,7 @@ class Attention(nn.Module):
         k, v = apply_rope(kv[0], cos, sin), kv[1]
         mask = causal[:T][queries, :T]  # additive 0 / −inf, [Tq, T]
         if self._explicit(x):
-            scores = torch.baddbmm(mask, q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2), alpha=D ** -0.5)
+            scores = torch.baddbmm(mask, q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2), alpha=D**-0.5)
             z = scores.view(B, H, Tq, T).softmax(dim=-1).to(v.dtype) @ v
         else:
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
@@ -202,8 +211,9 @@ class Block(nn.Module):
         self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None,
-                positions: slice | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor, Tensor], hooks: Hooks | None = None, positions: slice | None = None
+    ) -> Tensor:
         """Residual stream [B, T, d_model] in and out. With ``positions`` (a slice of the T positions; no
         hooks) the block's output only there, [B, len(range(T)[positions]), d_model]: attention reads
         every position, the MLP runs on the kept ones."""
@@ -214,7 +224,9 @@ class Block(nn.Module):
         x = _hook(hooks, f"{n}.hook_resid_pre", x)
         x = x + _hook(hooks, f"{n}.hook_attn_out", self.attn(self.ln1(x), rope, hooks))
         x = _hook(hooks, f"{n}.hook_resid_mid", x)
-        h = _hook(hooks, f"{n}.hook_mlp_post", F.relu(self.fc(self.ln2(x)), inplace=True))  # in place: one 4·d buffer fewer
+        h = _hook(
+            hooks, f"{n}.hook_mlp_post", F.relu(self.fc(self.ln2(x)), inplace=True)
+        )  # in place: one 4·d buffer fewer
         x = x + _hook(hooks, f"{n}.hook_mlp_out", self.proj(h))
         return _hook(hooks, f"{n}.hook_resid_post", x)
 
@@ -243,11 +255,14 @@ class Transformer(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         causal = torch.ones(max_len, max_len, dtype=torch.bool).tril()
-        self.register_buffer("causal", torch.zeros(max_len, max_len).masked_fill(~causal, float("-inf")), persistent=False)
+        self.register_buffer(
+            "causal", torch.zeros(max_len, max_len).masked_fill(~causal, float("-inf")), persistent=False
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """The official init (PAPER.md §2.2): N(0, σ²) everywhere (σ = ``init_std``, 0.02 in the paper), MLP out-projection / √(2·n_layers);
+        """The official init (PAPER.md §2.2): N(0, σ²) everywhere (σ = ``init_std``, 0.02 in the paper), MLP
+        out-projection / √(2·n_layers);
         the scaling keeps the residual stream's variance from growing with depth (GPT-2)."""
         for name, p in self.named_parameters():
             if p.dim() >= 2:
@@ -307,6 +322,7 @@ class Transformer(nn.Module):
         def recorder(name: str) -> Hook:
             def record(t: Tensor) -> None:
                 cache[name] = t.detach()
+
             return record
 
         logits = self.forward(tokens, hooks={n: recorder(n) for n in names})

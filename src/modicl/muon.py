@@ -84,19 +84,35 @@ class Muon(torch.optim.Optimizer):
         ValueError: a parameter that is not 2-D or 3-D, or a negative lr, momentum or weight decay.
     """
 
-    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
-                 nesterov: bool = True, ns_dtype: torch.dtype = torch.bfloat16):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_dtype: torch.dtype = torch.bfloat16,
+    ):
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"Muon needs lr, momentum and weight decay ≥ 0 (got {lr}, {momentum}, {weight_decay})")
-        defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
-                    "ns_coefficients": NS_COEFFICIENTS, "eps": NS_EPS, "ns_steps": NS_STEPS,
-                    "adjust_lr_fn": "match_rms_adamw"}
+        defaults = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "ns_coefficients": NS_COEFFICIENTS,
+            "eps": NS_EPS,
+            "ns_steps": NS_STEPS,
+            "adjust_lr_fn": "match_rms_adamw",
+        }
         super().__init__(params, defaults)
         self.ns_dtype = ns_dtype
         for group in self.param_groups:
             for p in group["params"]:
                 if p.dim() not in (2, 3):
-                    raise ValueError(f"Muon takes matrices [A, B] or stacks [N, A, B], not a tensor of shape {tuple(p.shape)}")
+                    raise ValueError(
+                        f"Muon takes matrices [A, B] or stacks [N, A, B], not a tensor of shape {tuple(p.shape)}"
+                    )
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -80,15 +80,23 @@ def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step:
     """
     steps = [r["step"] for r in rows]
     fig, axes = subplots(1, 4, figsize=(20, 4))
-    panels = (("acc_last_novel", "last position, novel queries (phase metric)"),
-              ("acc_last", "last position, all queries (dotted: copy baseline)"),
-              ("acc", "all positions"), ("loss", "loss on z tokens"))
+    panels = (
+        ("acc_last_novel", "last position, novel queries (phase metric)"),
+        ("acc_last", "last position, all queries (dotted: copy baseline)"),
+        ("acc", "all positions"),
+        ("loss", "loss on z tokens"),
+    )
     for ax, (key, title) in zip(axes, panels):
         for s in SETS:
             ax.plot(steps, [_acc(r, s, key) for r in rows], label=SET_LABELS[s], color=_COLORS[s])
             if key == "acc_last" and "baselines" in rows[-1].get(s, {}):
-                ax.plot(steps, [r[s]["baselines"]["copy"]["acc_last"] if "baselines" in r.get(s, {}) else math.nan for r in rows],
-                        color=_COLORS[s], ls=":", lw=1)
+                ax.plot(
+                    steps,
+                    [r[s]["baselines"]["copy"]["acc_last"] if "baselines" in r.get(s, {}) else math.nan for r in rows],
+                    color=_COLORS[s],
+                    ls=":",
+                    lw=1,
+                )
         if key == "acc_last_novel" and VAL_SET in rows[-1]:
             ax.plot(steps, [_acc(r, VAL_SET, key) for r in rows], color="k", ls="--", lw=1, label=SET_LABELS[VAL_SET])
         ax.axhline(math.log(p) if key == "loss" else 1 / p, color="gray", ls=":", lw=1, label="chance")
@@ -103,8 +111,9 @@ def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step:
     _save(fig, path)
 
 
-def attention_progress_plot(rows: Sequence[Mapping], path: Path, best_step: int | None = None,
-                            threshold: float | None = None) -> bool:
+def attention_progress_plot(
+    rows: Sequence[Mapping], path: Path, best_step: int | None = None, threshold: float | None = None
+) -> bool:
     """Progress measures against the step, with the run's phases as background bands (PAPER.md §3: the
     phase of each evaluation, Table 1, so the boundaries show where the run changed phase).
 
@@ -133,8 +142,13 @@ def attention_progress_plot(rows: Sequence[Mapping], path: Path, best_step: int 
     top.set_ylim(0, 1.02)
     for key, ls in (("prev_token", "-"), ("two_back", "--"), ("z_tokens", ":")):
         for layer in range(n_layers):
-            ax.plot(steps, [r["attention"][key][layer] for r in rows], ls=ls, color=f"C{layer}",
-                    label=f"layer {layer}: {key.replace('_', ' ')}")
+            ax.plot(
+                steps,
+                [r["attention"][key][layer] for r in rows],
+                ls=ls,
+                color=f"C{layer}",
+                label=f"layer {layer}: {key.replace('_', ' ')}",
+            )
     seen = set()
     if threshold is not None:
         top.axhline(threshold, color="k", ls=":", lw=0.8, label=f"phase threshold {threshold:g}")
@@ -144,12 +158,20 @@ def attention_progress_plot(rows: Sequence[Mapping], path: Path, best_step: int 
             lo = a if i == 0 else (segs[i - 1][1] + a) / 2
             hi = b if i == len(segs) - 1 else (b + segs[i + 1][0]) / 2
             for axis in (top, ax):
-                axis.axvspan(lo, hi, color=PHASE_COLORS[ph], alpha=0.35, lw=0,
-                             label=None if ph in seen or axis is ax else PHASE_LABELS[ph])
+                axis.axvspan(
+                    lo,
+                    hi,
+                    color=PHASE_COLORS[ph],
+                    alpha=0.35,
+                    lw=0,
+                    label=None if ph in seen or axis is ax else PHASE_LABELS[ph],
+                )
             seen.add(ph)
     for axis in (top, ax):
         if best_step is not None:
-            axis.axvline(best_step, color="k", ls="--", lw=0.8, label="best o.o.d. (validation)" if axis is top else None)
+            axis.axvline(
+                best_step, color="k", ls="--", lw=0.8, label="best o.o.d. (validation)" if axis is top else None
+            )
     ax.set_xlabel("step")
     ax.set_ylabel("attention weight from y positions (strongest head)")
     ax.set_ylim(0, 1.02)
@@ -158,8 +180,12 @@ def attention_progress_plot(rows: Sequence[Mapping], path: Path, best_step: int 
     loss_ax.set_ylabel("i.d. train loss (grey)")
     top.legend(fontsize=6, ncol=2, loc="upper left")
     ax.legend(fontsize=6, ncol=max(1, n_layers))
-    top.set_title("progress measures; background: the phase of each evaluation (Table 1)" if threshold is not None
-                  else "progress measures", fontsize=9)
+    top.set_title(
+        "progress measures; background: the phase of each evaluation (Table 1)"
+        if threshold is not None
+        else "progress measures",
+        fontsize=9,
+    )
     _save(fig, path)
     return True
 
@@ -184,8 +210,14 @@ def kshot_plot(results: Mapping[str, Mapping], path: Path, p: int) -> None:
     base = first["ood_test"].get("baselines", {})
     for b, ls in zip(BASELINES, ("-", "--", "-.")):
         if b in base and "kshot" in base[b]:
-            ax.plot(range(len(base[b]["kshot"])), base[b]["kshot"], color="0.55", ls=ls, lw=1,
-                    label=f"{BASELINE_LABELS[b]} (o.o.d. test null)")
+            ax.plot(
+                range(len(base[b]["kshot"])),
+                base[b]["kshot"],
+                color="0.55",
+                ls=ls,
+                lw=1,
+                label=f"{BASELINE_LABELS[b]} (o.o.d. test null)",
+            )
     ax.axhline(1 / p, color="gray", ls=":", lw=1, label="chance 1/p")
     ax.set_xlabel("number of shots k (in-context examples before the query)")
     ax.set_ylabel("accuracy (all queries)")

@@ -19,8 +19,14 @@ def _quick() -> RunConfig:
         task=TaskConfig(p=7, rule="rectangular", n_id=32, alpha=0.8, n_ctx=16),
         model=ModelConfig(d_model=128, n_layers=4, n_heads=4),
         train=TrainConfig(
-            steps=6000, batch_size=64, lr=2e-3, weight_decay=0.5, warmup_steps=200,
-            eval_every=250, eval_sequences=512, eval_batch_size=512,
+            steps=6000,
+            batch_size=64,
+            lr=2e-3,
+            weight_decay=0.5,
+            warmup_steps=200,
+            eval_every=250,
+            eval_sequences=512,
+            eval_batch_size=512,
             # One thread pins the floating-point summation order, and with it the trajectory: with 2
             # threads the same seed reached only o.o.d. memorization (docs/quick-preset.md).
             threads=1,
@@ -79,8 +85,9 @@ def _quick_p11() -> RunConfig:
         # lr 2e-3 held until step 4 000, then a cosine to 0.1x over the last 1 500 steps (warmup-stable-decay):
         # the seeds leave the loss plateau at 2 500-4 500 steps and the decay settles the accuracies that a
         # constant lr lets flicker around the threshold (docs/quick-preset.md).
-        train=dataclasses.replace(q.train, batch_size=64, steps=5500, decay_steps=1500, final_lr_ratio=0.1,
-                                  eval_every=500),
+        train=dataclasses.replace(
+            q.train, batch_size=64, steps=5500, decay_steps=1500, final_lr_ratio=0.1, eval_every=500
+        ),
     )
 
 

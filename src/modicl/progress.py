@@ -3,7 +3,8 @@
 A tqdm bar redraws its one line many times a second with carriage returns; in a SLURM log or a file
 behind ``2> log`` that is one ever-growing line. When stderr is not a terminal, :func:`progress_bar`
 returns :class:`LogProgress` instead, which has the same small interface (``update``, ``set_postfix``,
-``refresh``, ``close``, the attribute ``n``) and writes one plain line at most every ``interval`` seconds and when it closes.
+``refresh``, ``close``, the attribute ``n``) and writes one plain line at most every ``interval`` seconds and when it
+closes.
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ class LogProgress:
         disable: write nothing.
     """
 
-    def __init__(self, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "it",
-                 interval: float = 30.0, file: TextIO | None = None, disable: bool = False, **_: Any):
+    def __init__(
+        self,
+        total: int | None = None,
+        initial: int = 0,
+        desc: str = "",
+        unit: str = "it",
+        interval: float = 30.0,
+        file: TextIO | None = None,
+        disable: bool = False,
+        **_: Any,
+    ):
         self.total, self.n, self.desc, self.unit = total, initial, desc, unit
         self.interval, self.file, self.disable = interval, file, disable
         self.postfix: dict[str, Any] = {}
@@ -69,11 +79,23 @@ class LogProgress:
                 self._write()
 
 
-def progress_bar(*, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "it", disable: bool = False,
-                 interval: float = 30.0, lines: bool = False, **tqdm_kwargs: Any):
-    """A tqdm bar when stderr is a terminal (or in a Jupyter notebook), else a :class:`LogProgress` writing a line every ``interval``
+def progress_bar(
+    *,
+    total: int | None = None,
+    initial: int = 0,
+    desc: str = "",
+    unit: str = "it",
+    disable: bool = False,
+    interval: float = 30.0,
+    lines: bool = False,
+    **tqdm_kwargs: Any,
+):
+    """A tqdm bar when stderr is a terminal (or in a Jupyter notebook), else a :class:`LogProgress` writing a line
+    every ``interval``
     seconds. ``lines``: plain lines even on a terminal (several processes sharing one stderr, where bars would
     overwrite each other). Both take ``update(n)``, ``set_postfix(**values)`` and ``close()``."""
-    if not lines and ("ipykernel" in sys.modules or (sys.stderr is not None and sys.stderr.isatty())):  # a notebook draws its own bar
+    if not lines and (
+        "ipykernel" in sys.modules or (sys.stderr is not None and sys.stderr.isatty())
+    ):  # a notebook draws its own bar
         return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable, **tqdm_kwargs)
     return LogProgress(total=total, initial=initial, desc=desc, unit=unit, disable=disable, interval=interval)

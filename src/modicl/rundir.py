@@ -18,7 +18,8 @@
     RUN_DIR/.lock                  held while a process trains the run (:mod:`modicl.runlock`)
 
 A run is done when it holds summary.json, failed when it holds error.txt, interrupted when it holds a
-checkpoint but neither, and new otherwise (:meth:`RunDir.status`). Every file is written to a temporary name and renamed, so a crash never leaves a half-written file; a
+checkpoint but neither, and new otherwise (:meth:`RunDir.status`). Every file is written to a temporary name and
+renamed, so a crash never leaves a half-written file; a
 write that fails (disk full, file too large, no permission) removes its temporary files and raises
 :class:`WriteError` naming the file.
 """
@@ -27,19 +28,19 @@ from __future__ import annotations
 
 import io
 import json
-import warnings
 import os
 import shutil
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from . import __version__
 from .config import ConfigError, RunConfig, from_dict, to_dict
+from .history import ScheduleError, file_stem, ref_of, step_of
 from .runlock import LOCK_NAME, is_locked, lock_run
 from .signals import signals_held
-from .history import ScheduleError, file_stem, ref_of, step_of
 
 if TYPE_CHECKING:  # torch and the model load on use: a sweep's status needs neither
     import torch
@@ -111,7 +112,11 @@ class RunDir:
 
     def holds_other_files(self) -> bool:
         """True for a directory that holds something (the training lock aside) but no modicl run."""
-        return self.path.is_dir() and bool({e.name for e in self.path.iterdir()} - _RUN_SCAFFOLD) and not is_run_dir(self.path)
+        return (
+            self.path.is_dir()
+            and bool({e.name for e in self.path.iterdir()} - _RUN_SCAFFOLD)
+            and not is_run_dir(self.path)
+        )
 
     def has_checkpoint(self, name: str = "last") -> bool:
         """True when the weights of checkpoint ``name`` exist."""
@@ -252,11 +257,14 @@ def clear_run(run_dir: str | Path) -> None:
     """
     run_dir = Path(run_dir)
     check_run_out(run_dir)
-    foreign = sorted(e.name for e in run_dir.iterdir()
-                     if e.name not in _ENTRY_NAMES | _RUN_SCAFFOLD and not e.name.startswith("."))
+    foreign = sorted(
+        e.name for e in run_dir.iterdir() if e.name not in _ENTRY_NAMES | _RUN_SCAFFOLD and not e.name.startswith(".")
+    )
     if foreign:
-        raise ConfigError(f"--overwrite would delete files modicl did not write in {run_dir}: {', '.join(foreign)}; "
-                          "move them out first")
+        raise ConfigError(
+            f"--overwrite would delete files modicl did not write in {run_dir}: {', '.join(foreign)}; "
+            "move them out first"
+        )
     with lock_run(run_dir):
         clear_dir(run_dir, keep=_RUN_SCAFFOLD)
 
@@ -311,8 +319,9 @@ def read_metrics(run_dir: Path, up_to_step: int | None = None) -> list[dict]:
                 row = json.loads(line)
                 int(row["step"])
             except (json.JSONDecodeError, TypeError, KeyError, ValueError):
-                warnings.warn(f"{path}: line {i} is not a complete metrics row (torn by a crash?); it is dropped",
-                              stacklevel=2)
+                warnings.warn(
+                    f"{path}: line {i} is not a complete metrics row (torn by a crash?); it is dropped", stacklevel=2
+                )
                 continue
             if up_to_step is None or row["step"] <= up_to_step:
                 rows.append(row)
@@ -326,8 +335,14 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, name: str, model: Transformer, cfg: RunConfig, tasks: TaskSet, step: int,
-    metrics: dict | None = None, state: dict | None = None,
+    run_dir: Path,
+    name: str,
+    model: Transformer,
+    cfg: RunConfig,
+    tasks: TaskSet,
+    step: int,
+    metrics: dict | None = None,
+    state: dict | None = None,
 ) -> None:
     """Write ``checkpoints/{name}.safetensors`` + ``{name}.json`` (+ ``{name}.state.pt`` when ``state``).
 
@@ -344,8 +359,11 @@ def save_checkpoint(
     rd.checkpoints.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     sidecar = {
-        "step": step, "modicl_version": __version__, "config": to_dict(cfg),
-        "tasks": json.loads(tasks.to_json()), "metrics": metrics,
+        "step": step,
+        "modicl_version": __version__,
+        "config": to_dict(cfg),
+        "tasks": json.loads(tasks.to_json()),
+        "metrics": metrics,
     }
     # Serialised in memory and written by Python, so a failed write is an OSError naming its cause
     # (torch.save to a path reports only "iostream error").
@@ -387,7 +405,14 @@ class Checkpoint:
 
 def available(rd: RunDir) -> str:
     """The checkpoints of a run as ``--checkpoint`` spells them (``last, best_ood, step:0 … step:4000``)."""
-    have = sorted((p.stem for p in rd.checkpoints.glob("*.safetensors")), key=lambda s: (-1 if step_of(s) is None else step_of(s), s)) if rd.checkpoints.exists() else []
+    have = (
+        sorted(
+            (p.stem for p in rd.checkpoints.glob("*.safetensors")),
+            key=lambda s: (-1 if step_of(s) is None else step_of(s), s),
+        )
+        if rd.checkpoints.exists()
+        else []
+    )
     names = [ref_of(s) for s in have]
     if len(names) > 8:
         names = names[:4] + ["…"] + names[-3:]
@@ -428,15 +453,19 @@ def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch
         raise CheckpointError(f"{path} is corrupt ({type(e).__name__}: {e}); delete it or train again") from None
     shared = overlaps(tasks)
     if shared:
-        raise CheckpointError(f"{path}: its task lists overlap ({', '.join(shared)}), so o.o.d. numbers would include "
-                              "pre-training tasks or inputs; this checkpoint cannot be trusted")
+        raise CheckpointError(
+            f"{path}: its task lists overlap ({', '.join(shared)}), so o.o.d. numbers would include "
+            "pre-training tasks or inputs; this checkpoint cannot be trusted"
+        )
     model = build_model(cfg)
     try:
         weights = load_file(str(rd.checkpoint(name)))
         model.load_state_dict(weights)
     except (SafetensorError, RuntimeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {rd.checkpoint(name)} is corrupt or does not match its config: {first}") from None
+        raise CheckpointError(
+            f"checkpoint {rd.checkpoint(name)} is corrupt or does not match its config: {first}"
+        ) from None
     model.to(device).eval()
     return Checkpoint(model, cfg, tasks, step, sidecar)
 
@@ -454,11 +483,15 @@ def load_state(run_dir: Path, name: str = "last") -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing; the run cannot be resumed, train it again without --resume") from None
+        raise CheckpointError(
+            f"{path} is missing; the run cannot be resumed, train it again without --resume"
+        ) from None
     except Exception as e:  # torch raises several types for a truncated file
         raise CheckpointError(f"{path} is corrupt ({type(e).__name__}); start the run again with --overwrite") from None
     saved = read_json(RunDir(run_dir).checkpoint(name, "json")).get("step")
     if "step" in state and state["step"] != saved:
-        raise CheckpointError(f"checkpoint {name} of {run_dir} is inconsistent (state at step {state['step']}, weights at step "
-                              f"{saved}: killed while saving); start the run again with --overwrite")
+        raise CheckpointError(
+            f"checkpoint {name} of {run_dir} is inconsistent (state at step {state['step']}, weights at step "
+            f"{saved}: killed while saving); start the run again with --overwrite"
+        )
     return state

@@ -14,7 +14,6 @@ from typing import IO
 
 from .config import ConfigError
 
-
 # The lock's file name inside a run directory.
 LOCK_NAME = ".lock"
 

@@ -29,8 +29,9 @@ def _cpu_flags() -> frozenset[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return frozenset()
-    return frozenset(f for line in text.splitlines() if line.startswith(("flags", "Features"))
-                     for f in line.split(":", 1)[1].split())
+    return frozenset(
+        f for line in text.splitlines() if line.startswith(("flags", "Features")) for f in line.split(":", 1)[1].split()
+    )
 
 
 _X86_KINDS = ("avx2", "avx512", "avx512_bf16", "amx")  # narrowest to widest matmul path
@@ -59,8 +60,14 @@ def cpu_kind() -> str:
     ``ONEDNN_MAX_CPU_ISA``) cap the kind too, so ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``
     makes a newer CPU run, and report, the AVX2-only path (fp32 under ``train.dtype = auto``)."""
     flags = _cpu_flags()
-    kind = next((k for f, k in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"),
-                                ("avx2", "avx2")) if f in flags), None)
+    kind = next(
+        (
+            k
+            for f, k in (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"), ("avx2", "avx2"))
+            if f in flags
+        ),
+        None,
+    )
     if kind is None:
         return os.uname().machine
     for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
@@ -98,7 +105,9 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asks for CUDA but none is available; use the cpu device")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise ConfigError(
+            f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
     return device
 
 

@@ -16,7 +16,9 @@ from collections.abc import Iterator
 
 # Signals whose Python handlers raise in the middle of whatever runs: Ctrl-C, a kill, and SLURM's
 # time-out / pre-emption warning (submitit's handler requeues the job and exits from inside it).
-_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP") if hasattr(signal, n))
+_STOP_SIGNALS = tuple(
+    getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP") if hasattr(signal, n)
+)
 
 
 @contextlib.contextmanager

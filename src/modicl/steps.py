@@ -153,15 +153,17 @@ class _JointState(MutableMapping):
         return len(self.opt.adamw.state) + len(self.opt.muon.state)
 
 
-def build_optimizer(model: torch.nn.Module | Mapping[str, Tensor], cfg: TrainConfig, device: torch.device, *,
-                    stacked: bool = False) -> torch.optim.AdamW | MuonAdamW:
+def build_optimizer(
+    model: torch.nn.Module | Mapping[str, Tensor], cfg: TrainConfig, device: torch.device, *, stacked: bool = False
+) -> torch.optim.AdamW | MuonAdamW:
     """AdamW with weight decay on ≥2-D parameters only; fused kernels on CUDA. With ``cfg.optimizer``
     ``muon``, a :class:`MuonAdamW` whose Muon takes the weight matrices of the blocks (attention and MLP)
     and whose AdamW takes the embeddings (decayed) and the LayerNorm parameters.
 
     ``model`` is a module or its named parameters {name: tensor} in order; with ``stacked`` every
     parameter carries a leading member dimension (an ensemble's stacked parameters, :class:`VmapStep`)
-    that does not count towards its dimensions, and Muon orthogonalizes each member's matrix on its own. Muon's Newton–Schulz precision is ``cfg.muon_ns_dtype``
+    that does not count towards its dimensions, and Muon orthogonalizes each member's matrix on its own. Muon's
+    Newton–Schulz precision is ``cfg.muon_ns_dtype``
     (:func:`modicl.muon.resolve_ns_dtype`).
     """
     muon: list[Tensor] = []
@@ -177,8 +179,10 @@ def build_optimizer(model: torch.nn.Module | Mapping[str, Tensor], cfg: TrainCon
     adamw = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=device.type == "cuda")
     if not muon:
         return adamw
-    return MuonAdamW(adamw, Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 ns_dtype=resolve_ns_dtype(cfg.muon_ns_dtype, device)))
+    return MuonAdamW(
+        adamw,
+        Muon(muon, lr=cfg.lr, weight_decay=cfg.weight_decay, ns_dtype=resolve_ns_dtype(cfg.muon_ns_dtype, device)),
+    )
 
 
 GROKFAST_KEY = "grokfast_ema"  # where the filter keeps its EMA: in the optimizer state, so checkpoints carry it
@@ -245,15 +249,26 @@ class TrainStep:
     :func:`grokfast_filter`, applied between backward and the optimizer step when λ > 0.
     """
 
-    def __init__(self, model: Transformer, opt: torch.optim.Optimizer, autocast, compile: bool, compile_mode: str = "default",
-                 *, n_var: int, grokfast: tuple[float, float] = (0.0, 0.98)):
+    def __init__(
+        self,
+        model: Transformer,
+        opt: torch.optim.Optimizer,
+        autocast,
+        compile: bool,
+        compile_mode: str = "default",
+        *,
+        n_var: int,
+        grokfast: tuple[float, float] = (0.0, 0.98),
+    ):
         self.model, self.opt, self.autocast, self.n_var = model, opt, autocast, n_var
         self.grokfast = grokfast
         self.compile_mode = compile_mode
         self.compiled = compile
         self.forward_model = model
         if compile:  # mode only when it is not the default, so any backend can be swapped in
-            self.forward_model = torch.compile(model) if compile_mode == "default" else torch.compile(model, mode=compile_mode)
+            self.forward_model = (
+                torch.compile(model) if compile_mode == "default" else torch.compile(model, mode=compile_mode)
+            )
         self.graph_breaks: int | None = None
         self.compile_error: str | None = None
 
@@ -278,7 +293,7 @@ class TrainStep:
                 raise
             self.compiled, self.forward_model = False, self.model
             self.compile_error = f"{type(e).__name__}: {str(e)[:300]}"
-            warnings.warn(f"torch.compile failed ({self.compile_error}); training eagerly instead")
+            warnings.warn(f"torch.compile failed ({self.compile_error}); training eagerly instead", stacklevel=2)
             return self._run(self.model, tokens)
         if breaks_before is not None:
             self.graph_breaks = graph_break_count() - breaks_before
@@ -316,14 +331,20 @@ class VmapStep:
         for n in names:  # resume: stack the members' optimizer states
             states = [r.opt.state[mp[n]] if mp[n] in r.opt.state else None for r, mp in zip(runs, member_params)]
             if all(states):  # AdamW's moments, Muon's momentum, the Grokfast EMA: one per member; the step count shared
-                self.opt.state[params[n]] = {k: v.clone() if k == "step" else torch.stack([s[k] for s in states])
-                                             for k, v in states[0].items() if all(k in s for s in states)}
+                self.opt.state[params[n]] = {
+                    k: v.clone() if k == "step" else torch.stack([s[k] for s in states])
+                    for k, v in states[0].items()
+                    if all(k in s for s in states)
+                }
 
     def _member_loss(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import functional_call
 
-        return z_loss(lambda inputs, **kw: functional_call(self.base, (params, buffers), (inputs,), kw), tokens,
-                      n_var=self.runs[0].cfg.task.n_var)
+        return z_loss(
+            lambda inputs, **kw: functional_call(self.base, (params, buffers), (inputs,), kw),
+            tokens,
+            n_var=self.runs[0].cfg.task.n_var,
+        )
 
     def _losses(self, params: dict, buffers: dict, tokens: Tensor) -> Tensor:
         from torch.func import vmap
@@ -346,7 +367,9 @@ class VmapStep:
             if self.loss_fn is self._losses or not is_compiler_error(e):
                 raise
             self.compile_error = f"{type(e).__name__}: {str(e)[:300]}"
-            warnings.warn(f"torch.compile failed on the vmap ensemble ({self.compile_error}); running it eagerly")
+            warnings.warn(
+                f"torch.compile failed on the vmap ensemble ({self.compile_error}); running it eagerly", stacklevel=2
+            )
             self.loss_fn, self.compiled = self._losses, False
             self.opt.zero_grad(set_to_none=True)
             losses = self._losses(self.params, self.buffers, tokens)
@@ -373,8 +396,18 @@ class LoopStep:
 
     def __init__(self, runs: Sequence[RunState]):
         compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
-        self.steps = [TrainStep(r.model, r.opt, r.autocast, compile_on, r.cfg.train.compile_mode, n_var=r.cfg.task.n_var,
-                                grokfast=(r.cfg.train.grokfast_lambda, r.cfg.train.grokfast_alpha)) for r in runs]
+        self.steps = [
+            TrainStep(
+                r.model,
+                r.opt,
+                r.autocast,
+                compile_on,
+                r.cfg.train.compile_mode,
+                n_var=r.cfg.task.n_var,
+                grokfast=(r.cfg.train.grokfast_lambda, r.cfg.train.grokfast_alpha),
+            )
+            for r in runs
+        ]
 
     def __call__(self, batches: Sequence[Tensor], lr: float, weight_decay: float | None = None) -> Tensor:
         """One step per member at learning rate ``lr`` and weight decay ``weight_decay``; the members'

@@ -1,6 +1,7 @@
 """Figures of a sweep (PAPER.md §3): the phase diagram in the layout of Fig. 1b, the per-set accuracy
 heatmaps of Fig. 3a, o.o.d. accuracy against n_id per depth, the depth law at one (n_id, α), and
-training curves that show transient o.o.d. generalization. Everything is read from the sweep's ``results.csv`` and run directories.
+training curves that show transient o.o.d. generalization. Everything is read from the sweep's ``results.csv`` and run
+directories.
 
 Accuracies are novel-query last-position accuracies (the phase metric, :data:`modicl.metrics.PHASE_KEY`).
 A cell is a distribution over its seeds: each seed is classified on its own and the phase diagram draws
@@ -16,16 +17,23 @@ import math
 from pathlib import Path
 
 from matplotlib import colormaps
-
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from .cells import (cells_markdown, fingerprint_hits, fisher_exact, last_fingerprints, mean_interval, outside_patterns,  # noqa: E402
-                    shift_markdown, transient_markdown)
+from .cells import (
+    cells_markdown,
+    fingerprint_hits,
+    fisher_exact,
+    last_fingerprints,
+    mean_interval,
+    outside_patterns,  # noqa: E402
+    shift_markdown,
+    transient_markdown,
+)
 from .config import ConfigError  # noqa: E402
+from .metrics import PHASE_KEY, PHASE_LABELS, PHASES, SET_LABELS, SETS  # noqa: E402
 from .plots import PHASE_COLORS, save_figure, subplots  # noqa: E402
 from .rundir import RunDir, read_metrics  # noqa: E402
 from .sweep.spec import point_dir  # noqa: E402
-from .metrics import PHASE_KEY, PHASE_LABELS, PHASES, SET_LABELS, SETS  # noqa: E402
 
 PHASE_ORDER = PHASES
 KEY = PHASE_KEY  # the accuracy every sweep figure shows
@@ -95,20 +103,31 @@ def _cells(df) -> list[dict]:
     cells = []
     for (n_id, alpha), g in df.groupby(["n_id", "alpha"]):
         odd = g[~g["phase"].isin(PHASE_ORDER[:-1])]  # every label outside Table 1 counts as unlisted
-        cells.append({"n_id": int(n_id), "alpha": float(alpha), "n": len(g), "phases": _phase_counts(g),
-                      "unlisted_patterns": outside_patterns(odd.assign(phase="unlisted")), "acc": {s: _interval_text(g[_col(df, "final", s)]) for s in SETS}})
+        cells.append(
+            {
+                "n_id": int(n_id),
+                "alpha": float(alpha),
+                "n": len(g),
+                "phases": _phase_counts(g),
+                "unlisted_patterns": outside_patterns(odd.assign(phase="unlisted")),
+                "acc": {s: _interval_text(g[_col(df, "final", s)]) for s in SETS},
+            }
+        )
     return cells
 
 
-def _phase_bar(ax, x: float, y: float, width: float, height: float, counts: dict[str, int], n: int,
-               unlisted: list[str] = ()) -> None:
+def _phase_bar(
+    ax, x: float, y: float, width: float, height: float, counts: dict[str, int], n: int, unlisted: list[str] = ()
+) -> None:
     """A stacked bar of phase fractions, left edge at ``x``, bottom at ``y``, a segment per phase labelled
     with its seed count (and the ✓/✗ patterns of seeds in no Table 1 phase)."""
     left = x
     for ph in PHASE_ORDER:
         k = counts.get(ph, 0)
         if k:
-            ax.add_patch(Rectangle((left, y), width * k / n, height, facecolor=PHASE_COLORS[ph], edgecolor="white", lw=0.8))
+            ax.add_patch(
+                Rectangle((left, y), width * k / n, height, facecolor=PHASE_COLORS[ph], edgecolor="white", lw=0.8)
+            )
             label = f"{k} {' '.join(unlisted)}" if ph == "unlisted" and unlisted else str(k)
             ax.text(left + width * k / n / 2, y + height / 2, label, ha="center", va="center", fontsize=7)
             left += width * k / n
@@ -125,14 +144,23 @@ def phase_diagram(df, thr: float, path: Path, title: str) -> list[Path]:
     for c in cells:
         j, i = xs.index(c["n_id"]), ys.index(c["alpha"])
         _phase_bar(ax, j - 0.44, i - 0.44, 0.88, 0.28, c["phases"], c["n"], c["unlisted_patterns"])
-        ax.text(j, i + 0.18, f"i.d. test {c['acc']['id_test']}\no.o.d. train {c['acc']['ood_train']}\n"
-                f"o.o.d. test {c['acc']['ood_test']}\n{c['n']} seed{'s' * (c['n'] > 1)}", ha="center", va="center", fontsize=6.5)
+        ax.text(
+            j,
+            i + 0.18,
+            f"i.d. test {c['acc']['id_test']}\no.o.d. train {c['acc']['ood_train']}\n"
+            f"o.o.d. test {c['acc']['ood_test']}\n{c['n']} seed{'s' * (c['n'] > 1)}",
+            ha="center",
+            va="center",
+            fontsize=6.5,
+        )
         if len(c["phases"]) > 1:
             disagree = True
             ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False, edgecolor="tab:red", lw=1.5, ls="--"))
     ax.set_xlim(-0.5, len(xs) - 0.5)
     ax.set_ylim(-0.5, len(ys) - 0.5)
-    ax.set_xticks(range(len(xs)), [f"{x}" + (f"\n($2^{{{math.log2(x):g}}}$)" if math.log2(x).is_integer() else "") for x in xs])
+    ax.set_xticks(
+        range(len(xs)), [f"{x}" + (f"\n($2^{{{math.log2(x):g}}}$)" if math.log2(x).is_integer() else "") for x in xs]
+    )
     ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
     for k in range(1, len(xs)):
         ax.axvline(k - 0.5, color="0.85", lw=0.8)
@@ -141,9 +169,15 @@ def phase_diagram(df, thr: float, path: Path, title: str) -> list[Path]:
     ax.set_xlabel("n_id: number of pre-training task vectors")
     ax.set_ylabel("α: fraction of the p² input pairs\nused in pre-training")
     seeds = max(c["n"] for c in cells)
-    note = "one seed per cell: an anecdote" if seeds == 1 else f"bars: fraction of the seeds in each phase (≤ {seeds} seeds a cell)"
-    ax.set_title(f"{title}\n{note}; seed means with 95 % t-intervals, novel-query last-position accuracy; ✓ at ≥ {thr:g}",
-                 fontsize=8)
+    note = (
+        "one seed per cell: an anecdote"
+        if seeds == 1
+        else f"bars: fraction of the seeds in each phase (≤ {seeds} seeds a cell)"
+    )
+    ax.set_title(
+        f"{title}\n{note}; seed means with 95 % t-intervals, novel-query last-position accuracy; ✓ at ≥ {thr:g}",
+        fontsize=8,
+    )
     handles = [Patch(color=PHASE_COLORS[ph], label=PHASE_LABELS[ph]) for ph in PHASE_ORDER]
     if disagree:
         handles.append(Patch(fill=False, edgecolor="tab:red", ls="--", label="seeds disagree"))
@@ -160,10 +194,18 @@ def set_heatmaps(df, path: Path, title: str) -> list[Path]:
     for ax, s in zip(axes, SETS):
         grid = [[mean.loc[(x, y), _col(df, "final", s)] if (x, y) in mean.index else math.nan for x in xs] for y in ys]
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto")
-        for i, y in enumerate(ys):
-            for j, x in enumerate(xs):
+        for i in range(len(ys)):
+            for j in range(len(xs)):
                 if not math.isnan(grid[i][j]):
-                    ax.text(j, i, f"{grid[i][j]:.2f}", ha="center", va="center", fontsize=7, color="w" if grid[i][j] < 0.6 else "k")
+                    ax.text(
+                        j,
+                        i,
+                        f"{grid[i][j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="w" if grid[i][j] < 0.6 else "k",
+                    )
         ax.set_xticks(range(len(xs)), [str(x) for x in xs])
         ax.set_title(SET_LABELS[s], fontsize=9)
         ax.set_xlabel("n_id")
@@ -183,9 +225,22 @@ def ood_vs_n_id(df, path: Path, title: str) -> list[Path]:
     for (depth, alpha), g in df.groupby([depth_col, "alpha"]):
         m = g.groupby("n_id")[[final, best]].agg(["mean", "min", "max"])
         mid = m[(final, "mean")]
-        line = ax.errorbar(m.index, mid, yerr=[mid - m[(final, "min")], m[(final, "max")] - mid], fmt="o-", capsize=2,
-                           label=f"depth {depth}, α {alpha:g} (final)")[0]
-        ax.plot(m.index, m[(best, "mean")], "o--", color=line.get_color(), alpha=0.6, label=f"depth {depth}, α {alpha:g} (best on validation)")
+        line = ax.errorbar(
+            m.index,
+            mid,
+            yerr=[mid - m[(final, "min")], m[(final, "max")] - mid],
+            fmt="o-",
+            capsize=2,
+            label=f"depth {depth}, α {alpha:g} (final)",
+        )[0]
+        ax.plot(
+            m.index,
+            m[(best, "mean")],
+            "o--",
+            color=line.get_color(),
+            alpha=0.6,
+            label=f"depth {depth}, α {alpha:g} (best on validation)",
+        )
         if "final.ood_test.copy_last" in g.columns:
             c = g.groupby("n_id")["final.ood_test.copy_last"].mean()
             ax.plot(c.index, c, ":", color=line.get_color(), lw=1, label=f"copy baseline, all queries (α {alpha:g})")
@@ -229,8 +284,10 @@ def training_curves(df, sweep_dir: Path, path: Path, title: str, max_runs: int =
 
 def depth_curves(df, sweep_dir: Path) -> dict[int, list[list[dict]]]:
     """Depth → the metrics.jsonl rows of each of its runs, in seed order."""
-    return {int(d): [read_metrics(point_dir(sweep_dir, h)) for h in g.sort_values("seed")["hash"]]
-            for d, g in df.groupby("n_layers")}
+    return {
+        int(d): [read_metrics(point_dir(sweep_dir, h)) for h in g.sort_values("seed")["hash"]]
+        for d, g in df.groupby("n_layers")
+    }
 
 
 def depth_figure(df, curves: dict[int, list[list[dict]]], path: Path, title: str) -> list[Path]:
@@ -254,23 +311,45 @@ def depth_figure(df, curves: dict[int, list[list[dict]]], path: Path, title: str
                 if h:
                     left.bar(k + off, h, bottom=y, width=0.36, color=PHASE_COLORS[ph], edgecolor="white")
                     y += h
-        wins[d] = (int((g["phase"] == "ood_generalization").sum()), int((g["phase_best_ood"] == "ood_generalization").sum()), len(g))
-        left.text(k, 1.03, f"o.o.d. gen.\n{wins[d][0]}/{wins[d][2]} | {wins[d][1]}/{wins[d][2]}", ha="center", va="bottom", fontsize=7)
+        wins[d] = (
+            int((g["phase"] == "ood_generalization").sum()),
+            int((g["phase_best_ood"] == "ood_generalization").sum()),
+            len(g),
+        )
+        left.text(
+            k,
+            1.03,
+            f"o.o.d. gen.\n{wins[d][0]}/{wins[d][2]} | {wins[d][1]}/{wins[d][2]}",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     left.set_xticks(range(len(depths)), [f"{d}\nend | early stop" for d in depths], fontsize=7)
     left.set_xlabel("n_layers (depth)")
     left.set_ylabel("fraction of seeds in each phase")
     left.set_ylim(0, 1.25)
-    left.legend(handles=[Patch(color=PHASE_COLORS[ph], label=PHASE_LABELS[ph]) for ph in PHASE_ORDER], fontsize=6,
-                loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
+    left.legend(
+        handles=[Patch(color=PHASE_COLORS[ph], label=PHASE_LABELS[ph]) for ph in PHASE_ORDER],
+        fontsize=6,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncol=3,
+    )
     if 1 in wins and 2 in wins:
         pv = fisher_exact(wins[2][0], wins[2][2], wins[1][0], wins[1][2])
-        left.set_title(f"o.o.d. generalization at the end, depth 2 vs 1: {wins[2][0]}/{wins[2][2]} vs {wins[1][0]}/{wins[1][2]}, "
-                       f"Fisher p = {pv:.3f} (one-sided)", fontsize=8)
+        left.set_title(
+            f"o.o.d. generalization at the end, depth 2 vs 1: {wins[2][0]}/{wins[2][2]} vs {wins[1][0]}/{wins[1][2]}, "
+            f"Fisher p = {pv:.3f} (one-sided)",
+            fontsize=8,
+        )
     final, best = _col(df, "final", "ood_test"), _col(df, "best_ood", "ood_test")
     for col, ls, label in ((final, "-", "end of training"), (best, "--", "early stop (validation o.o.d. tasks)")):
         stats = [mean_interval(df[df["n_layers"] == d][col]) for d in depths]
         m = [s_[0] for s_ in stats]
-        err = [[0 if math.isnan(s_[1]) else s_[0] - s_[1] for s_ in stats], [0 if math.isnan(s_[2]) else s_[2] - s_[0] for s_ in stats]]
+        err = [
+            [0 if math.isnan(s_[1]) else s_[0] - s_[1] for s_ in stats],
+            [0 if math.isnan(s_[2]) else s_[2] - s_[0] for s_ in stats],
+        ]
         mid.errorbar(depths, m, yerr=err, fmt="o" + ls, capsize=3, label=label)
     if "p" in df.columns:
         mid.axhline(1 / df["p"].iloc[0], color="gray", ls=":", lw=1, label="chance 1/p")
@@ -286,12 +365,29 @@ def depth_figure(df, curves: dict[int, list[list[dict]]], path: Path, title: str
         steps = [r["step"] for r in runs[0]]
         for s, ls in (("ood_train", "-"), ("ood_test", ":")):
             per_step = [[run[i][s].get(KEY) for run in runs if i < len(run)] for i in range(len(steps))]
-            stats = [mean_interval([v for v in vals if v is not None]) if any(v is not None for v in vals) else (math.nan,) * 3
-                     for vals in per_step]
-            right.plot(steps, [m for m, _, _ in stats], ls=ls, color=color, lw=1.2,
-                       label=f"depth {depth}, {SET_LABELS[s]}" if s == "ood_train" or depth == depths[-1] else None)
+            stats = [
+                mean_interval([v for v in vals if v is not None])
+                if any(v is not None for v in vals)
+                else (math.nan,) * 3
+                for vals in per_step
+            ]
+            right.plot(
+                steps,
+                [m for m, _, _ in stats],
+                ls=ls,
+                color=color,
+                lw=1.2,
+                label=f"depth {depth}, {SET_LABELS[s]}" if s == "ood_train" or depth == depths[-1] else None,
+            )
             if len(runs) > 1 and s == "ood_train":
-                right.fill_between(steps, [max(0, lo) for _, lo, _ in stats], [min(1, hi) for _, _, hi in stats], color=color, alpha=0.12, lw=0)
+                right.fill_between(
+                    steps,
+                    [max(0, lo) for _, lo, _ in stats],
+                    [min(1, hi) for _, _, hi in stats],
+                    color=color,
+                    alpha=0.12,
+                    lw=0,
+                )
     right.set_xlabel("step")
     right.set_ylabel("o.o.d. accuracy, novel queries, last position\n(seed mean; band: 95 % t-interval, o.o.d. train)")
     right.set_ylim(0, 1.02)
@@ -326,7 +422,9 @@ def shift_figure(curves: dict[int, list[list[dict]]], path: Path, title: str, p:
                         ks.append(k)
                         accs.append(sum(fingerprint_hits(fp, cls, k) for fp in fps) / n)
                 label = f"depth {d} ({len(fps)} seeds), {'MR-only' if cls == 'mr_only' else 'RM-solvable'}"
-                ax.plot(ks, accs, ls=ls, color=color, lw=1.4, marker="o" if cls == "mr_only" else None, ms=2.5, label=label)
+                ax.plot(
+                    ks, accs, ls=ls, color=color, lw=1.4, marker="o" if cls == "mr_only" else None, ms=2.5, label=label
+                )
         ax.axhline(1 / p, color="grey", lw=0.8, ls="--", label=f"chance 1/{p}")
         ax.set_xlabel("shots k (examples before the query)")
         ax.set_title(SET_LABELS[s], fontsize=9)
@@ -362,23 +460,35 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
         curves = depth_curves(df, sweep_dir)  # read once, for the figure and the table
         written += depth_figure(df, curves, out / "depth", spec["name"])
         transient = out / "transient.md"
-        transient.write_text(f"# {spec['name']}: o.o.d. accuracy in the middle and at the end of training, per depth\n\n"
-                             f"{transient_markdown({f'depth {d}': runs for d, runs in curves.items()})}\n")
+        transient.write_text(
+            f"# {spec['name']}: o.o.d. accuracy in the middle and at the end of training, per depth\n\n"
+            f"{transient_markdown({f'depth {d}': runs for d, runs in curves.items()})}\n"
+        )
         written.append(transient)
         p = int(df["p"].iloc[0])
         written += shift_figure(curves, out / "algorithmic_shift", spec["name"], p)
         shift = out / "algorithmic_shift.md"
         groups = {f"depth {d}": runs for d, runs in curves.items()}
-        shift.write_text(f"# {spec['name']}: accuracy on the queries each algorithm answers, per shot band and depth\n\n"
-                         "Novel queries at each run's last evaluation, split by the fingerprint (RM-solvable: ratio matching "
-                         "answers them; MR-only: only modular regression does); seed means with 95 % t-intervals over the "
-                         "seeds that had such queries (their count in brackets).\n\n"
-                         + "\n\n".join(f"## {SET_LABELS[s]}\n\n{shift_markdown(groups, s)}" for s in ("ood_train", "ood_test")) + "\n")
+        shift.write_text(
+            f"# {spec['name']}: accuracy on the queries each algorithm answers, per shot band and depth\n\n"
+            "Novel queries at each run's last evaluation, split by the fingerprint (RM-solvable: ratio matching "
+            "answers them; MR-only: only modular regression does); seed means with 95 % t-intervals over the "
+            "seeds that had such queries (their count in brackets).\n\n"
+            + "\n\n".join(f"## {SET_LABELS[s]}\n\n{shift_markdown(groups, s)}" for s in ("ood_train", "ood_test"))
+            + "\n"
+        )
         written.append(shift)
     seeds = ("seed", "task_seed", "init_seed", "data_seed")
-    axes = [c for c in df.columns if c not in seeds and (c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood."))))]
+    axes = [
+        c
+        for c in df.columns
+        if c not in seeds
+        and (c in ("p", "n_id", "alpha", "n_layers") or ("." in c and not c.startswith(("final.", "best_ood."))))
+    ]
     table = out / "cells.md"
-    table.write_text(f"# {spec['name']}: one row per cell, over its seeds\n\nNovel-query last-position accuracy at the end of "
-                     "training (and at the checkpoint selected on the validation o.o.d. tasks: early stop), seed means with "
-                     f"95 % Student-t intervals over the cell's seeds; a set is ✓ at ≥ {thr:g}.\n\n{cells_markdown(df, axes)}\n")
+    table.write_text(
+        f"# {spec['name']}: one row per cell, over its seeds\n\nNovel-query last-position accuracy at the end of "
+        "training (and at the checkpoint selected on the validation o.o.d. tasks: early stop), seed means with "
+        f"95 % Student-t intervals over the cell's seeds; a set is ✓ at ≥ {thr:g}.\n\n{cells_markdown(df, axes)}\n"
+    )
     return written + [table]

@@ -57,7 +57,7 @@ class TaskSet:
         return json.dumps({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()})
 
     @staticmethod
-    def from_json(text: str) -> "TaskSet":
+    def from_json(text: str) -> TaskSet:
         """Inverse of :meth:`to_json`."""
         d = json.loads(text)
         keys = ("id_tasks", "ood_tasks", "train_pairs", "test_pairs", "val_tasks")
@@ -70,10 +70,16 @@ def overlaps(ts: TaskSet) -> list[str]:
     """The pairs of a task set's lists that share a vector, e.g. ``["id_tasks ∩ ood_tasks"]``: pre-training,
     o.o.d. test and validation tasks must be disjoint, and so must training and held-out inputs
     (PAPER.md §1.5, §1.6). Empty for a valid task set."""
+
     def rows(a: np.ndarray) -> set[tuple[int, ...]]:
         return {tuple(r) for r in np.asarray(a).tolist()}
 
-    pairs = [("id_tasks", "ood_tasks"), ("id_tasks", "val_tasks"), ("ood_tasks", "val_tasks"), ("train_pairs", "test_pairs")]
+    pairs = [
+        ("id_tasks", "ood_tasks"),
+        ("id_tasks", "val_tasks"),
+        ("ood_tasks", "val_tasks"),
+        ("train_pairs", "test_pairs"),
+    ]
     return [f"{a} ∩ {b}" for a, b in pairs if rows(getattr(ts, a)) & rows(getattr(ts, b))]
 
 
@@ -97,7 +103,9 @@ def rectangular_tasks(p: int, n_id: int, rng: np.random.Generator, max_tries: in
         out = _try_rectangles(p, n_base, rng)
         if out is not None:
             return np.asarray(out, dtype=np.int64)
-    raise ConfigError(f"could not place {n_base} disjoint rectangles in Z_{p}²; lower task.n_id or use --task.rule random")
+    raise ConfigError(
+        f"could not place {n_base} disjoint rectangles in Z_{p}²; lower task.n_id or use --task.rule random"
+    )
 
 
 def _try_rectangles(p: int, n_base: int, rng: np.random.Generator, tries_per_base: int = 100) -> list | None:
@@ -127,7 +135,9 @@ def random_tasks(p: int, n_id: int, rng: np.random.Generator, *, n_var: int) -> 
     return family.vectors(idx, p, n_var)
 
 
-def held_out_tasks(p: int, id_tasks: np.ndarray, n_ood: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def held_out_tasks(
+    p: int, id_tasks: np.ndarray, n_ood: int, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Split the task vectors not in ``id_tasks`` into validation and test o.o.d. tasks (PAPER.md §1.6).
 
     The complement is shuffled once; its first floor(len·val_fraction) tasks (at most ``n_ood``) are

@@ -30,21 +30,31 @@ from torch import Tensor
 
 from .circuits import attention_scores
 from .config import ConfigError, RunConfig, differences, run_seeds, validate
-from .hashing import config_hash
 from .data import sample_sequences
-from .family import input_length
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
-from .staging import staged
-from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
-from .progress import progress_bar
+from .family import input_length
+from .hashing import config_hash
 from .history import keep_copy, keeps, parse_schedule
+from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
 from .model import build_model, n_params
-from .runlock import LOCK_NAME
+from .progress import progress_bar
 from .rundir import (
-    CheckpointError, RunDir, append_metrics, check_run_out, clear_dir, load_checkpoint, load_state, read_json, read_metrics,
-    save_checkpoint, truncate_metrics, write_json,
+    CheckpointError,
+    RunDir,
+    append_metrics,
+    check_run_out,
+    clear_dir,
+    load_checkpoint,
+    load_state,
+    read_json,
+    read_metrics,
+    save_checkpoint,
+    truncate_metrics,
+    write_json,
 )
+from .runlock import LOCK_NAME
 from .runtime import autocast_for, numerics, restores_threads, setup_process
+from .staging import staged
 from .steps import build_optimizer, lr_multiplier, make_step, weight_decay_at
 from .tasks import make_task_set
 
@@ -81,8 +91,10 @@ def check_stream_device(state: dict, device: torch.device, run_dir: Path | str =
     if saved is None:
         saved = "cpu" if state["generator"].numel() == _CPU_GENERATOR_STATE_BYTES else "cuda"
     if saved != device.type:
-        raise ConfigError(f"{run_dir} was trained on {saved} and its data stream cannot move to {device.type} "
-                          f"(the generators differ); resume it with --train.device {saved}")
+        raise ConfigError(
+            f"{run_dir} was trained on {saved} and its data stream cannot move to {device.type} "
+            f"(the generators differ); resume it with --train.device {saved}"
+        )
 
 
 class RunState:
@@ -134,7 +146,9 @@ class RunState:
         if self.resumed:
             diff = list(differences(rd.read_config(), cfg))
             if diff:
-                raise ConfigError(f"--resume with settings that differ from {rd.config} in {', '.join(diff)}; use the saved values")
+                raise ConfigError(
+                    f"--resume with settings that differ from {rd.config} in {', '.join(diff)}; use the saved values"
+                )
             ck = load_checkpoint(run_dir, "last", device)
             self.model, self.tasks, self.start = ck.model.train(), ck.tasks, ck.step
             state = load_state(run_dir)
@@ -169,10 +183,21 @@ class RunState:
             before = (rd.read_sessions() or [{}])[-1]
             changed = [f"{k} {before[k]} → {v}" for k, v in self.numerics.items() if k in before and before[k] != v]
             if changed:
-                warnings.warn(f"resuming {run_dir} with other numerics ({', '.join(changed)}); the rest of the run "
-                              "will not match an uninterrupted one bit for bit")
-        rd.append_session({"start_step": self.start, "resumed": self.resumed, "host": socket.gethostname(),
-                           "slurm_job_id": _slurm_job_id(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), **self.numerics})
+                warnings.warn(
+                    f"resuming {run_dir} with other numerics ({', '.join(changed)}); the rest of the run "
+                    "will not match an uninterrupted one bit for bit",
+                    stacklevel=2,
+                )
+        rd.append_session(
+            {
+                "start_step": self.start,
+                "resumed": self.resumed,
+                "host": socket.gethostname(),
+                "slurm_job_id": _slurm_job_id(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **self.numerics,
+            }
+        )
 
     def batch(self, step: int) -> Tensor:
         """The training batch of 0-based optimizer step ``step`` from this run's data stream, int64
@@ -182,8 +207,9 @@ class RunState:
         tasks, per_task = self.t_dev["id_tasks"], self.per_task
         if t.curriculum_n_id and step < t.curriculum_steps:
             tasks, per_task = tasks[: t.curriculum_n_id], self.cfg.train.batch_size // t.curriculum_n_id
-        return sample_sequences(tasks, self.t_dev["train_pairs"], per_task, t.n_ctx, t.p, self.gen,
-                                t.shared_inputs, t.replacement, burst)
+        return sample_sequences(
+            tasks, self.t_dev["train_pairs"], per_task, t.n_ctx, t.p, self.gen, t.shared_inputs, t.replacement, burst
+        )
 
     def evaluate(self, step: int, train_loss: float | None) -> dict:
         """Evaluate the four sets, append the row to metrics.jsonl, update the checkpoints; return the row."""
@@ -193,10 +219,22 @@ class RunState:
         m = evaluate_run(self.model, cfg, self.tasks, sequences=tc.eval_sequences, generator=g, autocast=self.autocast)
         # hidden progress: drawn after the sets, so the evaluation sequences are those of a run without it
         t = cfg.task
-        probe = sample_sequences(self.t_dev["id_tasks"], self.t_dev["train_pairs"], max(1, 64 // t.n_id), t.n_ctx, t.p, g,
-                                 shared_inputs=False)[:64]
-        row = {"step": step, "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc), "train_loss": train_loss,
-               "wall_s": self.wall_before + time.perf_counter() - self.t0, **m}
+        probe = sample_sequences(
+            self.t_dev["id_tasks"],
+            self.t_dev["train_pairs"],
+            max(1, 64 // t.n_id),
+            t.n_ctx,
+            t.p,
+            g,
+            shared_inputs=False,
+        )[:64]
+        row = {
+            "step": step,
+            "lr": tc.lr * lr_multiplier(max(step - 1, 0), tc),
+            "train_loss": train_loss,
+            "wall_s": self.wall_before + time.perf_counter() - self.t0,
+            **m,
+        }
         attention = attention_scores(self.model, probe, self.autocast, n_var=t.n_var)
         if attention is not None:
             row["attention"] = attention
@@ -205,8 +243,13 @@ class RunState:
             self.best = {"acc": selection_score(row), "step": step}
             save_checkpoint(self.run_dir, "best_ood", self.model, cfg, self.tasks, step, metrics=row)
         elapsed = {"wall_s": row["wall_s"], "train_s": self.train_s}
-        st = {"optimizer": self.opt.state_dict(), "generator": self.gen.get_state(), "generator_device": self.device.type,
-              "best": self.best, "elapsed": elapsed}
+        st = {
+            "optimizer": self.opt.state_dict(),
+            "generator": self.gen.get_state(),
+            "generator_device": self.device.type,
+            "best": self.best,
+            "elapsed": elapsed,
+        }
         save_checkpoint(self.run_dir, "last", self.model, cfg, self.tasks, step, metrics=row, state=st)
         if keeps(step, tc.eval_every, self.keep):
             keep_copy(self.rundir.checkpoints, "last", step)
@@ -215,8 +258,9 @@ class RunState:
     def finish(self) -> dict:
         """Write summary.json and the plots; return the summary. Releases the run directory."""
         try:
-            return finish(self.run_dir, tokens_per_step=self.tokens_per_step, n_parameters=n_params(self.model),
-                          **self.numerics)
+            return finish(
+                self.run_dir, tokens_per_step=self.tokens_per_step, n_parameters=n_params(self.model), **self.numerics
+            )
         finally:
             self.close()
 
@@ -263,8 +307,14 @@ def train(
     return outcome
 
 
-def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: bool | str = True,
-               stop_after: int | None = None, desc: str = "train") -> list[dict | TrainingDiverged | None]:
+def train_runs(
+    runs: Sequence[RunState],
+    backend: str = "loop",
+    *,
+    progress: bool | str = True,
+    stop_after: int | None = None,
+    desc: str = "train",
+) -> list[dict | TrainingDiverged | None]:
     """Train ``runs`` together to their last step, each as if trained alone.
 
     The runs share one architecture and every training setting (one schedule for all:
@@ -291,8 +341,16 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
         if r.start == 0 and not r.resumed:
             r.evaluate(0, None)
     named = isinstance(progress, str)
-    bar = progress_bar(total=tc.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True,
-                       desc=progress if named else desc, lines=named, interval=60.0 if named else 30.0)
+    bar = progress_bar(
+        total=tc.steps,
+        initial=start,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        desc=progress if named else desc,
+        lines=named,
+        interval=60.0 if named else 30.0,
+    )
     # Per-run bookkeeping as tensors of length N (one kernel each per step, no host sync): the running
     # loss sums and the first non-finite step (−1 while finite).
     loss_sum = torch.zeros(len(runs), device=device)
@@ -303,7 +361,9 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
             t_step = time.perf_counter()
             # one schedule for all (their train configs are equal); each run draws from its own generator,
             # so its stream is the one it would see alone
-            losses = stepper([r.batch(step) for r in active.values()], tc.lr * lr_multiplier(step, tc), weight_decay_at(step, tc))
+            losses = stepper(
+                [r.batch(step) for r in active.values()], tc.lr * lr_multiplier(step, tc), weight_decay_at(step, tc)
+            )
             bad = torch.where((bad < 0) & ~torch.isfinite(losses), step + 1, bad)
             loss_sum += losses
             n_since += 1
@@ -321,8 +381,10 @@ def train_runs(runs: Sequence[RunState], backend: str = "loop", *, progress: boo
                                 # path with one thread, gave this model a wrong LayerNorm-bias gradient and a
                                 # non-finite loss from step 1 where eager was fine (BENCHMARKS.md)
                                 hint += " or --train.compile off"
-                            outcome[i] = TrainingDiverged(f"loss became non-finite at step {b}; checkpoints/last in {r.run_dir} "
-                                                          f"keeps step {last_good}; {hint}")
+                            outcome[i] = TrainingDiverged(
+                                f"loss became non-finite at step {b}; checkpoints/last in {r.run_dir} "
+                                f"keeps step {last_good}; {hint}"
+                            )
                             del active[i]
                     if not active:
                         break
@@ -374,7 +436,9 @@ def draw_run(run_dir: str | Path, rows: list[dict] | None = None, best_step: int
     names = ["learning_curves.png", "kshot.png"]
     with staged(rd.plots) as stage:  # the old figures stay until every new one is written
         learning_curves_plot(rows, stage / names[0], p=cfg.task.p, best_step=best_step)
-        if attention_progress_plot(rows, stage / "attention_progress.png", best_step=best_step, threshold=cfg.phase_threshold):
+        if attention_progress_plot(
+            rows, stage / "attention_progress.png", best_step=best_step, threshold=cfg.phase_threshold
+        ):
             names.append("attention_progress.png")
         kshot_plot({"final": rows[-1], "best o.o.d. (validation)": best_row}, stage / names[1], p=cfg.task.p)
     return [rd.plots / n for n in names]
@@ -399,7 +463,9 @@ def finish(run_dir: Path, **extra) -> dict:
         "phase_pattern_best_ood": pattern_text(best_row, thr),
         "phase_threshold": thr,
         "phase_metric": f"{PHASE_KEY} (novel-query last-position accuracy)",
-        "best_ood_selected_on": f"{VAL_SET}.{PHASE_KEY}" if VAL_SET in best_row else "ood_test.acc (run without validation tasks)",
+        "best_ood_selected_on": f"{VAL_SET}.{PHASE_KEY}"
+        if VAL_SET in best_row
+        else "ood_test.acc (run without validation tasks)",
         "steps": final["step"],
         "wall_s": state["elapsed"]["wall_s"],
         "train_s": state["elapsed"]["train_s"],
@@ -407,8 +473,10 @@ def finish(run_dir: Path, **extra) -> dict:
         "config_hash": config_hash(cfg),
         **extra,
         "final": {s: summary_of_set(final[s], thr, s.startswith("id_")) for s in SETS if s in final},
-        "best_ood": {"step": best_row["step"], **{s: summary_of_set(best_row[s], thr, s.startswith("id_"))
-                                                  for s in (*SETS, VAL_SET) if s in best_row}},
+        "best_ood": {
+            "step": best_row["step"],
+            **{s: summary_of_set(best_row[s], thr, s.startswith("id_")) for s in (*SETS, VAL_SET) if s in best_row},
+        },
     }
     write_json(rd.summary, summary)
     draw_run(run_dir, rows, best_row["step"])

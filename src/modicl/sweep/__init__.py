@@ -43,13 +43,53 @@ importable from ``modicl.sweep``.
 from .executor import KINDS, Executor, Submission, executor_class
 from .jobs import Job, make_jobs, run_job, torch_oom, with_threads
 from .local import InProcess, ProcessPool, SweepReport, run_sweep
-from .spec import BUILTIN, Point, SweepSpec, expand, load_spec, parse_assignment, point_dir, point_hash, resolve_field, with_field
+from .spec import (
+    BUILTIN,
+    Point,
+    SweepSpec,
+    expand,
+    load_spec,
+    parse_assignment,
+    point_dir,
+    point_hash,
+    resolve_field,
+    with_field,
+)
 from .status import check_sweep_dir, format_status, point_status, sweep_status
 from .tables import collect_results, load_sweep, refresh_tables, tables_lock, write_index, write_results
 
 __all__ = [
-    "BUILTIN", "KINDS", "Executor", "InProcess", "Job", "Point", "ProcessPool", "Submission", "SweepReport", "SweepSpec",
-    "check_sweep_dir", "collect_results", "executor_class", "expand", "format_status", "load_spec", "load_sweep", "make_jobs",
-    "parse_assignment", "point_dir", "point_hash", "point_status", "refresh_tables", "resolve_field", "run_job", "run_sweep", "sweep_status",
-    "tables_lock", "torch_oom", "with_field", "with_threads", "write_index", "write_results",
+    "BUILTIN",
+    "KINDS",
+    "Executor",
+    "InProcess",
+    "Job",
+    "Point",
+    "ProcessPool",
+    "Submission",
+    "SweepReport",
+    "SweepSpec",
+    "check_sweep_dir",
+    "collect_results",
+    "executor_class",
+    "expand",
+    "format_status",
+    "load_spec",
+    "load_sweep",
+    "make_jobs",
+    "parse_assignment",
+    "point_dir",
+    "point_hash",
+    "point_status",
+    "refresh_tables",
+    "resolve_field",
+    "run_job",
+    "run_sweep",
+    "sweep_status",
+    "tables_lock",
+    "torch_oom",
+    "with_field",
+    "with_threads",
+    "write_index",
+    "write_results",
 ]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from .spec import Point, point_dir
 from ..rundir import RunDir
+from .spec import Point, point_dir
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,14 @@ class Job:
 
 def job_label(job: Job) -> str:
     """A short name for a job's progress lines: its points' axis values (``n_id=64 seed=1``), else their hashes."""
-    names = [" ".join(f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
-                      for k, v in p.axes.items()) or p.hash[:10] for p in job.points]
+    names = [
+        " ".join(
+            f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+            for k, v in p.axes.items()
+        )
+        or p.hash[:10]
+        for p in job.points
+    ]
     return names[0] if len(names) == 1 else f"{len(names)} runs ({names[0]}, …)"
 
 
@@ -79,7 +85,10 @@ def run_job(job: Job, progress: bool | str = False) -> dict[str, str | None]:
         try:
             errors = train_ensemble([p.config for p, _ in todo], [d for _, d in todo], resume=True, progress=progress)
         except torch_oom() as e:  # the estimate was wrong for this device: train the members one by one
-            warnings.warn(f"an ensemble of {len(todo)} ran out of memory ({str(e)[:200]}); training its members one by one")
+            warnings.warn(
+                f"an ensemble of {len(todo)} ran out of memory ({str(e)[:200]}); training its members one by one",
+                stacklevel=2,
+            )
             for p, _ in todo:
                 out.update(run_job(Job((p,), (job.run_dirs[job.points.index(p)],)), progress=progress))
             return out
@@ -96,13 +105,22 @@ def run_job(job: Job, progress: bool | str = False) -> dict[str, str | None]:
 
 def with_threads(job: Job, threads: int) -> Job:
     """``job`` with ``train.threads`` set on every point (an execution-only field: hashes are unchanged)."""
-    pts = tuple(dataclasses.replace(p, config=dataclasses.replace(p.config, train=dataclasses.replace(p.config.train, threads=threads)))
-                for p in job.points)
+    pts = tuple(
+        dataclasses.replace(
+            p, config=dataclasses.replace(p.config, train=dataclasses.replace(p.config.train, threads=threads))
+        )
+        for p in job.points
+    )
     return Job(pts, job.run_dirs)
 
 
-def make_jobs(points: Sequence[Point], out_dir: Path, ensemble: bool = True, max_members: int = 64,
-              memory_budget: int | None = None) -> list[Job]:
+def make_jobs(
+    points: Sequence[Point],
+    out_dir: Path,
+    ensemble: bool = True,
+    max_members: int = 64,
+    memory_budget: int | None = None,
+) -> list[Job]:
     """Jobs for ``points``: with ``ensemble``, points that can share an ensemble
     (:func:`modicl.ensemble.ensemble_key`) are grouped in grid order, at most
     :func:`modicl.memory.ensemble_capacity` members per job (≤ ``max_members``; 1 for models whose step
@@ -120,9 +138,11 @@ def make_jobs(points: Sequence[Point], out_dir: Path, ensemble: bool = True, max
     budget = device_budget() if memory_budget is None and points else memory_budget
     jobs = []
     for members in groups.values():
-        size = ensemble_capacity(members[0].config, budget, *_planned_device(members[0].config), max_members=max_members)
+        size = ensemble_capacity(
+            members[0].config, budget, *_planned_device(members[0].config), max_members=max_members
+        )
         for i in range(0, len(members), size):
-            chunk = tuple(members[i:i + size])
+            chunk = tuple(members[i : i + size])
             jobs.append(Job(chunk, tuple(point_dir(out_dir, p.hash) for p in chunk)))
     return jobs
 

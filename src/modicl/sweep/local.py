@@ -96,9 +96,12 @@ def _stop_workers(pool: Any, children: set, grace_s: float = STOP_GRACE_S) -> No
         for sentinel in wait_ready(list(pending), max(0.0, deadline - time.monotonic())):
             pending.pop(sentinel)
     for child in pending.values():
-        print(f"modicl sweep: worker {child.pid} did not stop within {grace_s:.0f} s of SIGTERM "
-              f"(process state: {_process_state(child.pid)}); its stack follows, then it is killed",
-              file=sys.stderr, flush=True)
+        print(
+            f"modicl sweep: worker {child.pid} did not stop within {grace_s:.0f} s of SIGTERM "
+            f"(process state: {_process_state(child.pid)}); its stack follows, then it is killed",
+            file=sys.stderr,
+            flush=True,
+        )
         if hasattr(signal, "SIGUSR1"):
             with contextlib.suppress(ProcessLookupError):  # it may have ended by itself meanwhile
                 os.kill(child.pid, signal.SIGUSR1)
@@ -255,8 +258,15 @@ def run_sweep(
             todo.append(p)
     jobs = executor.prepare(make_jobs(todo, out_dir, ensemble=ensemble and executor.ensembles))
     # beside the workers' named lines a redrawn bar would be broken up: lines too
-    bar = progress_bar(total=len(points), initial=len(report.skipped), disable=not progress or not executor.waits,
-                       unit="run", desc=spec.name, position=0, lines=isinstance(executor, ProcessPool))
+    bar = progress_bar(
+        total=len(points),
+        initial=len(report.skipped),
+        disable=not progress or not executor.waits,
+        unit="run",
+        desc=spec.name,
+        position=0,
+        lines=isinstance(executor, ProcessPool),
+    )
 
     def record(job: Job, outcome: Outcome) -> None:
         for h, err in outcome.items():

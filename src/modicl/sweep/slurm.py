@@ -98,7 +98,9 @@ def time_minutes(text: str) -> int:
         if min(days, h, m, s) < 0:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"--slurm.time {text!r} is not a SLURM time limit; write e.g. 90, 6:00:00 or 1-12:00:00") from None
+        raise ConfigError(
+            f"--slurm.time {text!r} is not a SLURM time limit; write e.g. 90, 6:00:00 or 1-12:00:00"
+        ) from None
     total = days * 1440 + h * 60 + m + -(-s // 60)
     if total < 1:
         raise ConfigError(f"--slurm.time {text!r} is zero; give the jobs time to run")
@@ -110,11 +112,16 @@ def check_slurm() -> None:
     try:
         import submitit  # noqa: F401
     except ImportError:
-        raise ConfigError("--executor slurm needs submitit: pip install submitit (or, in a modicl checkout, pip install -e '.[slurm]')") from None
+        raise ConfigError(
+            "--executor slurm needs submitit: pip install submitit (or, in a modicl checkout, pip install -e "
+            "'.[slurm]')"
+        ) from None
     for prog in ("sbatch", "squeue", "sinfo"):
         if shutil.which(prog) is None:
-            raise ConfigError(f"--executor slurm needs SLURM's {prog} on PATH (run on a login node; to try it on this machine: "
-                              "scripts/slurm-single-node.sh start)")
+            raise ConfigError(
+                f"--executor slurm needs SLURM's {prog} on PATH (run on a login node; to try it on this machine: "
+                "scripts/slurm-single-node.sh start)"
+            )
     try:
         res = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
@@ -171,8 +178,9 @@ def queue_info(job_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         return {}
     mains = sorted({i.split("_")[0] for i in ids})
     try:
-        res = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(mains)],
-                             capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(mains)], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ConfigError(f"squeue failed: {e}") from None
     if res.returncode != 0:
@@ -220,22 +228,42 @@ def slurm_parameters(opts: SlurmOptions, name: str) -> dict[str, Any]:
     sbatch options: time in minutes, CPUs and GPUs per job, memory in MB, …); options left at None are
     left out, so SLURM's defaults apply. Raises ConfigError for a time limit SLURM would not read."""
     params: dict[str, Any] = {
-        "job_name": f"modicl-{name}", "time": time_minutes(opts.time), "cpus_per_task": opts.cpus_per_job,
-        "array_parallelism": opts.array_parallelism, "signal_delay_s": opts.signal_delay_s, "stderr_to_stdout": True,
+        "job_name": f"modicl-{name}",
+        "time": time_minutes(opts.time),
+        "cpus_per_task": opts.cpus_per_job,
+        "array_parallelism": opts.array_parallelism,
+        "signal_delay_s": opts.signal_delay_s,
+        "stderr_to_stdout": True,
     }
-    optional = {"partition": opts.partition, "account": opts.account, "qos": opts.qos, "constraint": opts.constraint,
-                "gpus_per_node": opts.gpus_per_job or None, "setup": list(opts.setup) or None,
-                "mem": f"{int(opts.mem_gb * 1024)}MB" if opts.mem_gb else None}
+    optional = {
+        "partition": opts.partition,
+        "account": opts.account,
+        "qos": opts.qos,
+        "constraint": opts.constraint,
+        "gpus_per_node": opts.gpus_per_job or None,
+        "setup": list(opts.setup) or None,
+        "mem": f"{int(opts.mem_gb * 1024)}MB" if opts.mem_gb else None,
+    }
     params.update({k: v for k, v in optional.items() if v is not None})
     return params
 
 
 def _validate(opts: SlurmOptions) -> None:
     time_minutes(opts.time)
-    bad = [f"--slurm.{k.replace('_', '-')} {v}" for k, v in (("cpus_per_job", opts.cpus_per_job), ("array_parallelism", opts.array_parallelism))
-           if v < 1]
-    bad += [f"--slurm.{k.replace('_', '-')} {v}" for k, v in (("gpus_per_job", opts.gpus_per_job), ("max_requeues", opts.max_requeues),
-                                                             ("signal_delay_s", opts.signal_delay_s)) if v < 0]
+    bad = [
+        f"--slurm.{k.replace('_', '-')} {v}"
+        for k, v in (("cpus_per_job", opts.cpus_per_job), ("array_parallelism", opts.array_parallelism))
+        if v < 1
+    ]
+    bad += [
+        f"--slurm.{k.replace('_', '-')} {v}"
+        for k, v in (
+            ("gpus_per_job", opts.gpus_per_job),
+            ("max_requeues", opts.max_requeues),
+            ("signal_delay_s", opts.signal_delay_s),
+        )
+        if v < 0
+    ]
     if opts.mem_gb is not None and opts.mem_gb <= 0:
         bad.append(f"--slurm.mem-gb {opts.mem_gb}")
     if bad:
@@ -243,8 +271,17 @@ def _validate(opts: SlurmOptions) -> None:
 
 
 # Reasons for which a pending job will never start without a change (sbatch accepts such jobs).
-_NEVER_STARTS = {"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints", "InvalidQOS", "InvalidAccount",
-                 "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob", "QOSMaxWallDurationPerJobLimit"}
+_NEVER_STARTS = {
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "BadConstraints",
+    "InvalidQOS",
+    "InvalidAccount",
+    "QOSMaxCpuPerJobLimit",
+    "QOSMaxGRESPerJob",
+    "QOSMaxWallDurationPerJobLimit",
+}
 
 
 def _ended_job_error(out_dir: Path, run_dir: Path, job_id: str) -> str | None:
@@ -301,7 +338,9 @@ class Slurm:
         ex = _executor(out_dir, self.opts, self.name)
         err = io.StringIO()
         try:
-            with contextlib.redirect_stderr(err):  # submitit prints sbatch's refusal there; keep it for the one-line error
+            with contextlib.redirect_stderr(
+                err
+            ):  # submitit prints sbatch's refusal there; keep it for the one-line error
                 submitted = ex.map_array(SweepTask(), list(jobs), [str(out_dir)] * len(jobs))
         except Exception as e:  # sbatch's refusal (bad partition, limits) comes as FailedJobError
             lines = [ln.strip() for ln in (err.getvalue() or str(e)).splitlines() if ln.strip()] or [type(e).__name__]
@@ -312,7 +351,12 @@ class Slurm:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as fh:
             for s in subs:
-                fh.write(json.dumps({"job_id": s.job_id, "hashes": list(s.hashes), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {"job_id": s.job_id, "hashes": list(s.hashes), "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                    )
+                    + "\n"
+                )
         return subs
 
     @classmethod
@@ -337,8 +381,11 @@ class Slurm:
                 r["state"] = "running" if q in _RUNNING else "queued" if q in _QUEUED else q.lower()
                 r["error"] = None
                 if r["state"] == "queued" and reason not in ("", "None", "Priority", "Resources"):
-                    r["note"] = f"SLURM reason: {reason}" + (" — it can never start; scancel it and re-submit with fewer resources"
-                                                             if reason in _NEVER_STARTS else "")
+                    r["note"] = f"SLURM reason: {reason}" + (
+                        " — it can never start; scancel it and re-submit with fewer resources"
+                        if reason in _NEVER_STARTS
+                        else ""
+                    )
             elif r["state"] in ("interrupted", "new") and queue_error is None:  # not running here, not failed on disk
                 r["error"] = _ended_job_error(out_dir, point_dir(out_dir, r["hash"]), job_id)
                 r["state"] = "failed" if r["error"] else r["state"]
@@ -346,7 +393,9 @@ class Slurm:
                 r["note"] = queue_error
 
 
-def submit_sweep(spec: SweepSpec, out_dir: str | Path, opts: SlurmOptions = SlurmOptions(), *, ensemble: bool = True) -> list[Submission]:
+def submit_sweep(
+    spec: SweepSpec, out_dir: str | Path, opts: SlurmOptions = SlurmOptions(), *, ensemble: bool = True
+) -> list[Submission]:
     """Submit the unfinished points of ``spec`` to SLURM as one job array and return without waiting
     (:func:`modicl.sweep.run_sweep` with the :class:`Slurm` executor).
 
@@ -372,7 +421,9 @@ class JobsCannotStart(ConfigError):
     """Every job still queued waits for something SLURM will never grant."""
 
 
-def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: bool = True, poll_s: float = 10.0) -> list[dict[str, Any]]:
+def wait_for_sweep(
+    out_dir: str | Path, job_ids: Sequence[str], *, progress: bool = True, poll_s: float = 10.0
+) -> list[dict[str, Any]]:
     """Follow ``job_ids`` until none is queued or running, with a progress bar over the sweep's points;
     then rewrite the index and results table and return :func:`sweep_status`.
 
@@ -390,15 +441,20 @@ def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: boo
             active = queue_info(job_ids)
             rows = sweep_status(out_dir)
             bar.n = sum(r["state"] in ("done", "failed") for r in rows)
-            bar.set_postfix(running=sum(r["state"] == "running" for r in rows), queued=sum(r["state"] == "queued" for r in rows),
-                            failed=sum(r["state"] == "failed" for r in rows))
+            bar.set_postfix(
+                running=sum(r["state"] == "running" for r in rows),
+                queued=sum(r["state"] == "queued" for r in rows),
+                failed=sum(r["state"] == "failed" for r in rows),
+            )
             bar.refresh()
             if not active:
                 break
             if all(st == "PENDING" and reason in _NEVER_STARTS for st, reason in active.values()):
                 jid, (_, reason) = next(iter(sorted(active.items())))
-                raise JobsCannotStart(f"job {jid} and every other queued job can never start (SLURM reason: {reason}); "
-                                      f"scancel them ({' '.join(sorted(active))}) and re-submit with fewer resources")
+                raise JobsCannotStart(
+                    f"job {jid} and every other queued job can never start (SLURM reason: {reason}); "
+                    f"scancel them ({' '.join(sorted(active))}) and re-submit with fewer resources"
+                )
             time.sleep(poll_s)
     finally:
         bar.close()
@@ -406,5 +462,17 @@ def wait_for_sweep(out_dir: str | Path, job_ids: Sequence[str], *, progress: boo
     return sweep_status(out_dir)
 
 
-__all__ = ["JobsCannotStart", "Slurm", "SlurmOptions", "SweepTask", "check_slurm", "job_log", "queue_info", "queue_states",
-           "read_submissions", "submit_sweep", "time_minutes", "wait_for_sweep"]
+__all__ = [
+    "JobsCannotStart",
+    "Slurm",
+    "SlurmOptions",
+    "SweepTask",
+    "check_slurm",
+    "job_log",
+    "queue_info",
+    "queue_states",
+    "read_submissions",
+    "submit_sweep",
+    "time_minutes",
+    "wait_for_sweep",
+]

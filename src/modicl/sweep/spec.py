@@ -155,19 +155,25 @@ def expand(spec: SweepSpec) -> list[Point]:
     zipped = {resolve_field(k): list(v) if isinstance(v, (list, tuple)) else v for k, v in spec.zip.items()}
     lengths = {len(v) if isinstance(v, list) else -1 for v in zipped.values()}
     if zipped and (len(lengths) != 1 or lengths & {0, -1}):
-        raise ConfigError(f"the zip axes of sweep {spec.name!r} ({', '.join(zipped)}) need non-empty value lists of one length")
+        raise ConfigError(
+            f"the zip axes of sweep {spec.name!r} ({', '.join(zipped)}) need non-empty value lists of one length"
+        )
     overlap = set(axes) & set(zipped)
     if overlap:
-        raise ConfigError(f"{', '.join(sorted(overlap))} is both an axis and a zip axis of sweep {spec.name!r}; keep one "
-                          "(--axis cannot replace a zip axis: write the grid as a TOML spec)")
+        raise ConfigError(
+            f"{', '.join(sorted(overlap))} is both an axis and a zip axis of sweep {spec.name!r}; keep one "
+            "(--axis cannot replace a zip axis: write the grid as a TOML spec)"
+        )
     # A fixed value that an axis then overwrites would be ignored without a word.
     fixed = {resolve_field(k): k for k in spec.set}
     clash = sorted(set(fixed) & (set(axes) | set(zipped)))
     if clash:
         f = clash[0]
         hint = f"--axis {f}=VALUE" if f in axes else "a TOML spec without that zip axis"
-        raise ConfigError(f"{f} is fixed by set ({spec.set[fixed[f]]!r}) and is also an axis of sweep {spec.name!r}; "
-                          f"to fix it, use {hint} instead")
+        raise ConfigError(
+            f"{f} is fixed by set ({spec.set[fixed[f]]!r}) and is also an axis of sweep {spec.name!r}; "
+            f"to fix it, use {hint} instead"
+        )
     zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
     points, seen = [], {}
     for combo, extra in itertools.product(itertools.product(*axes.values()), zip_rows):
@@ -188,7 +194,9 @@ def expand(spec: SweepSpec) -> list[Point]:
     return points
 
 
-def load_spec(source: str | Path, *, overrides: dict[str, Any] | None = None, axes: dict[str, list[Any]] | None = None) -> SweepSpec:
+def load_spec(
+    source: str | Path, *, overrides: dict[str, Any] | None = None, axes: dict[str, list[Any]] | None = None
+) -> SweepSpec:
     """A built-in spec (see :data:`BUILTIN`) or a TOML file, with optional extra ``overrides`` and axes
     (which replace axes of the same field). Raises ConfigError for a missing or malformed file or
     unknown top-level keys."""
@@ -204,11 +212,18 @@ def load_spec(source: str | Path, *, overrides: dict[str, Any] | None = None, ax
             raise ConfigError(f"{path} is not valid TOML: {e}") from None
         unknown = set(data) - {"name", "preset", "set", "axes", "zip"}
         if unknown:
-            raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a spec has name, preset, [set], [axes] and [zip]")
+            raise ConfigError(
+                f"{path}: unknown keys {sorted(unknown)}; a spec has name, preset, [set], [axes] and [zip]"
+            )
         if not all(isinstance(data.get(k, {}), dict) for k in ("set", "axes", "zip")):
             raise ConfigError(f"{path}: [set], [axes] and [zip] must be tables")
-        spec = SweepSpec(name=data.get("name", path.stem), preset=data.get("preset", "quick"),
-                         set=dict(data.get("set", {})), axes=dict(data.get("axes", {})), zip=dict(data.get("zip", {})))
+        spec = SweepSpec(
+            name=data.get("name", path.stem),
+            preset=data.get("preset", "quick"),
+            set=dict(data.get("set", {})),
+            axes=dict(data.get("axes", {})),
+            zip=dict(data.get("zip", {})),
+        )
     if overrides:
         spec = dataclasses.replace(spec, set={**spec.set, **overrides})
     if axes:
@@ -242,18 +257,25 @@ def parse_assignment(text: str) -> tuple[str, list[Any]]:
 
 # ---------------------------------------------------------------------------------------- built-ins
 
+
 def _quick_grid(name: str, preset_name: str, seeds: list[int]) -> SweepSpec:
     """The reduced CPU phase diagram's 4 n_id × 3 α grid on a quick preset (batch zipped with n_id), each
     cell over ``seeds``. The seed axis comes first, so a sweep stopped part way holds whole seeds."""
-    return SweepSpec(name, preset=preset_name, axes={"seed": seeds, "task.alpha": [0.4, 0.6, 0.8]},
-                     zip={"task.n_id": [8, 16, 24, 32], "train.batch_size": [64, 64, 72, 64]})
+    return SweepSpec(
+        name,
+        preset=preset_name,
+        axes={"seed": seeds, "task.alpha": [0.4, 0.6, 0.8]},
+        zip={"task.n_id": [8, 16, 24, 32], "train.batch_size": [64, 64, 72, 64]},
+    )
 
 
 BUILTIN: dict[str, SweepSpec] = {
     # PAPER.md §3 Fig. 1b / Fig. 3 (depth 6 in the paper; the depth is an axis to override): 7 × 7 runs of
     # the paper config, for a GPU.
     "phase-diagram": SweepSpec(
-        "phase-diagram", preset="paper", set={"model.n_layers": 6},
+        "phase-diagram",
+        preset="paper",
+        set={"model.n_layers": 6},
         axes={"task.n_id": [8, 16, 32, 64, 128, 256, 512], "task.alpha": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
     ),
     # The phase diagram reduced to fit 2 CPU cores, with seeds (a cell is a distribution of outcomes): the
@@ -267,15 +289,20 @@ BUILTIN: dict[str, SweepSpec] = {
     # each. Depth 2 is the same config, hence the same run directory name, as the n_id 32, α 0.8 cell above.
     # Every run keeps a checkpoint history (an execution setting: the names stay), so a transient o.o.d.
     # phase can be opened up or branched from afterwards.
-    "quick-depth": SweepSpec("quick-depth", preset="quick-muon", set={"train.keep_checkpoints": "log+every:1000"},
-                             axes={"seed": [1, 2, 3, 4, 5], "model.n_layers": [1, 2, 4, 6]}),
+    "quick-depth": SweepSpec(
+        "quick-depth",
+        preset="quick-muon",
+        set={"train.keep_checkpoints": "log+every:1000"},
+        axes={"seed": [1, 2, 3, 4, 5], "model.n_layers": [1, 2, 4, 6]},
+    ),
     # `make demo`: two seeds of the quick-p11 preset side by side (one thread each, both cores), so the demo
     # reports how many seeds land in each phase rather than one seed's story.
     "demo": SweepSpec("demo", preset="quick-p11", axes={"seed": [1, 2]}),
     # PAPER.md §3 depth study: o.o.d. accuracy against n_id for depths 1, 2, 4, 6 at α = 0.6, for a GPU.
     "depth": SweepSpec(
-        "depth", preset="paper", set={"task.alpha": 0.6},
+        "depth",
+        preset="paper",
+        set={"task.alpha": 0.6},
         axes={"model.n_layers": [1, 2, 4, 6], "task.n_id": [32, 64, 128, 256, 512]},
     ),
 }
-

@@ -1,6 +1,7 @@
 """The state of a sweep's points on disk: done, interrupted, failed or new.
 
-A point's state is its run directory's (:meth:`modicl.rundir.RunDir.status`). A sweep directory is recognised by its ``spec.json``. :func:`sweep_status` gathers the
+A point's state is its run directory's (:meth:`modicl.rundir.RunDir.status`). A sweep directory is recognised by its
+``spec.json``. :func:`sweep_status` gathers the
 per-point states from disk, the run locks and what each executor reports (:mod:`modicl.sweep.executor`:
 e.g. the SLURM queue), for local and cluster sweeps alike; :func:`format_status` prints them.
 """
@@ -14,7 +15,6 @@ from typing import Any
 from ..config import ConfigError
 from ..rundir import RunDir
 from .spec import point_dir
-
 
 # What a sweep directory may hold before its spec.json: the table lock, run directories, SLURM files.
 _SWEEP_SCAFFOLD = {".tables.lock", "runs", "slurm"}
@@ -30,8 +30,15 @@ def check_sweep_dir(out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"sweep directory {out_dir} is a file; choose another --out")
-    if out_dir.is_dir() and not (out_dir / "spec.json").exists() and any(e.name not in _SWEEP_SCAFFOLD for e in out_dir.iterdir()):
-        raise ConfigError(f"{out_dir} is not empty and holds no modicl sweep (no spec.json); choose another --out (nothing was changed)")
+    if (
+        out_dir.is_dir()
+        and not (out_dir / "spec.json").exists()
+        and any(e.name not in _SWEEP_SCAFFOLD for e in out_dir.iterdir())
+    ):
+        raise ConfigError(
+            f"{out_dir} is not empty and holds no modicl sweep (no spec.json); choose another --out (nothing was "
+            "changed)"
+        )
 
 
 def point_status(run_dir: Path) -> str:
@@ -69,8 +76,18 @@ def sweep_status(out_dir: str | Path, points: Sequence[Any] | None = None) -> li
             state = "running"
         elif state == "failed":
             error = run.first_error()
-        rows.append({"hash": p.hash, "axes": p.axes, "state": state, "job_id": None, "step": run.last_step(),
-                     "steps": p.config.train.steps, "error": error, "note": None})
+        rows.append(
+            {
+                "hash": p.hash,
+                "axes": p.axes,
+                "state": state,
+                "job_id": None,
+                "step": run.last_step(),
+                "steps": p.config.train.steps,
+                "error": error,
+                "note": None,
+            }
+        )
     for kind in KINDS:
         executor_class(kind).report(out_dir, rows)
     return rows

@@ -74,8 +74,14 @@ def collect_results(points: Sequence[Point], out_dir: Path):
         if s is None:
             continue
         cfg = p.config
-        row: dict[str, Any] = {"hash": p.hash, "p": cfg.task.p, "n_id": cfg.task.n_id, "alpha": cfg.task.alpha,
-                               "n_layers": cfg.model.n_layers, "seed": cfg.seed}
+        row: dict[str, Any] = {
+            "hash": p.hash,
+            "p": cfg.task.p,
+            "n_id": cfg.task.n_id,
+            "alpha": cfg.task.alpha,
+            "n_layers": cfg.model.n_layers,
+            "seed": cfg.seed,
+        }
         row.update({k: v for k, v in p.axes.items() if k not in _SHORT})
         for which in ("final", "best_ood"):
             for st in (*SETS, VAL_SET):
