@@ -21,10 +21,11 @@ demo: install
 	rm -rf runs/demo
 	$(BIN)/modicl sweep demo --out runs/demo --workers 2
 
-# lint and format check first (seconds), then the suite
+# lint, format and type checks first (under a minute), then the suite
 test: install
 	$(BIN)/ruff check src tests scripts benchmarks
 	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # the tests whose outcome depends on training, on the AVX2-only code path (kernels, and Muon in fp32) that

@@ -32,6 +32,7 @@ from .config import ConfigError, RunConfig
 from .data import model_inputs
 from .family import example_positions, n_vectors
 from .history import FIXED, file_stem
+from .model import Transformer
 from .rundir import RunDir, load_checkpoint, write_json
 from .runtime import autocast_for, resolve_device, resolve_dtype
 from .staging import staged
@@ -94,7 +95,7 @@ class Subject:
     draws the k-shot grid's context.
     """
 
-    model: torch.nn.Module
+    model: Transformer
     cfg: RunConfig
     tasks: TaskSet
     device: torch.device
@@ -106,7 +107,7 @@ class Subject:
     generator: torch.Generator
     seed: int
     out_dir: Path
-    context: Sequence[tuple[int, int]] | None = None
+    context: Sequence[tuple[int, ...]] | None = None
     shots: Sequence[int] | None = None
     cache: dict[str, Tensor] = field(default_factory=dict)
 
@@ -196,7 +197,7 @@ def run_analyses(
     checkpoint: str = "best_ood",
     task: tuple[int, ...] | None = None,
     what: Sequence[str] | None = None,
-    context: Sequence[tuple[int, int]] | None = None,
+    context: Sequence[tuple[int, ...]] | None = None,
     shots: Sequence[int] | None = None,
     device: str = "auto",
     seed: int = 0,
@@ -289,10 +290,9 @@ def run_analyses(
             context,
             shots,
         )
-        probe = (
-            A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None
-        )  # drawn first always: g then draws the k-shot context
-        if probing:
+        # drawn first always: g then draws the k-shot context
+        probe = A.probe_batch(task, p, n_ctx, k, g) if k < n_ctx else None
+        if probing and probe is not None:
             if (
                 len(probe) > max_probes
             ):  # bounded memory at large p: a random subset of the probe inputs, stated in the output
@@ -309,6 +309,7 @@ def run_analyses(
                 name: pos
                 for i in range(cfg.model.n_layers)
                 for a in probing
+                if a.probe_hooks is not None
                 for name, pos in a.probe_hooks(i, xyz).items()
             }
             subject.cache = probe_activations(model, model_inputs(probe).to(dev), hooks)
@@ -378,6 +379,7 @@ def pca(s: Subject) -> tuple[dict, list[Path]]:
             score = c["outer_ring"] + c["inner_rings"] + c["x_separation"]
             if best is None or score > best[0]:
                 best = (score, f"L{i}H{h}", proj)
+    assert best is not None  # every model has at least one head
     res = {"heads": per_head, "best_head": best[1]}
     figures = P.pca_scatter(
         best[2],
@@ -444,7 +446,7 @@ def kshot(s: Subject) -> tuple[dict, list[Path]]:
             f"--shots {bad}: shot counts must be in [0, {top}] (the context has {len(ctx)} examples, the model reads "
             f"{n_ctx - 1})"
         )
-    grid = A.kshot_grid(s.model, s.task, ctx, shot_list, p, autocast=s.autocast)
+    grid = A.kshot_grid(s.model, (s.task[0], s.task[1]), ctx, shot_list, p, autocast=s.autocast)
     res = {
         "context": ctx.tolist(),
         **{

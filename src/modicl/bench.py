@@ -184,7 +184,7 @@ def benchmark_ensemble(
         single = rate(single_step, runs[:1])
         ens_step = (VmapStep if backend == "vmap" else LoopStep)(runs)
         ens = rate(ens_step, runs) * members
-    compiled = ens_step.compiled if backend == "vmap" else all(s.compiled for s in ens_step.steps)
+    compiled = ens_step.compiled if isinstance(ens_step, VmapStep) else all(s.compiled for s in ens_step.steps)
     sig = lambda x: float(f"{x:.4g}")
     return {
         "members": members,

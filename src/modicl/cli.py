@@ -270,7 +270,7 @@ def _analyze_command() -> type:
 
     names = tuple(ANALYSES)
     ns = {
-        "__annotations__": {"what": tuple[Literal[names], ...]},
+        "__annotations__": {"what": tuple[Literal[names], ...]},  # type: ignore[valid-type]  # names known at run time
         "what": names,
         "__doc__": AnalyzeCommand.__doc__,
         "__module__": AnalyzeCommand.__module__,

@@ -85,7 +85,7 @@ def _tyro_message(text: str, prog: str) -> str:
     """tyro's boxed error (title, message, rule, help hint) as one line: the message, then where help is."""
     # The box is drawn in Unicode on a UTF-8 stdout and in ASCII (| + -) otherwise.
     lines = [ln.strip().strip("│╭╮╰╯─|+ ").strip() for ln in text.splitlines()]
-    body = []
+    body: list[str] = []
     for ln in lines[1:]:  # the first line is the box's title
         if not ln or set(ln) <= set("─-"):
             if body:

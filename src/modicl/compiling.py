@@ -8,6 +8,8 @@ the run, not be retried eagerly and hidden. The exception classes are those of `
 
 from __future__ import annotations
 
+import types
+
 import torch
 
 
@@ -22,6 +24,7 @@ def compiler_errors() -> tuple[type[BaseException], ...]:
         (dynamo_exc, "InternalTorchDynamoError"),
         (dynamo_exc, "Unsupported"),
     ]
+    inductor_exc: types.ModuleType | None
     try:
         import torch._inductor.exc as inductor_exc
     except ImportError:  # pragma: no cover - a torch build without Inductor

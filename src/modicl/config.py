@@ -3,9 +3,9 @@
 A run is fully described by a frozen :class:`RunConfig` made of three parts: :class:`TaskConfig` (the
 task family of He et al. 2024, PAPER.md §1: modulus, inputs per example, pre-training task rule, n_id,
 α split, sequence format; the family itself is :mod:`modicl.family`), :class:`ModelConfig` (the GPT-style decoder,
-PAPER.md §2.1) and :class:`TrainConfig` (AdamW and the warmup + cosine schedule, PAPER.md §2.3; evaluation cadence; numerics). :func:`validate`
-turns every configuration that cannot work into a :class:`ConfigError` whose one-line message says
-what to change, before any tensor is built. The named presets are in :mod:`modicl.presets`, the hash
+PAPER.md §2.1) and :class:`TrainConfig` (AdamW and the warmup + cosine schedule, PAPER.md §2.3; evaluation cadence;
+numerics). :func:`validate` turns every configuration that cannot work into a :class:`ConfigError` whose one-line
+message says what to change, before any tensor is built. The named presets are in :mod:`modicl.presets`, the hash
 that names run directories in :mod:`modicl.hashing`. This module imports no torch code.
 """
 
@@ -332,7 +332,7 @@ def _fields_with(**flags: bool) -> list[str]:
 EXECUTION_FIELDS = tuple(n.removeprefix("train.") for n in _fields_with(execution=True))
 
 
-def differences(a: RunConfig, b: RunConfig) -> dict[str, list]:
+def differences(a: RunConfig, b: RunConfig) -> dict[str, list[Any]]:
     """Dotted field name → [value in ``a``, value in ``b``] for every field where the two configs differ,
     :data:`EXECUTION_FIELDS` left out (what a resume may change and a branch does not report)."""
     fa, fb = flat_dict(a), flat_dict(b)
@@ -366,7 +366,10 @@ class Seeds:
 
 def run_seeds(cfg: RunConfig) -> Seeds:
     """The task, init and data seeds of ``cfg``, each falling back to ``cfg.seed``."""
-    pick = lambda s: cfg.seed if s is None else s  # noqa: E731
+
+    def pick(s: int | None) -> int:
+        return cfg.seed if s is None else s
+
     return Seeds(task=pick(cfg.task_seed), init=pick(cfg.init_seed), data=pick(cfg.data_seed))
 
 

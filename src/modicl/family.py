@@ -17,6 +17,8 @@ functions take NumPy arrays and torch tensors alike.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 # The numbers of inputs per example modicl runs: 2 is the paper's; 3 (tasks and inputs in Z_p³, examples
@@ -76,14 +78,14 @@ def example_positions(k: int, n_var: int) -> list[int]:
     return list(range(w * k, w * (k + 1)))
 
 
-def examples(tokens, n_var: int):
+def examples(tokens: Any, n_var: int) -> tuple[Any, Any]:
     """Split full sequences [..., (n_var + 1)·n_ctx] into inputs [..., n_ctx, n_var] and labels
     [..., n_ctx] (views where the input allows)."""
     ex = tokens.reshape(*tokens.shape[:-1], -1, example_width(n_var))
     return ex[..., :n_var], ex[..., n_var]
 
 
-def task_labels(inputs, tasks, p: int):
+def task_labels(inputs: Any, tasks: Any, p: int) -> Any:
     """The labelling rule z = w·x mod p (PAPER.md §1.1), for integer arrays or tensors alike.
 
     Args:
@@ -101,7 +103,7 @@ def task_labels(inputs, tasks, p: int):
 
 def n_vectors(p: int, n_var: int) -> int:
     """The number of tasks, and of inputs: |Z_p^n_var| = p**n_var."""
-    return p**n_var
+    return int(p**n_var)
 
 
 def vectors(index: np.ndarray, p: int, n_var: int) -> np.ndarray:
@@ -116,7 +118,8 @@ def index_of(vecs: np.ndarray, p: int) -> np.ndarray:
     """Inverse of :func:`vectors`: int64 [...] indices of vectors [..., n_var]."""
     vecs = np.asarray(vecs, dtype=np.int64)
     weights = p ** np.arange(vecs.shape[-1] - 1, -1, -1, dtype=np.int64)
-    return (vecs * weights).sum(-1)
+    out: np.ndarray = (vecs * weights).sum(-1)
+    return out
 
 
 def all_vectors(p: int, n_var: int) -> np.ndarray:

@@ -71,7 +71,7 @@ ALGORITHM_LABELS = {
 }
 
 # Table 1 of the paper: the ✓/✗ pattern on (i.d. train, i.d. test, o.o.d. train, o.o.d. test) → phase.
-TABLE_1 = {
+TABLE_1: dict[tuple[bool, ...], str] = {
     (True, False, False, False): "id_memorization",
     (True, True, False, False): "id_generalization",
     (True, False, True, False): "ood_memorization",

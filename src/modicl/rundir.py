@@ -32,6 +32,7 @@ import os
 import shutil
 import traceback
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -84,15 +85,15 @@ def _entry(name: str, doc: str) -> property:
     return property(lambda self: self.path / name, doc=f"RUN_DIR/{name}: {doc}.")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RunDir:
     """A run directory: where each of its files lives, and its state on disk. Every other module asks
     this class (or the functions below) for a run's files instead of spelling their names."""
 
     path: Path
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
 
     config = _entry("config.json", "the resolved RunConfig")
     tasks = _entry("tasks.json", "the task vectors and the input split, as used")
@@ -269,7 +270,7 @@ def clear_run(run_dir: str | Path) -> None:
         clear_dir(run_dir, keep=_RUN_SCAFFOLD)
 
 
-def clear_dir(path: Path, keep: set[str] = frozenset()) -> None:
+def clear_dir(path: Path, keep: Collection[str] = frozenset()) -> None:
     """Remove every entry of directory ``path`` except the names in ``keep``."""
     for entry in path.iterdir():
         if entry.name in keep:

@@ -189,7 +189,7 @@ GROKFAST_KEY = "grokfast_ema"  # where the filter keeps its EMA: in the optimize
 
 
 @torch.no_grad()
-def grokfast_filter(opt: torch.optim.Optimizer, lamb: float, alpha: float) -> dict[Tensor, Tensor]:
+def grokfast_filter(opt: torch.optim.Optimizer | MuonAdamW, lamb: float, alpha: float) -> dict[Tensor, Tensor]:
     """Grokfast-EMA (Lee et al. 2024, arXiv 2405.20233, Algorithm 2): for every parameter of ``opt`` with a
     gradient g, ema ← α·ema + (1 − α)·g (ema starts at the first g), then g ← g + λ·ema, in place.
 
@@ -211,7 +211,7 @@ def grokfast_filter(opt: torch.optim.Optimizer, lamb: float, alpha: float) -> di
     return emas
 
 
-def keep_grokfast(opt: torch.optim.Optimizer, emas: dict[Tensor, Tensor]) -> None:
+def keep_grokfast(opt: torch.optim.Optimizer | MuonAdamW, emas: dict[Tensor, Tensor]) -> None:
     """Store the EMAs of :func:`grokfast_filter` in the optimizer state (after ``opt.step()``)."""
     state = opt.state
     for p, ema in emas.items():
@@ -252,7 +252,7 @@ class TrainStep:
     def __init__(
         self,
         model: Transformer,
-        opt: torch.optim.Optimizer,
+        opt: torch.optim.Optimizer | MuonAdamW,
         autocast,
         compile: bool,
         compile_mode: str = "default",
@@ -264,7 +264,7 @@ class TrainStep:
         self.grokfast = grokfast
         self.compile_mode = compile_mode
         self.compiled = compile
-        self.forward_model = model
+        self.forward_model: Callable[..., Tensor] = model
         if compile:  # mode only when it is not the default, so any backend can be swapped in
             self.forward_model = (
                 torch.compile(model) if compile_mode == "default" else torch.compile(model, mode=compile_mode)
@@ -329,8 +329,9 @@ class VmapStep:
             self.loss_fn = torch.compile(self._losses) if mode == "default" else torch.compile(self._losses, mode=mode)
         member_params = [dict(m.named_parameters()) for m in models]
         for n in names:  # resume: stack the members' optimizer states
-            states = [r.opt.state[mp[n]] if mp[n] in r.opt.state else None for r, mp in zip(runs, member_params)]
-            if all(states):  # AdamW's moments, Muon's momentum, the Grokfast EMA: one per member; the step count shared
+            states = [r.opt.state[mp[n]] for r, mp in zip(runs, member_params) if mp[n] in r.opt.state]
+            # AdamW's moments, Muon's momentum, the Grokfast EMA: one per member; the step count shared
+            if len(states) == len(runs) and all(states):
                 self.opt.state[params[n]] = {
                     k: v.clone() if k == "step" else torch.stack([s[k] for s in states])
                     for k, v in states[0].items()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from matplotlib import colormaps
@@ -117,7 +118,7 @@ def _cells(df) -> list[dict]:
 
 
 def _phase_bar(
-    ax, x: float, y: float, width: float, height: float, counts: dict[str, int], n: int, unlisted: list[str] = ()
+    ax, x: float, y: float, width: float, height: float, counts: dict[str, int], n: int, unlisted: Sequence[str] = ()
 ) -> None:
     """A stacked bar of phase fractions, left edge at ``x``, bottom at ``y``, a segment per phase labelled
     with its seed count (and the ✓/✗ patterns of seeds in no Table 1 phase)."""

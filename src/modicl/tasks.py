@@ -108,7 +108,9 @@ def rectangular_tasks(p: int, n_id: int, rng: np.random.Generator, max_tries: in
     )
 
 
-def _try_rectangles(p: int, n_base: int, rng: np.random.Generator, tries_per_base: int = 100) -> list | None:
+def _try_rectangles(
+    p: int, n_base: int, rng: np.random.Generator, tries_per_base: int = 100
+) -> list[tuple[int, int]] | None:
     base_idx = rng.choice(p * p, size=n_base, replace=False)
     bases = [(int(i) // p, int(i) % p) for i in base_idx]
     taken = set(bases)

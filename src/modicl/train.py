@@ -347,7 +347,7 @@ def train_runs(
         disable=not progress,
         unit="step",
         dynamic_ncols=True,
-        desc=progress if named else desc,
+        desc=progress if isinstance(progress, str) else desc,
         lines=named,
         interval=60.0 if named else 30.0,
     )
@@ -427,7 +427,7 @@ def draw_run(run_dir: str | Path, rows: list[dict] | None = None, best_step: int
 
     rd = RunDir(run_dir)
     cfg = rd.read_config()
-    rows = read_metrics(run_dir) if rows is None else rows
+    rows = read_metrics(rd.path) if rows is None else rows
     if not rows:
         raise CheckpointError(f"{run_dir} has no evaluations yet; train it first")
     if best_step is None:

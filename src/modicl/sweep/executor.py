@@ -77,7 +77,7 @@ KINDS = {
 }
 
 
-def executor_class(kind: str) -> type:
+def executor_class(kind: str) -> type[Executor]:
     """The executor class registered as ``kind`` in :data:`KINDS`; raises KeyError for another name."""
     module, name = KINDS[kind].split(":")
     return getattr(importlib.import_module(module), name)

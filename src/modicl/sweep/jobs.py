@@ -135,7 +135,7 @@ def make_jobs(
     groups: dict[str, list[Point]] = {}
     for p in points:
         groups.setdefault(ensemble_key(p.config), []).append(p)
-    budget = device_budget() if memory_budget is None and points else memory_budget
+    budget = device_budget() if memory_budget is None and points else (memory_budget or 0)
     jobs = []
     for members in groups.values():
         size = ensemble_capacity(

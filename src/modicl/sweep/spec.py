@@ -175,13 +175,14 @@ def expand(spec: SweepSpec) -> list[Point]:
             f"to fix it, use {hint} instead"
         )
     zip_rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
-    points, seen = [], {}
+    points: list[Point] = []
+    seen: dict[str, str] = {}
     for combo, extra in itertools.product(itertools.product(*axes.values()), zip_rows):
-        values = {**dict(zip(axes, combo)), **extra}
+        point = {**dict(zip(axes, combo)), **extra}
         cfg = base
-        for path, value in values.items():
+        for path, value in point.items():
             cfg = with_field(cfg, path, value)
-        label = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()) or "the base config"
+        label = ", ".join(f"{k}={_fmt(v)}" for k, v in point.items()) or "the base config"
         try:
             validate(cfg)
         except ConfigError as e:
@@ -190,7 +191,7 @@ def expand(spec: SweepSpec) -> list[Point]:
         if h in seen:
             raise ConfigError(f"grid points {seen[h]} and {label} are the same config; remove the duplicate axis value")
         seen[h] = label
-        points.append(Point(values, cfg, h))
+        points.append(Point(point, cfg, h))
     return points
 
 
