@@ -114,6 +114,16 @@ def test_kaleidoscope_ratio_invariance():
     ratio = ratio_invariance(sim, pairs, p)
     assert ratio["same_line"] > 0.9 and ratio["gap"] > 0.9
     assert abs(ratio_invariance(cosine_matrix(torch.randn(p * p, 32)), pairs, p)["gap"]) < 0.05
+    # restricted to rows and columns: held-out inputs (here every pair with x = 1) whose features name the
+    # next line instead of their own, against training inputs whose features name their own line exactly
+    held = pairs[:, 0] == 1
+    line = torch.where(held, (cls + 1) % (p + 1), cls).clamp_min(0)
+    feats = torch.nn.functional.one_hot(line, p + 1).double()
+    sim = feats @ feats.T  # 1 between inputs whose features name the same line, else 0
+    across = ratio_invariance(sim, pairs, p, held, ~held)
+    assert across["same_line"] == 0.0 and across["gap"] < 0  # a held-out input never sits with its own line
+    assert ratio_invariance(sim, pairs, p, ~held, ~held)["gap"] == 1.0  # training inputs: same line 1, others 0
+    assert math.isnan(ratio_invariance(sim, pairs, p, held, held & (pairs[:, 1] == 99))["gap"])  # no columns
 
 
 def test_kshot_grid_and_algorithm_curves_with_an_oracle_model():

@@ -20,6 +20,7 @@ and exist for n_var = 2 only (they raise ValueError otherwise); the others take 
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 from torch import Tensor
@@ -155,15 +156,33 @@ def ratio_classes(pairs: Tensor, p: int) -> Tensor:
     return torch.where((x == 0) & (y == 0), torch.full_like(x, -1), cls)
 
 
-def ratio_invariance(sim: Tensor, pairs: Tensor, p: int) -> dict[str, float]:
+def ratio_invariance(
+    sim: Tensor, pairs: Tensor, p: int, rows: Tensor | None = None, cols: Tensor | None = None
+) -> dict[str, float]:
     """Mean similarity of distinct pairs on the same line through the origin vs on different lines
-    (the origin excluded); a large gap means the representation depends on (x, y) through y/x."""
+    (the origin excluded); a large gap means the representation depends on (x, y) through y/x.
+
+    Args:
+        sim: [N, N] similarities of the N probe pairs (:func:`cosine_matrix`).
+        pairs: int64 [N, 2] the probe pairs.
+        p: the modulus.
+        rows, cols: bool [N] masks (None: every pair): only the similarities of row pairs to column pairs
+            count. Held-out inputs as rows and training inputs as columns ask whether the model places an
+            input it never trained on with the training inputs of its line: a ratio feature that carries to
+            held-out inputs (o.o.d. generalization) rather than one looked up per training pair.
+    Returns:
+        {"same_line", "different_line", "gap"}; NaN where no such pair of pairs exists.
+    """
     cls = ratio_classes(pairs, p)
     keep = cls >= 0
-    s, c = sim[keep][:, keep], cls[keep]
-    same = c[:, None] == c[None, :]
-    off = ~torch.eye(len(c), dtype=torch.bool)
-    a, b = float(s[same & off].mean()), float(s[~same].mean())
+    r = keep if rows is None else keep & rows
+    c = keep if cols is None else keep & cols
+    idx = torch.arange(len(cls))
+    s, cr, cc = sim[r][:, c], cls[r], cls[c]
+    same = cr[:, None] == cc[None, :]
+    off = idx[r][:, None] != idx[c][None, :]
+    mean = lambda m: float(s[m].mean()) if m.any() else math.nan
+    a, b = mean(same & off), mean(~same)
     return {"same_line": a, "different_line": b, "gap": a - b}
 
 

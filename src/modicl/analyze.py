@@ -409,12 +409,16 @@ def kaleidoscope(s: Subject) -> tuple[dict, list[Path]]:
     on one line through the origin are than others (PAPER.md §4.6)."""
     L, H = _layers_heads(s)
     gaps, heads, figures = {}, {}, []
+    train = s.train_pairs()
+    is_train = (s.pairs[:, None, :] == train[None]).all(-1).any(1)  # [probes]: a pre-training input
     for i in range(L):
         block = s.cache[f"blocks.{i}.hook_resid_post"]  # [probes, 3, d] at x_k, y_k, z_k
         for pos, off in (("x", 0), ("y", 1), ("z", 2)):
             sim = A.cosine_matrix(block[:, off])
             gaps[f"block{i}_{pos}"] = A.ratio_invariance(sim, s.pairs, s.p)
-            if pos == "z":
+            if pos == "z":  # held-out inputs against training inputs, and the training inputs among themselves
+                gaps[f"block{i}_z_heldout_vs_train"] = A.ratio_invariance(sim, s.pairs, s.p, ~is_train, is_train)
+                gaps[f"block{i}_z_train"] = A.ratio_invariance(sim, s.pairs, s.p, is_train, is_train)
                 figures += P.similarity_matrix(
                     sim,
                     s.out_dir / f"kaleidoscope_block{i}",

@@ -319,6 +319,14 @@ def cmd_analyze(argv: list[str]) -> int:
                 if b.endswith("_z")
             ),
         )
+        print(
+            "  the same, held-out inputs against training inputs:",
+            ", ".join(
+                f"{b.removesuffix('_z_heldout_vs_train')} {v['gap']:.2f}"
+                for b, v in res["kaleidoscope"]["blocks"].items()
+                if b.endswith("_z_heldout_vs_train")
+            ),
+        )
     if "kshot" in res:
         print(
             "k-shot grid accuracy (model / ratio matching):",
