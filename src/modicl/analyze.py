@@ -31,7 +31,7 @@ from . import analysis_plots as P
 from .config import ConfigError, RunConfig
 from .data import model_inputs
 from .family import example_positions, n_vectors
-from .history import FIXED, file_stem
+from .history import BEST_OOD, FIXED, file_stem
 from .model import Transformer
 from .rundir import RunDir, load_checkpoint, write_json
 from .runtime import autocast_for, resolve_device, resolve_dtype
@@ -194,7 +194,7 @@ def default_probe_task(tasks) -> tuple[int, ...]:
 
 def run_analyses(
     run_dir: str | Path,
-    checkpoint: str = "best_ood",
+    checkpoint: str = BEST_OOD,
     task: tuple[int, ...] | None = None,
     what: Sequence[str] | None = None,
     context: Sequence[tuple[int, ...]] | None = None,

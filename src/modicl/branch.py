@@ -17,7 +17,7 @@ from pathlib import Path
 from .config import FIELD_ROLES, ConfigError, RunConfig, differences
 from .evaluation import selection_score
 from .hashing import config_hash
-from .history import file_stem, ref_of
+from .history import BEST_OOD, file_stem, ref_of
 from .rundir import (
     CheckpointError,
     RunDir,
@@ -79,7 +79,7 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
     from .steps import build_optimizer
 
     parent_dir, out = Path(parent_dir), Path(out)
-    if ref == "best_ood":
+    if ref == BEST_OOD:
         raise ConfigError(
             f"checkpoint best_ood of {parent_dir} keeps no optimizer state; branch from last or a kept step:N"
         )
@@ -117,7 +117,7 @@ def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig
         "best": {"acc": selection_score(row), "step": ck.step},
     }
     state.pop("step", None)
-    save_checkpoint(out, "best_ood", ck.model, cfg, ck.tasks, ck.step, metrics=row)
+    save_checkpoint(out, BEST_OOD, ck.model, cfg, ck.tasks, ck.step, metrics=row)
     save_checkpoint(out, "last", ck.model, cfg, ck.tasks, ck.step, metrics=row, state=state)
     record = {
         "parent": str(parent_dir.resolve()),

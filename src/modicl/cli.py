@@ -34,6 +34,7 @@ from .cli_args import check_seed, parse, peek_flag, pop_preset, reject_empty_out
 from .cli_sweep import cmd_plot, cmd_status, cmd_sweep
 from .config import ConfigError, RunConfig, validate
 from .hashing import config_hash
+from .history import BEST_OOD
 from .presets import preset
 from .streams import guard_streams
 
@@ -67,7 +68,7 @@ class EvalCommand:
     eval/kshot_CHECKPOINT.png."""
 
     run_dir: tyro.conf.Positional[Path]
-    checkpoint: str = "best_ood"
+    checkpoint: str = BEST_OOD
     """checkpoint: best_ood, last, or step:N of a kept history (train.keep-checkpoints)."""
     sequences: int = 4096
     """sequences per evaluation set."""
@@ -98,7 +99,7 @@ class AnalyzeCommand:
     ratio matching vs modular regression, label noise, logit lens; writes RUN_DIR/analysis/."""
 
     run_dir: tyro.conf.Positional[Path]
-    checkpoint: str = "best_ood"
+    checkpoint: str = BEST_OOD
     """checkpoint: best_ood, last, or step:N of a kept history (train.keep-checkpoints)."""
     task: str | None = None
     """probe task 'a,b' (n_var residues; default: the run's first o.o.d. task)."""
@@ -169,7 +170,7 @@ def _report_training(summary: dict, cfg: RunConfig, out: Path) -> int:
         f"\nbest o.o.d. checkpoint (step {summary['best_ood']['step']}, selected on the validation o.o.d. tasks; "
         "test numbers):"
     )
-    print(format_table(summary["best_ood"], cfg.task.p, cfg.phase_threshold))
+    print(format_table(summary[BEST_OOD], cfg.task.p, cfg.phase_threshold))
     print(
         f"\nphase: {PHASE_LABELS[summary['phase']]} {summary['phase_pattern']} (i.d. train, i.d. test, o.o.d. train, "
         f"o.o.d. test; ✓ = novel-query last-position accuracy ≥ {cfg.phase_threshold}); at the best checkpoint: "

@@ -12,7 +12,7 @@ import io
 
 import tyro
 
-from .config import PARTS, ConfigError, RunConfig
+from .config import PARTS, SEED_MAX, ConfigError, RunConfig
 from .sweep.slurm import SlurmOptions
 
 
@@ -97,9 +97,9 @@ def _tyro_message(text: str, prog: str) -> str:
 
 
 def check_seed(seed: int) -> None:
-    """Raise ConfigError for a seed that torch.Generator.manual_seed refuses."""
-    if not 0 <= seed < 2**63 - 1:
-        raise ConfigError(f"--seed {seed} must be an integer in [0, 2**63 - 2]")
+    """Raise ConfigError for a seed outside [0, :data:`modicl.config.SEED_MAX`], the limit of every seed."""
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"--seed {seed} must be an integer in [0, 2**63 - 1]")
 
 
 def reject_empty_out(argv: list[str]) -> None:

@@ -27,7 +27,10 @@ from pathlib import Path
 
 from .signals import signals_held
 
-FIXED = ("last", "best_ood")
+# The two checkpoints every run keeps: its latest evaluation, and the one selected on the validation o.o.d.
+# tasks (early stopping); BEST_OOD also names the early-stop metrics in summary.json and the results tables.
+LAST, BEST_OOD = "last", "best_ood"
+FIXED = (LAST, BEST_OOD)
 _STEP_REF = re.compile(r"step[:\-](\d+)")
 
 

@@ -31,6 +31,7 @@ from .cells import (
     transient_markdown,
 )
 from .config import ConfigError  # noqa: E402
+from .history import BEST_OOD
 from .metrics import PHASE_KEY, PHASE_LABELS, PHASES, SET_LABELS, SETS  # noqa: E402
 from .plots import PHASE_COLORS, save_figure, subplots  # noqa: E402
 from .rundir import RunDir, read_metrics  # noqa: E402
@@ -222,7 +223,7 @@ def ood_vs_n_id(df, path: Path, title: str) -> list[Path]:
     bars: the seeds' range) against n_id, one line per depth and α; the copy baseline and chance grey."""
     depth_col = "n_layers"
     fig, ax = subplots(figsize=(6, 4))
-    final, best = _col(df, "final", "ood_test"), _col(df, "best_ood", "ood_test")
+    final, best = _col(df, "final", "ood_test"), _col(df, BEST_OOD, "ood_test")
     for (depth, alpha), g in df.groupby([depth_col, "alpha"]):
         m = g.groupby("n_id")[[final, best]].agg(["mean", "min", "max"])
         mid = m[(final, "mean")]
@@ -343,7 +344,7 @@ def depth_figure(df, curves: dict[int, list[list[dict]]], path: Path, title: str
             f"Fisher p = {pv:.3f} (one-sided)",
             fontsize=8,
         )
-    final, best = _col(df, "final", "ood_test"), _col(df, "best_ood", "ood_test")
+    final, best = _col(df, "final", "ood_test"), _col(df, BEST_OOD, "ood_test")
     for col, ls, label in ((final, "-", "end of training"), (best, "--", "early stop (validation o.o.d. tasks)")):
         stats = [mean_interval(df[df["n_layers"] == d][col]) for d in depths]
         m = [s_[0] for s_ in stats]

@@ -34,7 +34,7 @@ from .data import sample_sequences
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
 from .family import input_length
 from .hashing import config_hash
-from .history import keep_copy, keeps, parse_schedule
+from .history import BEST_OOD, keep_copy, keeps, parse_schedule
 from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
 from .model import build_model, n_params
 from .progress import progress_bar
@@ -241,7 +241,7 @@ class RunState:
         append_metrics(self.run_dir, row)
         if selection_score(row) > self.best["acc"]:
             self.best = {"acc": selection_score(row), "step": step}
-            save_checkpoint(self.run_dir, "best_ood", self.model, cfg, self.tasks, step, metrics=row)
+            save_checkpoint(self.run_dir, BEST_OOD, self.model, cfg, self.tasks, step, metrics=row)
         elapsed = {"wall_s": row["wall_s"], "train_s": self.train_s}
         st = {
             "optimizer": self.opt.state_dict(),
@@ -431,7 +431,7 @@ def draw_run(run_dir: str | Path, rows: list[dict] | None = None, best_step: int
     if not rows:
         raise CheckpointError(f"{run_dir} has no evaluations yet; train it first")
     if best_step is None:
-        best_step = load_checkpoint(run_dir, "best_ood").step
+        best_step = load_checkpoint(run_dir, BEST_OOD).step
     best_row = next((r for r in rows if r["step"] == best_step), rows[-1])
     names = ["learning_curves.png", "kshot.png"]
     with staged(rd.plots) as stage:  # the old figures stay until every new one is written
@@ -473,7 +473,7 @@ def finish(run_dir: Path, **extra) -> dict:
         "config_hash": config_hash(cfg),
         **extra,
         "final": {s: summary_of_set(final[s], thr, s.startswith("id_")) for s in SETS if s in final},
-        "best_ood": {
+        BEST_OOD: {
             "step": best_row["step"],
             **{s: summary_of_set(best_row[s], thr, s.startswith("id_")) for s in (*SETS, VAL_SET) if s in best_row},
         },

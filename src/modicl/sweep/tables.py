@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
+from ..history import BEST_OOD
 from ..rundir import RunDir
 from .spec import Point, SweepSpec, expand, point_dir
 from .status import point_status
@@ -83,11 +84,11 @@ def collect_results(points: Sequence[Point], out_dir: Path):
             "seed": cfg.seed,
         }
         row.update({k: v for k, v in p.axes.items() if k not in _SHORT})
-        for which in ("final", "best_ood"):
+        for which in ("final", BEST_OOD):
             for st in (*SETS, VAL_SET):
                 if st in s[which]:
                     row.update(flat_columns(f"{which}.{st}", s[which][st]))
-        row["best_ood_step"] = s["best_ood"]["step"]
+        row["best_ood_step"] = s[BEST_OOD]["step"]
         row["phase"], row["phase_best_ood"] = s["phase"], s["phase_best_ood"]
         row["phase_pattern"], row["phase_pattern_best_ood"] = s.get("phase_pattern"), s.get("phase_pattern_best_ood")
         row["steps"], row["wall_s"] = s["steps"], s["wall_s"]
