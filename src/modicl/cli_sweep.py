@@ -161,9 +161,9 @@ def cmd_status(argv: list[str]) -> int:
 
 def cmd_plot(argv: list[str]) -> int:
     """``modicl plot``: a sweep's (or a run's) figures, one path per line."""
+    from .report import draw_run
     from .rundir import RunDir
     from .sweep_plots import plot_sweep
-    from .train import draw_run
 
     args = parse(PlotCommand, argv, tyro.MISSING_NONPROP, "modicl plot")
     where = Path(args.sweep_dir)

@@ -21,26 +21,40 @@ backends, which take the runs' batches, the learning rate and the weight decay a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .compiling import graph_break_count, is_compiler_error
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, RunConfig, TrainConfig
 from .data import model_inputs, z_targets
 from .family import query_slice
 from .model import Transformer
 from .muon import Muon, resolve_ns_dtype
 from .runtime import resolve_compile
 
-if TYPE_CHECKING:
-    from .train import RunState
+
+class StepRun(Protocol):
+    """What a step backend reads of a run (:class:`modicl.train.RunState` has it): its config, model,
+    optimizer, device and autocast context. A protocol, so this module does not import the training loop."""
+
+    @property
+    def cfg(self) -> RunConfig: ...
+    @property
+    def model(self) -> Transformer: ...
+    @property
+    def opt(self) -> torch.optim.Optimizer | MuonAdamW: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def autocast(self) -> contextlib.AbstractContextManager: ...
 
 
 def set_schedule(opt: torch.optim.Optimizer | MuonAdamW, lr: float, weight_decay: float | None = None) -> None:
@@ -309,7 +323,7 @@ class VmapStep:
     real-valued, so no custom vmap rule runs); a compiler failure falls back to eager as in
     :class:`TrainStep`. ``compiled`` says which ran."""
 
-    def __init__(self, runs: Sequence[RunState]):
+    def __init__(self, runs: Sequence[StepRun]):
         from torch.func import stack_module_state
 
         self.runs = list(runs)
@@ -395,7 +409,7 @@ class VmapStep:
 class LoopStep:
     """One optimizer step per member in turn: the single-run step, bit for bit."""
 
-    def __init__(self, runs: Sequence[RunState]):
+    def __init__(self, runs: Sequence[StepRun]):
         compile_on = resolve_compile(runs[0].cfg.train.compile, runs[0].device)
         self.steps = [
             TrainStep(
@@ -436,7 +450,7 @@ def resolve_backend(name: str, device: torch.device, optimizer: str = "adamw") -
     return name
 
 
-def make_step(backend: str, runs: Sequence[RunState]) -> LoopStep | VmapStep:
+def make_step(backend: str, runs: Sequence[StepRun]) -> LoopStep | VmapStep:
     """The step of ``runs`` for a resolved ``backend`` (``loop`` or ``vmap``).
 
     The runs must share one :func:`modicl.ensemble.ensemble_key` (so one learning rate, weight decay and

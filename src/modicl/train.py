@@ -33,28 +33,23 @@ from .config import ConfigError, RunConfig, differences, run_seeds, validate
 from .data import sample_sequences
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
 from .family import input_length
-from .hashing import config_hash
 from .history import BEST_OOD, keep_copy, keeps, parse_schedule
-from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
+from .metrics import PHASE_KEY
 from .model import build_model, n_params
 from .progress import progress_bar
+from .report import write_summary
 from .rundir import (
-    CheckpointError,
     RunDir,
     append_metrics,
     check_run_out,
     clear_dir,
     load_checkpoint,
     load_state,
-    read_json,
-    read_metrics,
     save_checkpoint,
     truncate_metrics,
-    write_json,
 )
 from .runlock import LOCK_NAME
 from .runtime import autocast_for, numerics, restores_threads, setup_process
-from .staging import staged
 from .steps import build_optimizer, lr_multiplier, make_step, weight_decay_at
 from .tasks import make_task_set
 
@@ -258,7 +253,7 @@ class RunState:
     def finish(self) -> dict:
         """Write summary.json and the plots; return the summary. Releases the run directory."""
         try:
-            return finish(
+            return write_summary(
                 self.run_dir, tokens_per_step=self.tokens_per_step, n_parameters=n_params(self.model), **self.numerics
             )
         finally:
@@ -413,71 +408,3 @@ def train_runs(
     for i, r in active.items():
         outcome[i] = r.finish()
     return outcome
-
-
-def draw_run(run_dir: str | Path, rows: list[dict] | None = None, best_step: int | None = None) -> list[Path]:
-    """Draw a run's figures into RUN_DIR/plots from its metrics (``modicl plot RUN_DIR`` redraws them):
-    learning curves, progress measures with the phase of each evaluation, k-shot accuracy. ``best_step``
-    defaults to the step of the ``best_ood`` checkpoint. Returns the paths written.
-
-    Raises:
-        CheckpointError: no metrics or no checkpoint yet.
-    """
-    from .plots import attention_progress_plot, kshot_plot, learning_curves_plot
-
-    rd = RunDir(run_dir)
-    cfg = rd.read_config()
-    rows = read_metrics(rd.path) if rows is None else rows
-    if not rows:
-        raise CheckpointError(f"{run_dir} has no evaluations yet; train it first")
-    if best_step is None:
-        best_step = load_checkpoint(run_dir, BEST_OOD).step
-    best_row = next((r for r in rows if r["step"] == best_step), rows[-1])
-    names = ["learning_curves.png", "kshot.png"]
-    with staged(rd.plots) as stage:  # the old figures stay until every new one is written
-        learning_curves_plot(rows, stage / names[0], p=cfg.task.p, best_step=best_step)
-        if attention_progress_plot(
-            rows, stage / "attention_progress.png", best_step=best_step, threshold=cfg.phase_threshold
-        ):
-            names.append("attention_progress.png")
-        kshot_plot({"final": rows[-1], "best o.o.d. (validation)": best_row}, stage / names[1], p=cfg.task.p)
-    return [rd.plots / n for n in names]
-
-
-def finish(run_dir: Path, **extra) -> dict:
-    """Write ``summary.json`` and the plots from the run's metrics and checkpoints; return the summary."""
-    rd = RunDir(run_dir)
-    cfg = rd.read_config()
-    rows = read_metrics(run_dir)
-    if rd.parent.exists():  # a branch (modicl.branch) names where it came from
-        extra["parent"] = read_json(rd.parent)
-    state = load_state(run_dir)
-    final = rows[-1]
-    best_row = next(r for r in rows if r["step"] == state["best"]["step"])
-    thr = cfg.phase_threshold
-    summary = {
-        "phase": classify_phase(final, thr),
-        "phase_label": PHASE_LABELS[classify_phase(final, thr)],
-        "phase_pattern": pattern_text(final, thr),
-        "phase_best_ood": classify_phase(best_row, thr),
-        "phase_pattern_best_ood": pattern_text(best_row, thr),
-        "phase_threshold": thr,
-        "phase_metric": f"{PHASE_KEY} (novel-query last-position accuracy)",
-        "best_ood_selected_on": f"{VAL_SET}.{PHASE_KEY}"
-        if VAL_SET in best_row
-        else "ood_test.acc (run without validation tasks)",
-        "steps": final["step"],
-        "wall_s": state["elapsed"]["wall_s"],
-        "train_s": state["elapsed"]["train_s"],
-        "tokens_per_s": extra.pop("tokens_per_step") * final["step"] / max(state["elapsed"]["train_s"], 1e-9),
-        "config_hash": config_hash(cfg),
-        **extra,
-        "final": {s: summary_of_set(final[s], thr, s.startswith("id_")) for s in SETS if s in final},
-        BEST_OOD: {
-            "step": best_row["step"],
-            **{s: summary_of_set(best_row[s], thr, s.startswith("id_")) for s in (*SETS, VAL_SET) if s in best_row},
-        },
-    }
-    write_json(rd.summary, summary)
-    draw_run(run_dir, rows, best_row["step"])
-    return summary

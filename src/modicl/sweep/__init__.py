@@ -49,6 +49,7 @@ from .spec import (
     SweepSpec,
     expand,
     load_spec,
+    load_sweep,
     parse_assignment,
     point_dir,
     point_hash,
@@ -56,7 +57,7 @@ from .spec import (
     with_field,
 )
 from .status import check_sweep_dir, format_status, point_status, sweep_status
-from .tables import collect_results, load_sweep, refresh_tables, tables_lock, write_index, write_results
+from .tables import collect_results, refresh_tables, tables_lock, write_index, write_results
 
 __all__ = [
     "BUILTIN",

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import PARTS, ConfigError, RunConfig, validate, without_execution
+from ..config import PARTS, ConfigError, RunConfig, from_dict, validate, without_execution
 from ..hashing import config_hash
 from ..presets import preset
 
@@ -307,3 +308,18 @@ BUILTIN: dict[str, SweepSpec] = {
         axes={"model.n_layers": [1, 2, 4, 6], "task.n_id": [32, 64, 128, 256, 512]},
     ),
 }
+
+
+def load_sweep(out_dir: str | Path) -> tuple[SweepSpec, list[Point]]:
+    """The spec and grid points of the sweep in ``out_dir`` (from its ``spec.json``).
+    Raises ConfigError when ``out_dir`` holds no sweep or a spec this modicl version cannot read."""
+    path = Path(out_dir) / "spec.json"
+    if not path.is_file():
+        raise ConfigError(f"{out_dir} is not a sweep directory (no spec.json); give the directory `modicl sweep` wrote")
+    d = json.loads(path.read_text())
+    try:
+        base = from_dict(d.pop("base")) if d.get("base") is not None else None
+        spec = SweepSpec(**{**d, "base": base})
+    except TypeError as e:
+        raise ConfigError(f"{path} does not match this modicl version: {e}") from None
+    return spec, expand(spec)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import ConfigError
 from ..rundir import RunDir
-from .spec import point_dir
+from .spec import load_sweep, point_dir
 
 # What a sweep directory may hold before its spec.json: the table lock, run directories, SLURM files.
 _SWEEP_SCAFFOLD = {".tables.lock", "runs", "slurm"}
@@ -63,7 +63,6 @@ def sweep_status(out_dir: str | Path, points: Sequence[Any] | None = None) -> li
     Raises:
         ConfigError when ``out_dir`` is not a sweep directory."""
     from .executor import KINDS, executor_class
-    from .tables import load_sweep
 
     out_dir = Path(out_dir)
     if points is None:

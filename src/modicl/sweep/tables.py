@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
 from ..history import BEST_OOD
 from ..rundir import RunDir
-from .spec import Point, SweepSpec, expand, point_dir
+from .spec import Point, SweepSpec, load_sweep, point_dir
 from .status import point_status
 
 # Columns every results row has, under short names; other axes keep their full field name.
@@ -107,23 +106,6 @@ def write_results(points: Sequence[Point], out_dir: Path):
     df.to_parquet(tmp, index=False)
     tmp.replace(out_dir / "results.parquet")
     return df
-
-
-def load_sweep(out_dir: str | Path) -> tuple[SweepSpec, list[Point]]:
-    """The spec and grid points of the sweep in ``out_dir`` (from its ``spec.json``).
-    Raises ConfigError when ``out_dir`` holds no sweep or a spec this modicl version cannot read."""
-    from ..config import from_dict
-
-    path = Path(out_dir) / "spec.json"
-    if not path.is_file():
-        raise ConfigError(f"{out_dir} is not a sweep directory (no spec.json); give the directory `modicl sweep` wrote")
-    d = json.loads(path.read_text())
-    try:
-        base = from_dict(d.pop("base")) if d.get("base") is not None else None
-        spec = SweepSpec(**{**d, "base": base})
-    except TypeError as e:
-        raise ConfigError(f"{path} does not match this modicl version: {e}") from None
-    return spec, expand(spec)
 
 
 def refresh_tables(out_dir: str | Path) -> None:
