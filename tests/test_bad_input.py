@@ -452,3 +452,14 @@ def test_a_tyro_box_becomes_its_message_in_either_drawing(box):
     assert (
         _tyro_message(text, "modicl analyze") == "invalid choice 'x' for argument '--what'. (see modicl analyze --help)"
     )
+
+
+def test_the_saved_stream_device_is_read_by_one_rule_for_runs_and_ensembles():
+    import torch
+
+    from modicl.rundir import stream_device
+
+    cpu = torch.Generator().get_state()
+    assert stream_device({"generator": cpu}) == "cpu"  # a checkpoint from before generator_device was recorded
+    assert stream_device({"generator": torch.zeros(16, dtype=torch.uint8)}) == "cuda"  # a Philox state
+    assert stream_device({"generator": cpu, "generator_device": "cuda"}) == "cuda"  # recorded wins

@@ -113,9 +113,9 @@ def _poison_loss_at(monkeypatch, call: int) -> None:
     real = steps_mod.z_loss
     calls = {"n": 0}
 
-    def poisoned(model, tokens, n_var=2):
+    def poisoned(model, tokens, *, n_var):
         calls["n"] += 1
-        loss = real(model, tokens, n_var)
+        loss = real(model, tokens, n_var=n_var)
         return loss * float("nan") if calls["n"] == call else loss
 
     monkeypatch.setattr(steps_mod, "z_loss", poisoned)

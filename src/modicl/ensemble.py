@@ -35,16 +35,14 @@ def ensemble_key(cfg: RunConfig) -> str:
 
 
 def saved_device_type(run_dir: Path) -> str | None:
-    """The device type (``cpu`` or ``cuda``) whose data stream ``run_dir``'s last checkpoint saved, told by
-    its generator state (a CPU Mersenne-Twister state is 5 056 bytes, a CUDA Philox state 16); None
-    without a readable checkpoint."""
-    from .rundir import load_state
+    """The device type (``cpu`` or ``cuda``) whose data stream ``run_dir``'s last checkpoint saved
+    (:func:`modicl.rundir.stream_device`); None without a readable checkpoint."""
+    from .rundir import load_state, stream_device
 
     try:
-        n = load_state(run_dir)["generator"].numel()
+        return stream_device(load_state(run_dir))
     except Exception:
         return None
-    return "cpu" if n > 16 else "cuda"
 
 
 @restores_threads

@@ -471,6 +471,20 @@ def load_checkpoint(run_dir: str | Path, name: str = "last", device: str | torch
     return Checkpoint(model, cfg, tasks, step, sidecar)
 
 
+# Byte size of a CPU generator's state (the Mersenne Twister's); a CUDA generator's Philox state is 16 bytes.
+_CPU_GENERATOR_STATE_BYTES = 5056
+
+
+def stream_device(state: dict) -> str:
+    """The device type (``cpu`` or ``cuda``) whose torch.Generator drew the data stream saved in ``state`` (a
+    ``*.state.pt`` dict, :func:`load_state`): as recorded in ``generator_device``, or, for checkpoints written
+    before it was recorded, told by the size of the saved generator state."""
+    saved = state.get("generator_device")
+    if saved is None:
+        saved = "cpu" if state["generator"].numel() == _CPU_GENERATOR_STATE_BYTES else "cuda"
+    return str(saved)
+
+
 def load_state(run_dir: Path, name: str = "last") -> dict:
     """The optimizer / data-stream / best-so-far state saved with checkpoint ``name``.
 

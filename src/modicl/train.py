@@ -46,6 +46,7 @@ from .rundir import (
     load_checkpoint,
     load_state,
     save_checkpoint,
+    stream_device,
     truncate_metrics,
 )
 from .runlock import LOCK_NAME
@@ -66,10 +67,6 @@ def _slurm_job_id() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-# Byte size of a CPU generator's state (the Mersenne Twister's); a CUDA generator's Philox state is 16 bytes.
-_CPU_GENERATOR_STATE_BYTES = torch.Generator().get_state().numel()
-
-
 def check_stream_device(state: dict, device: torch.device, run_dir: Path | str = "") -> None:
     """Refuse to resume a data stream on another device type than the one that drew it.
 
@@ -82,9 +79,7 @@ def check_stream_device(state: dict, device: torch.device, run_dir: Path | str =
     Raises:
         ConfigError: naming both device types and the flag that resumes the run.
     """
-    saved = state.get("generator_device")
-    if saved is None:
-        saved = "cpu" if state["generator"].numel() == _CPU_GENERATOR_STATE_BYTES else "cuda"
+    saved = stream_device(state)
     if saved != device.type:
         raise ConfigError(
             f"{run_dir} was trained on {saved} and its data stream cannot move to {device.type} "
