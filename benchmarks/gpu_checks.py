@@ -141,7 +141,7 @@ def _losses(stepper, runs, steps: int) -> list[list[float]]:
 
 def check_paper_ensemble(args, rec: Record) -> None:
     from modicl.steps import LoopStep, VmapStep
-    from modicl.train import RunState
+    from modicl.training import RunState
 
     cfg = with_train(paper(args, 2), compile="off")  # compute-bound: eager suffices to compare, and saves compiling
     cuda = args.device.startswith("cuda")
@@ -203,7 +203,7 @@ def check_quick_ensemble(args, rec: Record) -> None:
 def check_resume(args, rec: Record) -> None:
     from safetensors.torch import load_file
 
-    from modicl.train import train
+    from modicl.training import train
 
     steps = 20 if args.tiny else 40
     cfg = with_train(

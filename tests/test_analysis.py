@@ -172,7 +172,7 @@ def test_modicl_analyze_writes_every_figure_and_the_numbers(tmp_path, capsys):
     from conftest import tiny_config
 
     from modicl.cli import main
-    from modicl.train import train
+    from modicl.training import train
 
     train(tiny_config(steps=20, eval_every=10), tmp_path / "run", progress=False)
     assert (
@@ -243,7 +243,7 @@ def test_analyses_that_need_more_examples_than_the_context_holds_are_skipped_wit
     from conftest import tiny_config
 
     from modicl.cli import main
-    from modicl.train import train
+    from modicl.training import train
 
     cfg = tiny_config(steps=4, eval_every=4)
     train(dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, n_ctx=n_ctx)), tmp_path / "run", progress=False)
@@ -261,7 +261,7 @@ def test_probe_analyses_above_max_probes_use_a_stated_random_subset(tmp_path):
     from conftest import tiny_config
 
     from modicl.analyze import run_analyses
-    from modicl.train import train
+    from modicl.training import train
 
     train(tiny_config(steps=4, eval_every=4), tmp_path / "run", progress=False)
     res = run_analyses(tmp_path / "run", "last", what=("attention", "pca", "kaleidoscope"), device="cpu", max_probes=16)
@@ -278,7 +278,7 @@ def test_a_registered_analysis_is_a_cli_choice_and_runs_with_the_probe_activatio
 
     import modicl.analyze as analyze
     from modicl.cli import main
-    from modicl.train import train
+    from modicl.training import train
 
     monkeypatch.setattr(analyze, "ANALYSES", dict(analyze.ANALYSES))  # registered for this test only
     seen = {}

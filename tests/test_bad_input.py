@@ -17,7 +17,7 @@ from modicl.cli import main
 from modicl.config import ConfigError, ModelConfig, validate
 from modicl.presets import preset
 from modicl.runlock import lock_run
-from modicl.train import check_stream_device, train
+from modicl.training import check_stream_device, train
 
 TINY = [
     "--task.p",
@@ -292,7 +292,7 @@ matplotlib.use("svg")
 sys.path.insert(0, {str(os.path.dirname(__file__))!r})
 import modicl.plots, modicl.analyze, modicl.sweep_plots, modicl.analysis_plots
 from modicl import allocator
-from modicl.train import train
+from modicl.training import train
 from modicl.analyze import run_analyses
 from conftest import tiny_config
 torch.set_num_threads(2)

@@ -124,7 +124,7 @@ def test_overwrite_replaces_only_run_directories_and_out_must_be_a_directory(tmp
 def test_resume_of_a_run_stopped_at_step_0_logs_step_0_once(tmp_path):
     from conftest import tiny_config
 
-    from modicl.train import train
+    from modicl.training import train
 
     cfg = tiny_config(steps=20, eval_every=10)
     train(cfg, tmp_path / "r", progress=False, stop_after=0)  # checkpoint at step 0 only

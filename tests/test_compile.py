@@ -87,7 +87,7 @@ def _vmap_losses(tmp_path, compile_setting, steps=3):
     from conftest import tiny_config
 
     from modicl.steps import VmapStep
-    from modicl.train import RunState
+    from modicl.training import RunState
 
     cfg = tiny_config(compile=compile_setting)
     runs = [

@@ -9,7 +9,7 @@ from modicl.config import ConfigError
 from modicl.ensemble import ensemble_key, train_ensemble
 from modicl.rundir import load_checkpoint
 from modicl.sweep import SweepSpec, run_sweep
-from modicl.train import train
+from modicl.training import train
 
 
 def _members(**train_overrides):
@@ -126,7 +126,7 @@ def test_an_ensemble_that_runs_out_of_memory_trains_its_members_one_by_one(tmp_p
 
 def test_a_member_checkpointed_on_another_device_type_fails_alone_with_a_clear_message(tmp_path, monkeypatch):
     import modicl.rundir
-    import modicl.train as train_mod
+    import modicl.training as train_mod
 
     cfgs = _members()[:2]
     dirs = [tmp_path / "a", tmp_path / "b"]

@@ -13,7 +13,7 @@ from modicl.config import ConfigError, validate
 from modicl.history import ScheduleError, file_stem, keeps, kept_steps, parse_schedule, ref_of
 from modicl.rundir import CheckpointError, load_checkpoint, read_metrics
 from modicl.sweep import point_hash
-from modicl.train import train
+from modicl.training import train
 
 
 def _kept(text: str, steps: int, eval_every: int) -> list[int]:

@@ -465,7 +465,7 @@ def test_every_builtin_sweep_point_keeps_its_run_directory_name(name):
 
 @pytest.fixture(scope="module")
 def short_runs(tmp_path_factory):
-    from modicl.train import train
+    from modicl.training import train
 
     root = tmp_path_factory.mktemp("pinned")
     for name in CPU_PRESETS:
@@ -537,7 +537,7 @@ if __name__ == "__main__":  # print the current values, to re-record them
 
     from modicl.analyze import run_analyses
     from modicl.cli import main
-    from modicl.train import train
+    from modicl.training import train
 
     root = Path(tempfile.mkdtemp())
     runs = {}

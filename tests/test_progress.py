@@ -4,7 +4,7 @@ import sys
 from conftest import tiny_config
 
 from modicl.progress import LogProgress, progress_bar
-from modicl.train import train
+from modicl.training import train
 
 
 def test_log_progress_writes_plain_lines_at_most_once_per_interval(monkeypatch):

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from modicl.presets import preset
-from modicl.train import train
+from modicl.training import train
 
 
 def _fp32(cfg, seed):

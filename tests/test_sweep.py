@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_config
 
-import modicl.train
+import modicl.training
 from modicl.cli import main
 from modicl.config import ConfigError
 from modicl.metrics import PHASES
@@ -23,7 +23,7 @@ def _spec(**axes):
 
 def _count_trains(monkeypatch, fail_seed=None, interrupt_after=None):
     calls = []
-    real = modicl.train.train
+    real = modicl.training.train
 
     def counting(cfg, run_dir, **kw):
         if interrupt_after is not None and len(calls) == interrupt_after:
@@ -33,7 +33,7 @@ def _count_trains(monkeypatch, fail_seed=None, interrupt_after=None):
             raise RuntimeError("injected failure\nsecond line")
         return real(cfg, run_dir, **kw)
 
-    monkeypatch.setattr(modicl.train, "train", counting)
+    monkeypatch.setattr(modicl.training, "train", counting)
     return calls
 
 
@@ -150,7 +150,7 @@ def test_killed_sweep_resumes_the_interrupted_point_and_redoes_nothing(tmp_path,
     spec, out = _spec(), tmp_path / "s"
     first = expand(spec)[0]
     # an interrupted point: a checkpoint at step 10 of 20, no summary
-    modicl.train.train(first.config, out / "runs" / first.hash, progress=False, stop_after=10)
+    modicl.training.train(first.config, out / "runs" / first.hash, progress=False, stop_after=10)
     assert point_status(out / "runs" / first.hash) == "interrupted"
     calls = _count_trains(monkeypatch, interrupt_after=2)  # Ctrl-C when the third point starts
     with pytest.raises(KeyboardInterrupt):
@@ -280,7 +280,7 @@ def test_a_point_being_trained_elsewhere_is_left_alone_and_shown_running(tmp_pat
     try:
         assert sweep_status(tmp_path)[0]["state"] == "running"
         with pytest.raises(RunLocked, match="being trained by another process"):
-            modicl.train.train(point.config, run_dir, resume=True)
+            modicl.training.train(point.config, run_dir, resume=True)
         out = run_job(Job((point,), (run_dir,)))
         assert out[point.hash].startswith("RunLocked:")
         assert not (run_dir / "error.txt").exists() and (run_dir / "checkpoints" / "last.safetensors").exists()

@@ -7,13 +7,13 @@ import torch
 from conftest import tiny_config
 
 from modicl import steps as steps_mod
-from modicl import train as train_mod
+from modicl import training as train_mod
 from modicl.config import ConfigError, ModelConfig, TaskConfig, TrainConfig
 from modicl.model import Transformer
 from modicl.rundir import CheckpointError, load_checkpoint, read_metrics
 from modicl.runtime import cpu_kind
 from modicl.steps import build_optimizer, lr_multiplier, weight_decay_at
-from modicl.train import TrainingDiverged, train
+from modicl.training import TrainingDiverged, train
 
 
 def test_lr_schedule_warms_up_from_one_percent_then_cosines_to_ten_percent():

@@ -3,7 +3,7 @@
 Library layers, each usable from a notebook: :mod:`modicl.config` (configs; :mod:`modicl.presets`,
 :mod:`modicl.hashing`) → :mod:`modicl.tasks` (task vectors, splits) → :mod:`modicl.data` (batches) →
 :mod:`modicl.model` (the decoder, hook points) → :mod:`modicl.steps` (schedule, AdamW, loss, step
-backends) → :mod:`modicl.train` (the loop over N runs), which keeps each run in :mod:`modicl.rundir`
+backends) → :mod:`modicl.training` (the loop over N runs), which keeps each run in :mod:`modicl.rundir`
 and evaluates through
 :mod:`modicl.evaluation` and :mod:`modicl.metrics` (four-set accuracies, k-shot curves, phases) →
 :mod:`modicl.plots`; :mod:`modicl.runtime` resolves device, dtype, threads and compilation for every
@@ -12,6 +12,49 @@ results tables) → :mod:`modicl.sweep_plots` (phase diagrams); :mod:`modicl.alg
 modular regression, Bayes) → :mod:`modicl.analysis` (interpretability) → :mod:`modicl.analysis_plots`,
 run by :mod:`modicl.analyze`.
 The ``modicl`` CLI wraps them.
+
+The names a notebook needs first are importable from the package itself (loaded on first use, so
+``import modicl`` does not import torch): :func:`train`, :func:`evaluate` (a saved checkpoint, as
+``modicl eval``), :func:`load_checkpoint`, :func:`preset`, :func:`run_sweep`, :class:`SweepSpec` and
+:func:`load_spec` (a built-in sweep or a TOML file).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# public name → (module, attribute); resolved by __getattr__ on first access
+_PUBLIC = {
+    "train": (".training", "train"),
+    "evaluate": (".evaluation", "evaluate_checkpoint"),
+    "load_checkpoint": (".rundir", "load_checkpoint"),
+    "preset": (".presets", "preset"),
+    "run_sweep": (".sweep.local", "run_sweep"),
+    "SweepSpec": (".sweep.spec", "SweepSpec"),
+    "load_spec": (".sweep.spec", "load_spec"),
+}
+__all__ = ["SweepSpec", "__version__", "evaluate", "load_checkpoint", "load_spec", "preset", "run_sweep", "train"]
+
+if TYPE_CHECKING:
+    from .evaluation import evaluate_checkpoint as evaluate
+    from .presets import preset
+    from .rundir import load_checkpoint
+    from .sweep.local import run_sweep
+    from .sweep.spec import SweepSpec, load_spec
+    from .training import train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'modicl' has no attribute {name!r}")
+    module, attr = _PUBLIC[name]
+    value = getattr(importlib.import_module(module, __name__), attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

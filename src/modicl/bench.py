@@ -159,7 +159,7 @@ def benchmark_ensemble(
          ensemble trains more member-steps per second than single runs.
     """
     from .steps import LoopStep, VmapStep
-    from .train import RunState
+    from .training import RunState
 
     device, _ = setup_process(cfg.train)
     tdtype = torch.bfloat16 if dtype == "bf16" else torch.float32

@@ -57,7 +57,7 @@ def _with_hyperparameters(saved: dict, fresh: dict) -> dict:
 
 def branch_run(parent_dir: str | Path, ref: str, out: str | Path, cfg: RunConfig) -> dict:
     """Make ``out`` a run that continues ``parent_dir`` from its checkpoint ``ref`` (``step:N`` or ``last``)
-    under ``cfg``; training it with ``resume=True`` (:func:`modicl.train.train`) runs the branch.
+    under ``cfg``; training it with ``resume=True`` (:func:`modicl.training.train`) runs the branch.
 
     Args:
         parent_dir: the parent run directory.

@@ -115,7 +115,7 @@ class AnalyzeCommand:
 def cmd_train(argv: list[str]) -> int:
     from .branch import branch_run, split_ref
     from .rundir import RunDir, clear_run
-    from .train import train
+    from .training import train
 
     name, rest = pop_preset(argv, "quick")
     source = peek_flag(rest, "--from")
@@ -184,45 +184,30 @@ def _report_training(summary: dict, cfg: RunConfig, out: Path) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    import torch
-
-    from .evaluation import evaluate_run
+    from .evaluation import evaluate_checkpoint
     from .history import file_stem
-    from .metrics import PHASE_LABELS, classify_phase, format_table, pattern_text
+    from .metrics import PHASE_LABELS, SETS, VAL_SET, format_table
     from .plots import kshot_plot
-    from .rundir import RunDir, load_checkpoint, write_json
-    from .runtime import autocast_for, resolve_device, resolve_dtype
+    from .rundir import RunDir, write_json
 
     args = parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
-    if args.sequences < 1:
+    if args.sequences < 1:  # the flags' names in the message; the library checks the same with its own
         raise ConfigError(f"--sequences {args.sequences} must be ≥ 1")
     check_seed(args.seed)
-    device = resolve_device(args.device)
-    ck = load_checkpoint(args.run_dir, args.checkpoint, device)
-    cfg = ck.config
-    g = torch.Generator(device=device)
-    g.manual_seed(args.seed)
-    autocast = autocast_for(device, resolve_dtype(cfg.train.dtype, device))
-    res = evaluate_run(ck.model, cfg, ck.tasks, sequences=args.sequences, generator=g, autocast=autocast)
-    phase = classify_phase(res, cfg.phase_threshold)
-    used = {name: r["n_sequences"] for name, r in res.items()}
-    out = {
-        "checkpoint": args.checkpoint,
-        "step": ck.step,
-        "sequences_requested": args.sequences,
-        "sequences_per_set": used,
-        "seed": args.seed,
-        "phase": phase,
-        "phase_pattern": pattern_text(res, cfg.phase_threshold),
-        **res,
-    }
+    out = evaluate_checkpoint(
+        args.run_dir, args.checkpoint, sequences=args.sequences, seed=args.seed, device=args.device
+    )
+    cfg = RunDir(args.run_dir).read_config()
+    res = {k: v for k, v in out.items() if k in (*SETS, VAL_SET)}
+    used = out["sequences_per_set"]
+    phase = out["phase"]
     evals = RunDir(args.run_dir).evals
     evals.mkdir(exist_ok=True)
     stem = file_stem(args.checkpoint)  # step:500 → step-0000500, a file name without a colon
     write_json(evals / f"{stem}.json", out)
-    kshot_plot({f"{args.checkpoint} step {ck.step}": res}, evals / f"kshot_{stem}.png", p=cfg.task.p)
+    kshot_plot({f"{args.checkpoint} step {out['step']}": res}, evals / f"kshot_{stem}.png", p=cfg.task.p)
     print(
-        f"{args.run_dir} checkpoint {args.checkpoint} (step {ck.step}); sequences used per set: "
+        f"{args.run_dir} checkpoint {args.checkpoint} (step {out['step']}); sequences used per set: "
         + ", ".join(f"{k} {v}" for k, v in used.items())
     )
     print(format_table(res, cfg.task.p, cfg.phase_threshold))
@@ -395,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     from .rundir import CheckpointError
-    from .train import TrainingDiverged
+    from .training import TrainingDiverged
 
     try:
         with _interrupt_on_signals(), guard_streams():

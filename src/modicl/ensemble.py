@@ -4,8 +4,8 @@ Members may differ in everything that only changes their data (n_id, α, task ru
 input sampling, seed); they must share the architecture, p, n_ctx and every training setting
 (:func:`ensemble_key`), so one learning-rate schedule and one weight decay hold for all. Each member
 keeps its own task set, α split, initialisation, data stream, metrics, checkpoints and run directory,
-exactly as if trained alone by :func:`modicl.train.train`: the members go through the same training loop
-(:func:`modicl.train.train_runs`) as a single run.
+exactly as if trained alone by :func:`modicl.training.train`: the members go through the same training loop
+(:func:`modicl.training.train_runs`) as a single run.
 
 Two step backends (:mod:`modicl.steps`): ``vmap`` stacks the members' parameters so one
 forward/backward and one AdamW step serve all members, which pays on a GPU; ``loop`` steps each member
@@ -24,7 +24,7 @@ from .config import FIELD_ROLES, ConfigError, RunConfig, flat_dict, validate
 from .runlock import RunLocked
 from .runtime import restores_threads, setup_process
 from .steps import resolve_backend
-from .train import RunState, TrainingDiverged, train_runs
+from .training import RunState, TrainingDiverged, train_runs
 
 
 def ensemble_key(cfg: RunConfig) -> str:
@@ -59,7 +59,7 @@ def train_ensemble(
 
     Args:
         cfgs: member configs; all must have the same :func:`ensemble_key`.
-        run_dirs: one run directory per member (as :func:`modicl.train.train` writes it).
+        run_dirs: one run directory per member (as :func:`modicl.training.train` writes it).
         resume: continue members that have a checkpoint; members resumed at different steps train in
             groups of equal step, one group after another.
         backend: ``auto``, ``vmap`` or ``loop`` (see the module docstring).

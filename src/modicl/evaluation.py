@@ -10,13 +10,15 @@ Training, ``modicl eval`` and the ensembles all evaluate through here, and it im
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import RunConfig
-from .metrics import PHASE_KEY, VAL_SET, evaluate
+from .config import SEED_MAX, ConfigError, RunConfig
+from .history import BEST_OOD
+from .metrics import PHASE_KEY, VAL_SET, classify_phase, evaluate, pattern_text
 from .tasks import TaskSet
 
 
@@ -65,6 +67,57 @@ def evaluate_run(
         autocast=autocast,
         replacement=True,
     )
+
+
+def evaluate_checkpoint(
+    run_dir: str | Path,
+    checkpoint: str = BEST_OOD,
+    *,
+    sequences: int = 4096,
+    seed: int = 12345,
+    device: str = "auto",
+) -> dict:
+    """Re-evaluate a saved checkpoint of a run on its four sets and validation set (what ``modicl eval``
+    prints and writes, without writing anything).
+
+    Args:
+        run_dir: the run directory.
+        checkpoint: ``best_ood``, ``last`` or ``step:N`` of a kept history.
+        sequences: sequences per set (≥ 1), drawn with replacement from the set's tasks and inputs.
+        seed: seed of the evaluation sequences, in [0, 2**63 - 1]; the same seed gives the same numbers.
+        device: ``auto``, ``cpu``, ``cuda`` …; the run's dtype is used (bf16 falls back where unsupported).
+    Returns:
+        {checkpoint, step, sequences_requested, sequences_per_set, seed, phase, phase_pattern, and per set
+        name (id_train, id_test, ood_train, ood_test, ood_val) the result of :func:`modicl.metrics.evaluate`:
+        accuracies with 95 % intervals, k-shot curves, null models and the algorithm fingerprint}.
+    Raises:
+        ConfigError: sequences < 1, a seed out of range, an unknown device.
+        RunDirError: no run or no such checkpoint in ``run_dir``.
+    """
+    from .rundir import load_checkpoint
+    from .runtime import autocast_for, resolve_device, resolve_dtype
+
+    if sequences < 1:
+        raise ConfigError(f"sequences = {sequences} must be ≥ 1")
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed = {seed} must be an integer in [0, 2**63 - 1]")
+    dev = resolve_device(device)
+    ck = load_checkpoint(run_dir, checkpoint, dev)
+    cfg = ck.config
+    g = torch.Generator(device=dev)
+    g.manual_seed(seed)
+    autocast = autocast_for(dev, resolve_dtype(cfg.train.dtype, dev))
+    res = evaluate_run(ck.model, cfg, ck.tasks, sequences=sequences, generator=g, autocast=autocast)
+    return {
+        "checkpoint": checkpoint,
+        "step": ck.step,
+        "sequences_requested": sequences,
+        "sequences_per_set": {name: r["n_sequences"] for name, r in res.items()},
+        "seed": seed,
+        "phase": classify_phase(res, cfg.phase_threshold),
+        "phase_pattern": pattern_text(res, cfg.phase_threshold),
+        **res,
+    }
 
 
 def eval_seed(seed: int, step: int) -> int:

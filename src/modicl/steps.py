@@ -6,7 +6,7 @@ learning-rate multiplier rises linearly from ``warmup_start`` to 1 over the warm
 cosine to ``final_lr_ratio`` (over the last ``decay_steps`` steps only, if set). The loss is the mean
 cross-entropy on the z tokens.
 
-The training loop (:func:`modicl.train.train_runs`) steps N runs of one architecture with one of two
+The training loop (:func:`modicl.training.train_runs`) steps N runs of one architecture with one of two
 backends, which take the runs' batches, the learning rate and the weight decay and return the N losses:
 
 * :class:`LoopStep`: one :class:`TrainStep` per run in turn, bit for bit a run trained alone (N = 1 is
@@ -42,7 +42,7 @@ from .runtime import resolve_compile
 
 
 class StepRun(Protocol):
-    """What a step backend reads of a run (:class:`modicl.train.RunState` has it): its config, model,
+    """What a step backend reads of a run (:class:`modicl.training.RunState` has it): its config, model,
     optimizer, device and autocast context. A protocol, so this module does not import the training loop."""
 
     @property

@@ -54,8 +54,8 @@ def run_job(job: Job, progress: bool | str = False) -> dict[str, str | None]:
     has one point, else as one ensemble (:func:`modicl.ensemble.train_ensemble`). Returns {hash: None on
     success, else a one-line error, also written to RUN_DIR/error.txt}. An ensemble that runs out of
     device memory trains its members one by one instead. Never raises for a failing point (a KeyboardInterrupt
-    still stops it: the checkpoints are kept for the next launch). ``progress`` as in :func:`modicl.train.train`."""
-    from .. import train as train_mod
+    still stops it: the checkpoints are kept for the next launch). ``progress`` as in :func:`modicl.training.train`."""
+    from .. import training as train_mod
     from ..ensemble import train_ensemble
     from ..runlock import RunLocked
 
