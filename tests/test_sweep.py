@@ -2,6 +2,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -551,3 +552,84 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(capfd):
     assert f"worker {child.pid} did not stop within 1 s of SIGTERM (process state: S" in err
     assert "_ignore_sigterm_and_sleep" in err  # its stack, from its own handler
     assert child.exitcode == -signal.SIGKILL
+
+
+# ---------------------------------------------- a new executor: one class and one line of the table
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeOptions:
+    queue: str = "default"
+    """the queue to submit to."""
+
+
+@dataclasses.dataclass
+class FakeRemote:
+    """A scheduler that runs each job at once when it is submitted, in this process."""
+
+    opts: FakeOptions
+    name: str
+    label = "FAKE"
+    Options = FakeOptions
+    ensembles = True
+    waits = False
+    built: ClassVar[list] = []  # (options, name) of each construction
+
+    def __post_init__(self):
+        FakeRemote.built.append((self.opts, self.name))
+
+    def check(self, out_dir):
+        pass
+
+    def prepare(self, jobs):
+        return jobs
+
+    def active(self, out_dir):
+        return set()
+
+    def submit(self, jobs, out_dir, record):
+        from modicl.sweep import refresh_tables, run_job
+        from modicl.sweep.executor import Submission
+
+        subs = []
+        for i, job in enumerate(jobs):
+            run_job(job)
+            subs.append(Submission(f"fake-{i}", tuple(p.hash for p in job.points)))
+        refresh_tables(out_dir)
+        return subs
+
+    @classmethod
+    def report(cls, out_dir, rows):
+        pass
+
+    @classmethod
+    def follow(cls, out_dir, *, progress):
+        from modicl.sweep import sweep_status
+
+        return sweep_status(out_dir)
+
+
+def test_a_new_executor_in_the_table_is_offered_by_modicl_sweep_with_its_options(tmp_path, monkeypatch, capsys):
+    from modicl import cli_sweep
+    from modicl.sweep import executor
+
+    monkeypatch.setitem(executor.KINDS, "fake", f"{__name__}:FakeRemote")
+    cli_sweep.sweep_command.cache_clear()
+    try:
+        spec_file = tmp_path / "spec.toml"
+        spec_file.write_text(
+            'name = "fk"\npreset = "quick"\n[set]\n"task.p" = 5\n"task.n_id" = 4\n"task.n_ctx" = 4\n'
+            '"model.d_model" = 16\n"model.n_layers" = 1\n"train.steps" = 4\n"train.eval_every" = 4\n'
+            '"train.eval_sequences" = 8\n"train.dtype" = "fp32"\n[axes]\nseed = [1, 2]\n'
+        )
+        out = tmp_path / "s"
+        argv = ["sweep", str(spec_file), "--out", str(out), "--executor", "fake", "--no-progress"]
+        assert main([*argv, "--fake.queeu", "q1"]) == 2
+        assert "did you mean --fake.queue?" in capsys.readouterr().err
+        assert main([*argv, "--fake.queue", "q1", "--wait"]) == 0
+        printed = capsys.readouterr().out
+        assert "submitted 2 points as 1 FAKE jobs: fake-0" in printed and "2 points: 2 done" in printed
+        assert FakeRemote.built[-1] == (FakeOptions("q1"), "fk")
+        assert len(pd.read_csv(out / "results.csv")) == 2
+    finally:
+        cli_sweep.sweep_command.cache_clear()

@@ -13,7 +13,6 @@ import io
 import tyro
 
 from .config import PARTS, SEED_MAX, ConfigError, RunConfig
-from .sweep.slurm import SlurmOptions
 
 
 def flags(cls) -> list[str]:
@@ -24,9 +23,10 @@ def flags(cls) -> list[str]:
 def known_flags(command) -> list[str]:
     """Every flag ``command`` accepts, for 'did you mean' hints."""
     own = [fl for fl in flags(command) if fl != "--config"]
-    if "--slurm" in own:
-        own.remove("--slurm")
-        own += [f"--slurm.{fl[2:]}" for fl in flags(SlurmOptions)]
+    for f in dataclasses.fields(command):  # nested options (e.g. a remote executor's): --NAME.FIELD
+        if isinstance(f.type, type) and dataclasses.is_dataclass(f.type) and f.name != "config":
+            own.remove(f"--{f.name}")
+            own += [f"--{f.name}.{fl[2:]}" for fl in flags(f.type)]
     if "--config" not in flags(command):
         return own
     config = [f"--{part}.{fl[2:]}" for part, cls in PARTS.items() for fl in flags(cls)]

@@ -4,20 +4,21 @@ over :mod:`modicl.sweep` and :mod:`modicl.sweep_plots`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 
 from .cli_args import parse, reject_empty_out
 from .config import ConfigError
-from .sweep.slurm import SlurmOptions
 
 
 @dataclass(frozen=True)
-class SweepCommand:
+class SweepFlags:
     """Run (or continue) a grid of runs: finished points are skipped, interrupted ones resumed, failed ones re-run."""
 
     spec: tyro.conf.Positional[str]
@@ -36,11 +37,27 @@ class SweepCommand:
     """runs at once, in separate processes sharing the CPU threads (2 on a 2-core machine: +18 %); above 1,
     each run gets cpu_count / workers threads in place of the spec's train.threads."""
     progress: bool = True
-    executor: Literal["local", "slurm"] = "local"
-    """local: run here; slurm: submit the jobs as a SLURM job array (through submitit) and return."""
     wait: bool = False
-    """with --executor slurm: follow the jobs with a progress bar until they end, then write the results table."""
-    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    """with a remote --executor: follow the jobs with a progress bar until they end, then write the results table."""
+
+
+@functools.cache
+def sweep_command() -> type:
+    """:class:`SweepFlags` with ``--executor`` and the remote executors' options (``--KIND.FIELD``), read
+    from the executor table (:func:`modicl.sweep.executor.remote_kinds`), so a new executor needs no
+    change here."""
+    from .sweep.executor import remote_kinds
+
+    remote = remote_kinds()
+    helps = "".join(f"; {k}: submit the jobs to {c.label} and return" for k, c in remote.items())
+    choices = ("local", *remote)
+    executor: Any = Annotated[
+        Literal[choices],  # type: ignore[valid-type]
+        tyro.conf.arg(help=f"local: run here (--workers processes at once){helps}."),
+    ]
+    fields: list[tuple[str, Any, Any]] = [("executor", executor, field(default="local"))]
+    fields += [(kind, cls.Options, field(default_factory=cls.Options)) for kind, cls in remote.items()]
+    return dataclasses.make_dataclass("SweepCommand", fields, bases=(SweepFlags,), frozen=True)
 
 
 @dataclass(frozen=True)
@@ -65,7 +82,7 @@ def cmd_sweep(argv: list[str]) -> int:
     from .rundir import RunDir
     from .sweep import expand, load_spec, parse_assignment, point_dir, run_sweep
 
-    args = parse(SweepCommand, argv, tyro.MISSING_NONPROP, "modicl sweep")
+    args = parse(sweep_command(), argv, tyro.MISSING_NONPROP, "modicl sweep")
     sets = {}
     for text in args.set:
         name, values = parse_assignment(text)
@@ -82,8 +99,8 @@ def cmd_sweep(argv: list[str]) -> int:
 
         print(format_status(sweep_status(out, points)).replace(" points: ", f" points in {out}: ", 1))
         return 0
-    if args.executor == "slurm":
-        return _sweep_slurm(args, spec, out)
+    if args.executor != "local":
+        return _sweep_remote(args, spec, out)
     print(f"sweep {spec.name}: {len(points)} points in {out}")
     report = run_sweep(spec, out, progress=args.progress, ensemble=args.ensemble, workers=args.workers)
     print(
@@ -111,16 +128,19 @@ def print_cells(results: Path) -> None:
             print(format_cells(seed_cells(df), threshold=float(cfg.get("phase_threshold", 0.5))))
 
 
-def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
-    from .sweep import format_status
-    from .sweep.slurm import read_submissions, submit_sweep, wait_for_sweep
+def _sweep_remote(args: Any, spec, out: Path) -> int:
+    """Submit the grid to the executor ``args.executor`` of the table, with its options; with --wait, follow it."""
+    from .sweep import format_status, run_sweep
+    from .sweep.executor import remote_kinds
 
+    kind = args.executor
     if args.workers != 1:
         raise ConfigError(
-            "--workers is for the local executor; with --executor slurm use --slurm.cpus-per-job and "
-            "--slurm.array-parallelism"
+            f"--workers is for the local executor; with --executor {kind} set the resources per job with --{kind}.*"
         )
-    subs = submit_sweep(spec, out, args.slurm, ensemble=args.ensemble)
+    cls = remote_kinds()[kind]
+    executor = cls(getattr(args, kind), spec.name)  # type: ignore[call-arg]
+    subs = run_sweep(spec, out.resolve(), progress=False, ensemble=args.ensemble, executor=executor).submitted
     if not subs:
         print(
             f"sweep {spec.name}: nothing to submit in {out} (every point is done, queued or running); see modicl "
@@ -128,15 +148,21 @@ def _sweep_slurm(args: SweepCommand, spec, out: Path) -> int:
         )
     else:
         n = sum(len(s.hashes) for s in subs)
-        print(f"sweep {spec.name}: submitted {n} points as {len(subs)} SLURM jobs: {' '.join(s.job_id for s in subs)}")
-        print(f"logs in {out / 'slurm'}; follow with: modicl status {out}")
+        print(
+            f"sweep {spec.name}: submitted {n} points as {len(subs)} {cls.label} jobs: "
+            + " ".join(s.job_id for s in subs)
+        )
+        logs = out / kind
+        print((f"logs in {logs}; " if logs.is_dir() else "") + f"follow with: modicl status {out}")
     if not args.wait:
         return 0
-    # follow every point's latest job, also those an earlier submission left queued or running
     try:
-        rows = wait_for_sweep(out, sorted(set(read_submissions(out).values())), progress=args.progress)
+        rows = cls.follow(out, progress=args.progress)
     except KeyboardInterrupt:
-        print(f"\nmodicl sweep: stopped following; the SLURM jobs keep running: modicl status {out}", file=sys.stderr)
+        print(
+            f"\nmodicl sweep: stopped following; the {cls.label} jobs keep running: modicl status {out}",
+            file=sys.stderr,
+        )
         return 130
     print(format_status(rows))
     print(f"results in {out / 'results.csv'} (and .parquet)")

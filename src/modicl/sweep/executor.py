@@ -6,7 +6,9 @@ executor's ``submit``. Each job is plain data and :func:`~modicl.sweep.jobs.run_
 so an executor only decides *where*: in this process (:class:`~modicl.sweep.local.InProcess`), in a pool
 of worker processes (:class:`~modicl.sweep.local.ProcessPool`) or on a SLURM cluster
 (:class:`~modicl.sweep.slurm.Slurm`). A new engine (Ray, Dask, …) is one module with one class that has
-the members of :class:`Executor`, and one line in :data:`KINDS` so that ``modicl status`` asks it too.
+the members of :class:`Executor`, and one line in :data:`KINDS` so that ``modicl status`` asks it too;
+with an ``Options`` dataclass and a ``follow`` class method (:class:`RemoteExecutor`), ``modicl sweep
+--executor KIND`` offers it with a flag ``--KIND.FIELD`` per option, and nothing in the CLI names it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .jobs import Job
 
@@ -69,6 +71,25 @@ class Executor(Protocol):
         ``out_dir`` (e.g. its submissions), so it works for any sweep directory."""
 
 
+class RemoteExecutor(Executor, Protocol):
+    """An executor that hands the jobs to a scheduler, as ``modicl sweep --executor KIND`` runs it:
+    constructed as ``cls(options, sweep_name)``, then :func:`modicl.sweep.run_sweep` submits the jobs and
+    returns, and ``--wait`` calls ``follow``. Its module keeps the scheduler's client library imported on
+    use, since the CLI imports it to read ``Options``."""
+
+    label: ClassVar[str]
+    """the scheduler's name in messages (``SLURM``)."""
+    Options: ClassVar[type]
+    """a frozen dataclass of the executor's options (resources per job …); each field is a flag
+    ``--KIND.FIELD`` of ``modicl sweep``, checked when the executor is constructed (ConfigError)."""
+
+    @classmethod
+    def follow(cls, out_dir: Path, *, progress: bool) -> list[dict[str, Any]]:
+        """Wait until none of the sweep's latest jobs is queued or running, then rewrite its tables and
+        return :func:`modicl.sweep.sweep_status`; raise ConfigError when the scheduler cannot be read or
+        the jobs can never start."""
+
+
 # The executors a sweep can run on, as "module:class", imported on use (a sweep needs no submitit).
 KINDS = {
     "local": "modicl.sweep.local:InProcess",
@@ -81,3 +102,10 @@ def executor_class(kind: str) -> type[Executor]:
     """The executor class registered as ``kind`` in :data:`KINDS`; raises KeyError for another name."""
     module, name = KINDS[kind].split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def remote_kinds() -> dict[str, type[RemoteExecutor]]:
+    """{kind: class} of the executors in :data:`KINDS` that ``modicl sweep --executor`` offers besides
+    running here: those with ``Options`` (:class:`RemoteExecutor`)."""
+    classes = {kind: executor_class(kind) for kind in KINDS}
+    return {kind: cls for kind, cls in classes.items() if hasattr(cls, "Options")}  # type: ignore[misc]

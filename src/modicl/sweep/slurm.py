@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..config import ConfigError
 from ..rundir import RunDir
@@ -314,6 +314,8 @@ class Slurm:
     """the jobs' name in the queue is modicl-NAME."""
     ensembles = True
     waits = False
+    label: ClassVar[str] = "SLURM"
+    Options: ClassVar[type] = SlurmOptions
 
     def __post_init__(self) -> None:
         _validate(self.opts)
@@ -391,6 +393,12 @@ class Slurm:
                 r["state"] = "failed" if r["error"] else r["state"]
             if queue_error is not None:
                 r["note"] = queue_error
+
+    @classmethod
+    def follow(cls, out_dir: Path, *, progress: bool) -> list[dict[str, Any]]:
+        """:func:`wait_for_sweep` on every point's latest job, also those an earlier submission left queued
+        or running."""
+        return wait_for_sweep(out_dir, sorted(set(read_submissions(out_dir).values())), progress=progress)
 
 
 def submit_sweep(
