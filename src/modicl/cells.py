@@ -11,7 +11,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
-from .metrics import ALGORITHM_LABELS, ALGORITHMS, PHASES
+from .metrics import ALGORITHM_LABELS, ALGORITHMS, PHASES, SET_LABELS, SETS
 
 # two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1…30 (beyond 30 the normal 1.96 is within 4 %)
 _T975 = [
@@ -202,9 +202,6 @@ def outside_patterns(g, phase: str = "unlisted") -> list[str]:
     return sorted(set(g.loc[g["phase"] == phase, "phase_pattern"].dropna()))
 
 
-_SET_NAMES = {"id_train": "i.d. train", "id_test": "i.d. test", "ood_train": "o.o.d. train", "ood_test": "o.o.d. test"}
-
-
 def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> str:
     """A results table (one row per seed) as a Markdown table, one row per cell of ``axes`` that vary:
     the seeds in each phase; the seed-mean novel-query last-position accuracy of each set at the end and
@@ -226,7 +223,7 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
         return f"{m:.2f}" if math.isnan(lo) else f"{m:.2f} [{max(0.0, lo):.2f}, {min(1.0, hi):.2f}]"
 
     head = [*keys] + (["n_id / p²"] if "n_id" in keys and "p" in df.columns else []) + ["seeds", "phases (seeds)"]
-    head += [f"{_SET_NAMES[s]}" for s in _SET_NAMES] + [
+    head += [f"{SET_LABELS[s]}" for s in SETS] + [
         "o.o.d. test, early stop",
         "early stop − end (paired)",
         "o.o.d. test nulls: chance / RM / MR",
@@ -251,7 +248,7 @@ def cells_markdown(df, axes: Sequence[str] = ("n_id", "alpha", "n_layers")) -> s
             str(len(g)),
             ", ".join(named(ph) for ph in [*PHASES, *sorted(set(counts.index) - set(PHASES))] if ph in counts),
         ]
-        row += [iv(g[f"final.{s}.acc_last_novel"]) for s in _SET_NAMES]
+        row += [iv(g[f"final.{s}.acc_last_novel"]) for s in SETS]
         early = "best_ood.ood_test.acc_last_novel"
         if early in g:
             diff = mean_interval(g[early] - g["final.ood_test.acc_last_novel"])
@@ -301,9 +298,9 @@ def transient_markdown(
     head = ["group", "seeds"]
     for s in sets:
         head += [
-            f"{_SET_NAMES[s]}, middle ({mid[0]:g}–{mid[1]:g})",
-            f"{_SET_NAMES[s]}, end ({end[0]:g}–{end[1]:g})",
-            f"{_SET_NAMES[s]}, end − middle (paired)",
+            f"{SET_LABELS[s]}, middle ({mid[0]:g}–{mid[1]:g})",
+            f"{SET_LABELS[s]}, end ({end[0]:g}–{end[1]:g})",
+            f"{SET_LABELS[s]}, end − middle (paired)",
         ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for group, runs in curves.items():
