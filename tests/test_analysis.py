@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from modicl.algorithms import modular_regression
-from modicl.analysis import (
+from modicl.analysis.measures import (
     algorithm_curves,
     all_inputs,
     centered_pca,
@@ -161,7 +161,7 @@ def test_label_noise_and_logit_lens():
     model = Transformer(ModelConfig(d_model=32, n_layers=2, n_heads=2), p, 3 * n_ctx).eval()
     tokens = probe_batch((1, 2), p, n_ctx, n_ctx - 1, g)
     lens = logit_lens(model, tokens)
-    from modicl.analysis import predict_last
+    from modicl.analysis.measures import predict_last
 
     assert len(lens) == 2 and lens[-1] == pytest.approx(
         (predict_last(model, tokens, n_var=2)[:, -1] == tokens[:, -1]).float().mean().item()
@@ -200,7 +200,7 @@ def test_modicl_analyze_writes_every_figure_and_the_numbers(tmp_path, capsys):
 def test_default_probe_task_is_a_non_degenerate_ood_test_task_and_its_membership_is_named():
     import numpy as np
 
-    from modicl.analyze import default_probe_task, task_membership
+    from modicl.analysis.registry import default_probe_task, task_membership
     from modicl.tasks import TaskSet
 
     e = np.zeros((0, 2), dtype=np.int64)
@@ -215,7 +215,7 @@ def test_default_probe_task_is_a_non_degenerate_ood_test_task_and_its_membership
 
 
 def test_probe_activations_keep_only_what_is_asked_and_equal_one_full_pass():
-    from modicl.analyze import probe_activations
+    from modicl.analysis.registry import probe_activations
     from modicl.model import Transformer
 
     torch.manual_seed(0)
@@ -260,7 +260,7 @@ def test_analyses_that_need_more_examples_than_the_context_holds_are_skipped_wit
 def test_probe_analyses_above_max_probes_use_a_stated_random_subset(tmp_path):
     from conftest import tiny_config
 
-    from modicl.analyze import run_analyses
+    from modicl.analysis.registry import run_analyses
     from modicl.training import train
 
     train(tiny_config(steps=4, eval_every=4), tmp_path / "run", progress=False)
@@ -276,7 +276,7 @@ def test_a_registered_analysis_is_a_cli_choice_and_runs_with_the_probe_activatio
 ):
     from conftest import tiny_config
 
-    import modicl.analyze as analyze
+    import modicl.analysis.registry as analyze
     from modicl.cli import main
     from modicl.training import train
 

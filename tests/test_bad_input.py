@@ -290,10 +290,10 @@ def test_library_calls_leave_the_callers_process_as_they_found_it(tmp_path):
 import sys, json, matplotlib, torch
 matplotlib.use("svg")
 sys.path.insert(0, {str(os.path.dirname(__file__))!r})
-import modicl.plots, modicl.analyze, modicl.sweep_plots, modicl.analysis_plots
+import modicl.report.figures, modicl.analysis.registry, modicl.sweep.figures, modicl.analysis.figures
 from modicl import allocator
 from modicl.training import train
-from modicl.analyze import run_analyses
+from modicl.analysis.registry import run_analyses
 from conftest import tiny_config
 torch.set_num_threads(2)
 train(tiny_config(steps=4, eval_every=2, threads=1), {str(tmp_path / "run")!r}, progress=False)
@@ -310,7 +310,7 @@ print(json.dumps([matplotlib.get_backend(), torch.get_num_threads(), allocator._
 @pytest.fixture(scope="module")
 def analysed_run(tmp_path_factory):
     """A tiny run with its plots and a complete analysis of its last checkpoint."""
-    from modicl.analyze import run_analyses
+    from modicl.analysis.registry import run_analyses
 
     run = tmp_path_factory.mktemp("analysed") / "run"
     train(tiny_config(steps=4, eval_every=2), run, progress=False)
@@ -338,7 +338,7 @@ def _fail_on_second_figure(monkeypatch, exc):
     "exc", [KeyboardInterrupt(), OSError(28, "No space left on device")], ids=["ctrl-c", "disk-full"]
 )
 def test_an_interrupted_or_failed_analyze_leaves_the_previous_analysis_as_it_was(analysed_run, monkeypatch, exc):
-    from modicl.analyze import run_analyses
+    from modicl.analysis.registry import run_analyses
 
     before = _snapshot(analysed_run / "analysis")
     _fail_on_second_figure(monkeypatch, exc)
@@ -437,7 +437,7 @@ def test_tyro_errors_and_a_nan_lr_are_one_line(capsys, tmp_path):
 @pytest.mark.parametrize("box", ["unicode", "ascii"])
 def test_a_tyro_box_becomes_its_message_in_either_drawing(box):
     # tyro draws its error box in Unicode on a UTF-8 stdout and in ASCII otherwise (a C locale, CI)
-    from modicl.cli_args import _tyro_message
+    from modicl.cli.args import _tyro_message
 
     h, v, tl, tr, bl, br = ("─", "│", "╭", "╮", "╰", "╯") if box == "unicode" else ("-", "|", "+", "+", "+", "+")
     text = "\n".join(

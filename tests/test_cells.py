@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from modicl.cells import fisher_exact, format_cells, mean_interval, seed_cells
+from modicl.sweep.cells import fisher_exact, format_cells, mean_interval, seed_cells
 
 
 def test_fisher_exact_matches_hand_computed_hypergeometric_tails():
@@ -82,7 +82,7 @@ def test_an_unlisted_seed_prints_with_its_pattern():
 
 
 def test_the_transient_table_compares_fixed_stretches_of_training_seed_by_seed():
-    from modicl.cells import transient_markdown, window_mean
+    from modicl.sweep.cells import transient_markdown, window_mean
 
     def run(accs):  # evaluations at steps 0, 100, …, 400 of one seed
         return [
@@ -100,7 +100,7 @@ def test_the_transient_table_compares_fixed_stretches_of_training_seed_by_seed()
 
 
 def test_each_seed_prints_what_its_o_o_d_test_reads_as_and_cells_md_counts_the_labels():
-    from modicl.cells import cells_markdown
+    from modicl.sweep.cells import cells_markdown
 
     df = pd.DataFrame(
         {
@@ -157,7 +157,7 @@ def _fp_row(rm_acc, rm_n, mr_acc, mr_n):
 
 
 def test_band_accuracy_pools_the_queries_of_a_shot_band():
-    from modicl.cells import band_accuracy
+    from modicl.sweep.cells import band_accuracy
 
     fp = _fp_row([None, 1.0, 0.5, 0.25, 1.0], [0, 2, 4, 4, 2], [None, None, 0.0, 1.0, 0.5], [0, 0, 2, 1, 2])[
         "ood_test"
@@ -170,7 +170,7 @@ def test_band_accuracy_pools_the_queries_of_a_shot_band():
 
 
 def test_shift_markdown_gives_seed_means_per_band_with_t_intervals():
-    from modicl.cells import shift_markdown
+    from modicl.sweep.cells import shift_markdown
 
     n = [0, 0, 4, 4, 4, 4, 4, 4, 4, 4]
     a = _fp_row([None, None] + [1.0] * 8, n, [None, None] + [0.0] * 8, n)

@@ -34,7 +34,7 @@ def test_an_untrained_model_attends_near_uniformly():
 
 
 def test_attention_progress_plot_draws_the_logged_measures_and_skips_older_runs(tmp_path):
-    from modicl.plots import attention_progress_plot
+    from modicl.report.figures import attention_progress_plot
 
     rows = [
         {

@@ -144,7 +144,7 @@ def test_every_config_field_has_one_role_and_the_roles_reproduce_the_rules_they_
 def test_one_seed_limit_for_config_fields_and_flags_and_torch_takes_it_with_offsets():
     import torch
 
-    from modicl.cli_args import check_seed
+    from modicl.cli.args import check_seed
     from modicl.config import SEED_MAX
 
     check_seed(SEED_MAX)

@@ -14,7 +14,7 @@ from modicl.algorithms import (
     solve_task,
     span_scan,
 )
-from modicl.analysis import kshot_grid, ratio_classes
+from modicl.analysis.measures import kshot_grid, ratio_classes
 from modicl.cli import main
 from modicl.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, validate
 from modicl.data import sample_sequences, z_logits, z_targets

@@ -173,7 +173,7 @@ def test_the_command_line_keeps_evaluates_and_branches_history(tmp_path, capsys)
 
 
 def test_analyses_of_a_kept_step_sit_apart_and_a_folder_never_mixes_two_checkpoints(tmp_path):
-    from modicl.analyze import run_analyses
+    from modicl.analysis.registry import run_analyses
 
     cfg = tiny_config(keep_checkpoints="all", steps=40)
     train(cfg, tmp_path / "r", progress=False)

@@ -500,7 +500,7 @@ def test_a_short_run_of_each_cpu_preset_keeps_its_metrics_and_files(short_runs, 
 
 
 def test_eval_and_analyze_of_the_depth2_run_keep_their_numbers(short_runs, capsys):
-    from modicl.analyze import run_analyses
+    from modicl.analysis.registry import run_analyses
     from modicl.cli import main
 
     d = short_runs / "quick-depth2"
@@ -535,7 +535,7 @@ if __name__ == "__main__":  # print the current values, to re-record them
     import tempfile
     import time
 
-    from modicl.analyze import run_analyses
+    from modicl.analysis.registry import run_analyses
     from modicl.cli import main
     from modicl.training import train
 

@@ -20,7 +20,7 @@ from modicl.runtime import (
 
 def test_evaluation_and_analysis_import_no_training_code():
     code = (
-        "import sys, modicl.analyze, modicl.evaluation, modicl.runtime, modicl.cli; "
+        "import sys, modicl.analysis.registry, modicl.evaluation, modicl.runtime, modicl.cli; "
         "print(sorted(m for m in sys.modules if m in ('modicl.training', 'modicl.ensemble', 'modicl.bench')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -293,7 +293,7 @@ def test_a_point_being_trained_elsewhere_is_left_alone_and_shown_running(tmp_pat
 
 
 def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
-    from modicl.sweep_plots import _cells, plot_sweep
+    from modicl.sweep.figures import _cells, plot_sweep
 
     grid = tmp_path / "grid"
     run_sweep(_spec(n_id=[4, 8], alpha=[0.6, 0.8], seed=[1]), grid, progress=False)
@@ -343,8 +343,8 @@ def test_plot_sweep_draws_the_phase_diagram_and_depth_figures(tmp_path):
 
 
 def test_a_cell_is_its_seeds_phase_counts_and_seed_mean_intervals_never_the_phase_of_seed_means():
-    from modicl.cells import cells_markdown
-    from modicl.sweep_plots import _cells
+    from modicl.sweep.cells import cells_markdown
+    from modicl.sweep.figures import _cells
 
     sets = ("id_train", "id_test", "ood_train", "ood_test")
     rows = [  # two seeds generalize o.o.d., one does not: the seed-mean o.o.d. test (0.53) would also pass 0.5
@@ -610,7 +610,7 @@ class FakeRemote:
 
 
 def test_a_new_executor_in_the_table_is_offered_by_modicl_sweep_with_its_options(tmp_path, monkeypatch, capsys):
-    from modicl import cli_sweep
+    from modicl.cli import sweep as cli_sweep
     from modicl.sweep import executor
 
     monkeypatch.setitem(executor.KINDS, "fake", f"{__name__}:FakeRemote")

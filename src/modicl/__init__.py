@@ -1,17 +1,19 @@
 """modicl: in-context learning and skill composition on modular arithmetic (He, Doshi, Das & Gromov 2024).
 
-Library layers, each usable from a notebook: :mod:`modicl.config` (configs; :mod:`modicl.presets`,
-:mod:`modicl.hashing`) → :mod:`modicl.tasks` (task vectors, splits) → :mod:`modicl.data` (batches) →
-:mod:`modicl.model` (the decoder, hook points) → :mod:`modicl.steps` (schedule, AdamW, loss, step
-backends) → :mod:`modicl.training` (the loop over N runs), which keeps each run in :mod:`modicl.rundir`
-and evaluates through
-:mod:`modicl.evaluation` and :mod:`modicl.metrics` (four-set accuracies, k-shot curves, phases) →
-:mod:`modicl.plots`; :mod:`modicl.runtime` resolves device, dtype, threads and compilation for every
-entry point; :mod:`modicl.ensemble` (many runs in one process) → :mod:`modicl.sweep` (idempotent grids,
-results tables) → :mod:`modicl.sweep_plots` (phase diagrams); :mod:`modicl.algorithms` (ratio matching,
-modular regression, Bayes) → :mod:`modicl.analysis` (interpretability) → :mod:`modicl.analysis_plots`,
-run by :mod:`modicl.analyze`.
-The ``modicl`` CLI wraps them.
+The spine, flat, in the order data flows: :mod:`modicl.family` (the task family) and :mod:`modicl.config`
+(configs; :mod:`modicl.presets`, :mod:`modicl.hashing`) → :mod:`modicl.tasks` (task vectors, splits) →
+:mod:`modicl.data` (batches) → :mod:`modicl.model` (the decoder, hook points, its costs) →
+:mod:`modicl.steps` (schedule, optimizers, loss, step backends) → :mod:`modicl.training` (the loop over N
+runs; :mod:`modicl.ensemble` for many in one process), which keeps each run in :mod:`modicl.rundir` and
+evaluates through :mod:`modicl.evaluation` and :mod:`modicl.metrics` (four-set accuracies, k-shot curves,
+phases, the null models of :mod:`modicl.algorithms`); :mod:`modicl.runtime` resolves device, dtype,
+threads and compilation for every entry point.
+
+The outer rooms, each a subpackage: :mod:`modicl.report` (a run's summary and figures),
+:mod:`modicl.analysis` (interpretability: the registered analyses, their numerics and figures),
+:mod:`modicl.sweep` (idempotent grids, executors, results tables, seed cells and the sweep figures) and
+:mod:`modicl.cli` (the ``modicl`` command, a thin layer over all of them); :mod:`modicl.figures` holds
+the drawing primitives they share.
 
 The names a notebook needs first are importable from the package itself (loaded on first use, so
 ``import modicl`` does not import torch): :func:`train`, :func:`evaluate` (a saved checkpoint, as
@@ -24,7 +26,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # public name → (module, attribute); resolved by __getattr__ on first access
 _PUBLIC = {

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from . import __version__
 from .config import ConfigError, RunConfig, from_dict, to_dict
 from .history import ScheduleError, file_stem, ref_of, step_of
 from .runlock import LOCK_NAME, is_locked, lock_run
 from .signals import signals_held
+from .version import __version__
 
 if TYPE_CHECKING:  # torch and the model load on use: a sweep's status needs neither
     import torch

@@ -11,7 +11,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
-from .metrics import ALGORITHM_LABELS, ALGORITHMS, PHASES, SET_LABELS, SETS
+from ..metrics import ALGORITHM_LABELS, ALGORITHMS, PHASES, SET_LABELS, SETS
 
 # two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1…30 (beyond 30 the normal 1.96 is within 4 %)
 _T975 = [

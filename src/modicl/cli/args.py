@@ -1,6 +1,6 @@
 """Parsing the ``modicl`` command line: flags generated from the config dataclasses, the preset flag read
 first, one-line errors with "did you mean" hints. Used by every command module (:mod:`modicl.cli`,
-:mod:`modicl.cli_sweep`).
+:mod:`modicl.cli.sweep`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import io
 
 import tyro
 
-from .config import PARTS, SEED_MAX, ConfigError, RunConfig
+from ..config import PARTS, SEED_MAX, ConfigError, RunConfig
 
 
 def flags(cls) -> list[str]:

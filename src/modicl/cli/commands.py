@@ -30,13 +30,13 @@ from typing import Annotated, Literal
 
 import tyro
 
-from .cli_args import check_seed, parse, peek_flag, pop_preset, reject_empty_out
-from .cli_sweep import cmd_plot, cmd_status, cmd_sweep
-from .config import ConfigError, RunConfig, validate
-from .hashing import config_hash
-from .history import BEST_OOD
-from .presets import preset
-from .streams import guard_streams
+from ..config import ConfigError, RunConfig, validate
+from ..hashing import config_hash
+from ..history import BEST_OOD
+from ..presets import preset
+from ..streams import guard_streams
+from .args import check_seed, parse, peek_flag, pop_preset, reject_empty_out
+from .sweep import cmd_plot, cmd_status, cmd_sweep
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,9 @@ class AnalyzeCommand:
 
 
 def cmd_train(argv: list[str]) -> int:
-    from .branch import branch_run, split_ref
-    from .rundir import RunDir, clear_run
-    from .training import train
+    from ..branch import branch_run, split_ref
+    from ..rundir import RunDir, clear_run
+    from ..training import train
 
     name, rest = pop_preset(argv, "quick")
     source = peek_flag(rest, "--from")
@@ -162,7 +162,7 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _report_training(summary: dict, cfg: RunConfig, out: Path) -> int:
-    from .metrics import PHASE_LABELS, format_table
+    from ..metrics import PHASE_LABELS, format_table
 
     print(f"\nfinal (step {summary['steps']}), 95 % intervals:")
     print(format_table(summary["final"], cfg.task.p, cfg.phase_threshold))
@@ -184,11 +184,11 @@ def _report_training(summary: dict, cfg: RunConfig, out: Path) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from .evaluation import evaluate_checkpoint
-    from .history import file_stem
-    from .metrics import PHASE_LABELS, SETS, VAL_SET, format_table
-    from .plots import kshot_plot
-    from .rundir import RunDir, write_json
+    from ..evaluation import evaluate_checkpoint
+    from ..history import file_stem
+    from ..metrics import PHASE_LABELS, SETS, VAL_SET, format_table
+    from ..report.figures import kshot_plot
+    from ..rundir import RunDir, write_json
 
     args = parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
     if args.sequences < 1:  # the flags' names in the message; the library checks the same with its own
@@ -223,7 +223,7 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_bench(argv: list[str]) -> int:
-    from .bench import benchmark
+    from ..bench import benchmark
 
     name, rest = pop_preset(argv, "bench")
     base = preset(name)
@@ -232,7 +232,7 @@ def cmd_bench(argv: list[str]) -> int:
     if args.steps < 1 or args.ensemble < 0:
         raise ConfigError("--steps must be ≥ 1 and --ensemble ≥ 0")
     if args.ensemble > 0:
-        from .bench import benchmark_ensemble
+        from ..bench import benchmark_ensemble
 
         results = [benchmark_ensemble(cfg, args.ensemble, args.backend, dtype=d, steps=args.steps) for d in args.dtypes]
     else:
@@ -250,9 +250,9 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 def _analyze_command() -> type:
     """:class:`AnalyzeCommand` with ``--what`` choosing among the analyses registered in
-    :data:`modicl.analyze.ANALYSES`, all of them by default (built when the command runs, so that the
+    :data:`modicl.analysis.registry.ANALYSES`, all of them by default (built when the command runs, so that the
     other commands do not import the analyses)."""
-    from .analyze import ANALYSES
+    from ..analysis.registry import ANALYSES
 
     names = tuple(ANALYSES)
     ns = {
@@ -266,7 +266,7 @@ def _analyze_command() -> type:
 
 
 def cmd_analyze(argv: list[str]) -> int:
-    from .analyze import analysis_dir, run_analyses
+    from ..analysis.registry import analysis_dir, run_analyses
 
     args = parse(_analyze_command(), argv, tyro.MISSING_NONPROP, "modicl analyze")
     check_seed(args.seed)
@@ -379,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(__doc__)
         return 0
-    from .rundir import CheckpointError
-    from .training import TrainingDiverged
+    from ..rundir import CheckpointError
+    from ..training import TrainingDiverged
 
     try:
         with _interrupt_on_signals(), guard_streams():
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``modicl`` command (and ``python -m modicl``): a process of its own, so it may keep freed
     memory for reuse (:mod:`modicl.allocator`), which library calls and :func:`main` leave alone."""
-    from .allocator import keep_freed_memory
+    from ..allocator import keep_freed_memory
 
     if len(sys.argv) > 1 and sys.argv[1] in ("train", "sweep", "bench"):
         keep_freed_memory()

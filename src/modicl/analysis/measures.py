@@ -1,7 +1,7 @@
 """Interpretability analyses of a trained model (PAPER.md §4.4–4.8), as plain functions on tensors.
 
 Every function is batched over the p**n_var queries (the p² pairs (x, y) for n_var = 2; no Python loop
-over queries) and returns numbers; :mod:`modicl.analysis_plots` draws them and ``modicl analyze`` runs
+over queries) and returns numbers; :mod:`modicl.analysis.figures` draws them and ``modicl analyze`` runs
 them on a checkpoint. The circle-of-circles, ratio-class and k-shot-grid measures read the (x, y) plane
 and exist for n_var = 2 only (they raise ValueError otherwise); the others take any n_var.
 
@@ -25,10 +25,10 @@ import math
 import torch
 from torch import Tensor
 
-from .algorithms import bayes_id, inverse_table, modular_regression, ratio_matching
-from .data import model_inputs, sample_sequences
-from .family import all_vectors, example_width, examples, input_length, query_slice, task_labels
-from .model import Transformer
+from ..algorithms import bayes_id, inverse_table, modular_regression, ratio_matching
+from ..data import model_inputs, sample_sequences
+from ..family import all_vectors, example_width, examples, input_length, query_slice, task_labels
+from ..model import Transformer
 
 
 def all_inputs(p: int, device: torch.device | str = "cpu", *, n_var: int) -> Tensor:

@@ -1,5 +1,5 @@
 """The sweep commands of ``modicl``: ``sweep`` (run or submit a grid), ``status`` and ``plot``; a thin layer
-over :mod:`modicl.sweep` and :mod:`modicl.sweep_plots`.
+over :mod:`modicl.sweep` and :mod:`modicl.sweep.figures`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from .cli_args import parse, reject_empty_out
-from .config import ConfigError
+from ..config import ConfigError
+from .args import parse, reject_empty_out
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def sweep_command() -> type:
     """:class:`SweepFlags` with ``--executor`` and the remote executors' options (``--KIND.FIELD``), read
     from the executor table (:func:`modicl.sweep.executor.remote_kinds`), so a new executor needs no
     change here."""
-    from .sweep.executor import remote_kinds
+    from ..sweep.executor import remote_kinds
 
     remote = remote_kinds()
     helps = "".join(f"; {k}: submit the jobs to {c.label} and return" for k, c in remote.items())
@@ -79,8 +79,8 @@ class PlotCommand:
 
 def cmd_sweep(argv: list[str]) -> int:
     """``modicl sweep``: run the grid here (or in workers), or submit it to SLURM; 1 when a point failed."""
-    from .rundir import RunDir
-    from .sweep import expand, load_spec, parse_assignment, point_dir, run_sweep
+    from ..rundir import RunDir
+    from ..sweep import expand, load_spec, parse_assignment, point_dir, run_sweep
 
     args = parse(sweep_command(), argv, tyro.MISSING_NONPROP, "modicl sweep")
     sets = {}
@@ -95,7 +95,7 @@ def cmd_sweep(argv: list[str]) -> int:
     out = args.out or Path("sweeps") / spec.name
     points = expand(spec)
     if args.dry_run:  # the same table as modicl status, SLURM jobs included
-        from .sweep import format_status, sweep_status
+        from ..sweep import format_status, sweep_status
 
         print(format_status(sweep_status(out, points)).replace(" points: ", f" points in {out}: ", 1))
         return 0
@@ -117,9 +117,9 @@ def print_cells(results: Path) -> None:
     """Per cell of the sweep: how many seeds reached each phase, and the seed-mean o.o.d. test accuracy."""
     import pandas as pd
 
-    from .cells import format_cells, seed_cells
-    from .rundir import RunDir
-    from .sweep.spec import point_dir
+    from ..rundir import RunDir
+    from ..sweep.cells import format_cells, seed_cells
+    from ..sweep.spec import point_dir
 
     if results.exists() and results.stat().st_size > 1:
         df = pd.read_csv(results)
@@ -130,8 +130,8 @@ def print_cells(results: Path) -> None:
 
 def _sweep_remote(args: Any, spec, out: Path) -> int:
     """Submit the grid to the executor ``args.executor`` of the table, with its options; with --wait, follow it."""
-    from .sweep import format_status, run_sweep
-    from .sweep.executor import remote_kinds
+    from ..sweep import format_status, run_sweep
+    from ..sweep.executor import remote_kinds
 
     kind = args.executor
     if args.workers != 1:
@@ -178,7 +178,7 @@ def _sweep_remote(args: Any, spec, out: Path) -> int:
 
 def cmd_status(argv: list[str]) -> int:
     """``modicl status``: the state of every point of a sweep."""
-    from .sweep import format_status, sweep_status
+    from ..sweep import format_status, sweep_status
 
     args = parse(StatusCommand, argv, tyro.MISSING_NONPROP, "modicl status")
     print(format_status(sweep_status(args.sweep_dir)))
@@ -187,9 +187,9 @@ def cmd_status(argv: list[str]) -> int:
 
 def cmd_plot(argv: list[str]) -> int:
     """``modicl plot``: a sweep's (or a run's) figures, one path per line."""
-    from .report import draw_run
-    from .rundir import RunDir
-    from .sweep_plots import plot_sweep
+    from ..report import draw_run
+    from ..rundir import RunDir
+    from ..sweep.figures import plot_sweep
 
     args = parse(PlotCommand, argv, tyro.MISSING_NONPROP, "modicl plot")
     where = Path(args.sweep_dir)

@@ -11,14 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from .metrics import BASELINE_LABELS, BASELINES, PHASE_LABELS, PHASES, SET_LABELS, SETS, VAL_SET, classify_phase
-
-_COLORS = {"id_train": "tab:blue", "id_test": "tab:cyan", "ood_train": "tab:red", "ood_test": "tab:orange"}
-# one colour per phase of :data:`modicl.metrics.PHASES` (greys and blues: i.d.; oranges: o.o.d.), in every figure
-PHASE_COLORS = dict(zip(PHASES, ("#d9d9d9", "#9ecae1", "#3182bd", "#fdae6b", "#e6550d", "#9e9ac8")))
+from ..figures import PHASE_COLORS, SET_COLORS, save_figure, subplots
+from ..metrics import BASELINE_LABELS, BASELINES, PHASE_LABELS, SET_LABELS, SETS, VAL_SET, classify_phase
 
 
 def phase_segments(rows: Sequence[Mapping], threshold: float) -> list[tuple[int, int, str]]:
@@ -33,27 +27,6 @@ def phase_segments(rows: Sequence[Mapping], threshold: float) -> list[tuple[int,
         else:
             out.append([r["step"], r["step"], ph])
     return [tuple(x) for x in out]
-
-
-def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kwargs):
-    """``pyplot.subplots`` without pyplot: a new Figure on its own Agg canvas and its axes (``kwargs`` go
-    to :meth:`matplotlib.figure.Figure.subplots`: sharex, sharey, squeeze, …). Returns (figure, axes)."""
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(nrows, ncols, **kwargs)
-
-
-def save_figure(fig, path: Path, suffixes: Sequence[str] = (".png", ".pdf"), dpi: int = 120) -> list[Path]:
-    """Write ``fig`` as ``path`` with each suffix (PNG and PDF by default), each to a temporary name first
-    (:func:`modicl.rundir.atomic_write`: never a partial file); return the paths. Raises OSError naming
-    the file that could not be written."""
-    from .rundir import atomic_write
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = [path.with_suffix(s) for s in suffixes]
-    for target in out:
-        atomic_write(target, lambda tmp, t=target: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=t.suffix[1:]))
-    return out
 
 
 def _save(fig, path: Path) -> None:
@@ -88,12 +61,12 @@ def learning_curves_plot(rows: Sequence[Mapping], path: Path, p: int, best_step:
     )
     for ax, (key, title) in zip(axes, panels):
         for s in SETS:
-            ax.plot(steps, [_acc(r, s, key) for r in rows], label=SET_LABELS[s], color=_COLORS[s])
+            ax.plot(steps, [_acc(r, s, key) for r in rows], label=SET_LABELS[s], color=SET_COLORS[s])
             if key == "acc_last" and "baselines" in rows[-1].get(s, {}):
                 ax.plot(
                     steps,
                     [r[s]["baselines"]["copy"]["acc_last"] if "baselines" in r.get(s, {}) else math.nan for r in rows],
-                    color=_COLORS[s],
+                    color=SET_COLORS[s],
                     ls=":",
                     lw=1,
                 )
@@ -137,7 +110,7 @@ def attention_progress_plot(
     n_layers = len(rows[0]["attention"]["prev_token"])
     fig, (top, ax) = subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [2, 3]})
     for s in SETS:
-        top.plot(steps, [_acc(r, s, "acc_last_novel") for r in rows], color=_COLORS[s], label=SET_LABELS[s])
+        top.plot(steps, [_acc(r, s, "acc_last_novel") for r in rows], color=SET_COLORS[s], label=SET_LABELS[s])
     top.set_ylabel("accuracy, novel queries,\nlast position")
     top.set_ylim(0, 1.02)
     for key, ls in (("prev_token", "-"), ("two_back", "--"), ("z_tokens", ":")):
@@ -205,7 +178,7 @@ def kshot_plot(results: Mapping[str, Mapping], path: Path, p: int) -> None:
     for (label, res), ls in zip(results.items(), styles):
         for s in SETS:
             k = res[s]["kshot"]
-            ax.plot(range(len(k)), k, ls=ls, color=_COLORS[s], label=f"{SET_LABELS[s]} ({label})")
+            ax.plot(range(len(k)), k, ls=ls, color=SET_COLORS[s], label=f"{SET_LABELS[s]} ({label})")
     first = next(iter(results.values()))
     base = first["ood_test"].get("baselines", {})
     for b, ls in zip(BASELINES, ("-", "--", "-.")):

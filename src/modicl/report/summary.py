@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .hashing import config_hash
-from .history import BEST_OOD
-from .metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
-from .rundir import CheckpointError, RunDir, load_checkpoint, load_state, read_json, read_metrics, write_json
-from .staging import staged
+from ..hashing import config_hash
+from ..history import BEST_OOD
+from ..metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
+from ..rundir import CheckpointError, RunDir, load_checkpoint, load_state, read_json, read_metrics, write_json
+from ..staging import staged
 
 
 def draw_run(run_dir: str | Path, rows: list[dict] | None = None, best_step: int | None = None) -> list[Path]:
@@ -22,7 +22,7 @@ def draw_run(run_dir: str | Path, rows: list[dict] | None = None, best_step: int
     Raises:
         CheckpointError: no metrics or no checkpoint yet.
     """
-    from .plots import attention_progress_plot, kshot_plot, learning_curves_plot
+    from .figures import attention_progress_plot, kshot_plot, learning_curves_plot
 
     rd = RunDir(run_dir)
     cfg = rd.read_config()

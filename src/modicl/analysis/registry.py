@@ -4,7 +4,7 @@ Figures (PNG + PDF) and ``analysis.json`` with every number behind them. Each an
 registered by name with :func:`analysis` in :data:`ANALYSES`; it reads a shared :class:`Subject` (the
 model, the run's tasks, the probe activations) and returns its numbers and figures. The command line's
 ``--what`` choices come from the registry, so a new analysis is one decorated function here (its
-numerics in :mod:`modicl.analysis`, its figures in :mod:`modicl.analysis_plots`).
+numerics in :mod:`modicl.analysis.measures`, its figures in :mod:`modicl.analysis.figures`).
 
 The probe task defaults to the run's first non-degenerate o.o.d. test task (every component non-zero:
 a task with a = 0 or b = 0 makes every input on a line through the origin look alike, which no null
@@ -26,17 +26,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import analysis as A
-from . import analysis_plots as P
-from .config import ConfigError, RunConfig
-from .data import model_inputs
-from .family import example_positions, n_vectors
-from .history import BEST_OOD, FIXED, file_stem
-from .model import Transformer
-from .rundir import RunDir, load_checkpoint, write_json
-from .runtime import autocast_for, resolve_device, resolve_dtype
-from .staging import staged
-from .tasks import TaskSet
+from ..config import ConfigError, RunConfig
+from ..data import model_inputs
+from ..family import example_positions, n_vectors
+from ..history import BEST_OOD, FIXED, file_stem
+from ..model import Transformer
+from ..rundir import RunDir, load_checkpoint, write_json
+from ..runtime import autocast_for, resolve_device, resolve_dtype
+from ..staging import staged
+from ..tasks import TaskSet
+from . import figures as P
+from . import measures as A
 
 MAX_PROBES = 4096  # probe pairs for attention / PCA / similarity: all p² up to p = 61, a random subset above
 PROBE_BATCH = 256  # probe sequences per forward pass
@@ -503,7 +503,7 @@ def noise(s: Subject) -> tuple[dict, list[Path]]:
 def lens(s: Subject) -> tuple[dict, list[Path]]:
     """Last-position accuracy read out after every block through the final LayerNorm and unembedding
     (the logit lens, PAPER.md §4.8)."""
-    from .data import sample_sequences
+    from ..data import sample_sequences
 
     res = {}
     for name, t in s.task_sets().items():

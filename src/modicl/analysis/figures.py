@@ -1,5 +1,5 @@
 """Figures of the interpretability analyses (PAPER.md Fig. 1d–e, Fig. 5, §4.4–4.8); drawing only, every
-number comes from :mod:`modicl.analysis`. Each function writes PNG and PDF and returns the paths."""
+number comes from :mod:`modicl.analysis.measures`. Each function writes PNG and PDF and returns the paths."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from matplotlib import colormaps
 from torch import Tensor
 
-from .plots import save_figure, subplots
+from ..figures import save_figure, subplots
 
 
 def _save(fig, path: Path) -> list[Path]:

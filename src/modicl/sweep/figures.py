@@ -6,7 +6,7 @@ directories.
 Accuracies are novel-query last-position accuracies (the phase metric, :data:`modicl.metrics.PHASE_KEY`).
 A cell is a distribution over its seeds: each seed is classified on its own and the phase diagram draws
 the fraction of seeds in each phase, never the phase of a seed-mean accuracy; seed means carry 95 %
-Student-t intervals (:func:`modicl.cells.mean_interval`). "best" always means the checkpoint selected on
+Student-t intervals (:func:`modicl.sweep.cells.mean_interval`). "best" always means the checkpoint selected on
 the validation o.o.d. tasks, reported on test tasks.
 """
 
@@ -20,6 +20,11 @@ from pathlib import Path
 from matplotlib import colormaps
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from ..config import ConfigError  # noqa: E402
+from ..figures import PHASE_COLORS, save_figure, subplots  # noqa: E402
+from ..history import BEST_OOD
+from ..metrics import PHASE_KEY, PHASE_LABELS, PHASES, SET_LABELS, SETS  # noqa: E402
+from ..rundir import RunDir, read_metrics  # noqa: E402
 from .cells import (
     cells_markdown,
     fingerprint_hits,
@@ -30,12 +35,7 @@ from .cells import (
     shift_markdown,
     transient_markdown,
 )
-from .config import ConfigError  # noqa: E402
-from .history import BEST_OOD
-from .metrics import PHASE_KEY, PHASE_LABELS, PHASES, SET_LABELS, SETS  # noqa: E402
-from .plots import PHASE_COLORS, save_figure, subplots  # noqa: E402
-from .rundir import RunDir, read_metrics  # noqa: E402
-from .sweep.spec import point_dir  # noqa: E402
+from .spec import point_dir  # noqa: E402
 
 PHASE_ORDER = PHASES
 KEY = PHASE_KEY  # the accuracy every sweep figure shows
