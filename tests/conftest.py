@@ -1,10 +1,16 @@
-"""Shared fixtures: a tiny config that trains in seconds on a CPU."""
+"""Shared fixtures: a tiny config that trains in seconds on a CPU; and the shape checks of the test suite."""
 
 import dataclasses
 
 import pytest
+from jaxtyping import install_import_hook
 
-from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+# The jaxtyping shape annotations of these modules are checked by beartype on every call while the tests run
+# (production runs never check them). The hook must be in place before anything imports the modules.
+SHAPE_CHECKED = ("modicl.data", "modicl.algorithms")
+install_import_hook(SHAPE_CHECKED, "beartype.beartype")
+
+from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig  # noqa: E402
 
 
 def tiny_config(**train_overrides) -> RunConfig:

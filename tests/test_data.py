@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from modicl.data import model_inputs, sample_sequences, z_logits, z_targets
@@ -82,3 +83,31 @@ def test_bursty_sequences_use_only_their_own_k_pairs_and_share_zero_leaves_the_s
     tok = sample_sequences(tasks, pairs, 200, 16, p, _gen(4), shared_inputs=False, burst=(3, 0.5))
     few = sum(len({tuple(r) for r in seq}) <= 3 for seq in tok.view(400, 16, 3)[..., :2].tolist())
     assert 160 <= few <= 240
+
+
+def test_shape_annotations_are_checked_in_the_tests_and_every_tensor_function_has_them():
+    import inspect
+
+    import jaxtyping
+    from conftest import SHAPE_CHECKED
+
+    from modicl import algorithms, data
+
+    with pytest.raises(jaxtyping.TypeCheckError, match="tokens"):
+        data.model_inputs(torch.zeros(4, dtype=torch.int64))  # 1-D: not [batch, seq]
+    with pytest.raises(jaxtyping.TypeCheckError, match="query"):  # the query's n_var differs from the context's
+        algorithms.ratio_matching(
+            torch.zeros(3, 4, 2, dtype=torch.int64),
+            torch.zeros(3, 4, dtype=torch.int64),
+            torch.zeros(3, 3, dtype=torch.int64),
+            7,
+        )
+    assert data.z_targets(torch.zeros(2, 9, dtype=torch.int64), n_var=2).shape == (2, 3)
+    for module in (algorithms, data):
+        assert module.__name__ in SHAPE_CHECKED
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if fn.__module__ != module.__name__ or name.startswith("_"):
+                continue
+            params = inspect.signature(fn).parameters.values()  # annotations are strings (postponed evaluation)
+            untyped = [a.name for a in params if a.annotation in ("Tensor", torch.Tensor)]
+            assert untyped == [], f"{module.__name__}.{name}: tensor arguments without a shape annotation {untyped}"

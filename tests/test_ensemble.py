@@ -133,15 +133,15 @@ def test_a_member_checkpointed_on_another_device_type_fails_alone_with_a_clear_m
     train_ensemble(cfgs, dirs, backend="loop", progress=False, stop_after=20)
     real = modicl.rundir.load_state
 
-    def as_if_cuda(run_dir, name="last"):  # a CUDA generator's state is 16 bytes
+    def as_if_cuda(run_dir, name="last"):  # a CUDA generator's state is 16 bytes, and the device is recorded
         st = real(run_dir, name)
-        return {**st, "generator": st["generator"][:16]} if run_dir == dirs[1] else st
+        return {**st, "generator": st["generator"][:16], "generator_device": "cuda"} if run_dir == dirs[1] else st
 
     monkeypatch.setattr(modicl.rundir, "load_state", as_if_cuda)
     monkeypatch.setattr(train_mod, "load_state", as_if_cuda)
     errors = train_ensemble(cfgs, dirs, backend="loop", progress=False)
     assert errors[0] is None and (dirs[0] / "summary.json").exists()
-    assert errors[1].startswith(f"ConfigError: {dirs[1]} was trained on cuda and this ensemble runs on cpu")
+    assert errors[1].startswith(f"ConfigError: {dirs[1]} was trained on cuda and its data stream cannot move to cpu")
 
 
 def test_a_diverging_vmap_member_stops_alone_and_the_others_match_their_runs_alone(tmp_path, monkeypatch):

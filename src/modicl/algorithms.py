@@ -20,17 +20,18 @@ from __future__ import annotations
 import math
 
 import torch
+from jaxtyping import Bool, Int
 from torch import Tensor
 
 from .family import n_vectors
 
 
-def inverse_table(p: int, device: torch.device | str = "cpu") -> Tensor:
+def inverse_table(p: int, device: torch.device | str = "cpu") -> Int[Tensor, " p"]:
     """int64 [p]: the inverse of n mod p at index n (index 0 holds 0, which has no inverse)."""
     return torch.tensor([0] + [pow(n, -1, p) for n in range(1, p)], dtype=torch.int64, device=device)
 
 
-def proportional(u: Tensor, v: Tensor, p: int) -> Tensor:
+def proportional(u: Int[Tensor, "*#batch n_var"], v: Int[Tensor, "*#batch n_var"], p: int) -> Bool[Tensor, "*out"]:
     """bool [...]: u ≡ c·v or v ≡ c·u mod p for some c, i.e. every 2×2 minor u_a·v_b − u_b·v_a vanishes
     (n_var = 2: the determinant x·y' − y·x'). u, v: int64 [..., n_var], broadcastable."""
     n = u.shape[-1]
@@ -46,7 +47,9 @@ def _first_nonzero(v: Tensor) -> Tensor:
     return (v != 0).to(torch.int8).argmax(dim=-1)
 
 
-def ratio_matching(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, p: int) -> Tensor:
+def ratio_matching(
+    ctx_xy: Int[Tensor, "*#batch k n_var"], ctx_z: Int[Tensor, "*#batch k"], query: Int[Tensor, "*#batch n_var"], p: int
+) -> Int[Tensor, "*out"]:
     """Ratio-matching predictions (PAPER.md §4.1).
 
     Args:
@@ -87,7 +90,11 @@ def _reduce(basis: Tensor, taken: Tensor, row: Tensor, p: int) -> tuple[Tensor, 
     return residual, implied
 
 
-def span_scan(ctx_xy: Tensor, ctx_z: Tensor, p: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def span_scan(
+    ctx_xy: Int[Tensor, "*#batch k n_var"], ctx_z: Int[Tensor, "*#batch k"], p: int
+) -> tuple[
+    Bool[Tensor, "*batch k"], Int[Tensor, "*batch k"], Int[Tensor, "*batch n_var n_var+1"], Bool[Tensor, "*batch n_var"]
+]:
     """Gaussian elimination mod p over the examples in order (modular regression, PAPER.md §4.2).
 
     Args:
@@ -120,7 +127,9 @@ def span_scan(ctx_xy: Tensor, ctx_z: Tensor, p: int) -> tuple[Tensor, Tensor, Te
     return stack(in_span, taken), stack(implied, rows), basis, taken
 
 
-def solve_task(ctx_xy: Tensor, ctx_z: Tensor, p: int) -> tuple[Tensor, Tensor]:
+def solve_task(
+    ctx_xy: Int[Tensor, "*#batch k n_var"], ctx_z: Int[Tensor, "*#batch k"], p: int
+) -> tuple[Int[Tensor, "*batch n_var"], Bool[Tensor, "*batch"]]:
     """Recover the task vector from a context by modular regression (PAPER.md §4.2).
 
     Args:
@@ -135,7 +144,9 @@ def solve_task(ctx_xy: Tensor, ctx_z: Tensor, p: int) -> tuple[Tensor, Tensor]:
     return torch.where(solvable[..., None], task, torch.full_like(task, -1)), solvable
 
 
-def modular_regression(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, p: int) -> Tensor:
+def modular_regression(
+    ctx_xy: Int[Tensor, "*#batch k n_var"], ctx_z: Int[Tensor, "*#batch k"], query: Int[Tensor, "*#batch n_var"], p: int
+) -> Int[Tensor, "*out"]:
     """Modular-regression predictions (PAPER.md §4.2): Σ c_i·z_i mod p when the query is Σ c_i·x_i in
     the span of the context inputs (every query once they span Z_p^n_var; for n_var = 2 with one line
     in the context this is ratio matching), else −1. Shapes as :func:`ratio_matching`."""
@@ -145,7 +156,13 @@ def modular_regression(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, p: int) -> 
     return torch.where((residual[..., :-1] == 0).all(-1), implied, torch.full_like(implied, -1))
 
 
-def bayes_id(ctx_xy: Tensor, ctx_z: Tensor, query: Tensor, id_tasks: Tensor, p: int) -> tuple[Tensor, Tensor]:
+def bayes_id(
+    ctx_xy: Int[Tensor, "*#batch k n_var"],
+    ctx_z: Int[Tensor, "*#batch k"],
+    query: Int[Tensor, "*#batch n_var"],
+    id_tasks: Int[Tensor, "n_tasks n_var"],
+    p: int,
+) -> tuple[Int[Tensor, "*out"], Int[Tensor, "*out"]]:
     """The Bayes predictor over the pre-training tasks: uniform prior on ``id_tasks``, posterior on
     those consistent with every context example, prediction = the most voted answer (smallest z on
     ties).

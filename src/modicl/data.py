@@ -12,14 +12,15 @@ tensor ops: no Python loop over examples, no DataLoader.
 from __future__ import annotations
 
 import torch
+from jaxtyping import Int, Shaped
 from torch import Tensor
 
 from .family import label_slice, query_slice, sequence_length, task_labels
 
 
 def sample_sequences(
-    tasks: Tensor,
-    pairs: Tensor,
+    tasks: Int[Tensor, "n_tasks n_var"],
+    pairs: Int[Tensor, "n_pairs n_var"],
     seqs_per_task: int,
     n_ctx: int,
     p: int,
@@ -27,7 +28,7 @@ def sample_sequences(
     shared_inputs: bool = True,
     replacement: bool = True,
     burst: tuple[int, float] | None = None,
-) -> Tensor:
+) -> Int[Tensor, "batch seq"]:
     """Draw ``seqs_per_task`` sequences of ``n_ctx`` examples for every task.
 
     Args:
@@ -74,17 +75,17 @@ def sample_sequences(
     return seq.reshape(n_tasks * seqs_per_task, sequence_length(n_ctx, tasks.shape[-1]))
 
 
-def model_inputs(tokens: Tensor) -> Tensor:
+def model_inputs(tokens: Int[Tensor, "batch seq"]) -> Int[Tensor, "batch seq-1"]:
     """The tokens the model reads: all but the last. int64 [B, (n_var + 1)·n_ctx] → [B, (n_var + 1)·n_ctx − 1]."""
     return tokens[:, :-1]
 
 
-def z_targets(tokens: Tensor, *, n_var: int) -> Tensor:
+def z_targets(tokens: Int[Tensor, "batch seq"], *, n_var: int) -> Int[Tensor, "batch n_ctx"]:
     """The supervised z tokens. int64 [B, (n_var + 1)·n_ctx] → [B, n_ctx]; column k is the k-shot target."""
     return tokens[:, label_slice(n_var)]
 
 
-def z_logits(logits: Tensor, *, n_var: int) -> Tensor:
+def z_logits(logits: Shaped[Tensor, "batch seq vocab"], *, n_var: int) -> Shaped[Tensor, "batch n_ctx vocab"]:
     """Logits at the last input of every example (the y positions for n_var = 2), which predict the z
     tokens. [B, (n_var + 1)·n_ctx − 1, V] → [B, n_ctx, V]."""
     return logits[:, query_slice(n_var)]
