@@ -181,11 +181,18 @@ def test_a_ctrl_c_during_the_checkpoint_renames_lands_after_them_and_the_run_res
         real_replace(src, dst)
         renamed.append(os.path.basename(dst))
         if renamed[-1] == "last.state.pt":  # the first of the step-40 checkpoint's renames: a Ctrl-C arrives now
-            os.kill(os.getpid(), signal.SIGINT)
+            # raised in this (the main) thread, so it is taken here and now: a process-directed kill may be
+            # taken by another thread that a loaded machine schedules only after the renames and the run end
+            signal.raise_signal(signal.SIGINT)
 
+    # Python's own Ctrl-C handler, whatever an earlier test left installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     monkeypatch.setattr(os, "replace", replace_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "a", resume=True, progress=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, tmp_path / "a", resume=True, progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     # the interrupt was held until all three files of the checkpoint were renamed: one step throughout
     assert renamed[-3:] == ["last.state.pt", "last.safetensors", "last.json"]
