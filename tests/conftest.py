@@ -7,7 +7,7 @@ from jaxtyping import install_import_hook
 
 # The jaxtyping shape annotations of these modules are checked by beartype on every call while the tests run
 # (production runs never check them). The hook must be in place before anything imports the modules.
-SHAPE_CHECKED = ("modicl.data", "modicl.algorithms")
+SHAPE_CHECKED = ("modicl.data", "modicl.algorithms", "modicl.analysis.measures")
 install_import_hook(SHAPE_CHECKED, "beartype.beartype")
 
 from modicl.config import ModelConfig, RunConfig, TaskConfig, TrainConfig  # noqa: E402

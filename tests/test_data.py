@@ -92,6 +92,7 @@ def test_shape_annotations_are_checked_in_the_tests_and_every_tensor_function_ha
     from conftest import SHAPE_CHECKED
 
     from modicl import algorithms, data
+    from modicl.analysis import measures
 
     with pytest.raises(jaxtyping.TypeCheckError, match="tokens"):
         data.model_inputs(torch.zeros(4, dtype=torch.int64))  # 1-D: not [batch, seq]
@@ -103,7 +104,7 @@ def test_shape_annotations_are_checked_in_the_tests_and_every_tensor_function_ha
             7,
         )
     assert data.z_targets(torch.zeros(2, 9, dtype=torch.int64), n_var=2).shape == (2, 3)
-    for module in (algorithms, data):
+    for module in (algorithms, data, measures):
         assert module.__name__ in SHAPE_CHECKED
         for name, fn in inspect.getmembers(module, inspect.isfunction):
             if fn.__module__ != module.__name__ or name.startswith("_"):

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import cast
 
 import torch
-from torch import Tensor
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
 
 from ..algorithms import bayes_id, inverse_table, modular_regression, ratio_matching
 from ..data import model_inputs, sample_sequences
@@ -31,7 +33,7 @@ from ..family import all_vectors, example_width, examples, input_length, query_s
 from ..model import Transformer
 
 
-def all_inputs(p: int, device: torch.device | str = "cpu", *, n_var: int) -> Tensor:
+def all_inputs(p: int, device: torch.device | str = "cpu", *, n_var: int) -> Int[Tensor, "n_inputs n_var"]:
     """int64 [p**n_var, n_var]: every input in lexicographic order (n_var = 2: every (x, y), index p·x + y)."""
     return torch.as_tensor(all_vectors(p, n_var), device=device)
 
@@ -41,7 +43,9 @@ def _require_plane(n_var: int, what: str) -> None:
         raise ValueError(f"{what} reads the (x, y) plane and needs n_var = 2 inputs per example, not {n_var}")
 
 
-def probe_batch(task: tuple[int, ...], p: int, n_ctx: int, k: int, generator: torch.Generator) -> Tensor:
+def probe_batch(
+    task: tuple[int, ...], p: int, n_ctx: int, k: int, generator: torch.Generator
+) -> Int[Tensor, "n_inputs seq"]:
     """The probe batch of PAPER.md §4.4: p**n_var sequences of one task (n_var = len(task)) whose k-th
     example (0-based) is the input of the row's index (lexicographic) and whose other examples are one
     fixed random draw.
@@ -60,7 +64,7 @@ def probe_batch(task: tuple[int, ...], p: int, n_ctx: int, k: int, generator: to
     return torch.cat([xy, z[..., None]], dim=-1).flatten(1)
 
 
-def head_scores(pattern: Tensor, *, n_var: int) -> dict[str, Tensor]:
+def head_scores(pattern: Float[Tensor, "batch heads seq seq"], *, n_var: int) -> dict[str, Float[Tensor, " heads"]]:
     """Scores naming recognisable attention heads (PAPER.md §4.4).
 
     Args:
@@ -93,7 +97,9 @@ def name_head(scores: dict[str, Tensor], h: int, threshold: float = 0.4) -> str:
     return best if float(scores[best][h]) >= threshold else "diffuse"
 
 
-def centered_pca(features: Tensor, n: int = 2) -> tuple[Tensor, Tensor]:
+def centered_pca(
+    features: Float[Tensor, "n_points dim"], n: int = 2
+) -> tuple[Float[Tensor, "n_points n"], Float[Tensor, " n"]]:
     """Centred PCA with a fixed sign convention: each direction's largest-magnitude coordinate is
     positive (so repeated runs give the same picture).
 
@@ -110,7 +116,9 @@ def centered_pca(features: Tensor, n: int = 2) -> tuple[Tensor, Tensor]:
     return (x @ v.T).float(), (s[:n] ** 2 / (s**2).sum()).float()
 
 
-def circularity(points: Tensor, x: Tensor, y: Tensor) -> dict[str, float]:
+def circularity(
+    points: Float[Tensor, "n_points 2"], x: Int[Tensor, " n_points"], y: Int[Tensor, " n_points"]
+) -> dict[str, float]:
     """How much a 2-D projection of the p² pairs is a "circle of circles" (PAPER.md §4.5).
 
     Args:
@@ -138,7 +146,7 @@ def circularity(points: Tensor, x: Tensor, y: Tensor) -> dict[str, float]:
     }
 
 
-def cosine_matrix(vectors: Tensor) -> Tensor:
+def cosine_matrix(vectors: Float[Tensor, "n_points dim"]) -> Float[Tensor, "n_points n_points"]:
     """[N, N] Pearson-style similarity of PAPER.md §4.6: each vector standardised over its dims (mean
     0, unbiased std + 1e-8), L2-normalised, then all dot products. vectors: [N, D]."""
     v = vectors.double()
@@ -147,7 +155,7 @@ def cosine_matrix(vectors: Tensor) -> Tensor:
     return (v @ v.T).float()
 
 
-def ratio_classes(pairs: Tensor, p: int) -> Tensor:
+def ratio_classes(pairs: Int[Tensor, "n_points n_var"], p: int) -> Int[Tensor, " n_points"]:
     """int64 [N]: the line through the origin of each (x, y): y·x⁻¹ for x ≠ 0, p for x = 0, −1 for (0, 0).
     Raises ValueError for inputs that are not pairs (n_var ≠ 2)."""
     _require_plane(pairs.shape[-1], "ratio classes")
@@ -157,7 +165,11 @@ def ratio_classes(pairs: Tensor, p: int) -> Tensor:
 
 
 def ratio_invariance(
-    sim: Tensor, pairs: Tensor, p: int, rows: Tensor | None = None, cols: Tensor | None = None
+    sim: Float[Tensor, "n_points n_points"],
+    pairs: Int[Tensor, "n_points n_var"],
+    p: int,
+    rows: Bool[Tensor, " n_points"] | None = None,
+    cols: Bool[Tensor, " n_points"] | None = None,
 ) -> dict[str, float]:
     """Mean similarity of distinct pairs on the same line through the origin vs on different lines
     (the origin excluded); a large gap means the representation depends on (x, y) through y/x.
@@ -188,13 +200,13 @@ def ratio_invariance(
 
 @torch.no_grad()
 def predict_last(
-    model: Transformer,
-    tokens: Tensor,
+    model: nn.Module,  # a model with Transformer's protocol: forward(tokens, positions=…) → logits, max_len
+    tokens: Int[Tensor, "batch seq"],
     batch_size: int = 1024,
     autocast: contextlib.AbstractContextManager | None = None,
     *,
     n_var: int,
-) -> Tensor:
+) -> Int[Tensor, "batch n_ctx"]:
     """Argmax prediction at every z position: int64 [B, n_ctx] for full sequences [B, (n_var + 1)·n_ctx]."""
     out = []
     for chunk in tokens.split(batch_size):
@@ -204,9 +216,9 @@ def predict_last(
 
 
 def kshot_grid(
-    model: Transformer,
-    task: tuple[int, int],
-    context: Tensor,
+    model: nn.Module,  # a model with Transformer's protocol: forward(tokens, positions=…) → logits, max_len
+    task: tuple[int, ...],
+    context: Int[Tensor, "n_shots n_var"],
     shots: list[int],
     p: int,
     autocast: contextlib.AbstractContextManager | None = None,
@@ -228,10 +240,11 @@ def kshot_grid(
     grid = all_inputs(p, device, n_var=2)
     w = torch.tensor(task, device=device)
     out = {}
+    max_len = cast(int, model.max_len)
     for k in shots:
-        if not 0 <= k <= len(context) or input_length(k + 1, 2) > model.max_len:
+        if not 0 <= k <= len(context) or input_length(k + 1, 2) > max_len:
             raise ValueError(
-                f"shot count {k} needs k ≤ {len(context)} context examples and 3(k+1)−1 ≤ {model.max_len} tokens"
+                f"shot count {k} needs k ≤ {len(context)} context examples and 3(k+1)−1 ≤ {max_len} tokens"
             )
         ctx = context[:k].to(device)
         xy = torch.cat([ctx.expand(p * p, -1, -1), grid[:, None]], dim=1)  # [p², k+1, 2]
@@ -250,10 +263,10 @@ def kshot_grid(
 
 
 def algorithm_curves(
-    model: Transformer,
-    tasks: Tensor,
-    pairs: Tensor,
-    id_tasks: Tensor,
+    model: nn.Module,  # a model with Transformer's protocol: forward(tokens, positions=…) → logits, max_len
+    tasks: Int[Tensor, "n_tasks n_var"],
+    pairs: Int[Tensor, "n_pairs n_var"],
+    id_tasks: Int[Tensor, "n_id n_var"],
     n_ctx: int,
     p: int,
     sequences: int,
@@ -298,9 +311,9 @@ def algorithm_curves(
 
 
 def label_noise(
-    model: Transformer,
-    tasks: Tensor,
-    pairs: Tensor,
+    model: nn.Module,  # a model with Transformer's protocol: forward(tokens, positions=…) → logits, max_len
+    tasks: Int[Tensor, "n_tasks n_var"],
+    pairs: Int[Tensor, "n_pairs n_var"],
     n_ctx: int,
     p: int,
     sequences: int,
@@ -328,7 +341,7 @@ def label_noise(
 
 
 @torch.no_grad()
-def logit_lens(model: Transformer, tokens: Tensor, batch_size: int = 512) -> list[float]:
+def logit_lens(model: Transformer, tokens: Int[Tensor, "batch seq"], batch_size: int = 512) -> list[float]:
     """Last-position accuracy when the residual stream after each block is read out through the final
     LayerNorm and the unembedding (PAPER.md §4.8); the last entry equals the model's accuracy.
     tokens: full sequences [B, (n_var + 1)·n_ctx], run ``batch_size`` at a time; the last token is the
