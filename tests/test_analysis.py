@@ -182,6 +182,9 @@ def test_modicl_analyze_writes_every_figure_and_the_numbers(tmp_path, capsys):
     assert "probe task (1, 2)" in out and "k-shot grid accuracy" in out
     res = json.loads((tmp_path / "run" / "analysis" / "analysis.json").read_text())
     assert set(res) >= {"attention", "pca", "kaleidoscope", "kshot", "algorithms", "label_noise", "logit_lens"}
+    gaps = res["kaleidoscope"]["blocks"]  # the printed gaps are the saved ones, one line per split
+    assert f"block outputs at z_k: block0 {gaps['block0_z']['gap']:.2f}" in out
+    assert f"training inputs: block0 {gaps['block0_z_heldout_vs_train']['gap']:.2f}" in out
     assert res["kshot"]["context"] == [[1, 1], [2, 3], [0, 4]] and set(res["kshot"]) == {"context", "1", "3"}
     assert len(res["algorithms"]["o.o.d."]["model"]) == 4 and len(res["logit_lens"]["i.d."]) == 1
     for fig in res["figures"]:

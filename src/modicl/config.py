@@ -389,6 +389,15 @@ def _nearest_multiples(n: int, k: int) -> str:
 # Seeds feed numpy's SeedSequence (non-negative) and torch.manual_seed (< 2**64, with small offsets added):
 # the one limit for every seed modicl takes, config fields and command-line flags alike.
 SEED_MAX = 2**63 - 1
+
+
+def check_seed(seed: object, name: str) -> None:
+    """Raise ConfigError naming ``name`` (a field, an argument or a flag) unless ``seed`` is an int in
+    [0, :data:`SEED_MAX`]; the one rule for config fields, library arguments and command-line flags."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{name} {seed} must be an integer in [0, 2**63 - 1]")
+
+
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -404,8 +413,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     seeds = [("seed", cfg.seed), ("task.split_seed", cfg.task.split_seed)]
     seeds += [(n, getattr(cfg, n)) for n in ("task_seed", "init_seed", "data_seed") if getattr(cfg, n) is not None]
     for name, seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-            raise ConfigError(f"{name} = {seed} must be an integer in [0, 2**63 - 1]")
+        check_seed(seed, f"{name} =")
     tr = cfg.train
     for name in ("beta1", "beta2"):
         if not 0.0 <= getattr(tr, name) < 1.0:

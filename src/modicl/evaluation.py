@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import SEED_MAX, ConfigError, RunConfig
+from .config import ConfigError, RunConfig, check_seed
 from .history import BEST_OOD
 from .metrics import PHASE_KEY, VAL_SET, classify_phase, evaluate, pattern_text
 from .tasks import TaskSet
@@ -77,8 +77,9 @@ def evaluate_checkpoint(
     seed: int = 12345,
     device: str = "auto",
 ) -> dict:
-    """Re-evaluate a saved checkpoint of a run on its four sets and validation set (what ``modicl eval``
-    prints and writes, without writing anything).
+    """Re-evaluate a saved checkpoint of a run on its four sets (PAPER.md §1.7: i.d. / o.o.d. tasks ×
+    training / held-out inputs) and its validation set: what ``modicl eval`` prints and writes, without
+    writing anything.
 
     Args:
         run_dir: the run directory.
@@ -92,15 +93,14 @@ def evaluate_checkpoint(
         accuracies with 95 % intervals, k-shot curves, null models and the algorithm fingerprint}.
     Raises:
         ConfigError: sequences < 1, a seed out of range, an unknown device.
-        RunDirError: no run or no such checkpoint in ``run_dir``.
+        CheckpointError: no run, or no such checkpoint, in ``run_dir``.
     """
     from .rundir import load_checkpoint
     from .runtime import autocast_for, resolve_device, resolve_dtype
 
     if sequences < 1:
         raise ConfigError(f"sequences = {sequences} must be ≥ 1")
-    if not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"seed = {seed} must be an integer in [0, 2**63 - 1]")
+    check_seed(seed, "seed =")
     dev = resolve_device(device)
     ck = load_checkpoint(run_dir, checkpoint, dev)
     cfg = ck.config

@@ -12,7 +12,8 @@ import io
 
 import tyro
 
-from ..config import PARTS, SEED_MAX, ConfigError, RunConfig
+from ..config import PARTS, ConfigError, RunConfig
+from ..config import check_seed as config_check_seed
 
 
 def flags(cls) -> list[str]:
@@ -97,9 +98,8 @@ def _tyro_message(text: str, prog: str) -> str:
 
 
 def check_seed(seed: int) -> None:
-    """Raise ConfigError for a seed outside [0, :data:`modicl.config.SEED_MAX`], the limit of every seed."""
-    if not 0 <= seed <= SEED_MAX:
-        raise ConfigError(f"--seed {seed} must be an integer in [0, 2**63 - 1]")
+    """Raise ConfigError for a ``--seed`` outside [0, 2**63 - 1] (:func:`modicl.config.check_seed`)."""
+    config_check_seed(seed, "--seed")
 
 
 def reject_empty_out(argv: list[str]) -> None:

@@ -297,22 +297,15 @@ def cmd_analyze(argv: list[str]) -> int:
             f"separation {c['x_separation']:.2f}"
         )
     if "kaleidoscope" in res:
-        print(
-            "same-line minus different-line similarity of block outputs at z_k:",
-            ", ".join(
-                f"{b.removesuffix('_z')} {v['gap']:.2f}"
-                for b, v in res["kaleidoscope"]["blocks"].items()
-                if b.endswith("_z")
-            ),
-        )
-        print(
-            "  the same, held-out inputs against training inputs:",
-            ", ".join(
-                f"{b.removesuffix('_z_heldout_vs_train')} {v['gap']:.2f}"
-                for b, v in res["kaleidoscope"]["blocks"].items()
-                if b.endswith("_z_heldout_vs_train")
-            ),
-        )
+        blocks = res["kaleidoscope"]["blocks"]
+        for head, suffix in (
+            ("same-line minus different-line similarity of block outputs at z_k:", "_z"),
+            ("  the same, held-out inputs against training inputs:", "_z_heldout_vs_train"),
+        ):
+            print(
+                head,
+                ", ".join(f"{b.removesuffix(suffix)} {v['gap']:.2f}" for b, v in blocks.items() if b.endswith(suffix)),
+            )
     if "kshot" in res:
         print(
             "k-shot grid accuracy (model / ratio matching):",
