@@ -18,15 +18,15 @@ _COMPILE = torch.compile
 
 
 @pytest.fixture(autouse=True)
-def _unchecked_loss_helpers(monkeypatch):
+def _unchecked_step(monkeypatch):
     """The compiled step as production runs it: without the test suite's shape-check wrappers (conftest)
-    around the data helpers the loss calls, which torch.compile cannot trace and would count as graph breaks."""
-    import inspect
+    around the model, the loss and the data helpers it calls, which torch.compile would count as graph breaks."""
+    from conftest import without_shape_checks
 
+    import modicl.model
     import modicl.steps
 
-    for name in ("model_inputs", "z_targets"):
-        monkeypatch.setattr(modicl.steps, name, inspect.unwrap(getattr(modicl.steps, name)))
+    without_shape_checks(monkeypatch, modicl.model, modicl.steps)
 
 
 def _step(compile_on: bool) -> tuple[TrainStep, torch.Tensor]:

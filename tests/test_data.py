@@ -91,7 +91,7 @@ def test_shape_annotations_are_checked_in_the_tests_and_every_tensor_function_ha
     import jaxtyping
     from conftest import SHAPE_CHECKED
 
-    from modicl import algorithms, data
+    from modicl import algorithms, circuits, data, metrics, model, steps
     from modicl.analysis import measures
 
     with pytest.raises(jaxtyping.TypeCheckError, match="tokens"):
@@ -104,11 +104,23 @@ def test_shape_annotations_are_checked_in_the_tests_and_every_tensor_function_ha
             7,
         )
     assert data.z_targets(torch.zeros(2, 9, dtype=torch.int64), n_var=2).shape == (2, 3)
-    for module in (algorithms, data, measures):
+    with pytest.raises(jaxtyping.TypeCheckError, match="tokens"):  # float tokens: the model embeds int64 ids
+        model.Transformer(model.ModelConfig(d_model=8, n_layers=1, n_heads=2), 5, 8)(torch.zeros(2, 4))
+    with pytest.raises(jaxtyping.TypeCheckError, match="cos"):  # tables of another head dim than x's
+        cos, sin = model.rope_tables(8, 4)
+        model.apply_rope(torch.zeros(2, 8, 6), cos, sin[:, :1])
+    public = []
+    for module in (algorithms, data, measures, metrics, circuits, model, steps):
         assert module.__name__ in SHAPE_CHECKED
-        for name, fn in inspect.getmembers(module, inspect.isfunction):
-            if fn.__module__ != module.__name__ or name.startswith("_"):
+        for name, obj in vars(module).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
                 continue
-            params = inspect.signature(fn).parameters.values()  # annotations are strings (postponed evaluation)
-            untyped = [a.name for a in params if a.annotation in ("Tensor", torch.Tensor)]
-            assert untyped == [], f"{module.__name__}.{name}: tensor arguments without a shape annotation {untyped}"
+            if inspect.isfunction(obj):
+                public.append((f"{module.__name__}.{name}", obj))
+            elif inspect.isclass(obj):  # the public methods of public classes
+                methods = inspect.getmembers(obj, inspect.isfunction)
+                public += [(f"{module.__name__}.{name}.{m}", f) for m, f in methods if m == "__call__" or m[0] != "_"]
+    for qualname, fn in public:
+        params = inspect.signature(fn).parameters.values()  # annotations are strings (postponed evaluation)
+        untyped = [a.name for a in params if a.annotation in ("Tensor", torch.Tensor)]
+        assert untyped == [], f"{qualname}: tensor arguments without a shape annotation {untyped}"

@@ -176,7 +176,12 @@ def test_real_valued_rope_gives_the_same_bits_as_the_complex_multiply(dtype):
     assert torch.equal(a, b)  # the same products and sums: not just within rounding
 
 
-def test_compiled_model_traces_in_one_graph_without_complex_ops():
+def test_compiled_model_traces_in_one_graph_without_complex_ops(monkeypatch):
+    from conftest import without_shape_checks
+
+    import modicl.model
+
+    without_shape_checks(monkeypatch, modicl.model)  # production runs have no shape-check wrappers to trace
     cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2)
     model = Transformer(cfg, vocab_size=7, max_len=47)
     tokens = torch.randint(0, 7, (4, 46), generator=torch.Generator().manual_seed(0))

@@ -12,6 +12,7 @@ position that predicts z), and the offsets stay one and two tokens back.
 from __future__ import annotations
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from .data import model_inputs
@@ -20,7 +21,9 @@ from .model import Transformer
 
 
 @torch.no_grad()
-def attention_scores(model: Transformer, tokens: Tensor, autocast=None, *, n_var: int) -> dict[str, list[float]] | None:
+def attention_scores(
+    model: Transformer, tokens: Int[Tensor, "batch seq"], autocast=None, *, n_var: int
+) -> dict[str, list[float]] | None:
     """For every layer, the largest over heads of the mean attention weight that the y positions (the
     positions whose logits predict z) give to: the previous token (``prev_token``), the token two back
     (``two_back``), and all earlier z tokens together (``z_tokens``).
@@ -48,7 +51,9 @@ def attention_scores(model: Transformer, tokens: Tensor, autocast=None, *, n_var
     return scores_from_patterns([cache[n] for n in names], n_var=n_var)
 
 
-def scores_from_patterns(patterns: list[Tensor], *, n_var: int) -> dict[str, list[float]] | None:
+def scores_from_patterns(
+    patterns: list[Float[Tensor, "batch heads seq seq"]], *, n_var: int
+) -> dict[str, list[float]] | None:
     """The scores of :func:`attention_scores` from attention patterns, one [B, H, T, T] tensor per layer
     (rows: query positions, each a distribution over key positions ≤ the query)."""
     T = patterns[0].shape[-1]

@@ -36,9 +36,11 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from .algorithms import proportional, span_scan
@@ -121,7 +123,7 @@ def clustered_interval(
     return wilson_interval(r * n_eff, n_eff)
 
 
-def query_structure(tokens: Tensor, p: int, *, n_var: int) -> dict[str, Tensor]:
+def query_structure(tokens: Int[Tensor, "batch seq"], p: int, *, n_var: int) -> dict[str, Bool[Tensor, "batch n_ctx"]]:
     """Which queries of each sequence are repeated, and where each null model answers correctly.
 
     Args:
@@ -171,7 +173,12 @@ class Counts:
         """int64 [n_ctx]: the model's correct predictions per position."""
         return self.hits[0]
 
-    def add(self, logits: Tensor, targets: Tensor, structure: Mapping[str, Tensor] | None = None) -> None:
+    def add(
+        self,
+        logits: Float[Tensor, "batch n_ctx vocab"],
+        targets: Int[Tensor, "batch n_ctx"],
+        structure: Mapping[str, Bool[Tensor, "batch n_ctx"]] | None = None,
+    ) -> None:
         """logits [B, n_ctx, V] at the positions that predict z, targets int64 [B, n_ctx], and the sequences'
         :func:`query_structure` (None: every query counts as novel and the null models are not scored)."""
         hit = logits.argmax(-1) == targets
@@ -256,7 +263,7 @@ class Counts:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    sets: Mapping[str, tuple[Tensor, Tensor]],
+    sets: Mapping[str, tuple[Int[Tensor, "_ n_var"], Int[Tensor, "_ n_var"]]],
     *,
     n_ctx: int,
     p: int,
@@ -405,13 +412,13 @@ def flat_columns(prefix: str, summary_set: Mapping) -> dict:
     return out
 
 
-def phase_pattern(metrics: Mapping[str, Mapping], threshold: float = 0.5, key: str = PHASE_KEY) -> tuple[bool, ...]:
+def phase_pattern(metrics: Mapping[str, Any], threshold: float = 0.5, key: str = PHASE_KEY) -> tuple[bool, ...]:
     """The ✓/✗ pattern of Table 1 on (i.d. train, i.d. test, o.o.d. train, o.o.d. test): a set is
     ✓ when ``metrics[set][key] ≥ threshold``; a missing (None) accuracy counts as ✗."""
     return tuple(metrics[s].get(key) is not None and metrics[s][key] >= threshold for s in SETS)
 
 
-def classify_phase(metrics: Mapping[str, Mapping], threshold: float = 0.5, key: str = PHASE_KEY) -> str:
+def classify_phase(metrics: Mapping[str, Any], threshold: float = 0.5, key: str = PHASE_KEY) -> str:
     """The paper's phase of a run (PAPER.md Table 1) from its accuracies on the four sets.
 
     The ✓/✗ pattern (:func:`phase_pattern`) is named by Table 1 — ✓✗✗✗ i.d. memorization, ✓✓✗✗
@@ -429,7 +436,7 @@ def classify_phase(metrics: Mapping[str, Mapping], threshold: float = 0.5, key: 
     return TABLE_1.get(phase_pattern(metrics, threshold, key), "unlisted")
 
 
-def pattern_text(metrics: Mapping[str, Mapping], threshold: float = 0.5, key: str = PHASE_KEY) -> str:
+def pattern_text(metrics: Mapping[str, Any], threshold: float = 0.5, key: str = PHASE_KEY) -> str:
     """The ✓/✗ pattern as four characters, e.g. ``✓✓✓✗``."""
     return "".join("✓" if ok else "✗" for ok in phase_pattern(metrics, threshold, key))
 
@@ -442,7 +449,7 @@ def _ci(ci) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def format_table(metrics: Mapping[str, Mapping], p: int | None = None, threshold: float = 0.5) -> str:
+def format_table(metrics: Mapping[str, Any], p: int | None = None, threshold: float = 0.5) -> str:
     """A plain-text table of the sets: last-position accuracy of novel queries (the phase metric) and
     of all queries with 95 % intervals and counts, the null models' last-position accuracy on the same
     sequences, the all-position accuracy and the loss; then the algorithm fingerprint of each set (the
@@ -479,7 +486,7 @@ def format_table(metrics: Mapping[str, Mapping], p: int | None = None, threshold
     return out
 
 
-def format_fingerprint(metrics: Mapping[str, Mapping], threshold: float = 0.5) -> str:
+def format_fingerprint(metrics: Mapping[str, Any], threshold: float = 0.5) -> str:
     """The algorithm fingerprint of each set as text: novel last-position accuracy on the queries that
     ratio matching can answer (RM-solvable), that only modular regression can (MR-only) and that no
     in-context algorithm can (neither), each with its 95 % interval, count and share; the label it

@@ -26,10 +26,11 @@ import copy
 import math
 import warnings
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from .compiling import graph_break_count, is_compiler_error
@@ -41,6 +42,7 @@ from .muon import Muon, resolve_ns_dtype
 from .runtime import resolve_compile
 
 
+@runtime_checkable
 class StepRun(Protocol):
     """What a step backend reads of a run (:class:`modicl.training.RunState` has it): its config, model,
     optimizer, device and autocast context. A protocol, so this module does not import the training loop."""
@@ -240,7 +242,7 @@ def filtered_step(opt: torch.optim.Optimizer | MuonAdamW, lamb: float, alpha: fl
     keep_grokfast(opt, emas)
 
 
-def z_loss(model: Callable[..., Tensor], tokens: Tensor, *, n_var: int) -> Tensor:
+def z_loss(model: Callable[..., Tensor], tokens: Int[Tensor, "batch seq"], *, n_var: int) -> Float[Tensor, ""]:
     """Mean cross-entropy over the z tokens of a batch, int64 tokens [B, (n_var + 1)·n_ctx] → scalar fp32
     (the loss mask of PAPER.md §1.3: no input token is supervised). ``model`` maps the model's inputs
     [B, (n_var + 1)·n_ctx − 1] and ``positions=query_slice(n_var)`` to the logits at those positions
@@ -294,7 +296,7 @@ class TrainStep:
         filtered_step(self.opt, *self.grokfast)
         return loss.detach()
 
-    def __call__(self, tokens: Tensor) -> Tensor:
+    def __call__(self, tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, ""]:
         if not self.compiled:
             return self._run(self.model, tokens)
         if self.compile_mode == "reduce-overhead":
@@ -367,7 +369,9 @@ class VmapStep:
         with self.autocast:
             return vmap(self._member_loss)(params, buffers, tokens)
 
-    def __call__(self, batches: Sequence[Tensor], lr: float, weight_decay: float | None = None) -> Tensor:
+    def __call__(
+        self, batches: Sequence[Int[Tensor, "batch seq"]], lr: float, weight_decay: float | None = None
+    ) -> Float[Tensor, " members"]:
         """One step of every member at learning rate ``lr`` and weight decay ``weight_decay`` of the ≥ 2-D
         parameters (None: as built) on its batch (int64 [batch_size, (n_var + 1)·n_ctx] each); returns the
         members' losses, fp32 [K], detached."""
@@ -424,7 +428,9 @@ class LoopStep:
             for r in runs
         ]
 
-    def __call__(self, batches: Sequence[Tensor], lr: float, weight_decay: float | None = None) -> Tensor:
+    def __call__(
+        self, batches: Sequence[Int[Tensor, "batch seq"]], lr: float, weight_decay: float | None = None
+    ) -> Float[Tensor, " members"]:
         """One step per member at learning rate ``lr`` and weight decay ``weight_decay``; the members'
         losses, fp32 [K], detached."""
         for step in self.steps:
