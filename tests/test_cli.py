@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from modicl.cli import main
-from modicl.metrics import PHASE_LABELS
+from modicl.phases import PHASE_LABELS
 
 TINY = [
     "--task.p",

@@ -14,7 +14,7 @@ STAGES = [
     ("base", {"version", "signals", "staging", "streams", "progress", "allocator", "compiling", "family"}),
     ("configs", {"history", "config", "runlock", "runtime", "hashing", "presets"}),
     ("tasks, data, model", {"tasks", "data", "algorithms", "model", "muon"}),
-    ("measures and run directory", {"metrics", "circuits", "rundir", "figures"}),
+    ("measures and run directory", {"metrics", "phases", "circuits", "rundir", "figures"}),
     ("evaluation, steps, report", {"evaluation", "steps", "memory", "report.*"}),
     ("training", {"training", "branch", "ensemble", "bench"}),
     ("sweeps and analyses", {"sweep.*", "analysis.*"}),

@@ -5,15 +5,8 @@ import torch
 
 from modicl.algorithms import modular_regression, ratio_matching
 from modicl.data import sample_sequences
-from modicl.metrics import (
-    Counts,
-    classify_phase,
-    clustered_interval,
-    evaluate,
-    pattern_text,
-    query_structure,
-    wilson_interval,
-)
+from modicl.metrics import Counts, clustered_interval, evaluate, query_structure, wilson_interval
+from modicl.phases import classify_phase, pattern_text
 
 
 class Oracle(torch.nn.Module):
@@ -222,7 +215,7 @@ def _reference_result(algorithm, p=7, n_ctx=6):
 
 
 def test_a_ratio_matcher_answers_exactly_the_rm_solvable_class_and_reads_as_ratio_matching():
-    from modicl.metrics import read_algorithm
+    from modicl.phases import read_algorithm
 
     r, st = _reference_result(ratio_matching)
     fp = r["fingerprint"]
@@ -240,7 +233,7 @@ def test_a_ratio_matcher_answers_exactly_the_rm_solvable_class_and_reads_as_rati
 
 
 def test_a_modular_regressor_answers_the_mr_only_class_and_reads_as_modular_regression():
-    from modicl.metrics import read_algorithm
+    from modicl.phases import read_algorithm
 
     fp = _reference_result(modular_regression)[0]["fingerprint"]
     assert fp["rm"]["acc"] == 1.0 and fp["mr_only"]["acc"] == 1.0 and fp["mr_only"]["n"] > 0
@@ -279,14 +272,14 @@ def test_fingerprint_classes_of_a_hand_built_sequence():
     ],
 )
 def test_algorithm_label_follows_the_intervals_against_the_threshold(rm, mr, label):
-    from modicl.metrics import read_algorithm
+    from modicl.phases import read_algorithm
 
     fp = {"rm": {"acc_ci": [rm[0], rm[1]], "n": rm[2]}, "mr_only": {"acc_ci": [mr[0], mr[1]], "n": mr[2]}}
     assert read_algorithm(fp, 0.5) == label
 
 
 def test_phase_table_says_a_check_needs_modular_regression_where_ratio_matching_cannot_pass():
-    from modicl.metrics import format_table
+    from modicl.phases import format_table
 
     r = _reference_result(ratio_matching)[0]
     share = r["fingerprint"]["rm"]["share"]
@@ -299,7 +292,7 @@ def test_phase_table_says_a_check_needs_modular_regression_where_ratio_matching_
 
 
 def test_answered_mr_only_queries_on_pretraining_tasks_read_as_recall_or_modular_regression():
-    from modicl.metrics import read_algorithm
+    from modicl.phases import read_algorithm
 
     fp = {"rm": {"acc_ci": [0.95, 1.0], "n": 200}, "mr_only": {"acc_ci": [0.9, 1.0], "n": 80}}
     assert read_algorithm(fp, 0.5, pretraining=True) == "recall_or_modular_regression"

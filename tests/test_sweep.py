@@ -11,7 +11,7 @@ from conftest import tiny_config
 import modicl.training
 from modicl.cli import main
 from modicl.config import ConfigError
-from modicl.metrics import PHASES
+from modicl.phases import PHASES
 from modicl.presets import preset
 from modicl.sweep import SweepSpec, expand, load_spec, parse_assignment, point_hash, point_status, run_sweep
 from modicl.sweep.jobs import Job, job_label

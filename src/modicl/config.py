@@ -206,7 +206,7 @@ class RunConfig:
         init_seed: seeds the model initialisation (None: ``seed``).
         data_seed: seeds the training data stream and the evaluation sequences (None: ``seed``).
         phase_threshold: a set counts as solved at novel-query last-position accuracy ≥ this
-            (see :func:`modicl.metrics.classify_phase`).
+            (see :func:`modicl.phases.classify_phase`).
     """
 
     task: TaskConfig = field(default_factory=TaskConfig)

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from .config import ConfigError, RunConfig, check_seed
 from .history import BEST_OOD
-from .metrics import PHASE_KEY, VAL_SET, classify_phase, evaluate, pattern_text
+from .metrics import PHASE_KEY, VAL_SET, evaluate
+from .phases import classify_phase, pattern_text
 from .tasks import TaskSet
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .metrics import PHASES
+from .phases import PHASES
 
 SET_COLORS = {"id_train": "tab:blue", "id_test": "tab:cyan", "ood_train": "tab:red", "ood_test": "tab:orange"}
-# one colour per phase of :data:`modicl.metrics.PHASES` (greys and blues: i.d.; oranges: o.o.d.), in every figure
+# one colour per phase of :data:`modicl.phases.PHASES` (greys and blues: i.d.; oranges: o.o.d.), in every figure
 PHASE_COLORS = dict(zip(PHASES, ("#d9d9d9", "#9ecae1", "#3182bd", "#fdae6b", "#e6550d", "#9e9ac8")))
 
 

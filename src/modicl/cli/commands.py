@@ -162,7 +162,7 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _report_training(summary: dict, cfg: RunConfig, out: Path) -> int:
-    from ..metrics import PHASE_LABELS, format_table
+    from ..phases import PHASE_LABELS, format_table
 
     print(f"\nfinal (step {summary['steps']}), 95 % intervals:")
     print(format_table(summary["final"], cfg.task.p, cfg.phase_threshold))
@@ -186,7 +186,8 @@ def _report_training(summary: dict, cfg: RunConfig, out: Path) -> int:
 def cmd_eval(argv: list[str]) -> int:
     from ..evaluation import evaluate_checkpoint
     from ..history import file_stem
-    from ..metrics import PHASE_LABELS, SETS, VAL_SET, format_table
+    from ..metrics import SETS, VAL_SET
+    from ..phases import PHASE_LABELS, format_table
     from ..report.figures import kshot_plot
     from ..rundir import RunDir, write_json
 

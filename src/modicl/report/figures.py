@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..figures import PHASE_COLORS, SET_COLORS, save_figure, subplots
-from ..metrics import BASELINE_LABELS, BASELINES, PHASE_LABELS, SET_LABELS, SETS, VAL_SET, classify_phase
+from ..metrics import BASELINE_LABELS, BASELINES, SET_LABELS, SETS, VAL_SET
+from ..phases import PHASE_LABELS, classify_phase
 
 
 def phase_segments(rows: Sequence[Mapping], threshold: float) -> list[tuple[int, int, str]]:
     """The phases a run passed through: (first step, last step, phase) for each stretch of evaluations
-    classified alike (:func:`modicl.metrics.classify_phase`), in order; a boundary lies between the last
+    classified alike (:func:`modicl.phases.classify_phase`), in order; a boundary lies between the last
     step of one stretch and the first of the next."""
     out: list[list] = []
     for r in rows:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..hashing import config_hash
 from ..history import BEST_OOD
-from ..metrics import PHASE_KEY, PHASE_LABELS, SETS, VAL_SET, classify_phase, pattern_text, summary_of_set
+from ..metrics import PHASE_KEY, SETS, VAL_SET
+from ..phases import PHASE_LABELS, classify_phase, pattern_text, summary_of_set
 from ..rundir import CheckpointError, RunDir, load_checkpoint, load_state, read_json, read_metrics, write_json
 from ..staging import staged
 

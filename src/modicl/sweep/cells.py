@@ -11,7 +11,8 @@ import math
 import numbers
 from collections.abc import Sequence
 
-from ..metrics import ALGORITHM_LABELS, ALGORITHMS, PHASES, SET_LABELS, SETS
+from ..metrics import SET_LABELS, SETS
+from ..phases import ALGORITHM_LABELS, ALGORITHMS, PHASES
 
 # two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1…30 (beyond 30 the normal 1.96 is within 4 %)
 _T975 = [
@@ -72,7 +73,7 @@ def seed_cells(
     non-seed axes.
 
     Returns a list of dicts, one per cell: ``cell`` (axis → value), ``n`` seeds, ``phases`` (phase → count,
-    in :data:`modicl.metrics.PHASES` order, zero counts left out), ``seeds`` (seed → phase; the seed is
+    in :data:`modicl.phases.PHASES` order, zero counts left out), ``seeds`` (seed → phase; the seed is
     labelled by every seed column that varies when task/init/data seeds are swept), ``per_seed`` (the same
     with each run's ``key``, its interval, its ✓/✗ ``pattern`` where the table has ``phase_pattern``, and
     the ``fingerprint`` of the same set where the table has one: {algorithm, rm, mr_only}), and

@@ -23,7 +23,8 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from ..config import ConfigError  # noqa: E402
 from ..figures import PHASE_COLORS, save_figure, subplots  # noqa: E402
 from ..history import BEST_OOD
-from ..metrics import PHASE_KEY, PHASE_LABELS, PHASES, SET_LABELS, SETS  # noqa: E402
+from ..metrics import PHASE_KEY, SET_LABELS, SETS  # noqa: E402
+from ..phases import PHASE_LABELS, PHASES
 from ..rundir import RunDir, read_metrics  # noqa: E402
 from .cells import (
     cells_markdown,

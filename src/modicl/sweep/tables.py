@@ -60,13 +60,14 @@ def collect_results(points: Sequence[Point], out_dir: Path):
     """The results table as a pandas DataFrame, one row per finished point (one per seed): hash, p,
     n_id, alpha, n_layers, seed, the other axes (by full field name); for the final and the
     best-o.o.d. checkpoint (selected on the validation o.o.d. tasks) and each set, the columns of
-    :func:`modicl.metrics.flat_columns` (accuracies on all and on novel queries with 95 % intervals,
+    :func:`modicl.phases.flat_columns` (accuracies on all and on novel queries with 95 % intervals,
     counts, null models, loss); the best-o.o.d. step; the phase and its ✓/✗ pattern (final and at the
     best checkpoint); steps, wall time in seconds, and the numerics (threads, dtype, CPU kind).
     Points without summary.json are left out."""
     import pandas as pd
 
-    from ..metrics import SETS, VAL_SET, flat_columns
+    from ..metrics import SETS, VAL_SET
+    from ..phases import flat_columns
 
     rows = []
     for p in points:
