@@ -91,7 +91,8 @@ def test_task_init_and_data_seeds_follow_seed_unless_set():
 
 
 def test_parts_name_every_nested_config_and_execution_fields_leave_what_is_computed_alone():
-    from modicl.config import EXECUTION_FIELDS, PARTS, without_execution
+    from modicl.config import PARTS
+    from modicl.fields import EXECUTION_FIELDS, without_execution
 
     assert {name: type(getattr(RunConfig(), name)) for name in PARTS} == PARTS
     assert not any(
@@ -111,7 +112,7 @@ def test_parts_name_every_nested_config_and_execution_fields_leave_what_is_compu
 
 
 def test_every_config_field_has_one_role_and_the_roles_reproduce_the_rules_they_replaced():
-    from modicl.config import EXECUTION_FIELDS, FIELD_ROLES, field_names
+    from modicl.fields import EXECUTION_FIELDS, FIELD_ROLES, field_names
 
     # a new field without a role fails here: add it to FIELD_ROLES
     assert sorted(field_names()) == sorted(FIELD_ROLES)

@@ -12,7 +12,7 @@ SRC = Path(modicl.__file__).parent
 # trailing ".*" names a subpackage and all its modules. Every module must be listed: a new one is placed here.
 STAGES = [
     ("base", {"version", "signals", "staging", "streams", "progress", "allocator", "compiling", "family"}),
-    ("configs", {"history", "config", "runlock", "runtime", "hashing", "presets"}),
+    ("configs", {"history", "config", "fields", "runlock", "runtime", "hashing", "presets"}),
     ("tasks, data, model", {"tasks", "data", "algorithms", "model", "muon"}),
     ("measures and run directory", {"metrics", "phases", "circuits", "rundir", "figures"}),
     ("evaluation, steps, report", {"evaluation", "steps", "memory", "report.*"}),

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import FIELD_ROLES, ConfigError, RunConfig, differences
+from .config import ConfigError, RunConfig
 from .evaluation import selection_score
+from .fields import FIELD_ROLES, differences
 from .hashing import config_hash
 from .history import BEST_OOD, file_stem, ref_of
 from .rundir import (

@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import FIELD_ROLES, ConfigError, RunConfig, flat_dict, validate
+from .config import ConfigError, RunConfig, validate
+from .fields import FIELD_ROLES, flat_dict
 from .runlock import RunLocked
 from .runtime import restores_threads, setup_process
 from .steps import resolve_backend
@@ -29,7 +30,7 @@ from .training import RunState, TrainingDiverged, train_runs
 
 def ensemble_key(cfg: RunConfig) -> str:
     """A string equal for configs that can train in one ensemble: the config without the fields its
-    members may differ in (:data:`modicl.config.FIELD_ROLES`, ``member``: the data-only fields, the seeds,
+    members may differ in (:data:`modicl.fields.FIELD_ROLES`, ``member``: the data-only fields, the seeds,
     and threads, which one process sets for all)."""
     return repr(sorted((k, v) for k, v in flat_dict(cfg).items() if not FIELD_ROLES[k].member))
 

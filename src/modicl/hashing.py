@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .config import FIELD_ROLES, RunConfig, to_dict
+from .config import RunConfig, to_dict
+from .fields import FIELD_ROLES
 
 
 def config_hash(cfg: RunConfig) -> str:

@@ -29,10 +29,11 @@ import torch
 from torch import Tensor
 
 from .circuits import attention_scores
-from .config import ConfigError, RunConfig, differences, run_seeds, validate
+from .config import ConfigError, RunConfig, run_seeds, validate
 from .data import sample_sequences
 from .evaluation import eval_seed, evaluate_run, selection_score, task_tensors
 from .family import input_length
+from .fields import differences
 from .history import BEST_OOD, keep_copy, keeps, parse_schedule
 from .metrics import PHASE_KEY
 from .model import build_model, n_params

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import PARTS, ConfigError, RunConfig, from_dict, validate, without_execution
+from ..config import PARTS, ConfigError, RunConfig, from_dict, validate
+from ..fields import without_execution
 from ..hashing import config_hash
 from ..presets import preset
 
