@@ -59,4 +59,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+    # the public API only (tab completion in a notebook), not this module's helpers or loaded submodules
+    return sorted(__all__)
