@@ -145,13 +145,12 @@ def test_every_config_field_has_one_role_and_the_roles_reproduce_the_rules_they_
 def test_one_seed_limit_for_config_fields_and_flags_and_torch_takes_it_with_offsets():
     import torch
 
-    from modicl.cli.args import check_seed
-    from modicl.config import SEED_MAX
+    from modicl.config import SEED_MAX, check_seed
 
-    check_seed(SEED_MAX)
+    check_seed(SEED_MAX, "--seed")
     validate(dataclasses.replace(preset("quick"), seed=SEED_MAX))
-    with pytest.raises(ConfigError, match="2\\*\\*63 - 1"):
-        check_seed(SEED_MAX + 1)
+    with pytest.raises(ConfigError, match="--seed .* 2\\*\\*63 - 1"):
+        check_seed(SEED_MAX + 1, "--seed")
     with pytest.raises(ConfigError, match="2\\*\\*63 - 1"):
         validate(dataclasses.replace(preset("quick"), seed=SEED_MAX + 1))
     torch.Generator().manual_seed(SEED_MAX + 2)  # the analyses seed generators with small offsets added

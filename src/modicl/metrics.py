@@ -20,7 +20,7 @@ exactly where it applies; :mod:`modicl.algorithms` holds the predictors themselv
 The **algorithm fingerprint** splits the novel queries by which reference algorithm can answer them:
 ratio-matching-solvable (``rm``), solvable only by modular regression (``mr_only``) and solvable by
 neither from the context (``neither``; only task recall, i.e. memorization, answers those). The model's
-accuracy on each class, with counts and intervals, says which algorithm it runs (:func:`read_algorithm`):
+accuracy on each class, with counts and intervals, says which algorithm it runs (:func:`modicl.phases.read_algorithm`):
 the paper's depth-2 models answer the ``rm`` class and stay at chance on ``mr_only`` (§4.1, §4.3). Since
 each reference algorithm is right exactly where it applies, ratio matching's own novel-query accuracy is
 the ``rm`` class's share: the ceiling a ratio matcher cannot pass on that set.

@@ -40,7 +40,7 @@ PHASE_LABELS = {
 
 
 def read_algorithm(fingerprint: Mapping[str, Mapping], threshold: float = 0.5, pretraining: bool = False) -> str:
-    """Which reference algorithm a set's answers read as, from its last-position :data:`FINGERPRINT`.
+    """Which reference algorithm a set's answers read as, from its last-position :data:`modicl.metrics.FINGERPRINT`.
 
     A class counts as *answered* when the 95 % interval of the model's accuracy on it lies at or above
     ``threshold`` (the phase threshold, so "answered" means what ✓ means in Table 1), and as *not
@@ -58,7 +58,7 @@ def read_algorithm(fingerprint: Mapping[str, Mapping], threshold: float = 0.5, p
     two apart on those sets.
 
     Args:
-        fingerprint: {class: {"acc", "acc_ci": [lo, hi], "n", ...}} as in :func:`evaluate`'s results.
+        fingerprint: {class: {"acc", "acc_ci": [lo, hi], "n", ...}} as in :func:`modicl.metrics.evaluate`'s results.
         threshold: the phase threshold in (0, 1].
         pretraining: the set's tasks are pre-training tasks (``id_train``, ``id_test``).
     """
@@ -90,7 +90,7 @@ SUMMARY_KEYS = (
 
 
 def summary_of_set(result: Mapping, threshold: float = 0.5, pretraining: bool = False) -> dict:
-    """The :data:`SUMMARY_KEYS` of one set's :func:`evaluate` result, each null model's last-position
+    """The :data:`SUMMARY_KEYS` of one set's :func:`modicl.metrics.evaluate` result, each null model's last-position
     accuracy on all and on novel queries (``baselines``), the last-position ``fingerprint`` and the
     ``algorithm`` it reads as at ``threshold`` (:func:`read_algorithm`; ``pretraining`` for the i.d.
     sets); keys a result lacks are left out."""

@@ -13,7 +13,6 @@ import io
 import tyro
 
 from ..config import PARTS, ConfigError, RunConfig
-from ..config import check_seed as config_check_seed
 
 
 def flags(cls) -> list[str]:
@@ -95,11 +94,6 @@ def _tyro_message(text: str, prog: str) -> str:
         body.append(ln)
     msg = " ".join(body) or (lines[0] if lines else "invalid arguments")
     return f"{' '.join(msg.split())} (see {prog} --help)"
-
-
-def check_seed(seed: int) -> None:
-    """Raise ConfigError for a ``--seed`` outside [0, 2**63 - 1] (:func:`modicl.config.check_seed`)."""
-    config_check_seed(seed, "--seed")
 
 
 def reject_empty_out(argv: list[str]) -> None:

@@ -30,12 +30,12 @@ from typing import Annotated, Literal
 
 import tyro
 
-from ..config import ConfigError, RunConfig, validate
+from ..config import ConfigError, RunConfig, check_seed, validate
 from ..hashing import config_hash
 from ..history import BEST_OOD
 from ..presets import preset
 from ..streams import guard_streams
-from .args import check_seed, parse, peek_flag, pop_preset, reject_empty_out
+from .args import parse, peek_flag, pop_preset, reject_empty_out
 from .sweep import cmd_plot, cmd_status, cmd_sweep
 
 
@@ -194,7 +194,7 @@ def cmd_eval(argv: list[str]) -> int:
     args = parse(EvalCommand, argv, tyro.MISSING_NONPROP, "modicl eval")
     if args.sequences < 1:  # the flags' names in the message; the library checks the same with its own
         raise ConfigError(f"--sequences {args.sequences} must be ≥ 1")
-    check_seed(args.seed)
+    check_seed(args.seed, "--seed")
     out = evaluate_checkpoint(
         args.run_dir, args.checkpoint, sequences=args.sequences, seed=args.seed, device=args.device
     )
@@ -270,7 +270,7 @@ def cmd_analyze(argv: list[str]) -> int:
     from ..analysis.registry import analysis_dir, run_analyses
 
     args = parse(_analyze_command(), argv, tyro.MISSING_NONPROP, "modicl analyze")
-    check_seed(args.seed)
+    check_seed(args.seed, "--seed")
     task = _ints(args.task, "--task") if args.task else None
     context = [_ints(c, "--context") for c in args.context.split(";")] if args.context else None
     res = run_analyses(
