@@ -42,7 +42,7 @@ from .muon import Muon, resolve_ns_dtype
 from .runtime import resolve_compile
 
 
-@runtime_checkable
+@runtime_checkable  # so that the test suite's type checks (beartype) can check an argument typed StepRun
 class StepRun(Protocol):
     """What a step backend reads of a run (:class:`modicl.training.RunState` has it): its config, model,
     optimizer, device and autocast context. A protocol, so this module does not import the training loop."""
