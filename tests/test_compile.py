@@ -1,14 +1,16 @@
-"""The compile path of a training step: a compiler failure falls back to eager and says so; any other
-error propagates; the compile mode is an execution setting that leaves config hashes unchanged."""
+"""The compile path of a training step: a compiler failure, or a compiled program whose first loss and
+gradients differ from eager, falls back to eager and says so; any other error propagates; the compile mode
+is an execution setting that leaves config hashes unchanged."""
 
 import contextlib
 import dataclasses
 import functools
+import math
 
 import pytest
 import torch
 
-from modicl.compiling import is_compiler_error
+from modicl.compiling import is_compiler_error, largest_difference
 from modicl.config import ModelConfig, RunConfig, TrainConfig
 from modicl.hashing import config_hash
 from modicl.model import Transformer
@@ -129,3 +131,49 @@ def test_a_compiled_vmap_ensemble_step_is_one_graph_and_matches_the_eager_one(tm
     assert step.compiled is True and step.compile_error is None and graph_break_count() == before
     assert eager.shape == (3, 3) and eager_step.compiled is False
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+def _wrong_backend(gm, example_inputs):
+    """A compiler that compiles without error but returns every floating-point output doubled (so the loss
+    and, through autograd, the gradients are wrong): what a miscompiled kernel looks like to a step."""
+
+    def run(*args):
+        out = gm(*args)
+        return type(out)(o * 2 if isinstance(o, torch.Tensor) and o.is_floating_point() else o for o in out)
+
+    return run
+
+
+def test_largest_difference_is_the_worst_relative_l2_gap_and_inf_for_what_cannot_be_compared():
+    t = torch.tensor
+    assert largest_difference([t([3.0, 4.0])], [t([3.0, 4.5])]) == pytest.approx(0.5 / 5)  # ‖(0, .5)‖ / ‖(3, 4)‖
+    assert largest_difference([t([3.0, 4.0]), t(2.0)], [t([3.0, 4.0]), t(2.5)]) == pytest.approx(0.25)
+    assert largest_difference([t([0.0, 0.0])], [t([0.0, 1e-3])]) == pytest.approx(1e-3)  # a zero eager: absolute
+    assert largest_difference([None, t(1.0)], [None, t(1.0)]) == 0.0
+    assert largest_difference([None], [t(0.0)]) == math.inf  # a gradient only one side computed
+    assert largest_difference([t([1.0])], [t([float("nan")])]) == math.inf
+    with pytest.raises(ValueError, match="2 eager tensors against 1"):
+        largest_difference([t(1.0), t(1.0)], [t(1.0)])
+
+
+def test_a_compiler_that_computes_wrong_numbers_is_caught_on_the_first_step_and_training_stays_eager(monkeypatch):
+    _with_backend(monkeypatch, _wrong_backend)
+    eager, tokens = _step(False)
+    step, _ = _step(True)
+    with pytest.warns(UserWarning, match="computes wrong numbers"):
+        loss = step(tokens)
+    assert step.compiled is False and "differ from eager by" in step.compile_error
+    assert loss.item() == eager(tokens).item()  # the step ran on the eager loss and gradients
+    for _ in range(2):
+        assert step(tokens).item() == eager(tokens).item()
+    for a, b in zip(step.model.parameters(), eager.model.parameters(), strict=True):
+        assert torch.equal(a, b)  # bit for bit the eager run
+
+
+def test_a_compiled_ensemble_that_computes_wrong_numbers_falls_back_to_the_eager_ensemble(tmp_path, monkeypatch):
+    _, eager = _vmap_losses(tmp_path, "off")
+    _with_backend(monkeypatch, _wrong_backend)
+    with pytest.warns(UserWarning, match="computes wrong numbers on the vmap ensemble"):
+        step, checked = _vmap_losses(tmp_path, "on")
+    assert step.compiled is False and "differ from eager by" in step.compile_error
+    torch.testing.assert_close(checked, eager, rtol=0, atol=0)

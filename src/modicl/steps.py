@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .compiling import graph_break_count, is_compiler_error
+from .compiling import graph_break_count, is_compiler_error, largest_difference
 from .config import ConfigError, RunConfig, TrainConfig
 from .data import model_inputs, z_targets
 from .family import query_slice
@@ -253,12 +253,46 @@ def z_loss(model: Callable[..., Tensor], tokens: Int[Tensor, "batch seq"], *, n_
     return F.cross_entropy(logits.float().flatten(0, 1), z_targets(tokens, n_var=n_var).flatten())
 
 
+COMPILE_TOLERANCE = {"fp32": 1e-3, "autocast": 5e-2}
+"""Largest relative difference (:func:`modicl.compiling.largest_difference`) between a compiled step's
+first loss and gradients and the eager ones that still counts as the same computation: fp32 compiled and
+eager agree to ≈ 1e-6 (fusion reorders sums), bf16 autocast to ≈ 1e-2 (Inductor keeps some fused
+intermediates in fp32); a broken kernel is off by orders of magnitude or not finite."""
+
+
+def checked_against_eager(
+    params: Sequence[Tensor], compiled: Callable[[], Tensor], eager: Callable[[], Tensor], tol: float
+) -> tuple[Tensor, str | None]:
+    """One forward/backward compiled and one eager on the same weights and batch, compared.
+
+    ``compiled`` and ``eager`` each zero the gradients of ``params``, run forward and backward and return the
+    detached loss(es). Returns (loss, None) with the compiled gradients left in ``.grad`` when the losses and
+    every gradient agree within ``tol`` (:func:`modicl.compiling.largest_difference`), else (the eager loss,
+    a one-line description of the difference) with the eager gradients left in ``.grad``."""
+    loss = compiled()
+    grads = [p.grad for p in params]
+    eager_loss = eager()
+    diff = largest_difference([eager_loss, *(p.grad for p in params)], [loss, *grads])
+    if diff > tol:
+        return eager_loss, (
+            f"the compiled step's loss or gradients differ from eager by {diff:.3g} (relative; tolerance {tol:g}) "
+            "on the first batch"
+        )
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g  # the compiled ones: a compiled run follows the compiled numerics from its first step
+    return loss, None
+
+
 class TrainStep:
     """One optimizer step (forward under autocast, backward, AdamW).
 
     With ``compile`` the model is wrapped by ``torch.compile(mode=compile_mode)``. If the compiler fails
     (:func:`is_compiler_error`; on any call, not only the first) the step warns, records the error in
-    ``compile_error`` and runs eagerly from then on; every other exception propagates. ``compiled`` says
+    ``compile_error`` and runs eagerly from then on; every other exception propagates. The first compiled
+    call also runs the batch eagerly and compares the loss and every gradient
+    (:func:`modicl.compiling.largest_difference`); beyond :data:`COMPILE_TOLERANCE` (fp32, or under an
+    autocast context) it treats the compiler as failed the same way and steps with the eager gradients, so
+    a compiler that computes wrong numbers without raising cannot train a run. ``compiled`` says
     what runs now, ``graph_breaks`` how many graph breaks Dynamo reported while compiling (None before
     the first compiled call or without compile). ``n_var`` is the task family's inputs per example,
     which places the loss on the z tokens (:func:`z_loss`). ``grokfast`` is (λ, α) of
@@ -289,21 +323,42 @@ class TrainStep:
         self.compile_error: str | None = None
 
     def _run(self, fwd, tokens: Tensor) -> Tensor:
+        loss = self._gradients(fwd, tokens)
+        filtered_step(self.opt, *self.grokfast)
+        return loss
+
+    def _gradients(self, fwd, tokens: Tensor) -> Tensor:
         self.opt.zero_grad(set_to_none=True)
         with self.autocast:
             loss = z_loss(fwd, tokens, n_var=self.n_var)
         loss.backward()
-        filtered_step(self.opt, *self.grokfast)
         return loss.detach()
+
+    def _first_compiled(self, tokens: Tensor) -> Tensor:
+        """The first compiled step, checked against eager on the same batch and weights."""
+        loss, error = checked_against_eager(
+            list(self.model.parameters()),
+            lambda: self._gradients(self.forward_model, tokens),
+            lambda: self._gradients(self.model, tokens),
+            COMPILE_TOLERANCE["fp32" if isinstance(self.autocast, contextlib.nullcontext) else "autocast"],
+        )
+        if error is not None:
+            self.compiled, self.forward_model, self.compile_error = False, self.model, error
+            warnings.warn(
+                f"torch.compile computes wrong numbers here ({error}); training eagerly instead", stacklevel=3
+            )
+        filtered_step(self.opt, *self.grokfast)
+        return loss
 
     def __call__(self, tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, ""]:
         if not self.compiled:
             return self._run(self.model, tokens)
         if self.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
-        breaks_before = graph_break_count() if self.graph_breaks is None else None
+        first = self.graph_breaks is None
+        breaks_before = graph_break_count() if first else None
         try:
-            loss = self._run(self.forward_model, tokens)
+            loss = self._first_compiled(tokens) if first else self._run(self.forward_model, tokens)
         except Exception as e:
             if not is_compiler_error(e):
                 raise
@@ -311,7 +366,7 @@ class TrainStep:
             self.compile_error = f"{type(e).__name__}: {str(e)[:300]}"
             warnings.warn(f"torch.compile failed ({self.compile_error}); training eagerly instead", stacklevel=2)
             return self._run(self.model, tokens)
-        if breaks_before is not None:
+        if breaks_before is not None and self.compiled:
             self.graph_breaks = graph_break_count() - breaks_before
         return loss
 
@@ -322,8 +377,8 @@ class VmapStep:
     ``sync()`` copies the stacked parameters and optimizer state back into each member's own model and
     optimizer (in the format a single run saves), before evaluation and checkpoints. With the members'
     ``train.compile`` resolved on, the vmapped forward and loss are compiled as one graph (RoPE is then
-    real-valued, so no custom vmap rule runs); a compiler failure falls back to eager as in
-    :class:`TrainStep`. ``compiled`` says which ran."""
+    real-valued, so no custom vmap rule runs); a compiler failure, or a first compiled step whose losses or
+    gradients differ from eager, falls back to eager as in :class:`TrainStep`. ``compiled`` says which ran."""
 
     def __init__(self, runs: Sequence[StepRun]):
         from torch.func import stack_module_state
@@ -339,6 +394,7 @@ class VmapStep:
         self.opt = build_optimizer(params, tc, runs[0].device, stacked=True)
         self.compiled = resolve_compile(tc.compile, runs[0].device)
         self.compile_error: str | None = None
+        self.checked = False  # whether the first compiled step was compared with eager (checked_against_eager)
         self.loss_fn = self._losses
         if self.compiled:
             mode = tc.compile_mode
@@ -380,8 +436,31 @@ class VmapStep:
         tokens = torch.stack(list(batches))
         if self.compiled and self.runs[0].cfg.train.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
+
+        def run(loss_fn) -> Tensor:
+            self.opt.zero_grad(set_to_none=True)
+            losses = loss_fn(self.params, self.buffers, tokens)
+            losses.sum().backward()
+            return losses.detach()
+
+        first = self.compiled and not self.checked
         try:
-            losses = self.loss_fn(self.params, self.buffers, tokens)
+            if first:
+                losses, error = checked_against_eager(
+                    list(self.params.values()),
+                    lambda: run(self.loss_fn),
+                    lambda: run(self._losses),
+                    COMPILE_TOLERANCE["fp32" if isinstance(self.autocast, contextlib.nullcontext) else "autocast"],
+                )
+                self.checked = True
+                if error is not None:
+                    self.loss_fn, self.compiled, self.compile_error = self._losses, False, error
+                    warnings.warn(
+                        f"torch.compile computes wrong numbers on the vmap ensemble ({error}); running it eagerly",
+                        stacklevel=2,
+                    )
+            else:
+                losses = run(self.loss_fn)
         except Exception as e:
             if self.loss_fn is self._losses or not is_compiler_error(e):
                 raise
@@ -390,9 +469,7 @@ class VmapStep:
                 f"torch.compile failed on the vmap ensemble ({self.compile_error}); running it eagerly", stacklevel=2
             )
             self.loss_fn, self.compiled = self._losses, False
-            self.opt.zero_grad(set_to_none=True)
-            losses = self._losses(self.params, self.buffers, tokens)
-        losses.sum().backward()
+            losses = run(self._losses)
         tc = self.runs[0].cfg.train
         filtered_step(self.opt, tc.grokfast_lambda, tc.grokfast_alpha)
         return losses.detach()
