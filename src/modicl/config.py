@@ -156,7 +156,8 @@ class TrainConfig:
         eval_batch_size: sequences per forward pass during evaluation.
         dtype: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16, else fp32), ``fp32``, ``bf16``.
         compile: ``auto`` (on for CUDA only), ``on`` or ``off``; falls back to eager with a warning when
-            the compiler itself fails (not on other errors, such as running out of memory).
+            the compiler itself fails (not on other errors, such as running out of memory) or when the first
+            compiled step's loss or gradients differ from eager (a miscompiled kernel).
         compile_mode: ``torch.compile`` mode: ``default``, ``reduce-overhead`` (CUDA graphs: less launch
             overhead for small models) or ``max-autotune``.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` …
