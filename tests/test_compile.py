@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from modicl.compiling import is_compiler_error, largest_difference
+from modicl.compiling import is_compiler_error, relative_difference
 from modicl.config import ModelConfig, RunConfig, TrainConfig
 from modicl.hashing import config_hash
 from modicl.model import Transformer
@@ -144,16 +144,17 @@ def _wrong_backend(gm, example_inputs):
     return run
 
 
-def test_largest_difference_is_the_worst_relative_l2_gap_and_inf_for_what_cannot_be_compared():
+def test_relative_difference_is_one_l2_ratio_over_the_whole_set_and_inf_for_what_cannot_be_compared():
     t = torch.tensor
-    assert largest_difference([t([3.0, 4.0])], [t([3.0, 4.5])]) == pytest.approx(0.5 / 5)  # ‖(0, .5)‖ / ‖(3, 4)‖
-    assert largest_difference([t([3.0, 4.0]), t(2.0)], [t([3.0, 4.0]), t(2.5)]) == pytest.approx(0.25)
-    assert largest_difference([t([0.0, 0.0])], [t([0.0, 1e-3])]) == pytest.approx(1e-3)  # a zero eager: absolute
-    assert largest_difference([None, t(1.0)], [None, t(1.0)]) == 0.0
-    assert largest_difference([None], [t(0.0)]) == math.inf  # a gradient only one side computed
-    assert largest_difference([t([1.0])], [t([float("nan")])]) == math.inf
+    assert relative_difference([t([3.0, 4.0])], [t([3.0, 4.5])]) == pytest.approx(0.5 / 5)  # ‖(0, .5)‖ / ‖(3, 4)‖
+    # one norm over both tensors: ‖(0, 0, .5)‖ / ‖(3, 4, 2)‖ = 0.5 / √29, not the 0.25 of the second alone
+    assert relative_difference([t([3.0, 4.0]), t(2.0)], [t([3.0, 4.0]), t(2.5)]) == pytest.approx(0.5 / math.sqrt(29))
+    assert relative_difference([t([0.0, 0.0])], [t([0.0, 1e-3])]) == pytest.approx(1e-3)  # all-zero eager: absolute
+    assert relative_difference([None, t(1.0)], [None, t(1.0)]) == 0.0
+    assert relative_difference([None], [t(0.0)]) == math.inf  # a gradient only one side computed
+    assert relative_difference([t([1.0])], [t([float("nan")])]) == math.inf
     with pytest.raises(ValueError, match="2 eager tensors against 1"):
-        largest_difference([t(1.0), t(1.0)], [t(1.0)])
+        relative_difference([t(1.0), t(1.0)], [t(1.0)])
 
 
 def test_a_compiler_that_computes_wrong_numbers_is_caught_on_the_first_step_and_training_stays_eager(monkeypatch):

@@ -2,7 +2,7 @@
 
 A training step falls back to eager execution only when the compiler fails (Dynamo's tracer, a backend
 such as Inductor, the C++ or Triton toolchain), or when the compiled program computes something other than
-the eager one (:func:`largest_difference`, checked on a step's first batch): an out-of-memory error or a
+the eager one (:func:`relative_difference`, checked on a step's first batch): an out-of-memory error or a
 bug in the model must stop the run, not be retried eagerly and hidden. The exception classes are those of
 ``torch._dynamo.exc`` and ``torch._inductor.exc`` (PyTorch's compiler documentation, "torch.compile
 troubleshooting").
@@ -67,20 +67,21 @@ def graph_break_count() -> int:
     return int(sum(counters["graph_break"].values()))
 
 
-def largest_difference(eager: Sequence[Tensor | None], compiled: Sequence[Tensor | None]) -> float:
-    """Largest relative difference ‖compiled − eager‖₂ / ‖eager‖₂ over pairs of tensors of any shape (a
-    loss and the gradients of one forward/backward, say), in fp32; ``inf`` when a compiled tensor is not
-    finite or only one of a pair is None (a gradient one side computed and the other did not). A pair
-    whose eager tensor is zero is compared absolutely. Used to catch a compiler that returns wrong numbers
-    without failing (Inductor's generated one-thread code under ``ATEN_CPU_CAPABILITY=avx2`` on an AVX-512
-    CPU did: BENCHMARKS.md).
+def relative_difference(eager: Sequence[Tensor | None], compiled: Sequence[Tensor | None]) -> float:
+    """‖compiled − eager‖₂ / ‖eager‖₂ over all the tensors of each sequence together (the gradients of one
+    backward pass, say; any shapes), in fp32: one norm over the whole set, so a tensor whose gradient
+    nearly cancels (a bias, an embedding row the batch rarely uses) cannot turn rounding into a large
+    ratio. ``inf`` when a compiled tensor is not finite or only one of a pair is None (a gradient one side
+    computed and the other did not); an all-zero eager set is compared absolutely. Used to catch a
+    compiler that returns wrong numbers without failing (Inductor's generated one-thread code under
+    ``ATEN_CPU_CAPABILITY=avx2`` on an AVX-512 CPU did: BENCHMARKS.md).
 
     Raises:
         ValueError: the sequences differ in length.
     """
     if len(eager) != len(compiled):
         raise ValueError(f"{len(eager)} eager tensors against {len(compiled)} compiled ones")
-    worst = 0.0
+    diff_sq, eager_sq = 0.0, 0.0
     for e, c in zip(eager, compiled, strict=True):
         if e is None or c is None:
             if e is not c:
@@ -89,6 +90,6 @@ def largest_difference(eager: Sequence[Tensor | None], compiled: Sequence[Tensor
         c32, e32 = c.detach().float(), e.detach().float()
         if not torch.isfinite(c32).all():
             return math.inf
-        scale = max(float(torch.linalg.vector_norm(e32)), 1e-30) if e32.any() else 1.0
-        worst = max(worst, float(torch.linalg.vector_norm(c32 - e32)) / scale)
-    return worst
+        diff_sq += float(torch.linalg.vector_norm(c32 - e32)) ** 2
+        eager_sq += float(torch.linalg.vector_norm(e32)) ** 2
+    return math.sqrt(diff_sq) / (math.sqrt(eager_sq) if eager_sq > 0 else 1.0)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .compiling import graph_break_count, is_compiler_error, largest_difference
+from .compiling import graph_break_count, is_compiler_error, relative_difference
 from .config import ConfigError, RunConfig, TrainConfig
 from .data import model_inputs, z_targets
 from .family import query_slice
@@ -254,10 +254,11 @@ def z_loss(model: Callable[..., Tensor], tokens: Int[Tensor, "batch seq"], *, n_
 
 
 COMPILE_TOLERANCE = {"fp32": 1e-3, "autocast": 5e-2}
-"""Largest relative difference (:func:`modicl.compiling.largest_difference`) between a compiled step's
-first loss and gradients and the eager ones that still counts as the same computation: fp32 compiled and
-eager agree to ≈ 1e-6 (fusion reorders sums), bf16 autocast to ≈ 1e-2 (Inductor keeps some fused
-intermediates in fp32); a broken kernel is off by orders of magnitude or not finite."""
+"""Largest relative difference (:func:`modicl.compiling.relative_difference`) of a compiled step's first
+loss, and of its gradients taken together, from the eager ones that still counts as the same computation:
+fp32 compiled and eager agree to ≈ 1e-6 (fusion reorders sums), bf16 autocast to ≈ 1e-2 (Inductor keeps
+some fused intermediates in fp32); the miscompiled kernels seen were off by orders of magnitude or not
+finite."""
 
 
 def checked_against_eager(
@@ -267,12 +268,12 @@ def checked_against_eager(
 
     ``compiled`` and ``eager`` each zero the gradients of ``params``, run forward and backward and return the
     detached loss(es). Returns (loss, None) with the compiled gradients left in ``.grad`` when the losses and
-    every gradient agree within ``tol`` (:func:`modicl.compiling.largest_difference`), else (the eager loss,
-    a one-line description of the difference) with the eager gradients left in ``.grad``."""
+    the gradients (all together) agree within ``tol`` (:func:`modicl.compiling.relative_difference`), else
+    (the eager loss, a one-line description of the difference) with the eager gradients left in ``.grad``."""
     loss = compiled()
     grads = [p.grad for p in params]
     eager_loss = eager()
-    diff = largest_difference([eager_loss, *(p.grad for p in params)], [loss, *grads])
+    diff = max(relative_difference([eager_loss], [loss]), relative_difference([p.grad for p in params], grads))
     if diff > tol:
         return eager_loss, (
             f"the compiled step's loss or gradients differ from eager by {diff:.3g} (relative; tolerance {tol:g}) "
@@ -290,7 +291,7 @@ class TrainStep:
     (:func:`is_compiler_error`; on any call, not only the first) the step warns, records the error in
     ``compile_error`` and runs eagerly from then on; every other exception propagates. The first compiled
     call also runs the batch eagerly and compares the loss and every gradient
-    (:func:`modicl.compiling.largest_difference`); beyond :data:`COMPILE_TOLERANCE` (fp32, or under an
+    (:func:`modicl.compiling.relative_difference`); beyond :data:`COMPILE_TOLERANCE` (fp32, or under an
     autocast context) it treats the compiler as failed the same way and steps with the eager gradients, so
     a compiler that computes wrong numbers without raising cannot train a run. ``compiled`` says
     what runs now, ``graph_breaks`` how many graph breaks Dynamo reported while compiling (None before
