@@ -10,10 +10,12 @@ import argparse
 
 import torch
 
+from modicl.compiling import relative_difference
 from modicl.data import model_inputs, sample_sequences
 from modicl.family import query_slice
 from modicl.model import build_model
 from modicl.presets import preset
+from modicl.steps import COMPILE_TOLERANCE
 from modicl.tasks import make_task_set
 
 
@@ -56,6 +58,11 @@ def main() -> None:
             bad += 1
             print(f"  gradient of {name}: max |difference| {diff:.3g}")
     print("compiled matches eager" if bad == 0 else f"{bad} gradient(s) differ beyond {args.tol}")
+    rel = relative_difference(list(eager_grads.values()), [comp_grads[n] for n in eager_grads])
+    print(
+        f"gradients together: relative L2 difference {rel:.2e} (a training step falls back to eager above "
+        f"{COMPILE_TOLERANCE['fp32']:g} in fp32)"
+    )
 
 
 if __name__ == "__main__":
