@@ -131,8 +131,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 
 def test_a_compiled_step_that_diverges_names_the_compiler_as_a_suspect(tmp_path, monkeypatch):
-    # torch.compile replaced by the identity, so the step counts as compiled and runs eagerly (fast)
-    _poison_loss_at(monkeypatch, 5)
+    # torch.compile replaced by the identity, so the step counts as compiled and runs eagerly (fast); the
+    # first compiled step computes its loss twice (compiled, then eager to check it), so call 6 is step 5
+    _poison_loss_at(monkeypatch, 6)
     monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
     cfg = tiny_config(steps=40, eval_every=20)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile="on"))
