@@ -261,6 +261,12 @@ some fused intermediates in fp32); the miscompiled kernels seen were off by orde
 finite."""
 
 
+def compile_tolerance(autocast: contextlib.AbstractContextManager) -> float:
+    """The :data:`COMPILE_TOLERANCE` of a step run under ``autocast`` (a no-op context: fp32). An engineering
+    check, no paper section."""
+    return COMPILE_TOLERANCE["fp32" if isinstance(autocast, contextlib.nullcontext) else "autocast"]
+
+
 def checked_against_eager(
     params: Sequence[Tensor], compiled: Callable[[], Tensor], eager: Callable[[], Tensor], tol: float
 ) -> tuple[Tensor, str | None]:
@@ -269,7 +275,8 @@ def checked_against_eager(
     ``compiled`` and ``eager`` each zero the gradients of ``params``, run forward and backward and return the
     detached loss(es). Returns (loss, None) with the compiled gradients left in ``.grad`` when the losses and
     the gradients (all together) agree within ``tol`` (:func:`modicl.compiling.relative_difference`), else
-    (the eager loss, a one-line description of the difference) with the eager gradients left in ``.grad``."""
+    (the eager loss, a one-line description of the difference) with the eager gradients left in ``.grad``.
+    ``params``: any shapes; losses: fp32 scalars or [members]. An engineering check, no paper section."""
     loss = compiled()
     grads = [p.grad for p in params]
     eager_loss = eager()
@@ -341,7 +348,7 @@ class TrainStep:
             list(self.model.parameters()),
             lambda: self._gradients(self.forward_model, tokens),
             lambda: self._gradients(self.model, tokens),
-            COMPILE_TOLERANCE["fp32" if isinstance(self.autocast, contextlib.nullcontext) else "autocast"],
+            compile_tolerance(self.autocast),
         )
         if error is not None:
             self.compiled, self.forward_model, self.compile_error = False, self.model, error
@@ -451,7 +458,7 @@ class VmapStep:
                     list(self.params.values()),
                     lambda: run(self.loss_fn),
                     lambda: run(self._losses),
-                    COMPILE_TOLERANCE["fp32" if isinstance(self.autocast, contextlib.nullcontext) else "autocast"],
+                    compile_tolerance(self.autocast),
                 )
                 self.checked = True
                 if error is not None:
