@@ -176,6 +176,47 @@ def test_real_valued_rope_gives_the_same_bits_as_the_complex_multiply(dtype):
     assert torch.equal(a, b)  # the same products and sums: not just within rounding
 
 
+def _indexed_attention(attn, x, rope, queries=None):
+    """The attention of modicl.model.Attention written the direct way: one permuted [3, B, H, T, D]
+    projection indexed into q, k and v (whose backward zero-fills and adds full-size gradients)."""
+    import torch.nn.functional as F
+
+    cos, sin, causal = rope
+    B, T, d = x.shape
+    H, D = attn.n_heads, d // attn.n_heads
+    if queries is None:
+        qkv = attn.qkv(x).view(B, T, 3, H, D).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(qkv[:2], cos, sin).unbind(0)
+        z = F.scaled_dot_product_attention(q, k, qkv[2], is_causal=True)
+    else:  # keys and values from the weight's last 2·d rows, queries from its first d rows at `queries`
+        w = attn.qkv.weight
+        kv = F.linear(x, w[d:]).view(B, T, 2, H, D).permute(2, 0, 3, 1, 4)
+        xq = x[:, queries]
+        q = F.linear(xq, w[:d]).view(B, xq.shape[1], H, D).transpose(1, 2)
+        q = apply_rope(q, cos[:T][queries], sin[:T][queries])
+        mask = causal[:T][queries, :T].to(q.dtype)
+        z = F.scaled_dot_product_attention(q, apply_rope(kv[0], cos, sin), kv[1], attn_mask=mask)
+    return attn.o(z.transpose(1, 2).reshape(B, z.shape[2], d))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("queries", [None, slice(2, None, 3)])
+def test_attention_gives_the_bits_of_indexing_one_permuted_qkv_projection(dtype, queries):
+    # The model splits the fused projection in its own [B, T, 3, H, D] layout so that the backward writes
+    # the gradient there without zero-fills and copies: only memory traffic may change, never a bit.
+    m = _model()
+    attn, rope = m.blocks[0].attn, (m.rope_cos, m.rope_sin, m.causal)
+    x = torch.randn(5, 23, 32, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    outs = []
+    for fn in (lambda: attn(x, rope, queries=queries), lambda: _indexed_attention(attn, x, rope, queries)):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is torch.bfloat16):
+            y = fn()
+        grads = torch.autograd.grad(y.float().square().sum(), [x, attn.qkv.weight, attn.o.weight])
+        outs.append((y, *grads))
+    for got, want in zip(*outs):
+        assert torch.equal(got, want)
+
+
 def test_compiled_model_traces_in_one_graph_without_complex_ops(monkeypatch):
     from conftest import without_shape_checks
 

@@ -163,9 +163,13 @@ class Attention(nn.Module):
         cos, sin, causal = rope
         B, T, d = x.shape
         H = self.n_heads
-        qkv = self.qkv(x).view(B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(qkv[:2], cos, sin).unbind(0)  # one pass over queries and keys together
-        v = qkv[2]
+        # Split along the projection's own layout [B, T, 3, H, D], then permute each part: the backward
+        # concatenates the parts' gradients straight into that layout, which the weight-gradient matmul
+        # reads as it is. (Indexing a permuted [3, B, H, T, D] view instead zero-fills a full-size gradient
+        # per index, adds them, and copies the sum back to [B, T, 3·d].)
+        qk, v = self.qkv(x).view(B, T, 3, H, d // H).split((2, 1), dim=2)
+        q, k = apply_rope(qk.permute(2, 0, 3, 1, 4), cos, sin).unbind(0)  # queries and keys in one pass
+        v = v.squeeze(2).transpose(1, 2)
         n = self.name
         if hooks is not None:
             q, k, v = (_hook(hooks, f"{n}.hook_{s}", t) for s, t in (("q", q), ("k", k), ("v", v)))
@@ -197,12 +201,12 @@ class Attention(nn.Module):
         cos, sin, causal = rope
         B, T, d = x.shape
         H, D = self.n_heads, d // self.n_heads
-        w = self.qkv.weight
-        kv = F.linear(x, w[d:]).view(B, T, 2, H, D).permute(2, 0, 3, 1, 4)
+        w_q, w_kv = self.qkv.weight.split((d, 2 * d))
+        k, v = (t.transpose(1, 2) for t in F.linear(x, w_kv).view(B, T, 2, H, D).unbind(2))  # as in forward
         xq = x[:, queries]
         Tq = xq.shape[1]
-        q = apply_rope(F.linear(xq, w[:d]).view(B, Tq, H, D).transpose(1, 2), cos[:T][queries], sin[:T][queries])
-        k, v = apply_rope(kv[0], cos, sin), kv[1]
+        q = apply_rope(F.linear(xq, w_q).view(B, Tq, H, D).transpose(1, 2), cos[:T][queries], sin[:T][queries])
+        k = apply_rope(k, cos, sin)
         mask = causal[:T][queries, :T]  # additive 0 / −inf, [Tq, T]
         if self._explicit(x):
             scores = torch.baddbmm(mask, q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2), alpha=D**-0.5)
