@@ -471,6 +471,55 @@ def test_sigint_to_the_sweep_process_alone_stops_its_workers_and_keeps_their_che
     assert [(d / "metrics.jsonl").stat().st_size for d in runs] == sizes
 
 
+@pytest.mark.parametrize("kill", ["SIGTERM to the process group", "SIGKILL to the sweep process"])
+def test_workers_of_a_sweep_process_killed_from_outside_checkpoint_and_exit(tmp_path, kill):
+    # The library API installs no signal handler: SIGTERM to the group (`timeout`, a test runner) kills the
+    # sweep process at once, beside its workers' own SIGTERM; SIGKILL sends the workers nothing. Either way
+    # no worker may go on training, orphaned: each keeps its checkpoint and exits, and so the whole group ends.
+    import contextlib
+    import pathlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from modicl.runlock import is_locked
+
+    out = tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTIBLE_SWEEP, str(out), str(pathlib.Path(__file__).parent)],
+        start_new_session=True,
+        env=_SWEEP_ENV,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("runs/*/checkpoints/last.safetensors"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the two workers never checkpointed"
+            time.sleep(0.5)
+        if kill.startswith("SIGTERM"):
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        alive = True
+        while alive and time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)  # any process left in the group: a worker (or its resource tracker)
+                time.sleep(0.2)
+            except ProcessLookupError:
+                alive = False
+        assert not alive, "a worker outlived its killed sweep process by 60 s"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    runs = sorted(out.glob("runs/*"))
+    assert len(runs) == 2
+    assert [point_status(d) for d in runs] == ["interrupted", "interrupted"]
+    assert not any(is_locked(d) for d in runs)
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_the_sweep_command_stops_its_workers_on_sigterm_and_on_sigint_inherited_as_ignored(tmp_path, sig):
     # SIGINT: as for `modicl sweep … &` from a script, where the shell makes the job ignore SIGINT

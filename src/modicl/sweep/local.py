@@ -48,6 +48,28 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     _WORKER["stopping"] = True
     if _WORKER["running"]:
         raise KeyboardInterrupt
+    if os.getppid() != _WORKER["parent"]:  # idle, and nobody will hand us a job or read a result
+        os._exit(130)
+
+
+# A worker whose sweep process died without stopping it (killed with its process group by SIGTERM, as
+# `timeout` or a test runner does, or by SIGKILL) must not train on, orphaned. Both may get the same SIGTERM
+# at once, so the worker's own "is my parent gone?" check after its interrupt can run before the parent has
+# died; and a parent killed by SIGKILL sends nothing. So every worker watches its parent: once it is gone,
+# a running job is interrupted the way SIGTERM does (its checkpoint is kept) and an idle worker exits.
+PARENT_POLL_S = 0.5
+
+
+def _watch_parent() -> None:
+    import threading
+
+    main = threading.main_thread().ident
+    while os.getppid() == _WORKER["parent"]:
+        time.sleep(PARENT_POLL_S)
+    if not _WORKER["running"]:
+        os._exit(130)
+    assert main is not None
+    signal.pthread_kill(main, signal.SIGTERM)  # -> _on_sigterm in the main thread: checkpoint, then exit
 
 
 # How long the workers get to stop after SIGTERM (finish the current step, release the run lock) before
@@ -69,6 +91,10 @@ def _worker_init() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     if hasattr(signal, "SIGUSR1"):  # POSIX: a worker that does not stop shows where it is
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if hasattr(signal, "pthread_kill"):  # POSIX; elsewhere the pool's own shutdown is all there is
+        import threading
+
+        threading.Thread(target=_watch_parent, name="modicl-parent-watch", daemon=True).start()
 
 
 def _process_state(pid: int) -> str:
@@ -168,7 +194,8 @@ class ProcessPool(_OnThisMachine):
     cores two 1-thread runs do 18 % more steps per second than one 2-thread run, BENCHMARKS.md); every
     point runs alone (no ensembles: on CPUs ensembles are a loop anyway). With ``progress`` each run writes a
     line named by its axis values every minute. Ctrl-C, SIGINT or SIGTERM to this process stops every
-    worker. Raises ConfigError for ``workers`` < 1."""
+    worker; a worker whose sweep process dies without stopping it (SIGKILL, or SIGTERM where nothing
+    handles it) checkpoints and exits within a second. Raises ConfigError for ``workers`` < 1."""
 
     workers: int = 2
     progress: bool = True
