@@ -195,7 +195,7 @@ class ProcessPool(_OnThisMachine):
     point runs alone (no ensembles: on CPUs ensembles are a loop anyway). With ``progress`` each run writes a
     line named by its axis values every minute. Ctrl-C, SIGINT or SIGTERM to this process stops every
     worker; a worker whose sweep process dies without stopping it (SIGKILL, or SIGTERM where nothing
-    handles it) checkpoints and exits within a second. Raises ConfigError for ``workers`` < 1."""
+    handles it) stops the same way, its checkpoints kept, and exits. Raises ConfigError for ``workers`` < 1."""
 
     workers: int = 2
     progress: bool = True
