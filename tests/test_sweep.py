@@ -566,13 +566,45 @@ def test_the_sweep_command_stops_its_workers_on_sigterm_and_on_sigint_inherited_
 
 
 def _ignore_sigterm_and_sleep() -> None:
-    import faulthandler
+    import os
     import signal
     import time
 
+    from modicl.signals import signals_held
+    from modicl.sweep.local import _worker_init
+
+    _worker_init(os.getppid())
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # as _worker_init does
+    with signals_held():  # as every checkpoint commit does: the stack signal must survive it
+        pass
     time.sleep(600)
+
+
+def _start_as_worker_of(parent: int) -> None:
+    import time
+
+    from modicl.sweep.local import _worker_init
+
+    _worker_init(parent)
+    time.sleep(600)
+
+
+def test_a_worker_whose_sweep_process_died_before_it_started_exits():
+    # A sweep killed by SIGKILL while its workers start: a worker that read its parent with getppid then
+    # would watch PID 1 and train the queued jobs on, orphaned. It is handed the sweep's pid instead.
+    import multiprocessing
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    child = multiprocessing.get_context("fork").Process(target=_start_as_worker_of, args=(gone.pid,))
+    child.start()
+    try:
+        child.join(30)
+        assert child.exitcode == 130
+    finally:
+        child.kill()
 
 
 def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(capfd):
@@ -599,7 +631,7 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(capfd):
     assert Pool.shutdown_calls == [{"wait": False, "cancel_futures": True}]
     err = capfd.readouterr().err
     assert f"worker {child.pid} did not stop within 1 s of SIGTERM (process state: S" in err
-    assert "_ignore_sigterm_and_sleep" in err  # its stack, from its own handler
+    assert "_ignore_sigterm_and_sleep" in err  # its stack, from its own handler, after a checkpoint's commit
     assert child.exitcode == -signal.SIGKILL
 
 

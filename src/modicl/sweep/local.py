@@ -72,13 +72,21 @@ def _watch_parent() -> None:
     signal.pthread_kill(main, signal.SIGTERM)  # -> _on_sigterm in the main thread: checkpoint, then exit
 
 
+# The signal that makes a worker print its Python stack (faulthandler, from C: it works while the worker
+# is stuck inside a C call). SIGQUIT, the conventional "show your threads" signal, and not one of the stop
+# signals that signals_held swaps while a checkpoint is committed: Python sees faulthandler's C handler as
+# SIG_DFL, so a swap restores SIG_DFL and the signal would then kill the worker without a stack.
+STACK_SIGNAL = getattr(signal, "SIGQUIT", None)
+
 # How long the workers get to stop after SIGTERM (finish the current step, release the run lock) before
 # they are killed; their last checkpoint is safe either way, as every file is written to a temporary
 # name and renamed.
 STOP_GRACE_S = 30.0
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    """Set up a pool worker of the sweep process ``parent`` (its pid, passed in rather than read with
+    getppid: a sweep killed while its workers start would otherwise leave them watching PID 1)."""
     import faulthandler
 
     from ..allocator import keep_freed_memory
@@ -86,11 +94,11 @@ def _worker_init() -> None:
 
     keep_freed_memory()  # a process of our own: keep freed activations for reuse (allocator.py)
     guard_process_streams()  # a closed pipe on the sweep's stdout or stderr must not stop a job (streams.py)
-    _WORKER["parent"] = os.getppid()
+    _WORKER["parent"] = parent
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if hasattr(signal, "SIGUSR1"):  # POSIX: a worker that does not stop shows where it is
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if STACK_SIGNAL is not None:  # POSIX: a worker that does not stop shows where it is
+        faulthandler.register(STACK_SIGNAL, all_threads=True)
     if hasattr(signal, "pthread_kill"):  # POSIX; elsewhere the pool's own shutdown is all there is
         import threading
 
@@ -128,9 +136,9 @@ def _stop_workers(pool: Any, children: set, grace_s: float = STOP_GRACE_S) -> No
             file=sys.stderr,
             flush=True,
         )
-        if hasattr(signal, "SIGUSR1"):
+        if STACK_SIGNAL is not None:
             with contextlib.suppress(ProcessLookupError):  # it may have ended by itself meanwhile
-                os.kill(child.pid, signal.SIGUSR1)
+                os.kill(child.pid, STACK_SIGNAL)
     if pending:
         time.sleep(0.5)  # the stacks are written by the workers' own signal handlers
     for child in pending.values():
@@ -188,6 +196,14 @@ class InProcess(_OnThisMachine):
         return []
 
 
+# Spawned workers import the sweep's main module again: a script that calls run_sweep at its top level,
+# not under the __main__ guard, makes every worker fail while starting, and the pool reports only that it broke.
+_BROKEN_POOL_HINT = (
+    "a worker process died: killed, out of memory, or started from a script that calls run_sweep "
+    'outside `if __name__ == "__main__":`'
+)
+
+
 @dataclass
 class ProcessPool(_OnThisMachine):
     """Runs the jobs in ``workers`` spawned processes, each with cpu_count / workers threads (on 2 CPU
@@ -214,10 +230,13 @@ class ProcessPool(_OnThisMachine):
         """Run the jobs in the pool, recording each as it ends; on an interrupt stop the workers and re-raise."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
         ctx = multiprocessing.get_context("spawn")
         others = set(multiprocessing.active_children())  # e.g. a notebook's own pools: not ours to stop
-        with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+        ) as pool:
             futures = {pool.submit(_worker_run_job, job, self.progress): job for job in jobs}
             try:
                 for fut in as_completed(futures):
@@ -225,7 +244,10 @@ class ProcessPool(_OnThisMachine):
                     try:
                         outcome = fut.result()
                     except Exception as e:  # the worker process itself died
-                        outcome = {p.hash: f"{type(e).__name__}: {e}".splitlines()[0] for p in job.points}
+                        msg = f"{type(e).__name__}: {e}".splitlines()[0]
+                        if isinstance(e, BrokenProcessPool):
+                            msg += f" ({_BROKEN_POOL_HINT})"
+                        outcome = {p.hash: msg for p in job.points}
                     record(job, outcome)
             except KeyboardInterrupt:  # Ctrl-C, or SIGINT to this process alone: stop the workers too
                 _stop_workers(pool, set(multiprocessing.active_children()) - others)
