@@ -381,6 +381,15 @@ def test_a_cell_is_its_seeds_phase_counts_and_seed_mean_intervals_never_the_phas
     assert "| 8 | 16% | 3 | ood generalization 2, unlisted pattern 1 |" in md and "| 16 | 33% | 2 | none 2 |" in md
 
 
+def _wait_until_two_points_checkpointed(proc, out) -> None:
+    import time
+
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("runs/*/checkpoints/last.safetensors"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "the two workers never checkpointed"
+        time.sleep(0.5)
+
+
 def _interrupt_once_two_points_checkpointed(proc, out, sig):
     """Send ``sig`` to ``proc`` (a sweep in its own session) once two points have a checkpoint; its exit code.
     A sweep that does not exit within 60 s gets SIGABRT, so that with PYTHONFAULTHANDLER set (see
@@ -390,13 +399,9 @@ def _interrupt_once_two_points_checkpointed(proc, out, sig):
     import os
     import signal
     import subprocess
-    import time
 
     try:
-        deadline = time.monotonic() + 120
-        while len(list(out.glob("runs/*/checkpoints/last.safetensors"))) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, "the two workers never checkpointed"
-            time.sleep(0.5)
+        _wait_until_two_points_checkpointed(proc, out)
         proc.send_signal(sig)
         try:
             return proc.wait(timeout=60)
@@ -493,10 +498,7 @@ def test_workers_of_a_sweep_process_killed_from_outside_checkpoint_and_exit(tmp_
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120
-        while len(list(out.glob("runs/*/checkpoints/last.safetensors"))) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, "the two workers never checkpointed"
-            time.sleep(0.5)
+        _wait_until_two_points_checkpointed(proc, out)
         if kill.startswith("SIGTERM"):
             os.killpg(proc.pid, signal.SIGTERM)
         else:
